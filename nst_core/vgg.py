@@ -1,0 +1,213 @@
+"""VGG-19 as a feature extractor: the layer table, preprocessing, and a truncated network.
+
+The network keeps torchvision's module indices (``features.N.weight``), so every weight
+source in ``nst_core.weights`` loads into it without renaming, and a pruned network whose
+channel counts shrank is still the same class with other ``widths``.
+
+Images enter as RGB in 0..255 (the optimization space of ``nst_core.stylize``); the
+network applies the preprocessing that belongs to its weights, so callers never care
+whether the weights came from Caffe (BGR, mean only) or torchvision (RGB, mean and std).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# (block, number of convs, output channels) for VGG-19's "E" configuration.
+_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
+
+
+def _build_layer_table() -> list[tuple[str, str]]:
+    table: list[tuple[str, str]] = []
+    for block, convs, _ in _BLOCKS:
+        for i in range(1, convs + 1):
+            table.append((f"conv{block}_{i}", "conv"))
+            table.append((f"relu{block}_{i}", "relu"))
+        table.append((f"pool{block}", "pool"))
+    return table
+
+
+#: Every layer of VGG-19's ``features`` in order; position == torchvision module index.
+LAYER_TABLE: list[tuple[str, str]] = _build_layer_table()
+LAYER_NAMES: list[str] = [name for name, _ in LAYER_TABLE]
+LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
+#: The 16 conv layers, conv1_1 .. conv5_4.
+CONV_NAMES: list[str] = [name for name, kind in LAYER_TABLE if kind == "conv"]
+#: Output channels of each conv layer in the unpruned network.
+DENSE_WIDTHS: dict[str, int] = {
+    f"conv{block}_{i}": width for block, convs, width in _BLOCKS for i in range(1, convs + 1)
+}
+
+
+def layer_index(name: str) -> int:
+    """Module index of a named layer; raises a ValueError listing valid names."""
+    try:
+        return LAYER_INDEX[name]
+    except KeyError:
+        raise ValueError(f"unknown VGG-19 layer {name!r}; valid names: {', '.join(LAYER_NAMES)}") from None
+
+
+def deepest_layer(names) -> str:
+    """The layer among ``names`` that comes last in the network."""
+    names = list(names)
+    if not names:
+        raise ValueError("no layers given")
+    return max(names, key=layer_index)
+
+
+def convs_up_to(last_layer: str) -> list[str]:
+    """Conv layers needed to compute ``last_layer`` (everything after it can be dropped)."""
+    last = layer_index(last_layer)
+    return [name for name in CONV_NAMES if LAYER_INDEX[name] <= last]
+
+
+def min_input_side(last_layer: str) -> int:
+    """Smallest image side for which ``last_layer`` still has at least 1x1 spatial size."""
+    pools = sum(1 for name, kind in LAYER_TABLE[: layer_index(last_layer) + 1] if kind == "pool")
+    return 2 ** pools
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB 0..255 image becomes network input for one family of weights.
+
+    caffe:       RGB -> BGR, subtract the BGR mean, keep the 0..255 scale.
+    torchvision: scale to 0..1, subtract the ImageNet mean, divide by its std (RGB).
+    """
+
+    name: str
+    bgr: bool
+    scale: float  # multiply 0..255 input by this before subtracting the mean
+    mean: tuple[float, float, float]  # in the network's channel order and scale
+    std: tuple[float, float, float]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "bgr": self.bgr, "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Preprocessing":
+        return cls(data["name"], bool(data["bgr"]), float(data["scale"]), tuple(data["mean"]), tuple(data["std"]))
+
+
+CAFFE = Preprocessing("caffe", bgr=True, scale=1.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+TORCHVISION = Preprocessing(
+    "torchvision", bgr=False, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
+)
+PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCHVISION)}
+
+
+class VGGFeatures(nn.Module):
+    """VGG-19's convolutional trunk, truncated after ``last_layer``.
+
+    ``widths`` gives each conv's output channels (defaults to the dense network); a
+    structured-pruned network is the same class with smaller widths, and
+    ``kept_channels`` records which teacher output channels each conv kept.
+    Module indices match torchvision, so ``state_dict()`` keys are ``features.N.weight``.
+    """
+
+    def __init__(
+        self,
+        last_layer: str = "relu5_4",
+        widths: dict[str, int] | None = None,
+        pooling: str = "max",
+        preprocessing: Preprocessing = CAFFE,
+    ):
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        self.last_layer = last_layer
+        self.pooling = pooling
+        self.preprocessing = preprocessing
+        self.widths = {**DENSE_WIDTHS, **(widths or {})}
+        # Set by pruning: which teacher output channels each conv kept (structured), and
+        # bool masks, True = weight kept (fine-grained). Empty for a dense network.
+        self.kept_channels: dict[str, torch.Tensor] = {}
+        self.masks: dict[str, torch.Tensor] = {}
+        self.weight_source = "unset"
+        # Where this network came from (pruning method, profile, scan, fine-tuning), for metadata.
+        self.provenance: dict = {}
+
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for name, kind in LAYER_TABLE[: layer_index(last_layer) + 1]:
+            if kind == "conv":
+                out_ch = self.widths[name]
+                layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1))
+                in_ch = out_ch
+            elif kind == "relu":
+                # Not in-place: style losses read activations that a later ReLU would overwrite.
+                layers.append(nn.ReLU(inplace=False))
+            else:
+                pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
+                layers.append(pool(kernel_size=2, stride=2))
+        self.features = nn.Sequential(*layers)
+        self.widths = {name: self.widths[name] for name in self.conv_names}
+
+        p = preprocessing
+        self.register_buffer("_mean", torch.tensor(p.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(p.std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def conv_names(self) -> list[str]:
+        return convs_up_to(self.last_layer)
+
+    def conv(self, name: str) -> nn.Conv2d:
+        """The conv module for a layer name such as ``conv3_1``."""
+        return self.features[layer_index(name)]
+
+    def convs(self) -> dict[str, nn.Conv2d]:
+        return {name: self.conv(name) for name in self.conv_names}
+
+    def preprocess(self, image: torch.Tensor) -> torch.Tensor:
+        """RGB 0..255 (N,3,H,W) -> the input these weights were trained on."""
+        x = image
+        if self.preprocessing.bgr:
+            x = x.flip(1)
+        x = x * self.preprocessing.scale
+        return (x - self._mean) / self._std
+
+    def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
+        """Activations of the named ``layers`` for an RGB 0..255 batch."""
+        wanted = {layer_index(name): name for name in layers}
+        if max(wanted) >= len(self.features):
+            raise ValueError(f"layer {wanted[max(wanted)]!r} is past this network's last layer {self.last_layer!r}")
+        out: dict[str, torch.Tensor] = {}
+        x = self.preprocess(image)
+        for index, module in enumerate(self.features):
+            x = module(x)
+            if index in wanted:
+                out[wanted[index]] = x
+                if len(out) == len(wanted):
+                    break  # nothing past the deepest requested layer is computed
+        return out
+
+    def conv_weight_count(self) -> int:
+        return sum(self.conv(n).weight.numel() for n in self.conv_names)
+
+    def describe(self) -> dict:
+        """Architecture facts for metadata and reports."""
+        return {
+            "arch": "vgg19",
+            "last_layer": self.last_layer,
+            "pooling": self.pooling,
+            "widths": dict(self.widths),
+            "preprocessing": self.preprocessing.to_dict(),
+            "weight_source": self.weight_source,
+        }
+
+
+def random_state_dict(last_layer: str = "relu5_4", seed: int = 0, widths: dict[str, int] | None = None) -> dict:
+    """Seeded He-initialised weights in torchvision's key layout (for tests and offline use)."""
+    model = VGGFeatures(last_layer, widths=widths)
+    generator = torch.Generator().manual_seed(seed)
+    state = {}
+    for name in model.conv_names:
+        conv = model.conv(name)
+        index = layer_index(name)
+        fan_in = conv.in_channels * 9
+        state[f"features.{index}.weight"] = torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
+        state[f"features.{index}.bias"] = torch.zeros(conv.out_channels)
+    return state

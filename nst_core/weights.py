@@ -1,0 +1,240 @@
+"""Where VGG-19 weights come from, and loading them into a ``VGGFeatures``.
+
+A weight spec is one string, so the CLI, the app and metadata can all carry it:
+
+    caffe                 the Caffe VGG-19 converted to PyTorch (the seed's default)
+    torchvision           torchvision's IMAGENET1K_V1 weights
+    hf:REPO[:FILE][@REV]  a safetensors file on the Hugging Face Hub (default model.safetensors)
+    PATH.pth | PATH.safetensors   a local file
+    random[:SEED]         seeded random weights: mechanically right, visually meaningless
+
+Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
+With no network and nothing cached, loading fails within seconds with a message saying how
+to provide weights, instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, layer_index, random_state_dict
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found, downloaded or matched to the network."""
+
+
+@dataclass(frozen=True)
+class UrlWeights:
+    url: str
+    filename: str  # torch hub checks the sha256 prefix embedded after the dash
+    preprocessing: Preprocessing
+
+
+URL_SOURCES = {
+    "caffe": UrlWeights("https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth", "vgg19-d01eb7cb.pth", CAFFE),
+    "torchvision": UrlWeights(
+        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth", TORCHVISION
+    ),
+}
+
+HOW_TO_GET_WEIGHTS = (
+    "Provide weights one of these ways: run once with network access so they are cached; "
+    "download {url} yourself and pass the file with --weights PATH; "
+    "use --weights hf:REPO for a safetensors copy on the Hub; "
+    "or use --weights random for a mechanical test (results are not meaningful)."
+)
+
+DOWNLOAD_TIMEOUT_S = float(os.environ.get("NST_DOWNLOAD_TIMEOUT", "10"))
+
+
+def offline() -> bool:
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "NST_OFFLINE"))
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    # torch.hub's urlopen has no timeout of its own; without this an unreachable host can hang.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_url_weights(source: UrlWeights) -> Path:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / source.filename
+    if cached.exists():
+        return cached
+    if offline():
+        raise WeightsError(f"{source.filename} is not cached and offline mode is set. " + HOW_TO_GET_WEIGHTS.format(url=source.url))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            torch.hub.download_url_to_file(source.url, str(cached), hash_prefix=source.filename.split("-")[1].split(".")[0], progress=True)
+    except Exception as exc:  # network errors come in many classes (URLError, timeout, OSError, RuntimeError for hash)
+        raise WeightsError(f"could not download {source.url}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=source.url)) from None
+    return cached
+
+
+def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
+    """'hf:REPO[:FILE][@REV]' -> (repo, file, revision)."""
+    body = spec[3:]
+    revision = None
+    if "@" in body:
+        body, revision = body.rsplit("@", 1)
+    repo, _, filename = body.partition(":")
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        raise WeightsError(f"bad Hub weight spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
+    return repo, filename or "model.safetensors", revision
+
+
+def _download_hf(spec: str) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    repo, filename, revision = parse_hf_spec(spec)
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision, etag_timeout=DOWNLOAD_TIMEOUT_S))
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        raise WeightsError(f"{spec}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    except LocalEntryNotFoundError:
+        raise WeightsError(
+            f"{spec}: not in the local Hugging Face cache and the Hub cannot be reached. "
+            + HOW_TO_GET_WEIGHTS.format(url=f"the file {filename} from {repo}")
+        ) from None
+    except Exception as exc:
+        raise WeightsError(f"{spec}: could not download: {exc}") from None
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and (for safetensors) header metadata of a local weights file."""
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                return {k: f.get_tensor(k) for k in f.keys()}, metadata
+        except Exception as exc:
+            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a loadable PyTorch weights file ({str(exc).splitlines()[0]})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path}: expected a dict of tensors (a state_dict)")
+    return state, {}
+
+
+def features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep ``features.N.*`` keys; drop the classifier (and timm's pre_logits/head)."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("features."):
+            out[key] = value
+    return out
+
+
+def match_state_dict(model: VGGFeatures, state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+    """The subset of ``state`` the model needs, checked key by key; names the first mismatch."""
+    expected = model.state_dict()
+    features = features_only(state)
+    if not features:
+        sample = ", ".join(list(state)[:4])
+        raise WeightsError(f"{origin}: no 'features.N.weight' keys found (first keys: {sample}); is this a VGG-19 file?")
+    for key, tensor in expected.items():
+        if key not in features:
+            raise WeightsError(f"{origin}: missing key {key!r} needed up to layer {model.last_layer}")
+        if tuple(features[key].shape) != tuple(tensor.shape):
+            raise WeightsError(
+                f"{origin}: key {key!r} has shape {list(features[key].shape)}, expected {list(tensor.shape)}"
+            )
+    return {key: features[key].float() for key in expected}
+
+
+def _preprocessing_from(metadata: dict[str, str], declared: str | None, default: Preprocessing) -> Preprocessing:
+    if declared:
+        return PREPROCESSINGS[declared]
+    if "preprocessing" in metadata:
+        raw = metadata["preprocessing"]
+        return PREPROCESSINGS[raw] if raw in PREPROCESSINGS else Preprocessing.from_dict(json.loads(raw))
+    return default
+
+
+def resolve_weights(spec: str, preprocessing: str | None = None) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
+    """Weight spec -> (state dict, preprocessing, human description). Random weights are not resolved here."""
+    if preprocessing is not None and preprocessing not in PREPROCESSINGS:
+        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
+    if spec in URL_SOURCES:
+        source = URL_SOURCES[spec]
+        path = _download_url_weights(source)
+        state, _ = read_state_dict(path)
+        return state, PREPROCESSINGS[preprocessing] if preprocessing else source.preprocessing, spec
+    if spec.startswith("hf:"):
+        path = _download_hf(spec)
+        state, metadata = read_state_dict(path)
+        return state, _preprocessing_from(metadata, preprocessing, TORCHVISION), spec
+    path = Path(spec)
+    if path.suffix in (".pth", ".pt", ".safetensors"):
+        state, metadata = read_state_dict(path)
+        # A .pth of unknown origin is most likely the seed's Caffe conversion.
+        default = TORCHVISION if path.suffix == ".safetensors" else CAFFE
+        return state, _preprocessing_from(metadata, preprocessing, default), str(path)
+    raise WeightsError(
+        f"unknown weight source {spec!r}: use caffe, torchvision, hf:REPO[:FILE][@REV], a .pth/.safetensors path, or random[:SEED]"
+    )
+
+
+def load_vgg(
+    spec: str = "caffe",
+    last_layer: str = "relu5_4",
+    pooling: str = "max",
+    preprocessing: str | None = None,
+    device: str | torch.device = "cpu",
+) -> VGGFeatures:
+    """A frozen, eval-mode VGG-19 trunk up to ``last_layer`` with weights from ``spec``.
+
+    >>> model = load_vgg("random:0", last_layer="relu4_2")
+    >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"]))
+    ['relu4_2']
+    """
+    layer_index(last_layer)  # validate early, before any download
+    if spec == "random" or spec.startswith("random:"):
+        seed = int(spec.partition(":")[2] or 0)
+        prep = PREPROCESSINGS[preprocessing or "caffe"]
+        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+        model.load_state_dict(random_state_dict(last_layer, seed))
+        model.weight_source = f"random:{seed}"
+    else:
+        state, prep, description = resolve_weights(spec, preprocessing)
+        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+        model.load_state_dict(match_state_dict(model, state, description))
+        model.weight_source = description
+    return freeze(model.to(device))
+
+
+def freeze(model: VGGFeatures) -> VGGFeatures:
+    """Eval mode, no parameter gradients: the trunk is a fixed feature extractor."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def is_random(model: VGGFeatures) -> bool:
+    return model.weight_source.startswith("random")

@@ -1,0 +1,228 @@
+"""Fine-grained and structured pruning, profiles and the sparsity report.
+
+Random seeded weights stand in for the Caffe VGG-19 (which cannot be downloaded here);
+the shapes are the real VGG-19 shapes, so every count below is the real network's count.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from nst_core.pruning import (
+    PROFILES,
+    Profile,
+    ProfileError,
+    apply_masks,
+    channels_to_keep,
+    filter_l1_norms,
+    load_profile,
+    prune,
+    prune_fine,
+    prune_structured,
+    save_profile,
+    sparsity_report,
+    threshold_for_global_sparsity,
+)
+from nst_core.vgg import CONV_NAMES, VGGFeatures
+from nst_core.weights import load_vgg
+
+
+@pytest.fixture(scope="module")
+def full() -> VGGFeatures:
+    return load_vgg("random:0", last_layer="relu5_4")
+
+
+@pytest.fixture(scope="module")
+def small() -> VGGFeatures:
+    return load_vgg("random:1", last_layer="relu3_1")
+
+
+def test_seed_profile_reproduces_the_seed_counts(full):
+    pruned = prune(full, load_profile("seed"))
+    report = sparsity_report(pruned)
+    assert report.total_dense_parameters == 20_024_384  # the seed's "conv weights" include biases
+    assert report.total_weights == 20_018_880
+    # Seed: 3.02M nonzeros, 6.64x.
+    assert round(report.total_kept_parameters / 1e6, 2) == 3.02
+    assert f"{report.compression:.2f}" == "6.64"
+    for row in report.rows:
+        expected = round(PROFILES["seed"][row.name] * row.weights)
+        assert row.weights - row.nonzeros == expected, row.name
+    assert pruned.provenance["method"] == "fine"
+    assert pruned.provenance["sparsity"] == PROFILES["seed"]
+
+
+def test_exact_count_per_layer_smallest_magnitudes_and_biases_kept(small):
+    sparsity = {"conv1_1": 0.33, "conv1_2": 0.5, "conv2_2": 0.77}
+    pruned = prune_fine(small, sparsity)
+    for name in small.conv_names:
+        before, after = small.conv(name).weight, pruned.conv(name).weight
+        n = before.numel()
+        zeroed = int((after == 0).sum())
+        assert zeroed == round(sparsity.get(name, 0.0) * n), name
+        if name in sparsity:
+            # Every zeroed weight is no larger in magnitude than every kept weight.
+            mask = pruned.masks[name]
+            assert mask.dtype == torch.bool and mask.shape == before.shape
+            assert torch.equal(mask, after != 0)
+            assert before.abs()[~mask].max() <= before.abs()[mask].min()
+            assert torch.equal(after[mask], before[mask])
+        else:
+            assert name not in pruned.masks  # absent from the dict -> dense
+            assert torch.equal(after, before)
+        assert torch.equal(pruned.conv(name).bias, small.conv(name).bias)
+    # The input network is untouched.
+    assert all(int((small.conv(n).weight == 0).sum()) == 0 for n in small.conv_names)
+
+
+def test_ties_are_broken_by_flat_index_deterministically():
+    model = VGGFeatures("relu1_1")
+    with torch.no_grad():
+        model.conv("conv1_1").weight.fill_(1.0)  # all magnitudes tie
+    pruned = prune_fine(model, {"conv1_1": 0.25})
+    flat = pruned.masks["conv1_1"].flatten()
+    k = round(0.25 * flat.numel())
+    assert not flat[:k].any() and flat[k:].all()
+
+
+def test_determinism(small):
+    a = prune_fine(small, 0.6)
+    b = prune_fine(small, 0.6)
+    for name in small.conv_names:
+        assert torch.equal(a.masks[name], b.masks[name])
+    sa, sb = prune_structured(small, 0.5), prune_structured(small, 0.5)
+    assert all(torch.equal(sa.kept_channels[n], sb.kept_channels[n]) for n in small.conv_names)
+    assert all(torch.equal(x, y) for x, y in zip(sa.state_dict().values(), sb.state_dict().values()))
+
+
+def test_layers_past_last_layer_are_ignored_and_bad_names_rejected(small):
+    pruned = prune_fine(small, PROFILES["seed"])
+    assert set(pruned.masks) == set(small.conv_names)
+    with pytest.raises(ProfileError, match="conv9_9"):
+        prune_fine(small, {"conv9_9": 0.5})
+    with pytest.raises(ProfileError, match="conv1_2"):
+        prune_fine(small, {"conv1_2": 1.5})
+    with pytest.raises(ProfileError, match="conv1_2"):
+        prune_structured(small, {"conv1_2": 1.0})
+
+
+def test_global_threshold(small):
+    t = threshold_for_global_sparsity(small, 0.7)
+    pruned = prune_fine(small, global_threshold=t)
+    report = sparsity_report(pruned)
+    assert report.total_weights - report.total_nonzeros == round(0.7 * report.total_weights)
+    for name in small.conv_names:
+        w = small.conv(name).weight.abs()
+        assert torch.equal(pruned.masks[name], w >= t)
+    with pytest.raises(ProfileError):
+        prune_fine(small, 0.5, global_threshold=t)
+
+
+def test_masks_reapplied_after_an_update(small):
+    pruned = prune_fine(small, 0.5)
+    with torch.no_grad():
+        for conv in pruned.convs().values():
+            conv.weight.add_(1.0)  # what an optimizer step does to pruned weights
+    apply_masks(pruned)
+    for name in small.conv_names:
+        assert int((pruned.conv(name).weight == 0).sum()) == round(0.5 * pruned.conv(name).weight.numel())
+
+
+def test_channels_to_keep_rounding():
+    assert channels_to_keep(64, 0.5) == 32
+    assert channels_to_keep(64, 0.3) == 48  # 44.8 -> nearest multiple of 8
+    assert channels_to_keep(64, 0.99) == 8  # never below 8
+    assert channels_to_keep(512, 0.0) == 512
+    assert channels_to_keep(64, 0.01) == 64
+
+
+def test_structured_shapes_chain_and_forward_runs(full):
+    ratios = {"conv1_1": 0.5, "conv2_1": 0.3, "conv3_4": 0.9, "conv5_4": 0.5}
+    small = prune_structured(full, ratios)
+    assert type(small) is VGGFeatures
+    expected = {name: channels_to_keep(full.widths[name], ratios.get(name, 0.0)) for name in CONV_NAMES}
+    assert small.widths == expected
+    in_ch = 3
+    for name in CONV_NAMES:
+        conv = small.conv(name)
+        assert conv.weight.shape == (expected[name], in_ch, 3, 3)
+        assert conv.bias.shape == (expected[name],)
+        assert small.kept_channels[name].dtype == torch.long
+        assert small.kept_channels[name].numel() == expected[name]
+        assert torch.equal(small.kept_channels[name], small.kept_channels[name].sort().values)
+        in_ch = expected[name]
+    out = small(torch.rand(1, 3, 32, 32) * 255, ["relu3_4", "relu5_4"])
+    assert out["relu3_4"].shape == (1, expected["conv3_4"], 8, 8)
+    assert out["relu5_4"].shape == (1, expected["conv5_4"], 2, 2)
+    assert small.provenance["method"] == "structured"
+    # It is physically smaller.
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in full.parameters())
+
+
+def test_structured_kept_channel_map_is_right(small):
+    pruned = prune_structured(small, {"conv1_1": 0.5, "conv1_2": 0.75})
+    kept = pruned.kept_channels["conv1_1"]
+    # The kept filters are exactly those of largest L1 norm.
+    norms = filter_l1_norms(small.conv("conv1_1"))
+    assert norms[kept].min() >= norms[[i for i in range(64) if i not in set(kept.tolist())]].max()
+    image = torch.rand(1, 3, 16, 16) * 255
+    dense = small(image, ["relu1_1", "relu1_2", "conv2_1"])
+    ours = pruned(image, ["relu1_1", "relu1_2"])
+    # conv1_1 keeps its inputs, so its kept outputs equal the dense outputs at the kept channels.
+    torch.testing.assert_close(ours["relu1_1"], dense["relu1_1"][:, kept])
+    # conv1_2 lost input channels, so it differs from the dense net, but its channel map still indexes the teacher.
+    assert pruned.kept_channels["conv1_2"].numel() == 16
+    assert torch.equal(pruned.kept_channels["conv2_1"], torch.arange(128))
+
+
+def test_structured_composes_kept_channels_with_an_earlier_pruning(small):
+    once = prune_structured(small, {"conv1_1": 0.5})
+    twice = prune_structured(once, {"conv1_1": 0.5})
+    assert twice.widths["conv1_1"] == 16
+    # Indices refer to the dense teacher, and are a subset of what the first pruning kept.
+    assert set(twice.kept_channels["conv1_1"].tolist()) <= set(once.kept_channels["conv1_1"].tolist())
+    image = torch.rand(1, 3, 16, 16) * 255
+    torch.testing.assert_close(
+        twice(image, ["relu1_1"])["relu1_1"], small(image, ["relu1_1"])["relu1_1"][:, twice.kept_channels["conv1_1"]]
+    )
+
+
+def test_fine_then_structured_keeps_masks_in_step(small):
+    fine = prune_fine(small, 0.5)
+    both = prune_structured(fine, 0.5)
+    for name in small.conv_names:
+        assert both.masks[name].shape == both.conv(name).weight.shape
+        assert torch.equal(both.masks[name], both.conv(name).weight != 0)
+
+
+def test_profile_round_trip_and_errors(tmp_path):
+    profile = Profile("structured", {"conv2_1": 0.5, "conv1_1": 0.25}, {"scan": "abc", "tolerance": 0.1})
+    path = tmp_path / "p.json"
+    save_profile(profile, path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "nst-profile/1" and list(data["sparsity"]) == ["conv1_1", "conv2_1"]
+    loaded = load_profile(path)
+    assert loaded == profile
+    assert [p.name for p in tmp_path.iterdir()] == ["p.json"]  # no temp files left behind
+
+    with pytest.raises(ProfileError, match="no profile named"):
+        load_profile(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ProfileError, match="bad.json"):
+        load_profile(tmp_path / "bad.json")
+    (tmp_path / "fmt.json").write_text(json.dumps({"format": "other", "method": "fine", "sparsity": {}}))
+    with pytest.raises(ProfileError, match="format"):
+        load_profile(tmp_path / "fmt.json")
+    (tmp_path / "method.json").write_text(json.dumps({"format": "nst-profile/1", "method": "magic", "sparsity": {}}))
+    with pytest.raises(ProfileError, match="magic"):
+        load_profile(tmp_path / "method.json")
+
+
+def test_prune_dispatches_on_method(small):
+    structured = prune(small, Profile("structured", {"conv1_1": 0.5}, {}))
+    assert structured.widths["conv1_1"] == 32 and not structured.masks
+    fine = prune(small, Profile("fine", {"conv1_1": 0.5}, {}))
+    assert fine.widths["conv1_1"] == 64 and set(fine.masks) == {"conv1_1"}

@@ -1,0 +1,285 @@
+"""The safetensors checkpoint format: round trips, real sizes, bad files, atomic writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from nst_core import checkpoint
+from nst_core.checkpoint import (
+    DTYPES,
+    ENCODINGS,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint_info,
+    save_checkpoint,
+)
+from nst_core.pruning import PROFILES, prune_fine, prune_structured
+from nst_core.weights import load_vgg
+
+MiB = 2**20
+
+
+@pytest.fixture(scope="module")
+def small_fine():
+    """A fine-grained pruned trunk up to relu3_1 (random weights: shapes and zeros are what matter)."""
+    return prune_fine(load_vgg("random:1", last_layer="relu3_1"), "seed")
+
+
+@pytest.fixture(scope="module")
+def small_structured():
+    model = prune_structured(load_vgg("random:2", last_layer="relu3_1"), 0.5)
+    return prune_fine(model, 0.5)
+
+
+def assert_same_network(loaded, original, dtype: torch.dtype):
+    assert loaded.widths == original.widths
+    assert loaded.last_layer == original.last_layer and loaded.pooling == original.pooling
+    assert loaded.preprocessing == original.preprocessing
+    assert loaded.weight_source == original.weight_source
+    assert json.loads(json.dumps(original.provenance, default=str)) == loaded.provenance
+    assert set(loaded.masks) == set(original.masks)
+    for name in original.conv_names:
+        a, b = loaded.conv(name), original.conv(name)
+        assert a.weight.dtype == torch.float32
+        # Bit-exact: the stored dtype's values, computed in fp32.
+        assert torch.equal(a.weight, b.weight.detach().to(dtype).float()), name
+        assert torch.equal(a.bias, b.bias.detach().to(dtype).float()), name
+        if name in original.masks:
+            assert torch.equal(loaded.masks[name], original.masks[name]), name
+    assert set(loaded.kept_channels) == set(original.kept_channels)
+    for name, kept in original.kept_channels.items():
+        assert torch.equal(loaded.kept_channels[name], kept)
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_round_trip_fine(tmp_path, small_fine, encoding, dtype):
+    path = save_checkpoint(small_fine, tmp_path / "m.safetensors", encoding=encoding, dtype=dtype, metrics={"ssim": 0.9})
+    loaded = load_checkpoint(path)
+    assert_same_network(loaded, small_fine, DTYPES[dtype])
+    info = read_checkpoint_info(path)
+    assert info["encoding"] == encoding and info["dtype"] == dtype
+    assert info["metrics"] == {"ssim": 0.9}
+    assert info["sparsity"]["conv1_2"] == pytest.approx(0.9, abs=1e-4)
+    assert info["sparsity"]["conv1_1"] == 0.0
+    assert info["pruning_method"] == "fine"
+    if dtype == "fp32":
+        image = torch.rand(1, 3, 32, 32) * 255
+        assert torch.equal(loaded(image, ["relu3_1"])["relu3_1"], small_fine(image, ["relu3_1"])["relu3_1"])
+
+
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_round_trip_structured(tmp_path, small_structured, encoding):
+    path = save_checkpoint(small_structured, tmp_path / "s.safetensors", encoding=encoding, dtype="bf16")
+    loaded = load_checkpoint(path)
+    assert loaded.widths["conv1_1"] == 32
+    assert_same_network(loaded, small_structured, torch.bfloat16)
+    assert read_checkpoint_info(path)["structured"] == small_structured.conv_names
+
+
+def test_dense_checkpoint_doubles_as_plain_weights(tmp_path):
+    """A dense checkpoint keeps torchvision keys and preprocessing metadata, so load_vgg reads it."""
+    model = load_vgg("random:3", last_layer="relu2_1", preprocessing="torchvision")
+    path = save_checkpoint(model, tmp_path / "dense.safetensors", encoding="dense", dtype="fp32")
+    as_weights = load_vgg(str(path), last_layer="relu2_1")
+    assert as_weights.preprocessing.name == "torchvision"
+    for name in model.conv_names:
+        assert torch.equal(as_weights.conv(name).weight, model.conv(name).weight)
+    assert load_checkpoint(path).masks == {}
+    assert read_checkpoint_info(path)["pruning_method"] == "none"
+
+
+def test_dense_stores_masks_when_a_kept_weight_underflows(tmp_path):
+    """fp16 turns 1e-9 into 0: the mask can no longer be read from the zeros, so it is stored."""
+    model = prune_fine(load_vgg("random:4", last_layer="relu1_2"), 0.5)
+    with torch.no_grad():
+        kept_index = model.masks["conv1_2"].nonzero()[0].tolist()
+        model.conv("conv1_2").weight[tuple(kept_index)] = 1e-9
+    path = save_checkpoint(model, tmp_path / "u.safetensors", encoding="dense", dtype="fp16")
+    assert read_checkpoint_info(path)["masks"] == "stored"
+    loaded = load_checkpoint(path)
+    assert torch.equal(loaded.masks["conv1_2"], model.masks["conv1_2"])
+    assert loaded.conv("conv1_2").weight[tuple(kept_index)] == 0
+
+
+@pytest.fixture(scope="module")
+def seed_pruned_vgg19():
+    """Real VGG-19 shapes (all 16 convs) with random weights, pruned with the seed profile."""
+    return prune_fine(load_vgg("random:0", last_layer="relu5_4"), PROFILES["seed"])
+
+
+def test_seed_profile_sizes(tmp_path, seed_pruned_vgg19):
+    packed = save_checkpoint(seed_pruned_vgg19, tmp_path / "p.safetensors", encoding="packed", dtype="fp16")
+    dense = save_checkpoint(seed_pruned_vgg19, tmp_path / "d.safetensors", encoding="dense", dtype="fp32")
+    packed_size, dense_size = os.path.getsize(packed), os.path.getsize(dense)
+    assert packed_size <= 9 * MiB, f"packed fp16 is {packed_size / MiB:.2f} MiB"
+    # 20,018,880 conv weights + 5,504 biases in fp32, plus the header.
+    assert 76 * MiB < dense_size < 77 * MiB
+    info = read_checkpoint_info(packed)
+    assert info["conv_weights"] == 20_018_880  # conv weights without biases
+    assert 3.0e6 < info["conv_weights_kept"] < 3.05e6
+    loaded = load_checkpoint(packed)
+    assert torch.equal(loaded.conv("conv5_4").weight, seed_pruned_vgg19.conv("conv5_4").weight.half().float())
+
+
+def test_read_info_does_not_need_tensor_data(tmp_path, small_fine):
+    path = save_checkpoint(small_fine, tmp_path / "m.safetensors")
+    info = read_checkpoint_info(path)
+    assert info["format"] == checkpoint.FORMAT_NAME and info["format_version"] == checkpoint.FORMAT_VERSION
+    assert info["widths"] == small_fine.widths
+    assert info["preprocessing"]["name"] == "caffe"
+    assert info["file_bytes"] == os.path.getsize(path)
+    assert "features.2.weight.mask" in info["tensors"]
+
+
+# ------------------------------------------------------------------------------ bad files
+
+
+def _rewrite(path, tensors=None, metadata_changes=None, recompute_digest=True):
+    """Re-save a checkpoint with edited tensors or header (an honest way to make a self-inconsistent file)."""
+    info_meta = read_checkpoint_info(path)
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        metadata = dict(f.metadata())
+    tensors = tensors if tensors is not None else load_file(str(path))
+    metadata.update(metadata_changes or {})
+    if recompute_digest:
+        metadata["tensors_sha256"] = checkpoint.tensors_digest(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+    return info_meta
+
+
+@pytest.fixture
+def good_file(tmp_path, small_fine):
+    return save_checkpoint(small_fine, tmp_path / "good.safetensors", encoding="packed", dtype="fp16")
+
+
+def expect_error(path, *words):
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert str(path) in message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_missing_file(tmp_path):
+    expect_error(tmp_path / "nope.safetensors", "does not exist")
+
+
+def test_not_safetensors(tmp_path):
+    for name, data in {"empty": b"", "text": b"hello, this is not a checkpoint\n" * 20, "png": b"\x89PNG\r\n\x1a\n" + bytes(500)}.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        expect_error(path, "not a safetensors file")
+        with pytest.raises(CheckpointError):
+            read_checkpoint_info(path)
+
+
+def test_pickle_is_not_loaded(tmp_path):
+    path = tmp_path / "weights.safetensors"
+    torch.save({"features.0.weight": torch.zeros(64, 3, 3, 3)}, path)
+    expect_error(path, "not a safetensors file")
+
+
+def test_truncated(good_file):
+    data = good_file.read_bytes()
+    good_file.write_bytes(data[: len(data) // 2])
+    expect_error(good_file, "truncated")
+    good_file.write_bytes(data[:100])
+    expect_error(good_file, "truncated")
+
+
+def test_corrupt_header(good_file):
+    data = bytearray(good_file.read_bytes())
+    (header_len,) = struct.unpack("<Q", data[:8])
+    data[8 + header_len // 2] = ord("\x01")
+    good_file.write_bytes(bytes(data))
+    expect_error(good_file, "corrupt header")
+
+
+def test_corrupt_tensor_data(good_file):
+    data = bytearray(good_file.read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte in the last tensor's values
+    good_file.write_bytes(bytes(data))
+    expect_error(good_file, "corrupt", "tensors_sha256")
+
+
+def test_foreign_safetensors(tmp_path):
+    plain = tmp_path / "plain.safetensors"
+    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3)}, str(plain))
+    expect_error(plain, "not an nst checkpoint", "no 'format'")
+    other = tmp_path / "other.safetensors"
+    save_file({"x": torch.zeros(2)}, str(other), metadata={"format": "pt"})
+    expect_error(other, "not an nst checkpoint", "'pt'")
+
+
+def test_newer_format_version(good_file):
+    _rewrite(good_file, metadata_changes={"format_version": "99"})
+    expect_error(good_file, "newer")
+
+
+def test_widths_disagree_with_shapes(tmp_path):
+    model = load_vgg("random:5", last_layer="relu2_1")
+    path = save_checkpoint(model, tmp_path / "w.safetensors", encoding="dense", dtype="fp32")
+    widths = dict(model.widths, conv1_2=32)
+    _rewrite(path, metadata_changes={"widths": json.dumps(widths)})
+    expect_error(path, "features.2.", "shape", "widths")
+
+
+def test_values_disagree_with_mask(good_file):
+    tensors = load_file(str(good_file))
+    tensors["features.2.weight.values"] = tensors["features.2.weight.values"][:-1].clone()
+    _rewrite(good_file, tensors=tensors)
+    expect_error(good_file, "features.2.weight.values", "mask keeps")
+
+
+def test_missing_and_extra_tensors(good_file):
+    tensors = load_file(str(good_file))
+    bias = tensors.pop("features.0.bias")
+    _rewrite(good_file, tensors=tensors)
+    expect_error(good_file, "missing tensor", "features.0.bias")
+    tensors["features.0.bias"] = bias
+    tensors["stowaway"] = torch.zeros(3)
+    _rewrite(good_file, tensors=tensors)
+    expect_error(good_file, "unexpected tensors", "stowaway")
+
+
+def test_bad_save_arguments(tmp_path, small_fine):
+    with pytest.raises(CheckpointError, match="encoding"):
+        save_checkpoint(small_fine, tmp_path / "a.safetensors", encoding="zip")
+    with pytest.raises(CheckpointError, match="dtype"):
+        save_checkpoint(small_fine, tmp_path / "a.safetensors", dtype="int8")
+    with pytest.raises(CheckpointError, match=".safetensors"):
+        save_checkpoint(small_fine, tmp_path / "a.pth")
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_failed_write_leaves_old_file(tmp_path, small_fine, monkeypatch, failure):
+    path = save_checkpoint(small_fine, tmp_path / "ckpt.safetensors", dtype="fp32")
+    before = path.read_bytes()
+    real_serialize = checkpoint._serialize
+
+    def fails_part_way(tensors, metadata):
+        chunks = real_serialize(tensors, metadata)
+        yield next(chunks)  # part of the new file reaches the temp file...
+        raise failure  # ...then the write dies
+
+    monkeypatch.setattr(checkpoint, "_serialize", fails_part_way)
+    with pytest.raises(type(failure)):
+        save_checkpoint(small_fine, path, dtype="fp16")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]  # no temp file left
+    assert read_checkpoint_info(path)["dtype"] == "fp32"

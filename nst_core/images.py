@@ -151,7 +151,7 @@ def tensor_to_pil(t: torch.Tensor) -> Image.Image:
 
 def _default_label(src: object) -> str:
     if isinstance(src, (str, os.PathLike)):
-        return os.fspath(src) if not isinstance(os.fspath(src), bytes) else os.fsdecode(src)
+        return os.fsdecode(src)
     file_name = getattr(src, "name", None)
     if isinstance(file_name, str) and file_name:
         return file_name

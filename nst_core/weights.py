@@ -24,10 +24,11 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, layer_index, random_state_dict
 
 
-class WeightsError(RuntimeError):
+class WeightsError(UserError):
     """Weights could not be found, downloaded or matched to the network."""
 
 
@@ -85,6 +86,21 @@ def _download_url_weights(source: UrlWeights) -> Path:
     return cached
 
 
+def endpoint_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint (HF_ENDPOINT or huggingface.co) accepts a TCP connection."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
     """'hf:REPO[:FILE][@REV]' -> (repo, file, revision)."""
     body = spec[3:]
@@ -102,15 +118,17 @@ def _download_hf(spec: str) -> Path:
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
     repo, filename, revision = parse_hf_spec(spec)
+    # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
+    local_only = offline() or not endpoint_reachable()
     try:
-        return Path(hf_hub_download(repo, filename, revision=revision, etag_timeout=DOWNLOAD_TIMEOUT_S))
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        raise WeightsError(f"{spec}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    except LocalEntryNotFoundError:
+        return Path(hf_hub_download(repo, filename, revision=revision, etag_timeout=DOWNLOAD_TIMEOUT_S, local_files_only=local_only))
+    except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
         raise WeightsError(
             f"{spec}: not in the local Hugging Face cache and the Hub cannot be reached. "
             + HOW_TO_GET_WEIGHTS.format(url=f"the file {filename} from {repo}")
         ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
+        raise WeightsError(f"{spec}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     except Exception as exc:
         raise WeightsError(f"{spec}: could not download: {exc}") from None
 
@@ -126,7 +144,8 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
-                return {k: f.get_tensor(k) for k in f.keys()}, metadata
+                keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())
+                return {k: f.get_tensor(k) for k in keys}, metadata
         except Exception as exc:
             raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
     try:

@@ -1,0 +1,100 @@
+"""`nst stylize`: one style transfer from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from pathlib import Path
+
+from ..errors import UserError
+from ..files import atomic_save_image, atomic_write_text
+from ..losses import PRESETS
+from ..stylize import INITS, OPTIMIZERS, StylizeConfig, stylize
+from .common import add_weight_args, load_model_from_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "stylize",
+        help="stylize a content image with one or more style images",
+        description=(
+            "Optimise an image so its VGG-19 features match CONTENT and its Gram statistics match "
+            "STYLE (Gatys et al. 2016), with a total-variation smoothness term. "
+            "Example: nst stylize examples/content/lakeside.jpg examples/style/swirls.jpg -o out.png"
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("content", help="content image (photo) path")
+    p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
+    p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
+    add_weight_args(p)
+    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss layers, weights and normalisations")
+    p.add_argument("--size", type=int, default=512, help="longer side of the output in px")
+    p.add_argument("--iterations", type=int, default=500, help="optimiser iterations in total (over all scales)")
+    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="Adam (seed) or L-BFGS (fewer iterations)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)")
+    p.add_argument("--init", default="content", choices=INITS, help="start from the content, seeded noise, or the style")
+    p.add_argument("--seed", type=int, default=0, help="random seed (noise init); same seed + settings = same image")
+    p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default: the preset's)")
+    p.add_argument("--style-weight", type=float, default=None, help="style loss weight (default: the preset's)")
+    p.add_argument("--tv-weight", type=float, default=None, help="total-variation weight (default: the preset's)")
+    p.add_argument("--style-blend", type=float, nargs="+", default=None, metavar="W", help="one weight per style image")
+    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
+    p.add_argument("--scales", type=int, default=1, help="coarse-to-fine scales (3 = size/4, size/2, size)")
+    p.add_argument("--tolerance", type=float, default=None, help="stop early when the loss changes less than this (relative) over 10 iterations")
+    p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
+    p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    output = Path(args.output)
+    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise UserError(f"output {output} must end in .png, .jpg or .webp")
+    if not output.parent.exists():
+        raise UserError(f"output folder {output.parent} does not exist")
+    config = StylizeConfig(
+        preset=args.preset,
+        size=args.size,
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        init=args.init,
+        seed=args.seed,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        style_blend=args.style_blend,
+        preserve_color=args.preserve_color,
+        scales=args.scales,
+        tolerance=args.tolerance,
+        preview_every=max(0, args.save_every),
+    )
+    config.validate()
+    model = load_model_from_args(args, PRESETS[args.preset].last_layer)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
+
+    def on_progress(progress) -> None:
+        bar.update(progress.iteration - bar.n)
+        bar.set_postfix(loss=f"{progress.losses['total']:.4g}", content=f"{progress.losses['content']:.3g}", style=f"{progress.losses['style']:.3g}")
+        if progress.preview is not None:
+            atomic_save_image(progress.preview, output.with_name(f"{output.stem}.iter{progress.iteration:05d}.png"))
+
+    cancel = threading.Event()
+    try:
+        result = stylize(model, args.content, args.styles, config, callback=on_progress, cancel=cancel)
+    finally:
+        bar.close()
+    atomic_save_image(result.image, output)
+    if args.log_json:
+        log = {"config": vars(config), "weights": model.weight_source, "stopped": result.stopped, "timings": result.timings, "history": result.history}
+        atomic_write_text(Path(args.log_json), json.dumps(log, indent=1))
+    per_it = result.timings["per_iteration"]
+    print(f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
+          f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})")
+    return 0

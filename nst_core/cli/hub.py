@@ -1,0 +1,172 @@
+"""`nst push`, `nst pull`, `nst push-space`, `nst weights convert`, `nst checkpoint info`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..checkpoint import DTYPES, read_checkpoint_info
+from ..vgg import PREPROCESSINGS
+
+MiB = 2**20
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "push",
+        help="upload a checkpoint to a Hugging Face model repo, with config.json and a model card",
+        description=(
+            "Create the model repo if needed and commit the checkpoint, config.json, README.md (a model card "
+            "with the per-layer sparsity, file sizes and judged metrics) and the sensitivity plot when given. "
+            "The token comes from HF_TOKEN or `hf auth login`. Example: nst push me/vgg19-seed seed.safetensors"
+        ),
+    )
+    p.add_argument("repo", help="OWNER/NAME of the model repo")
+    p.add_argument("checkpoint", help="a .safetensors checkpoint written by nst (prune, finetune, weights convert)")
+    p.add_argument("--plot", help="sensitivity plot PNG to include (pushed as sensitivity.png)")
+    p.add_argument("--filename", help="file name in the repo (default: the checkpoint's own name)")
+    p.add_argument("--private", action="store_true", default=None, help="create the repo as private")
+    p.add_argument("--revision", help="branch to commit to (default: main)")
+    p.add_argument("--message", help="commit message")
+    p.add_argument("--license", default="cc-by-4.0", help="licence in the model card (VGG-19 weights are CC BY 4.0)")
+    p.set_defaults(func=_push)
+
+    p = subparsers.add_parser(
+        "pull",
+        help="download a checkpoint from the Hub through the Hugging Face cache (like `hf download`)",
+        description=(
+            "Download FILE (default: the checkpoint named in the repo's config.json) and print its local path. "
+            "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the cache. "
+            "Example: nst pull me/vgg19-seed seed.safetensors --revision COMMIT"
+        ),
+    )
+    p.add_argument("repo", help="OWNER/NAME of the model repo")
+    p.add_argument("file", nargs="?", help="file in the repo (default: the one config.json names)")
+    p.add_argument("--revision", help="branch, tag or commit")
+    p.add_argument("--local-dir", help="also place the file in this folder (as `hf download --local-dir` does)")
+    p.add_argument("--check", action="store_true", help="load the checkpoint after downloading and print its summary")
+    p.set_defaults(func=_pull)
+
+    p = subparsers.add_parser(
+        "push-space",
+        help="upload the Gradio app (space/, app.py, nst_core/, requirements.txt) as a Hugging Face Space",
+        description=(
+            "Assemble space/* (README.md with the Space's YAML header), app.py, nst_core/ and requirements.txt "
+            "and upload them to a Gradio Space, creating it if needed. Missing pieces are reported, not fatal. "
+            "Example: nst push-space me/pruned-style-transfer"
+        ),
+    )
+    p.add_argument("repo", help="OWNER/NAME of the Space")
+    p.add_argument("--root", help="project folder holding nst_core/ (default: this installation's)")
+    p.add_argument("--private", action="store_true", default=None, help="create the Space as private")
+    p.add_argument("--message", help="commit message")
+    p.set_defaults(func=_push_space)
+
+    weights = subparsers.add_parser("weights", help="VGG-19 weight files: convert for hosting")
+    weights_sub = weights.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
+    p = weights_sub.add_parser(
+        "convert",
+        help="turn a VGG-19 .pth into a features-only safetensors file with its preprocessing in the metadata",
+        description=(
+            "Read a VGG-19 .pth (keys features.N.* and classifier.*), drop the classifier, and write the 16 conv "
+            "layers as a dense safetensors checkpoint with the preprocessing recorded, so --weights FILE and "
+            "--weights hf:REPO:FILE need no separate preprocessing flag. "
+            "Example: nst weights convert vgg19-d01eb7cb.pth vgg19-caffe.safetensors"
+        ),
+    )
+    p.add_argument("source", help="the .pth file, e.g. vgg19-d01eb7cb.pth")
+    p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("--preprocessing", default="caffe", choices=sorted(PREPROCESSINGS), help="the preprocessing these weights expect")
+    p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="stored dtype")
+    p.set_defaults(func=_convert)
+
+    checkpoint = subparsers.add_parser("checkpoint", help="inspect checkpoint files")
+    checkpoint_sub = checkpoint.add_subparsers(dest="checkpoint_command", metavar="COMMAND", required=True)
+    p = checkpoint_sub.add_parser(
+        "info",
+        help="show a checkpoint's header and sizes without loading its tensors",
+        description="Example: nst checkpoint info seed.safetensors",
+    )
+    p.add_argument("path", help="a .safetensors checkpoint")
+    p.add_argument("--json", action="store_true", help="print the whole header as JSON")
+    p.set_defaults(func=_info)
+
+
+def _push(args) -> int:
+    from ..hub import push_checkpoint
+
+    result = push_checkpoint(
+        args.repo,
+        args.checkpoint,
+        plot=args.plot,
+        filename=args.filename,
+        private=args.private,
+        revision=args.revision,
+        commit_message=args.message,
+        license=args.license,
+    )
+    print(f"pushed {', '.join(result.files)} to {result.repo_url}")
+    print(f"commit {result.commit}")
+    print(f"download: hf download {args.repo} {args.filename or _name(args.checkpoint)} --revision {result.commit}")
+    return 0
+
+
+def _name(path: str) -> str:
+    from pathlib import Path
+
+    return Path(path).name
+
+
+def _pull(args) -> int:
+    from ..hub import pull
+
+    path = pull(args.repo, args.file, revision=args.revision, local_dir=args.local_dir)
+    if args.check:
+        from ..checkpoint import load_checkpoint
+
+        model = load_checkpoint(path)
+        print(f"loaded {len(model.conv_names)} convs up to {model.last_layer}; masks: {len(model.masks)}; "
+              f"structured: {len(model.kept_channels)}")
+    print(path)
+    return 0
+
+
+def _push_space(args) -> int:
+    import sys
+
+    from ..hub import push_space
+
+    result = push_space(args.repo, root=args.root, private=args.private, commit_message=args.message)
+    print(f"pushed {len(result.files)} files to {result.repo_url} (commit {result.commit})")
+    for name in result.missing:
+        print(f"warning: {name} was not found and was not pushed", file=sys.stderr)
+    return 0
+
+
+def _convert(args) -> int:
+    from ..hub import convert_vgg_weights
+
+    path = convert_vgg_weights(args.source, args.output, preprocessing=args.preprocessing, dtype=args.dtype)
+    print(f"wrote {path} ({path.stat().st_size / MiB:.2f} MiB, {args.preprocessing} preprocessing)")
+    return 0
+
+
+def _info(args) -> int:
+    info = read_checkpoint_info(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{args.path}: {info['format']} v{info['format_version']}, {info['encoding']} {info['dtype']}, "
+          f"{info['file_bytes']:,} bytes ({info['file_bytes'] / MiB:.2f} MiB)")
+    print(f"  network: vgg19 up to {info['last_layer']}, {info['pooling']} pooling, "
+          f"preprocessing {info['preprocessing']['name']}, weights {info.get('weight_source')}")
+    kept, total = info.get("conv_weights_kept", 0), info.get("conv_weights", 0)
+    print(f"  pruning: {info.get('pruning_method')}; conv weights kept {kept:,} of {total:,}")
+    print(f"  {'layer':<8} {'width':>6} {'sparsity':>9}")
+    for name, width in info["widths"].items():
+        print(f"  {name:<8} {width:>6} {100 * info['sparsity'].get(name, 0.0):>8.1f}%")
+    if info.get("metrics"):
+        print("  metrics: " + ", ".join(f"{k}={v}" for k, v in info["metrics"].items()))
+    if info.get("provenance"):
+        print("  provenance: " + json.dumps(info["provenance"], default=str))
+    return 0

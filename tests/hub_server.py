@@ -1,0 +1,286 @@
+"""A small Hugging Face Hub stand-in on 127.0.0.1, for testing the real huggingface_hub client offline.
+
+It implements just what ``create_repo``, ``upload_folder`` / ``create_commit``, ``repo_info`` and
+``hf_hub_download`` (and so ``hf download``) call, as checked against huggingface_hub 2.4.0:
+
+    POST /api/repos/create                           -> {"url"}; 409 when it exists
+    POST /api/validate-yaml                          -> {}
+    POST /api/{type}s/{ns}/{name}/preupload/{rev}    -> every file "regular" (no LFS/Xet)
+    POST /api/{type}s/{ns}/{name}/commit/{rev}       NDJSON header + base64 files -> {"commitOid", "commitUrl"}
+    GET  /api/{type}s/{ns}/{name}[/revision/{rev}]   -> {"id", "sha", "siblings"}
+    GET  /api/whoami-v2                              -> a user named "tester"
+    HEAD/GET /[{type}s/]{ns}/{name}/resolve/{rev}/{path}  with X-Repo-Commit, ETag, exact Content-Length
+
+Missing things answer 404 with the X-Error-Code the client maps to its typed errors
+(RepoNotFound, RevisionNotFound, EntryNotFound). Writes need an ``Authorization: Bearer``
+header, like the Hub. Everything is kept in memory; ``requests`` records each request so tests
+can check what the client sent (for example that the token never lands in a file).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+REPO_TYPES = ("model", "dataset", "space")
+_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+
+
+@dataclass
+class Commit:
+    oid: str
+    files: dict[str, bytes]
+    message: str
+
+
+@dataclass
+class Repo:
+    repo_type: str
+    repo_id: str
+    private: bool
+    sdk: str | None
+    commits: dict[str, Commit] = field(default_factory=dict)
+    branches: dict[str, str] = field(default_factory=dict)
+
+    def resolve(self, revision: str) -> Commit | None:
+        revision = unquote(revision)
+        if revision in self.branches:
+            return self.commits[self.branches[revision]]
+        return self.commits.get(revision)
+
+
+class FakeHub:
+    """The state of the stand-in Hub: repos, commits, branches; safe to read from tests."""
+
+    def __init__(self):
+        self.repos: dict[tuple[str, str], Repo] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self._counter = 0
+
+    def new_oid(self, seed: str) -> str:
+        self._counter += 1
+        return hashlib.sha1(f"{self._counter}:{seed}".encode()).hexdigest()
+
+    def create(self, repo_type: str, repo_id: str, private: bool, sdk: str | None) -> bool:
+        """False when the repo exists already."""
+        with self.lock:
+            key = (repo_type, repo_id)
+            if key in self.repos:
+                return False
+            repo = Repo(repo_type, repo_id, private, sdk)
+            oid = self.new_oid(repo_id)
+            repo.commits[oid] = Commit(oid, {".gitattributes": _GITATTRIBUTES}, "initial commit")
+            repo.branches["main"] = oid
+            self.repos[key] = repo
+            return True
+
+    def commit(self, repo: Repo, branch: str, lines: list[dict]) -> Commit:
+        with self.lock:
+            parent = repo.resolve(branch)
+            files = dict(parent.files) if parent else {}
+            message = ""
+            for line in lines:
+                key, value = line["key"], line["value"]
+                if key == "header":
+                    message = value.get("summary", "")
+                elif key == "file":
+                    if value.get("encoding") != "base64":
+                        raise ValueError(f"unsupported file encoding {value.get('encoding')!r}")
+                    files[value["path"]] = base64.b64decode(value["content"])
+                elif key == "deletedFile":
+                    files.pop(value["path"], None)
+                elif key == "deletedFolder":
+                    prefix = value["path"].rstrip("/") + "/"
+                    files = {p: b for p, b in files.items() if not p.startswith(prefix)}
+                else:
+                    raise ValueError(f"unsupported commit operation {key!r}")
+            oid = self.new_oid(repo.repo_id + message)
+            repo.commits[oid] = Commit(oid, files, message)
+            repo.branches[unquote(branch)] = oid
+            return repo.commits[oid]
+
+    def all_file_bytes(self) -> list[bytes]:
+        return [data for repo in self.repos.values() for c in repo.commits.values() for data in c.files.values()]
+
+
+def _url_prefix(repo_type: str) -> str:
+    return "" if repo_type == "model" else f"{repo_type}s/"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # the client keeps connections alive
+    hub: FakeHub
+    endpoint: str
+
+    def log_message(self, format, *args):  # keep pytest output clean
+        pass
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, head_only=False):
+        self.send_response(status)
+        headers = {"Content-Type": "application/json", **(headers or {})}
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if "Content-Length" not in headers:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not head_only and body:
+            self.wfile.write(body)
+
+    def _json(self, status: int, data: dict, headers: dict[str, str] | None = None):
+        self._send(status, json.dumps(data).encode(), headers)
+
+    def _error(self, status: int, code: str | None, message: str, head_only=False):
+        headers = {"X-Error-Message": message}
+        if code:
+            headers["X-Error-Code"] = code
+        self._send(status, json.dumps({"error": message}).encode(), headers, head_only)
+
+    def _authorized(self) -> bool:
+        return self.headers.get("Authorization", "").startswith("Bearer ")
+
+    def _repo(self, repo_type: str, repo_id: str) -> Repo | None:
+        return self.hub.repos.get((repo_type, repo_id))
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def do_POST(self):
+        path = urlsplit(self.path).path
+        self.hub.requests.append(("POST", path))
+        body = self._body()
+        parts = path.strip("/").split("/")
+        if not self._authorized() and path != "/api/validate-yaml":
+            return self._error(401, None, "Invalid credentials in Authorization header")
+        if path == "/api/repos/create":
+            payload = json.loads(body)
+            repo_type = payload.get("type") or "model"
+            repo_id = f"{payload.get('organization') or 'tester'}/{payload['name']}"
+            created = self.hub.create(repo_type, repo_id, bool(payload.get("private")), payload.get("sdk"))
+            url = f"{self.endpoint}/{_url_prefix(repo_type)}{repo_id}"
+            return self._json(200 if created else 409, {"url": url, "name": repo_id})
+        if path == "/api/validate-yaml":
+            return self._json(200, {})
+        if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
+            repo_type, repo_id, action, revision = parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4], "/".join(parts[5:])
+            repo = self._repo(repo_type, repo_id)
+            if repo is None:
+                return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+            if action == "preupload":
+                files = json.loads(body)["files"]
+                return self._json(
+                    200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                )
+            if action == "commit":
+                lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+                try:
+                    commit = self.hub.commit(repo, revision, lines)
+                except (ValueError, KeyError) as exc:
+                    return self._error(400, None, f"bad commit: {exc}")
+                url = f"{self.endpoint}/{_url_prefix(repo_type)}{repo_id}/commit/{commit.oid}"
+                return self._json(200, {"commitOid": commit.oid, "commitUrl": url, "success": True})
+        return self._error(404, None, f"no route for POST {path}")
+
+    def do_GET(self):
+        self._get(head_only=False)
+
+    def do_HEAD(self):
+        self._get(head_only=True)
+
+    def _get(self, head_only: bool):
+        path = urlsplit(self.path).path
+        self.hub.requests.append(("HEAD" if head_only else "GET", path))
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if path == "/api/whoami-v2":
+            if not self._authorized():
+                return self._error(401, None, "Invalid credentials in Authorization header")
+            return self._json(200, {"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}})
+        if len(parts) >= 4 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
+            return self._repo_info(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main")
+        repo_type = "model"
+        if parts and parts[0] in ("spaces", "datasets"):
+            repo_type, parts = parts[0][:-1], parts[1:]
+        if len(parts) >= 5 and parts[2] == "resolve":
+            return self._resolve(repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head_only)
+        return self._error(404, None, f"no route for GET {path}", head_only)
+
+    def _repo_info(self, repo_type: str, repo_id: str, revision: str):
+        repo = self._repo(repo_type, repo_id)
+        if repo is None:
+            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        info = {
+            "id": repo_id,
+            "sha": commit.oid,
+            "private": repo.private,
+            "siblings": [{"rfilename": p} for p in sorted(commit.files)],
+        }
+        if repo.sdk:
+            info["sdk"] = repo.sdk
+        return self._json(200, info)
+
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, filename: str, head_only: bool):
+        repo = self._repo(repo_type, repo_id)
+        if repo is None:
+            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head_only)
+        commit = repo.resolve(revision)
+        if commit is None:
+            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+        if filename not in commit.files:
+            return self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", head_only)
+        data = commit.files[filename]
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "X-Repo-Commit": commit.oid,
+            "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
+            "Accept-Ranges": "bytes",
+        }
+        status, body = 200, data
+        range_header = self.headers.get("Range", "")
+        if range_header.startswith("bytes=") and "," not in range_header:
+            start_s, _, end_s = range_header[6:].partition("-")
+            start = int(start_s or 0)
+            end = int(end_s) if end_s else len(data) - 1
+            body = data[start : end + 1]
+            status = 206
+            headers["Content-Range"] = f"bytes {start}-{start + len(body) - 1}/{len(data)}"
+        headers["Content-Length"] = str(len(body))
+        self._send(status, body, headers, head_only)
+
+
+class HubServer:
+    """Runs a FakeHub on 127.0.0.1 in a background thread; use as a context manager.
+
+    >>> with HubServer() as server:      # doctest: +SKIP
+    ...     os.environ["HF_ENDPOINT"] = server.endpoint
+    """
+
+    def __init__(self):
+        self.hub = FakeHub()
+        handler = type("Handler", (_Handler,), {"hub": self.hub})
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd.daemon_threads = True
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        handler.endpoint = self.endpoint
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-hub", daemon=True)
+
+    def __enter__(self) -> "HubServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)

@@ -1,0 +1,223 @@
+"""`nst finetune`: distil the dense VGG-19 into a pruned one and save it as a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import UserError
+from ..losses import PRESETS, get_preset
+from ..vgg import LAYER_NAMES, layer_index
+from .common import RANDOM_WARNING, add_weight_args
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a pruned network by distillation from the dense one",
+        description=(
+            "Train the weights of a pruned VGG-19 (student) so its activations and Gram matrices match the "
+            "dense network's (teacher) at every layer the preset's losses read. Fine-grained students keep "
+            "their zeros exactly; structured students are matched at the channels they kept. Recovery is "
+            "measured before and after on held-out images (never trained on) and stored in the checkpoint. "
+            "The run is resumable: run the same command again after an interruption. "
+            "Example: nst finetune --profile seed --weights random --steps 20 -o tuned.safetensors"
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--profile", help="prune the dense network with this profile (a name such as 'seed' or a profile JSON), then fine-tune")
+    source.add_argument("--checkpoint", help="fine-tune this pruned checkpoint (.safetensors written by nst prune / nst finetune)")
+    p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write (.safetensors)")
+    p.add_argument("--images", default=None, help="folder of calibration images, any mix of photos and paintings (default: the bundled examples/)")
+    add_weight_args(p)
+    p.set_defaults(weights=None)  # default: caffe for --profile, the checkpoint's own dense weights for --checkpoint
+    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose layers are distilled and judged")
+    p.add_argument(
+        "--layers",
+        default=None,
+        help="comma-separated layers to distil instead of the preset's (e.g. relu1_1,relu2_1 for a quick run)",
+    )
+    length = p.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=float, help="passes over the training images (one crop per image per pass)")
+    p.add_argument("--batch-size", type=int, default=4, help="crops per step")
+    p.add_argument("--crop-size", type=int, default=128, help="side of the square training crops, px")
+    p.add_argument("--scale-min", type=float, default=0.25, help="smallest crop side as a fraction of the image's shorter side")
+    p.add_argument("--scale-max", type=float, default=1.0, help="largest crop side as a fraction of the image's shorter side")
+    p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--max-side", type=int, default=512, help="calibration images are shrunk to this longer side when loaded")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (peak)")
+    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"), help="learning-rate schedule")
+    p.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine schedule ends at lr times this")
+    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
+    p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
+    p.add_argument("--seed", type=int, default=0, help="seed for the held-out split, crops and judged style transfer")
+    p.add_argument("--heldout", type=int, default=2, help="images held out of training to measure recovery on")
+    p.add_argument("--eval-size", type=int, default=256, help="longer side of held-out images for the distortion measurement")
+    p.add_argument("--judge-size", type=int, default=128, help="size of the short judged style transfer")
+    p.add_argument("--judge-iterations", type=int, default=50, help="iterations of the short judged style transfer")
+    p.add_argument("--checkpoint-every", type=int, default=25, help="write the resumable training state every K steps")
+    p.add_argument("--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed")
+    p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
+    p.add_argument("--stop-after", type=int, default=None, metavar="K", help="stop after K steps of this run (state saved; run again to resume)")
+    p.add_argument("--encoding", default="packed", choices=("packed", "dense"), help="checkpoint encoding (packed: bit-packed masks + kept values)")
+    p.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"), help="stored weight precision (measurements use fp32)")
+    p.add_argument("--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON")
+    p.set_defaults(func=run)
+
+
+def _parse_layers(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    layers = [name.strip() for name in text.split(",") if name.strip()]
+    for name in layers:
+        if name not in LAYER_NAMES:
+            raise UserError(f"unknown layer {name!r} in --layers; valid names: {', '.join(LAYER_NAMES)}")
+    if not layers:
+        raise UserError("--layers is empty")
+    return layers
+
+
+def _load_pair(args, last_layer: str):
+    """(teacher, student): the dense network and the pruned network to fine-tune."""
+    from ..checkpoint import load_checkpoint
+    from ..pruning import load_profile, prune
+    from ..weights import is_random, load_vgg
+
+    if args.checkpoint:
+        student = load_checkpoint(args.checkpoint, device=args.device)
+        if not student.masks and not student.kept_channels:
+            raise UserError(f"{args.checkpoint} is a dense network (no masks, no kept channels): nothing to recover")
+        # The teacher is the dense network the student was pruned from, unless told otherwise.
+        weights = args.weights or student.weight_source
+        if weights in ("unset", ""):
+            raise UserError(f"{args.checkpoint} does not record its dense weights; pass --weights")
+        preprocessing = args.preprocessing or student.preprocessing.name
+        teacher = load_vgg(weights, last_layer=last_layer, pooling=student.pooling, preprocessing=preprocessing, device=args.device)
+        if weights != student.weight_source:
+            print(f"note: the student was pruned from {student.weight_source}; the teacher is {weights}", file=sys.stderr)
+    else:
+        profile = load_profile(args.profile)  # validated before any weights are loaded
+        teacher = load_vgg(args.weights or "caffe", last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
+        student = prune(teacher, profile)
+    if is_random(teacher):
+        print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
+    return teacher, student
+
+
+def run(args) -> int:
+    from ..calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
+    from ..checkpoint import save_checkpoint
+    from ..files import atomic_write_text
+    from ..finetune import FinetuneConfig, RecoveryConfig, finetune
+
+    started = time.perf_counter()
+    output = Path(args.output)
+    if output.suffix != ".safetensors":
+        raise UserError(f"output {output} must end in .safetensors")
+    if not output.parent.exists():
+        raise UserError(f"output folder {output.parent} does not exist")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, not {args.steps}")
+    if args.epochs is not None and not args.epochs > 0:
+        raise UserError(f"--epochs must be positive, not {args.epochs}")
+    layers = _parse_layers(args.layers)
+    preset = get_preset(args.preset)
+    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
+    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", SkippedImageWarning)
+        images = load_folder(args.images, max_side=args.max_side)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    train_images, heldout = split_heldout(images, args.heldout, args.seed)
+
+    teacher, student = _load_pair(args, last_layer)
+
+    steps = args.steps
+    if steps is None:
+        per_epoch = CropSampler(train_images, args.crop_size, args.batch_size).steps_per_epoch()
+        steps = max(1, round(args.epochs * per_epoch))
+    config = FinetuneConfig(
+        preset=args.preset,
+        layers=layers,
+        steps=steps,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        schedule=args.schedule,
+        min_lr_ratio=args.min_lr_ratio,
+        warmup_steps=args.warmup_steps,
+        feature_weight=args.feature_weight,
+        gram_weight=args.gram_weight,
+        seed=args.seed,
+        scale_min=args.scale_min,
+        scale_max=args.scale_max,
+        flip=not args.no_flip,
+        checkpoint_every=args.checkpoint_every,
+    )
+    config.validate()
+    recovery = RecoveryConfig(
+        preset=args.preset,
+        distortion_size=args.eval_size,
+        stylize_size=args.judge_size,
+        stylize_iterations=args.judge_iterations,
+        seed=args.seed,
+    )
+    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+
+    print(
+        f"student: {student.provenance.get('method', 'pruned')} pruned, {len(train_images)} training image(s), "
+        f"held out: {', '.join(im.name for im in heldout)}; {steps} steps of batch {config.batch_size} "
+        f"at {config.crop_size} px; distilled layers: {', '.join(config.distilled_layers)}",
+        file=sys.stderr,
+    )
+    if state_path.exists():
+        print(f"resuming from {state_path}", file=sys.stderr)
+    result = finetune(
+        teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
+    )
+    if result.train.resumed_from is not None:
+        print(f"resumed at step {result.train.resumed_from} of {steps}", file=sys.stderr)
+    if not result.train.finished:
+        print(f"stopped at step {result.train.step} of {steps}; state saved to {state_path}; run the same command again to resume")
+        return 0
+
+    after = result.after
+    metrics = {
+        "content_ratio": after["content_ratio"],
+        "style_ratio": after["style_ratio"],
+        "ssim": after["ssim"],
+        "feature_distortion": after["feature"],
+        "gram_distortion": after["gram"],
+    }
+    student.provenance["finetune"]["measured_dtype"] = "fp32"
+    student.provenance["finetune"]["stored_dtype"] = args.dtype
+    save_checkpoint(student, output, encoding=args.encoding, dtype=args.dtype, metrics=metrics)
+    elapsed = time.perf_counter() - started
+    random_note = " (random weights: numbers are mechanically right, not meaningful)" if teacher.weight_source.startswith("random") else ""
+    print(f"recovery on {len(heldout)} held-out image(s){random_note}:")
+    print(result.table)
+    print(f"wrote {output} in {elapsed:.1f} s (training {result.train.seconds:.1f} s over {steps} steps)")
+    if args.log_json:
+        payload = {
+            "history": result.train.history,
+            "before": result.before,
+            "after": result.after,
+            "table": result.table,
+            "seconds_total_this_run": elapsed,
+            "train_seconds": result.train.seconds,
+            "config": student.provenance["finetune"]["config"],
+            "weights": teacher.weight_source,
+        }
+        atomic_write_text(args.log_json, json.dumps(payload, indent=2))
+    if not args.keep_state and state_path.exists():
+        state_path.unlink()
+    return 0

@@ -1,0 +1,607 @@
+"""Fine-tuning a pruned VGG-19 by distillation from the dense one.
+
+The teacher is the dense network, frozen. The student is the pruned network; its weights
+(not an image, as in the seed) are trained so that at every layer the style and content
+losses read, its activations and their Gram matrices match the teacher's:
+
+    loss = feature_weight * mean_l |S_l - T_l|^2 / |T_l|^2  +  gram_weight * mean_l |G(S_l) - G(T_l)|^2 / |G(T_l)|^2
+
+Each term is normalised by the teacher's energy at that layer, so shallow and deep layers
+(whose activations differ in scale by orders of magnitude) count alike, and the value reads
+as a relative squared error (0 = identical to the teacher).
+
+* A structured student kept only some output channels of each conv; it is matched against
+  the teacher's activations at exactly those channels (``student.kept_channels``).
+* A fine-grained student keeps its masks exactly: gradients of pruned weights are zeroed
+  before every Adam step (so Adam's moment estimates for them stay zero and never revive
+  them), and the masks are re-applied after every step.
+
+Training is resumable: the batch of a step is a pure function of (seed, step)
+(``nst_core.calibration.CropSampler``) and the learning rate a pure function of the step, so
+a state file holding the student's weights, Adam's state and the step count is enough for an
+interrupted run to finish with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .calibration import CalibrationImage, CropSampler
+from .errors import UserError
+from .losses import get_preset, gram_matrix
+from .vgg import VGGFeatures, convs_up_to, layer_index
+
+STATE_VERSION = 1
+SCHEDULES = ("cosine", "constant")
+_EPS = 1e-12
+
+
+# ---------------------------------------------------------------------------------------
+# Distillation loss
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DistillWeights:
+    """How much the feature term and the Gram term count in the distillation loss."""
+
+    feature: float = 1.0
+    gram: float = 1.0
+
+
+def conv_feeding(layer: str) -> str:
+    """The conv whose output channels a layer carries (``relu3_3`` -> ``conv3_3``, ``pool2`` -> ``conv2_2``)."""
+    convs = convs_up_to(layer)
+    if not convs:
+        raise ValueError(f"layer {layer!r} comes before any conv")
+    return convs[-1]
+
+
+def teacher_at_kept_channels(teacher_acts: dict[str, torch.Tensor], student: VGGFeatures) -> dict[str, torch.Tensor]:
+    """Teacher activations restricted to the channels the (structured) student kept at each layer."""
+    out = {}
+    for layer, act in teacher_acts.items():
+        kept = student.kept_channels.get(conv_feeding(layer))
+        out[layer] = act.index_select(1, kept.to(act.device)) if kept is not None else act
+    return out
+
+
+def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """|s - t|^2 / |t|^2 (means), a scale-free distortion: 0 when equal, 1 when s = 0."""
+    return F.mse_loss(student, teacher) / teacher.pow(2).mean().clamp_min(_EPS)
+
+
+def distillation_terms(
+    student_acts: dict[str, torch.Tensor], teacher_acts: dict[str, torch.Tensor], weights: DistillWeights = DistillWeights()
+) -> dict[str, torch.Tensor]:
+    """Feature and Gram terms (each a mean over layers) and their weighted total.
+
+    ``teacher_acts`` must already be restricted to the student's kept channels.
+    """
+    feature_terms, gram_terms = [], []
+    for layer, t in teacher_acts.items():
+        s = student_acts[layer]
+        if s.shape != t.shape:
+            raise ValueError(f"layer {layer}: student activation {list(s.shape)} does not match teacher {list(t.shape)}")
+        feature_terms.append(relative_error(s, t))
+        gram_terms.append(relative_error(gram_matrix(s), gram_matrix(t)))
+    feature = torch.stack(feature_terms).mean()
+    gram = torch.stack(gram_terms).mean()
+    return {"feature": feature, "gram": gram, "total": weights.feature * feature + weights.gram * gram}
+
+
+# ---------------------------------------------------------------------------------------
+# Masks of fine-grained students
+# ---------------------------------------------------------------------------------------
+
+
+def zero_pruned_gradients(student: VGGFeatures) -> None:
+    """Zero the gradient of every pruned weight, so Adam's moments for it stay exactly zero."""
+    for name, mask in student.masks.items():
+        grad = student.conv(name).weight.grad
+        if grad is not None:
+            grad.masked_fill_(~mask, 0.0)
+
+
+@torch.no_grad()
+def enforce_masks(student: VGGFeatures) -> None:
+    """Set every pruned weight to exactly +0.0 (masked_fill, not multiply: no -0.0 bit patterns)."""
+    for name, mask in student.masks.items():
+        student.conv(name).weight.masked_fill_(~mask, 0.0)
+
+
+def check_masks(student: VGGFeatures) -> None:
+    """Raise if a pruned weight is not exactly zero (a corrupted or mismatched state)."""
+    for name, mask in student.masks.items():
+        weight = student.conv(name).weight
+        if mask.shape != weight.shape:
+            raise UserError(f"mask of {name} has shape {list(mask.shape)}, weight has {list(weight.shape)}")
+        if bool((weight[~mask] != 0).any()):
+            raise UserError(f"{name}: pruned weights are not zero; the weights do not belong to this mask")
+
+
+# ---------------------------------------------------------------------------------------
+# Configuration and schedule
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that decides the fine-tuned weights. Same config + same inputs -> same weights."""
+
+    preset: str = "seed"  # its loss layers are the layers distilled
+    layers: list[str] | None = None  # override the preset's layers (e.g. shallow layers for quick tests)
+    steps: int = 200
+    batch_size: int = 4
+    crop_size: int = 128
+    lr: float = 1e-4
+    schedule: str = "cosine"  # cosine: decays to lr * min_lr_ratio at the last step
+    min_lr_ratio: float = 0.01
+    warmup_steps: int = 0  # linear warm-up from lr/warmup to lr
+    feature_weight: float = 1.0
+    gram_weight: float = 1.0
+    seed: int = 0
+    scale_min: float = 0.25  # crop side as a fraction of the image's shorter side
+    scale_max: float = 1.0
+    flip: bool = True
+    checkpoint_every: int = 25  # write the resumable state every k steps (and at the end)
+
+    def validate(self) -> None:
+        get_preset(self.preset)
+        for layer in self.layers or ():
+            try:
+                layer_index(layer)
+            except ValueError as exc:
+                raise UserError(str(exc)) from None
+        if self.layers is not None and not self.layers:
+            raise UserError("the list of distilled layers is empty")
+        if self.steps < 1:
+            raise UserError(f"steps must be at least 1, not {self.steps}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if not self.lr > 0:
+            raise UserError(f"learning rate must be positive, not {self.lr}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise UserError(f"min lr ratio must be in [0, 1], not {self.min_lr_ratio}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 1:
+            raise UserError("warmup steps must be >= 0 and checkpoint interval >= 1")
+        if self.feature_weight < 0 or self.gram_weight < 0 or self.feature_weight + self.gram_weight == 0:
+            raise UserError("feature and Gram weights must be non-negative and not both zero")
+
+    @property
+    def distilled_layers(self) -> list[str]:
+        """The layers matched: the override, else every layer the preset's losses read."""
+        layers = self.layers if self.layers is not None else get_preset(self.preset).layers
+        return sorted(dict.fromkeys(layers), key=layer_index)
+
+    @property
+    def weights(self) -> DistillWeights:
+        return DistillWeights(self.feature_weight, self.gram_weight)
+
+
+def learning_rate(config: FinetuneConfig, step: int) -> float:
+    """Learning rate for 0-based ``step``: optional linear warm-up, then constant or cosine decay."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    if config.schedule == "constant":
+        return config.lr
+    span = max(1, config.steps - config.warmup_steps - 1)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.lr * config.min_lr_ratio
+    return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# ---------------------------------------------------------------------------------------
+# Resumable state
+# ---------------------------------------------------------------------------------------
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run_fingerprint(config: FinetuneConfig, teacher: VGGFeatures, student: VGGFeatures, train_names: list[str]) -> str:
+    """What a state file must agree on to be resumed by this run (JSON, compared as a string)."""
+    masks = {name: int(mask.sum()) for name, mask in sorted(student.masks.items())}
+    kept = {name: int(k.numel()) for name, k in sorted(student.kept_channels.items())}
+    return json.dumps(
+        {
+            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
+            "teacher": teacher.weight_source,
+            "student": student.describe(),
+            "kept_weights": masks,
+            "kept_channels": kept,
+            "train_images": train_names,
+        },
+        sort_keys=True,
+    )
+
+
+def load_state(path: Path) -> dict:
+    """A state file written by ``train``; a damaged or foreign file gets a clear error."""
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"fine-tuning state {path} cannot be read ({str(exc).splitlines()[0]}); delete it to start over") from None
+    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+        raise UserError(f"{path} is not a fine-tuning state file of version {STATE_VERSION}; delete it to start over")
+    return state
+
+
+# ---------------------------------------------------------------------------------------
+# Training loop
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    step: int  # steps completed in total (over every run that contributed)
+    finished: bool  # False when stopped early by ``stop_after``
+    history: list[dict] = field(default_factory=list)  # per step: step, lr, feature, gram, total
+    resumed_from: int | None = None
+    seconds: float = 0.0  # training time over every run that contributed
+    extra: dict = field(default_factory=dict)  # carried in the state (e.g. "before" measurements)
+
+
+def prepare_student(student: VGGFeatures, teacher: VGGFeatures, layers: list[str]) -> list[str]:
+    """Check the pair can be distilled at ``layers``; return them."""
+    deepest = max(layers, key=layer_index)
+    for who, model in (("teacher", teacher), ("student", student)):
+        if layer_index(model.last_layer) < layer_index(deepest):
+            raise UserError(f"the {who} network stops at {model.last_layer}, but distillation needs layers up to {deepest}")
+    for name, kept in student.kept_channels.items():
+        if name in student.widths and kept.numel() != student.widths[name]:
+            raise UserError(f"{name}: {kept.numel()} kept channels recorded, but the conv has {student.widths[name]} outputs")
+    if teacher.preprocessing != student.preprocessing:
+        raise UserError(
+            f"teacher preprocessing {teacher.preprocessing.name!r} differs from the student's {student.preprocessing.name!r}: "
+            "fine-tune against the dense weights the student was pruned from"
+        )
+    check_masks(student)
+    return layers
+
+
+def train(
+    teacher: VGGFeatures,
+    student: VGGFeatures,
+    train_images: list[CalibrationImage],
+    config: FinetuneConfig,
+    state_path: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = True,
+    on_start: Callable[[], dict] | None = None,
+) -> TrainResult:
+    """Distil ``teacher`` into ``student`` in place for ``config.steps`` steps.
+
+    With ``state_path``, the state is written there every ``config.checkpoint_every``
+    steps and at the end, atomically; if the file exists when training starts, the run
+    resumes from it (it must come from the same configuration, teacher, student and images).
+    ``stop_after`` ends this call after that many steps (the state is written first), as an
+    interruption would. ``on_start`` runs once before the first step of a fresh run and its
+    dict is kept in the state (``TrainResult.extra``), e.g. measurements taken before training.
+
+    >>> result = train(teacher, student, images, FinetuneConfig(steps=100))  # doctest: +SKIP
+    """
+    from tqdm.auto import tqdm
+
+    config.validate()
+    layers = prepare_student(student, teacher, config.distilled_layers)
+    sampler = CropSampler(
+        train_images, config.crop_size, config.batch_size, config.seed, (config.scale_min, config.scale_max), config.flip
+    )
+    fingerprint = run_fingerprint(config, teacher, student, [im.name for im in train_images])
+    state_path = Path(state_path) if state_path is not None else None
+
+    params = list(student.parameters())
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    step, history, seconds, extra, resumed_from = 0, [], 0.0, {}, None
+    if state_path is not None and state_path.exists():
+        state = load_state(state_path)
+        if state["fingerprint"] != fingerprint:
+            raise UserError(
+                f"{state_path} belongs to a different fine-tuning run (other settings, network or images); "
+                "delete it or choose another state file"
+            )
+        student.load_state_dict(state["student"])
+        check_masks(student)
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history, seconds, extra = int(state["step"]), list(state["history"]), float(state["seconds"]), dict(state["extra"])
+        resumed_from = step
+    else:
+        extra = dict(on_start() if on_start else {})
+
+    def save_state() -> None:
+        if state_path is None:
+            return
+        _atomic_torch_save(
+            {
+                "version": STATE_VERSION,
+                "fingerprint": fingerprint,
+                "step": step,
+                "student": student.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                # The sampler needs no state (batches derive from seed and step); the global
+                # RNG is saved so any stochastic op added later stays reproducible on resume.
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+                "seconds": seconds,
+                "extra": extra,
+            },
+            state_path,
+        )
+
+    if resumed_from is None:
+        save_state()  # step 0: keeps the "before" measurements even if the first interval is cut short
+
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    ran = 0
+    bar = tqdm(total=config.steps, initial=step, desc="finetune", unit="step", disable=None if progress is None else not progress, dynamic_ncols=True)
+    try:
+        while step < config.steps and (stop_after is None or ran < stop_after):
+            started = time.perf_counter()
+            batch = sampler.batch(step)
+            with torch.no_grad():
+                targets = teacher_at_kept_channels(teacher(batch, layers), student)
+            terms = distillation_terms(student(batch, layers), targets, config.weights)
+            lr = learning_rate(config, step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.zero_grad(set_to_none=True)
+            terms["total"].backward()
+            zero_pruned_gradients(student)
+            optimizer.step()
+            enforce_masks(student)
+            step += 1
+            ran += 1
+            seconds += time.perf_counter() - started
+            history.append({"step": step, "lr": lr, **{k: v.item() for k, v in terms.items()}})
+            bar.update(1)
+            bar.set_postfix(loss=f"{history[-1]['total']:.4f}", feat=f"{history[-1]['feature']:.4f}", gram=f"{history[-1]['gram']:.4f}")
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                save_state()
+        if ran and step % config.checkpoint_every != 0 and step != config.steps:
+            save_state()  # stopped by stop_after between checkpoints
+    finally:
+        bar.close()
+        for p in params:
+            p.requires_grad_(False)
+        student.eval()
+    return TrainResult(step, step >= config.steps, history, resumed_from, seconds, extra)
+
+
+# ---------------------------------------------------------------------------------------
+# Measured recovery
+# ---------------------------------------------------------------------------------------
+
+
+def _fit(pixels: torch.Tensor, max_side: int) -> torch.Tensor:
+    """(3, H, W) -> (1, 3, h, w) with the longer side at most ``max_side``."""
+    image = pixels.unsqueeze(0)
+    h, w = image.shape[-2:]
+    scale = max_side / max(h, w)
+    if scale < 1:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+    return image
+
+
+@torch.no_grad()
+def distortion(
+    teacher: VGGFeatures, student: VGGFeatures, images: list[CalibrationImage], layers: list[str], max_side: int = 256
+) -> dict:
+    """Feature and Gram distortion of ``student`` against ``teacher`` on whole ``images``.
+
+    Relative squared errors (see ``relative_error``) averaged over images and ``layers``;
+    the result's ``layers`` holds the per-layer means. Lower is better; the teacher scores 0.
+    """
+    per_layer = {layer: {"feature": 0.0, "gram": 0.0} for layer in layers}
+    for image in images:
+        x = _fit(image.pixels, max_side)
+        targets = teacher_at_kept_channels(teacher(x, layers), student)
+        acts = student(x, layers)
+        for layer in layers:
+            per_layer[layer]["feature"] += float(relative_error(acts[layer], targets[layer])) / len(images)
+            per_layer[layer]["gram"] += float(relative_error(gram_matrix(acts[layer]), gram_matrix(targets[layer]))) / len(images)
+    return {
+        "feature": sum(v["feature"] for v in per_layer.values()) / len(layers),
+        "gram": sum(v["gram"] for v in per_layer.values()) / len(layers),
+        "layers": per_layer,
+    }
+
+
+@dataclass
+class RecoveryConfig:
+    """How recovery is measured on held-out images."""
+
+    preset: str = "seed"
+    distortion_size: int = 256  # longer side of held-out images for the distortion measurement
+    stylize_size: int = 128  # longer side of the short judged style transfer
+    stylize_iterations: int = 50
+    seed: int = 0
+
+
+class RecoveryMeter:
+    """Measures a student on held-out images: distortion vs the teacher and the judge's verdict.
+
+    The judged style transfer uses the first held-out image as content and the second (or
+    the first again, if only one) as style; the dense output is made once and reused.
+    """
+
+    def __init__(self, teacher: VGGFeatures, heldout: list[CalibrationImage], config: RecoveryConfig, layers: list[str] | None = None):
+        if not heldout:
+            raise UserError("recovery needs at least one held-out image")
+        self.teacher = teacher
+        self.heldout = heldout
+        self.config = config
+        self.layers = layers if layers is not None else get_preset(config.preset).layers
+        self.content_name = heldout[0].name
+        self.style_name = heldout[1 % len(heldout)].name
+        self._judge = None
+        self._dense_image = None
+
+    def _stylize(self, model: VGGFeatures):
+        from .images import tensor_to_pil
+        from .stylize import StylizeConfig, stylize
+
+        content = tensor_to_pil(self.heldout[0].pixels.unsqueeze(0))
+        style = tensor_to_pil(self.heldout[1 % len(self.heldout)].pixels.unsqueeze(0))
+        cfg = StylizeConfig(
+            preset=self.config.preset, size=self.config.stylize_size, iterations=self.config.stylize_iterations, seed=self.config.seed
+        )
+        return stylize(model, content, [style], cfg).image, content, style
+
+    def _dense(self):
+        if self._dense_image is None:
+            from .quality import Judge
+
+            self._dense_image, content, style = self._stylize(self.teacher)
+            self._judge = Judge(self.teacher, get_preset(self.config.preset), content, [style], self.config.stylize_size)
+        return self._dense_image
+
+    def measure(self, student: VGGFeatures) -> dict:
+        """{"feature", "gram", "content_ratio", "style_ratio", "ssim", "layers"} for ``student``."""
+        was_training = student.training
+        grads = [p.requires_grad for p in student.parameters()]
+        for p in student.parameters():
+            p.requires_grad_(False)  # the style transfer optimises the image only
+        student.eval()
+        try:
+            result = distortion(self.teacher, student, self.heldout, self.layers, self.config.distortion_size)
+            dense_image = self._dense()
+            image, _, _ = self._stylize(student)
+            result.update({k: float(v) for k, v in self._judge.compare(image, dense_image).items()})
+        finally:
+            for p, g in zip(student.parameters(), grads):
+                p.requires_grad_(g)
+            student.train(was_training)
+        return result
+
+
+TABLE_ROWS = (
+    ("feature", "feature distortion vs dense (lower is better)"),
+    ("gram", "Gram distortion vs dense (lower is better)"),
+    ("content_ratio", "content loss ratio vs dense output"),
+    ("style_ratio", "style loss ratio vs dense output"),
+    ("ssim", "SSIM vs dense output (1 = identical)"),
+)
+
+
+def recovery_table(before: dict, after: dict) -> str:
+    """A small plain-text before/after table."""
+    width = max(len(label) for _, label in TABLE_ROWS)
+    lines = [f"{'held-out metric':<{width}}  {'before':>9}  {'after':>9}", f"{'-' * width}  {'-' * 9}  {'-' * 9}"]
+    for key, label in TABLE_ROWS:
+        lines.append(f"{label:<{width}}  {before[key]:>9.4f}  {after[key]:>9.4f}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# The whole job
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class FinetuneResult:
+    student: VGGFeatures
+    train: TrainResult
+    before: dict | None  # None until finished
+    after: dict | None
+    table: str | None
+
+
+def finetune(
+    teacher: VGGFeatures,
+    student: VGGFeatures,
+    train_images: list[CalibrationImage],
+    heldout_images: list[CalibrationImage],
+    config: FinetuneConfig,
+    recovery: RecoveryConfig | None = None,
+    state_path: str | Path | None = None,
+    stop_after: int | None = None,
+    progress: bool | None = True,
+) -> FinetuneResult:
+    """Measure, fine-tune, measure again; record everything in ``student.provenance["finetune"]``.
+
+    The student is trained in place. Held-out images must not be among the training images.
+
+    >>> result = finetune(teacher, student, train, heldout, FinetuneConfig(steps=200))  # doctest: +SKIP
+    >>> print(result.table)                                                              # doctest: +SKIP
+    """
+    train_names = {im.name for im in train_images}
+    overlap = [im.name for im in heldout_images if im.name in train_names]
+    if overlap:
+        raise UserError(f"held-out image(s) also in the training set: {', '.join(overlap)}")
+    recovery = recovery or RecoveryConfig(preset=config.preset, seed=config.seed)
+    if recovery.preset != config.preset:
+        raise UserError(f"recovery preset {recovery.preset!r} differs from the fine-tuning preset {config.preset!r}")
+    meter = RecoveryMeter(teacher, heldout_images, recovery, config.distilled_layers)
+    started = time.perf_counter()
+    result = train(
+        teacher,
+        student,
+        train_images,
+        config,
+        state_path=state_path,
+        stop_after=stop_after,
+        progress=progress,
+        on_start=lambda: {"before": meter.measure(student)},
+    )
+    if not result.finished:
+        return FinetuneResult(student, result, None, None, None)
+    before = result.extra["before"]
+    after = meter.measure(student)
+    table = recovery_table(before, after)
+    student.provenance = {
+        **student.provenance,
+        "finetune": {
+            "method": "distillation from the dense network (feature MSE + Gram, normalised per layer)",
+            "teacher": teacher.weight_source,
+            "config": asdict(config),
+            "recovery_config": asdict(recovery),
+            "train_images": sorted(train_names),
+            "heldout_images": [im.name for im in heldout_images],
+            "judge_content_image": meter.content_name,
+            "judge_style_image": meter.style_name,
+            "final_loss": result.history[-1] if result.history else None,
+            "train_seconds": round(result.seconds, 2),
+            "wall_seconds_this_run": round(time.perf_counter() - started, 2),
+            "resumed_from_step": result.resumed_from,
+            "random_weights": teacher.weight_source.startswith("random"),
+            "before": before,
+            "after": after,
+            "table": table,
+        },
+    }
+    return FinetuneResult(student, result, before, after, table)
+
+
+def copy_model(model: VGGFeatures) -> VGGFeatures:
+    """An independent copy (weights, masks, kept channels, provenance)."""
+    return copy.deepcopy(model)

@@ -1,0 +1,198 @@
+"""`nst scan run|merge|select|plot`: the pruning sensitivity scan from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..losses import PRESETS
+from ..pruning import METHODS, save_profile
+from ..stylize import INITS, OPTIMIZERS, StylizeConfig
+from .common import RANDOM_WARNING, add_weight_args
+
+
+def register(subparsers) -> None:
+    scan = subparsers.add_parser(
+        "scan",
+        help="pruning sensitivity scan: layers x sparsities, judged against the dense network",
+        description="Scan how much pruning each layer hurts style transfer, then pick a per-layer profile.",
+    )
+    sub = scan.add_subparsers(dest="scan_command", metavar="ACTION")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    run = sub.add_parser(
+        "run",
+        help="run (or resume) a scan into a folder",
+        formatter_class=fmt,
+        description=(
+            "Each cell prunes one layer to one sparsity and (mode full) stylizes with the pruned network from the "
+            "same seed and init as a dense run, judged by the dense network; every cell also gets a cheap proxy. "
+            "Interrupt any time: rerunning the same command resumes. Under torchrun each process takes its share."
+        ),
+    )
+    run.add_argument("--content", required=True, help="content image path")
+    run.add_argument("--style", required=True, nargs="+", help="style image path(s)")
+    run.add_argument("--out", required=True, help="scan folder (one configuration per folder)")
+    add_weight_args(run)
+    run.add_argument("--method", choices=METHODS, default="fine", help="fine: zero weights; structured: remove filters")
+    run.add_argument("--mode", choices=("full", "proxy"), default="full", help="full: stylize and judge each cell; proxy: feature distortion only")
+    run.add_argument("--layers", default=None, help="comma-separated convs to scan (default: every conv the preset's losses need)")
+    run.add_argument("--sparsities", default="0.4:0.9:0.1", help="levels: 0.4,0.6,0.8 or START:STOP:STEP")
+    run.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun")
+    run.add_argument("--save-images", action="store_true", help="keep each cell's stylized image in OUT/images/")
+    run.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset")
+    run.add_argument("--size", type=int, default=512, help="longer side in px")
+    run.add_argument("--iterations", type=int, default=500, help="iterations per cell (and for the dense baseline)")
+    run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    run.add_argument("--lr", type=float, default=None, help="learning rate (default: 10 Adam, 1 L-BFGS)")
+    run.add_argument("--init", default="content", choices=INITS)
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--content-weight", type=float, default=None)
+    run.add_argument("--style-weight", type=float, default=None)
+    run.add_argument("--tv-weight", type=float, default=None)
+    run.add_argument("--style-blend", type=float, nargs="+", default=None, metavar="W")
+    run.add_argument("--scales", type=int, default=1)
+    run.set_defaults(func=cmd_run)
+
+    merge = sub.add_parser("merge", help="merge every shard's records into table.csv and table.json", formatter_class=fmt)
+    merge.add_argument("folder", help="scan folder")
+    merge.set_defaults(func=cmd_merge)
+
+    from ..scan_table import DEGRADATIONS
+
+    select = sub.add_parser(
+        "select",
+        help="choose per-layer sparsity within a tolerance and write a profile JSON",
+        formatter_class=fmt,
+        description=(
+            "Per layer, the highest sparsity reached by climbing the scanned levels while the degradation stays "
+            "within --tolerance (worst = max(content_ratio-1, style_ratio-1, 1-ssim)). Layers are chosen one at a "
+            "time; check the combined profile with a stylization before trusting it."
+        ),
+    )
+    select.add_argument("folder", help="scan folder")
+    select.add_argument("--tolerance", type=float, required=True, help="largest acceptable degradation, e.g. 0.1")
+    select.add_argument("--metric", choices=DEGRADATIONS, default=None, help="degradation measure (default: worst for full scans, proxy for proxy scans)")
+    select.add_argument("-o", "--output", default=None, help="profile JSON path (default: FOLDER/profile.json)")
+    select.set_defaults(func=cmd_select)
+
+    plot = sub.add_parser("plot", help="write curves.png and heatmap.png", formatter_class=fmt)
+    plot.add_argument("folder", help="scan folder")
+    plot.add_argument("--out", default=None, help="plot folder (default: FOLDER/plots)")
+    plot.set_defaults(func=cmd_plot)
+
+    scan.set_defaults(func=lambda args: scan.print_help() or 2)
+
+
+def _stylize_config(args) -> StylizeConfig:
+    return StylizeConfig(
+        preset=args.preset,
+        size=args.size,
+        iterations=args.iterations,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        init=args.init,
+        seed=args.seed,
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        tv_weight=args.tv_weight,
+        style_blend=args.style_blend,
+        scales=args.scales,
+    )
+
+
+def _distributed():
+    """A gloo process group when launched by torchrun with more than one process, else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
+        return None
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        # Only a barrier goes over it; shards can take very different times, so wait long.
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+    return dist
+
+
+def cmd_run(args) -> int:
+    from ..scan import ScanConfig, parse_shard, parse_sparsities, run_scan, shard_from_env
+    from ..scan_table import merge_scan, write_tables
+
+    config = ScanConfig(
+        content=args.content,
+        styles=list(args.style),
+        weights=args.weights,
+        method=args.method,
+        mode=args.mode,
+        layers=[x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else None,
+        sparsities=parse_sparsities(args.sparsities),
+        stylize=_stylize_config(args),
+        pooling=args.pooling,
+        preprocessing=args.preprocessing,
+    )
+    shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
+    if args.weights == "random" or args.weights.startswith("random:"):
+        print(RANDOM_WARNING.format(source=args.weights), file=sys.stderr)
+    dist = _distributed()
+    summary = run_scan(config, args.out, shard=shard, save_images=args.save_images, device=args.device)
+    print(
+        f"shard {shard[0]}/{shard[1]}: {summary.ran} cell(s) run, {summary.skipped} already done, "
+        f"of {summary.shard_cells} in this shard ({summary.grid_cells} in the grid); config {summary.config_hash}"
+    )
+    if dist is not None:
+        dist.barrier()  # every rank has appended its records
+        complete = merge_scan(args.out).missing == []
+        leader = dist.get_rank() == 0
+        dist.destroy_process_group()
+    else:
+        complete, leader = summary.complete, True
+    if complete and leader:
+        table = merge_scan(args.out)
+        paths = write_tables(table, args.out)
+        print(table.to_text())
+        print("wrote " + ", ".join(str(p) for p in paths))
+    elif not complete:
+        print(f"the grid is not complete yet; run the other shards, then `nst scan merge {args.out}`")
+    return 0
+
+
+def cmd_merge(args) -> int:
+    from ..scan_table import merge_scan, write_tables
+
+    table = merge_scan(args.folder)
+    paths = write_tables(table, args.folder)
+    print(table.to_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
+def cmd_select(args) -> int:
+    from ..scan_table import merge_scan, select_profile
+
+    table = merge_scan(args.folder)
+    if table.missing:
+        print(f"warning: {len(table.missing)} cell(s) of the grid are not finished; selecting from what is there", file=sys.stderr)
+    profile = select_profile(table, args.tolerance, args.metric)
+    output = Path(args.output) if args.output else Path(args.folder) / "profile.json"
+    save_profile(profile, output)
+    print(f"{profile.method} profile, degradation {profile.source['degradation']} <= {args.tolerance}:")
+    for layer, sparsity in profile.sparsity.items():
+        print(f"  {layer:<8} {sparsity:.2f}")
+    print(f"wrote {output} (use it with: nst prune --profile {output})")
+    if str(table.scan["weights"]).startswith("random"):
+        print("note: this scan used random weights; the profile is mechanically right but not meaningful")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from ..scan_plots import plot_scan
+    from ..scan_table import merge_scan
+
+    table = merge_scan(args.folder)
+    paths = plot_scan(table, args.out or Path(args.folder) / "plots")
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+

@@ -1,0 +1,247 @@
+"""A scan's results as a table: merging shards, proxy-vs-full agreement, choosing a profile.
+
+The table depends only on the records' numbers, never on which shard or machine produced
+them, so merging any sharding of a scan gives the same ``table.csv`` and ``table.json``.
+
+Degradation (what "hurts" means when selecting a profile), per cell:
+
+    content  = content_ratio - 1        the dense judge's content loss grew by this fraction
+    style    = style_ratio - 1          the dense judge's style loss grew by this fraction
+    ssim     = 1 - ssim                 SSIM against the dense output fell by this much
+    worst    = max(content, style, ssim)      (default for full scans)
+    proxy    = max(feature_distortion, gram_distortion)   (default for proxy scans)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .files import atomic_write_text
+from .pruning import Profile
+from .scan import ScanError, cell_key, finished_records, load_scan_json
+from .vgg import CONV_NAMES
+
+JUDGED = ("content_ratio", "style_ratio", "ssim")
+PROXY = ("feature_distortion", "gram_distortion", "proxy")
+ABSOLUTE = ("judged_content", "judged_style")
+DEGRADATIONS = ("worst", "content", "style", "ssim", "proxy")
+TABLE_FORMAT = "nst-scan-table/1"
+
+
+def degradation(metrics: dict, kind: str) -> float:
+    """How much worse than dense a cell is, by one of :data:`DEGRADATIONS`; 0 = as good as dense."""
+    try:
+        if kind == "content":
+            return metrics["content_ratio"] - 1.0
+        if kind == "style":
+            return metrics["style_ratio"] - 1.0
+        if kind == "ssim":
+            return 1.0 - metrics["ssim"]
+        if kind == "worst":
+            return max(degradation(metrics, k) for k in ("content", "style", "ssim"))
+        if kind == "proxy":
+            return max(metrics["feature_distortion"], metrics["gram_distortion"])
+    except KeyError as exc:
+        raise ScanError(f"degradation {kind!r} needs metric {exc.args[0]!r}, which this scan has not got (proxy-only scan?)") from None
+    raise ScanError(f"unknown degradation {kind!r}; choose from {', '.join(DEGRADATIONS)}")
+
+
+@dataclass
+class ScanTable:
+    """One row per finished cell of the grid, plus the scan's config and dense baseline."""
+
+    scan: dict  # scan.json
+    rows: list[dict]  # layer, sparsity, then metrics
+    missing: list[str]  # cell keys of the grid without a record yet
+    baseline: dict | None  # dense judged losses (full scans)
+
+    @property
+    def full(self) -> bool:
+        return self.scan.get("mode") == "full"
+
+    @property
+    def metrics(self) -> list[str]:
+        names = list(PROXY)
+        if self.full:
+            names = [*JUDGED, *ABSOLUTE, *names]
+        return names
+
+    @property
+    def default_degradation(self) -> str:
+        return "worst" if self.full else "proxy"
+
+    def layers(self) -> list[str]:
+        present = {row["layer"] for row in self.rows}
+        return [name for name in CONV_NAMES if name in present]
+
+    def sparsities(self) -> list[float]:
+        return sorted({row["sparsity"] for row in self.rows})
+
+    def lookup(self, layer: str, sparsity: float) -> dict | None:
+        key = cell_key(layer, sparsity)
+        return next((row for row in self.rows if cell_key(row["layer"], row["sparsity"]) == key), None)
+
+    def agreement(self) -> list[dict]:
+        return rank_agreement(self.rows) if self.full else []
+
+    def to_dict(self) -> dict:
+        return {
+            "format": TABLE_FORMAT,
+            "config_hash": self.scan["config_hash"],
+            "method": self.scan["method"],
+            "mode": self.scan["mode"],
+            "weights": self.scan["weights"],
+            "meaningful": not str(self.scan["weights"]).startswith("random"),
+            "layers": self.scan["layers"],
+            "sparsities": self.scan["sparsities"],
+            "baseline": self.baseline,
+            "metrics": self.metrics,
+            "rows": self.rows,
+            "missing": self.missing,
+            "agreement": self.agreement(),
+        }
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        columns = ["layer", "sparsity", *self.metrics, "degradation"]
+        writer.writerow(columns)
+        for row in self.rows:
+            # repr keeps every digit, so a table re-read from CSV is the table that was written.
+            writer.writerow([row["layer"], repr(row["sparsity"]), *(repr(row[m]) for m in self.metrics), repr(row["degradation"])])
+        return buffer.getvalue()
+
+    def to_text(self) -> str:
+        shown = [m for m in self.metrics if m not in ABSOLUTE]
+        header = f"{'layer':<8} {'sparsity':>8} " + " ".join(f"{m:>18}" for m in shown) + f" {'degradation':>12}"
+        lines = [header]
+        for row in self.rows:
+            lines.append(f"{row['layer']:<8} {row['sparsity']:>8.2f} " + " ".join(f"{row[m]:>18.4f}" for m in shown) + f" {row['degradation']:>12.4f}")
+        if self.missing:
+            lines.append(f"{len(self.missing)} cell(s) not finished yet: {', '.join(self.missing[:6])}{' ...' if len(self.missing) > 6 else ''}")
+        for item in self.agreement():
+            lines.append(
+                f"rank agreement {item['proxy']} vs {item['judged']}: Spearman {_fmt(item['spearman'])}, "
+                f"Kendall {_fmt(item['kendall'])} over {item['cells']} cells"
+            )
+        return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:+.3f}"
+
+
+def merge_scan(folder: str | os.PathLike) -> ScanTable:
+    """Collect every shard's records of the folder's configuration into one table (grid order)."""
+    folder = Path(folder)
+    scan = load_scan_json(folder)
+    records = finished_records(folder, scan["config_hash"])
+    degradation_kind = "worst" if scan["mode"] == "full" else "proxy"
+    rows, missing = [], []
+    for layer in scan["layers"]:
+        for sparsity in scan["sparsities"]:
+            record = records.get(cell_key(layer, sparsity))
+            if record is None:
+                missing.append(cell_key(layer, sparsity))
+                continue
+            metrics = record["metrics"]
+            row = {"layer": layer, "sparsity": float(sparsity), **{k: float(v) for k, v in sorted(metrics.items())}}
+            row["degradation"] = degradation(metrics, degradation_kind)
+            rows.append(row)
+    baseline = None
+    dense_json = folder / "dense.json"
+    if scan["mode"] == "full" and dense_json.exists():
+        info = json.loads(dense_json.read_text())
+        if info.get("config_hash") == scan["config_hash"]:
+            baseline = {"content": info["losses"]["content"], "style": info["losses"]["style"],
+                        "content_ratio": 1.0, "style_ratio": 1.0, "ssim": 1.0}
+    return ScanTable(scan, rows, missing, baseline)
+
+
+def write_tables(table: ScanTable, folder: str | os.PathLike) -> list[Path]:
+    """``table.csv`` and ``table.json`` in ``folder``, written atomically."""
+    folder = Path(folder)
+    csv_path, json_path = folder / "table.csv", folder / "table.json"
+    atomic_write_text(csv_path, table.to_csv())
+    atomic_write_text(json_path, json.dumps(table.to_dict(), indent=2, allow_nan=True) + "\n")
+    return [csv_path, json_path]
+
+
+def load_table(folder: str | os.PathLike) -> ScanTable:
+    """The table of a scan folder, merged fresh from its records."""
+    return merge_scan(folder)
+
+
+def rank_agreement(rows: list[dict]) -> list[dict]:
+    """Spearman and Kendall rank correlation of each proxy with the judged metric it stands for."""
+    from scipy.stats import kendalltau, spearmanr
+
+    pairs = (
+        ("feature_distortion", "content", "content_ratio - 1"),
+        ("gram_distortion", "style", "style_ratio - 1"),
+        ("proxy", "ssim", "1 - ssim"),
+        ("proxy", "worst", "worst degradation"),
+    )
+    out = []
+    for proxy, kind, label in pairs:
+        xs = [row[proxy] for row in rows]
+        ys = [degradation(row, kind) for row in rows]
+        spearman = kendall = None
+        if len(rows) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
+            spearman = _finite(spearmanr(xs, ys).statistic)
+            kendall = _finite(kendalltau(xs, ys).statistic)
+        out.append({"proxy": proxy, "judged": label, "spearman": spearman, "kendall": kendall, "cells": len(rows)})
+    return out
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def select_sparsity(levels: list[tuple[float, float]], tolerance: float) -> float:
+    """Highest sparsity reached by climbing the levels while degradation stays <= tolerance.
+
+    ``levels`` are (sparsity, degradation). The climb stops at the first level that fails,
+    so a noisy pass above a failure is not trusted. 0.0 (dense) if even the lowest fails.
+    """
+    chosen = 0.0
+    for sparsity, value in sorted(levels):
+        if not (value <= tolerance):  # NaN fails too
+            break
+        chosen = sparsity
+    return chosen
+
+
+def select_profile(table: ScanTable, tolerance: float, metric: str | None = None) -> Profile:
+    """Per scanned layer, the highest sparsity whose degradation stays within ``tolerance``.
+
+    >>> profile = select_profile(merge_scan("runs/scan"), tolerance=0.1)   # doctest: +SKIP
+    >>> save_profile(profile, "runs/scan/profile.json")                    # doctest: +SKIP
+    """
+    if not tolerance >= 0:
+        raise ScanError(f"tolerance must be >= 0, not {tolerance}")
+    if not table.rows:
+        raise ScanError("the scan has no finished cells to select from")
+    metric = metric or table.default_degradation
+    by_layer: dict[str, list[tuple[float, float]]] = {}
+    for row in table.rows:
+        by_layer.setdefault(row["layer"], []).append((row["sparsity"], degradation(row, metric)))
+    sparsity = {layer: select_sparsity(by_layer[layer], tolerance) for layer in table.layers()}
+    source = {
+        "scan": table.scan["config_hash"],
+        "mode": table.scan["mode"],
+        "weights": table.scan["weights"],
+        "tolerance": tolerance,
+        "degradation": metric,
+        "sparsities": table.scan["sparsities"],
+        "incomplete": bool(table.missing),
+        "note": "each layer chosen alone; pruning several layers together can degrade more than any one of them",
+    }
+    return Profile(table.scan["method"], sparsity, source)

@@ -9,7 +9,7 @@ import sys
 from ..errors import UserError
 
 # Each module adds its subcommands; order here is the order in `nst --help`.
-COMMAND_MODULES = ("stylize", "finetune", "hub")
+COMMAND_MODULES = ("stylize", "prune", "scan", "finetune", "hub")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ preprocessing (the network preprocesses inside), so Adam's learning rate of 10 m
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -104,10 +105,10 @@ class PreparedInputs:
 
 def prepare_inputs(content, styles, size: int, preserve_color: bool) -> PreparedInputs:
     """Load, resize and (for colour preservation) convert inputs exactly as ``stylize`` does."""
-    content_img = resize_max_side(load_image(content, name=_label(content, "content image")), size)
+    content_img = load_image(content, max_side=size, name=_label(content, "content image"))
     if not styles:
         raise UserError("at least one style image is needed")
-    style_imgs = [resize_max_side(load_image(s, name=_label(s, f"style image {i + 1}")), size) for i, s in enumerate(styles)]
+    style_imgs = [load_image(s, max_side=size, name=_label(s, f"style image {i + 1}")) for i, s in enumerate(styles)]
     if preserve_color:
         content_seen = luminance_image(content_img)
         style_imgs = [match_luminance(s, content_img) for s in style_imgs]
@@ -243,6 +244,8 @@ def _optimise(model, preset, image, targets, weights, config, steps, done, scale
             image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
         timings["optimize"] += time.perf_counter() - t0
         iteration = done + step + 1
+        if not math.isfinite(last_terms["total"]):
+            raise UserError(f"the optimisation diverged (loss is {last_terms['total']}) at iteration {iteration}; lower the learning rate or the loss weights")
         record = {"iteration": iteration, "scale": scale, **last_terms}
         history.append(record)
         if callback is not None:

@@ -1,0 +1,53 @@
+"""`nst stylize` end to end as a user runs it: a subprocess, real files, exit codes."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def nst(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_stylize_writes_a_png_and_previews(tmp_path):
+    out = tmp_path / "out.png"
+    log = tmp_path / "log.json"
+    proc = nst(
+        "stylize", str(EXAMPLES / "content" / "lakeside.jpg"), str(EXAMPLES / "style" / "swirls.jpg"),
+        "-o", str(out), "--weights", "random", "--size", "64", "--iterations", "4", "--save-every", "2", "--log-json", str(log),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "random" in proc.stderr and "meaningless" in proc.stderr  # never silent about random weights
+    image = Image.open(out)
+    assert image.format == "PNG" and max(image.size) == 64
+    assert sorted(p.name for p in tmp_path.glob("out.iter*.png")) == ["out.iter00002.png", "out.iter00004.png"]
+    assert '"history"' in log.read_text()
+
+
+def test_bad_image_exits_nonzero_with_one_line(tmp_path):
+    bogus = tmp_path / "notes.jpg"
+    bogus.write_text("this is not a picture")
+    proc = nst("stylize", str(bogus), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(tmp_path / "o.png"), "--weights", "random", "--size", "64", "--iterations", "1")
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("nst: error:")]
+    assert len(lines) == 1 and "notes.jpg" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_settings_exit_nonzero(tmp_path):
+    content, style = str(EXAMPLES / "content" / "village.jpg"), str(EXAMPLES / "style" / "cubist.jpg")
+    proc = nst("stylize", content, style, "-o", str(tmp_path / "o.gif"), "--weights", "random")
+    assert proc.returncode == 2 and "must end in .png" in proc.stderr
+    proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--iterations", "0")
+    assert proc.returncode == 2 and "iterations must be between" in proc.stderr
+
+
+def test_help_explains_flags():
+    proc = nst("stylize", "--help")
+    assert proc.returncode == 0
+    for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer"):
+        assert flag in proc.stdout

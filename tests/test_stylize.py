@@ -1,0 +1,145 @@
+"""The optimisation loop with the real VGG-19 architecture and seeded random weights, at 64 px."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from nst_core.errors import UserError
+from nst_core.quality import Judge, ssim
+from nst_core.stylize import StylizeConfig, scale_sizes, split_iterations, stylize
+from nst_core.weights import load_vgg
+
+
+def pixels(image):
+    return np.asarray(image, dtype=np.int16)
+
+
+def test_same_seed_same_image_and_other_seed_differs(random_model, content_image, style_image):
+    config = StylizeConfig(size=64, iterations=4, init="noise", seed=7)
+    a = stylize(random_model, content_image, [style_image], config)
+    b = stylize(random_model, content_image, [style_image], config)
+    c = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=4, init="noise", seed=8))
+    assert np.array_equal(pixels(a.image), pixels(b.image))
+    assert not np.array_equal(pixels(a.image), pixels(c.image))
+    assert a.image.size == (64, 48)
+
+
+def test_style_loss_falls_over_20_iterations(random_model, content_image, style_image):
+    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=20))
+    styles = [h["style"] for h in result.history]
+    assert len(result.history) == 20 and result.stopped == "done"
+    assert styles[-1] < 0.7 * styles[0]
+    assert set(result.timings) >= {"targets", "optimize", "total", "per_iteration"}
+
+
+def test_lbfgs_reduces_the_total_loss(random_model, content_image, style_image):
+    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=6, optimizer="lbfgs"))
+    assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_coarse_to_fine_ends_at_full_size():
+    assert scale_sizes(64, 48, 3) == [(16, 12), (32, 24), (64, 48)]
+    assert split_iterations(10, 3) == [3, 3, 4]
+
+
+def test_multi_scale_runs_every_scale(content_image, style_image):
+    model = load_vgg("random:0", last_layer="relu4_2")
+    config = StylizeConfig(preset="seed", size=64, iterations=6, scales=2)
+    with pytest.raises(UserError, match="needs relu5_3"):  # this network stops before the preset's deepest layer
+        stylize(model, content_image, [style_image], config)
+    model = load_vgg("random:0", last_layer="relu5_3")
+    result = stylize(model, content_image, [style_image], config)
+    assert [h["scale"] for h in result.history] == [0, 0, 0, 1, 1, 1]
+    assert result.image.size == (64, 48)
+
+
+def test_too_small_for_the_scales_is_a_clear_error(random_model, content_image, style_image):
+    with pytest.raises(UserError, match="needs at least 16 px"):
+        stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3, scales=3))
+
+
+def test_several_styles_blend(random_model, content_image, style_image):
+    other = style_image.transpose(0)
+    result = stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1]))
+    assert len(result.history) == 2
+    with pytest.raises(UserError, match="1 style weights given for 2"):
+        stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1]))
+
+
+def test_preserve_color_keeps_the_content_chroma(random_model, content_image, style_image):
+    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=5, preserve_color=True))
+    out = np.asarray(result.image.convert("YCbCr"), dtype=np.float64)
+    ref = np.asarray(content_image.resize(result.image.size).convert("YCbCr"), dtype=np.float64)
+    assert np.abs(out[..., 1:] - ref[..., 1:]).mean() < 3.0  # chroma is the content's (rounding aside)
+
+
+def test_cancel_stops_at_once(random_model, content_image, style_image):
+    cancel = threading.Event()
+    seen = []
+
+    def on_progress(progress):
+        seen.append(progress.iteration)
+        if progress.iteration == 3:
+            cancel.set()
+
+    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=50), on_progress, cancel)
+    assert result.stopped == "cancelled" and len(result.history) == 3 and seen == [1, 2, 3]
+
+
+def test_previews_arrive_every_k_iterations(random_model, content_image, style_image):
+    previews = []
+    stylize(
+        random_model,
+        content_image,
+        [style_image],
+        StylizeConfig(size=64, iterations=4, preview_every=2),
+        callback=lambda p: previews.append((p.iteration, p.preview is not None, sorted(p.losses))),
+    )
+    assert [(i, has) for i, has, _ in previews] == [(1, False), (2, True), (3, False), (4, True)]
+    assert previews[0][2] == ["content", "style", "total", "tv"]
+
+
+def test_tolerance_stops_early(random_model, content_image, style_image):
+    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, tolerance=10.0))
+    assert result.stopped == "converged" and len(result.history) == 11
+
+
+def test_tv_weight_smooths_the_output(random_model, content_image, style_image):
+    def tv(image):
+        a = pixels(image).astype(np.float64)
+        return np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean()
+
+    base = StylizeConfig(size=64, iterations=8, init="noise", tv_weight=0.0)
+    rough = stylize(random_model, content_image, [style_image], base).image
+    smooth = stylize(random_model, content_image, [style_image], StylizeConfig(**{**vars(base), "tv_weight": 1e6})).image
+    assert tv(smooth) < tv(rough)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"optimizer": "sgd"}, "optimizer must be one of"),
+        ({"size": 4}, "size must be between"),
+        ({"iterations": 0}, "iterations must be between"),
+        ({"lr": -1.0}, "learning rate must be positive"),
+        ({"tv_weight": -1.0}, "tv weight must be non-negative"),
+        ({"preset": "x"}, "unknown loss preset"),
+    ],
+)
+def test_bad_settings_are_named(random_model, content_image, style_image, change, message):
+    with pytest.raises(UserError, match=message):
+        stylize(random_model, content_image, [style_image], StylizeConfig(**change))
+
+
+def test_judge_scores_dense_against_itself_as_one(random_model, content_image, style_image):
+    dense = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3)).image
+    judge = Judge(random_model, "seed", content_image, [style_image], size=64)
+    assert judge.compare(dense, dense) == {"content_ratio": 1.0, "style_ratio": 1.0, "ssim": pytest.approx(1.0)}
+    # The content itself has zero content loss, so its ratio against the stylized image is below 1.
+    assert judge.compare(content_image, dense)["content_ratio"] < 1.0
+
+
+def test_ssim_bounds(content_image, style_image):
+    assert ssim(content_image, content_image) == pytest.approx(1.0)
+    assert ssim(content_image, style_image) < 0.5

@@ -56,17 +56,18 @@ def _hub_error(exc: Exception, what: str) -> HubError:
         RevisionNotFoundError,
     )
 
+    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
+    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
+        return HubError(
+            f"{what}: not in the local Hugging Face cache, and the Hub cannot be reached "
+            "(offline mode or no network); download it once while online"
+        )
     if isinstance(exc, RepositoryNotFoundError):
         return HubError(f"{what}: repository not found (or it is private and you are not logged in: `hf auth login`)")
     if isinstance(exc, RevisionNotFoundError):
         return HubError(f"{what}: revision not found in the repository")
     if isinstance(exc, EntryNotFoundError):
         return HubError(f"{what}: file not found in the repository at that revision")
-    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        return HubError(
-            f"{what}: not in the local Hugging Face cache, and the Hub cannot be reached "
-            "(offline mode or no network); download it once while online"
-        )
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "?"
         hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""

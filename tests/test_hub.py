@@ -1,0 +1,326 @@
+"""Hub push / download / offline load, model cards, weights hosting and the Space push.
+
+The real Hub cannot be reached from CI, so the real huggingface_hub client (our code, and the
+`hf` command) talks to ``tests/hub_server.py``, a Hub-compatible HTTP server on 127.0.0.1.
+Every client step runs in a subprocess with HF_ENDPOINT, a dummy HF_TOKEN and a private HF_HOME:
+huggingface_hub reads those when it is imported, and another test module may have imported it
+into this process already. ``test_live_hub_round_trip`` runs the same round trip against the
+real Hub when HF_TOKEN and NST_LIVE_HUB=1 are set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from hub_server import HubServer
+from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from nst_core.pruning import prune_fine
+from nst_core.weights import load_vgg
+
+ROOT = Path(__file__).resolve().parent.parent
+HF_BIN = str(Path(sys.executable).with_name("hf"))
+NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
+DUMMY_TOKEN = "hf_DummyTokenForTheLocalHub0123456789"
+REPO = "tester/vgg19-seed-pruned"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    with HubServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def hub_env(hub, tmp_path_factory):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(
+        HF_ENDPOINT=hub.endpoint,
+        HF_TOKEN=DUMMY_TOKEN,
+        HF_HOME=str(tmp_path_factory.mktemp("hf_home")),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        HF_HUB_DISABLE_UPDATE_CHECK="1",
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+    )
+    return env
+
+
+def run(cmd: list[str], env: dict, check: bool = True, **changes) -> subprocess.CompletedProcess:
+    env = {**env, **changes}
+    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{cmd[-6:]} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    assert DUMMY_TOKEN not in result.stdout + result.stderr, "the token was printed"
+    return result
+
+
+def python(code: str, env: dict, **changes) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-c", code], env, **changes)
+
+
+def weights_digest(model) -> dict[str, str]:
+    out = {}
+    for name in model.conv_names:
+        conv = model.conv(name)
+        h = hashlib.sha256(conv.weight.numpy().tobytes() + conv.bias.numpy().tobytes())
+        if name in model.masks:
+            h.update(model.masks[name].numpy().tobytes())
+        out[name] = h.hexdigest()
+    return out
+
+
+DIGEST_CODE = """
+import hashlib, json
+def weights_digest(model):
+    out = {}
+    for name in model.conv_names:
+        conv = model.conv(name)
+        h = hashlib.sha256(conv.weight.numpy().tobytes() + conv.bias.numpy().tobytes())
+        if name in model.masks:
+            h.update(model.masks[name].numpy().tobytes())
+        out[name] = h.hexdigest()
+    return out
+"""
+
+
+@pytest.fixture(scope="module")
+def pushed(hub, hub_env, tmp_path_factory):
+    """A fine-pruned checkpoint with metrics and a plot, pushed with `nst push`."""
+    folder = tmp_path_factory.mktemp("push")
+    model = prune_fine(load_vgg("random:7", last_layer="relu3_1"), "seed")
+    model.provenance["scan"] = "scan-64px.json"
+    metrics = {"content_ratio": 1.04, "style_ratio": 1.12, "ssim": 0.93}
+    path = save_checkpoint(model, folder / "seed-fp16.safetensors", encoding="packed", dtype="fp16", metrics=metrics)
+    plot = folder / "scan.png"
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(plot)
+    result = run(NST + ["push", REPO, str(path), "--plot", str(plot)], hub_env)
+    commit = result.stdout.split("commit ")[1].split()[0]
+    return {"path": path, "commit": commit, "stdout": result.stdout, "model": load_checkpoint(path)}
+
+
+def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
+    repo = hub.hub.repos[("model", REPO)]
+    files = repo.resolve(pushed["commit"]).files
+    assert sorted(files) == [".gitattributes", "README.md", "config.json", "seed-fp16.safetensors", "sensitivity.png"]
+    assert files["seed-fp16.safetensors"] == pushed["path"].read_bytes()
+    config = json.loads(files["config.json"])
+    assert config["checkpoint"] == "seed-fp16.safetensors" and config["encoding"] == "packed"
+    assert config["metrics"]["ssim"] == 0.93
+    assert f"hf download {REPO} seed-fp16.safetensors --revision {pushed['commit']}" in pushed["stdout"]
+    # The token reached the server as a header and nowhere else.
+    assert not any(DUMMY_TOKEN.encode() in data for data in hub.hub.all_file_bytes())
+
+
+def test_model_card_parses_with_valid_metadata(hub, pushed):
+    from huggingface_hub import ModelCard
+
+    text = hub.hub.repos[("model", REPO)].resolve(pushed["commit"]).files["README.md"].decode()
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["pipeline_tag"] == "image-to-image"
+    assert header["library_name"] == "pytorch" and header["license"] == "cc-by-4.0"
+    assert "neural-style-transfer" in header["tags"]
+    card = ModelCard(text)
+    assert card.data.pipeline_tag == "image-to-image" and card.data.license == "cc-by-4.0"
+    body = card.text
+    assert "| conv1_2 | 64 | 64 | 36,864 | 3,686 | 90.0% |" in body
+    assert f"| `seed-fp16.safetensors` | {pushed['path'].stat().st_size:,} |" in body
+    assert "| ssim | 0.93 |" in body
+    assert f"hf download {REPO} seed-fp16.safetensors" in body
+    assert "![Per-layer sensitivity scan](sensitivity.png)" in body
+    assert "seeded random weights" in body
+    assert "scan-64px.json" in body
+
+
+def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, pushed, tmp_path):
+    """push -> `hf download REPO FILE --revision SHA --local-dir D` -> load; then from the cache offline."""
+    local = tmp_path / "d"
+    run([HF_BIN, "download", REPO, "seed-fp16.safetensors", "--revision", pushed["commit"], "--local-dir", str(local)], hub_env)
+    downloaded = local / "seed-fp16.safetensors"
+    assert downloaded.read_bytes() == pushed["path"].read_bytes()
+    expected = weights_digest(pushed["model"])
+    assert weights_digest(load_checkpoint(downloaded)) == expected
+
+    # Fill the normal cache once (online, with `hf download` as a user would), then load with
+    # the Hub unreachable by policy: pinned to the commit, and by branch via config.json.
+    run([HF_BIN, "download", REPO, "seed-fp16.safetensors", "--revision", pushed["commit"]], hub_env)
+    run([HF_BIN, "download", REPO, "config.json"], hub_env)
+    seen = len(hub.hub.requests)
+    code = DIGEST_CODE + (
+        "from nst_core.hub import load_from_hub, pull, HubError\n"
+        f"pinned = load_from_hub({REPO!r}, 'seed-fp16.safetensors', revision={pushed['commit']!r})\n"
+        f"latest = load_from_hub({REPO!r})\n"
+        "try:\n"
+        f"    pull({REPO!r}, 'other.safetensors')\n"
+        "    missing = 'no error'\n"
+        "except HubError as exc:\n"
+        "    missing = str(exc)\n"
+        "print(json.dumps([weights_digest(pinned), weights_digest(latest), missing]))\n"
+    )
+    pinned, latest, missing = json.loads(python(code, hub_env, HF_HUB_OFFLINE="1").stdout)
+    assert pinned == expected and latest == expected
+    assert len(hub.hub.requests) == seen, "offline load talked to the Hub"
+    assert "not in the local Hugging Face cache" in missing and "other.safetensors" in missing
+
+
+def cli_calls(calls: list[list[str]]) -> str:
+    """Python code running several `nst` commands in one interpreter (one torch import), printing exit codes."""
+    return (
+        "import sys\nfrom nst_core.cli import main\n"
+        f"for argv in {calls!r}:\n"
+        "    code = main(argv)\n"
+        "    print('exit', code, flush=True)\n"
+        "    print('--- end of', argv[0], file=sys.stderr, flush=True)\n"
+    )
+
+
+def test_missing_repo_file_and_revision_errors(hub_env, pushed):
+    code = (
+        "import json\nfrom nst_core.hub import pull, HubError\nout = []\n"
+        "for args in [('tester/nope', 'x.safetensors', None), "
+        f"({REPO!r}, 'nope.safetensors', None), ({REPO!r}, 'seed-fp16.safetensors', 'no-such-branch'), "
+        f"({REPO!r}, 'seed-fp16.safetensors', '0' * 40), ('not-a-repo-id', 'x', None)]:\n"
+        "    try:\n        pull(*args)\n        out.append('no error')\n"
+        "    except HubError as exc:\n        out.append(str(exc))\n"
+        "print(json.dumps(out))\n"
+    ) + cli_calls([["pull", "tester/nope", "x.safetensors"]])
+    result = python(code, hub_env)
+    repo, file, branch, sha, bad = json.loads(result.stdout.splitlines()[0])
+    assert "tester/nope" in repo and "repository not found" in repo
+    assert "nope.safetensors" in file and "file not found" in file
+    assert "no-such-branch" in branch and "revision not found" in branch
+    assert "0" * 40 in sha and "revision not found" in sha
+    assert "bad repo id" in bad
+    assert result.stdout.splitlines()[1] == "exit 2"
+    assert result.stderr.startswith("nst: error: tester/nope") and "Traceback" not in result.stderr
+
+
+def test_push_refuses_foreign_files_and_missing_tokens_clearly(tmp_path, hub, hub_env):
+    tiny = save_checkpoint(load_vgg("random:1", last_layer="relu1_1"), tmp_path / "tiny.safetensors")
+    foreign = tmp_path / "foreign.safetensors"
+    foreign.write_bytes(b"not safetensors at all")
+    env = {k: v for k, v in hub_env.items() if k != "HF_TOKEN"}
+    seen = len(hub.hub.requests)
+    result = python(cli_calls([["push", "tester/x", str(foreign)], ["push", "tester/tiny", str(tiny)]]), env)
+    assert result.stdout.split() == ["exit", "2", "exit", "2"]
+    foreign_err, token_err = result.stderr.split("--- end of push")[:2]
+    assert "not a safetensors file" in foreign_err
+    assert "nst: error: pushing to tester/tiny" in token_err and "hf auth login" in token_err
+    assert ("model", "tester/x") not in hub.hub.repos and ("model", "tester/tiny") not in hub.hub.repos
+    # The foreign file was refused before any request; the token-less push was refused by the Hub.
+    paths = [path for _, path in hub.hub.requests[seen:]]
+    assert paths[0] == "/api/repos/create" and not any("/commit/" in p or "/preupload/" in p for p in paths)
+
+
+def _fake_caffe_pth(path: Path) -> dict[str, torch.Tensor]:
+    """The Caffe VGG-19 .pth layout: features.N.* in the real shapes, plus classifier.* keys.
+
+    The classifier tensors are small stand-ins (the real ones are 548 MB and are dropped anyway).
+    """
+    state = {k: v.clone() for k, v in load_vgg("random:11", last_layer="relu5_4").state_dict().items()}
+    for i, shape in ((0, (16, 32)), (3, (16, 16)), (6, (10, 16))):
+        state[f"classifier.{i}.weight"] = torch.randn(shape)
+        state[f"classifier.{i}.bias"] = torch.randn(shape[0])
+    torch.save(state, path)
+    return state
+
+
+def test_weights_convert_push_and_load_as_hf_spec(tmp_path, hub, hub_env, capsys):
+    from nst_core.cli import main
+
+    src = tmp_path / "vgg19-d01eb7cb.pth"
+    state = _fake_caffe_pth(src)
+    out = tmp_path / "vgg19-caffe.safetensors"
+    assert main(["weights", "convert", str(src), str(out), "--dtype", "fp16"]) == 0
+    info = read_checkpoint_info(out)
+    assert info["preprocessing"]["name"] == "caffe" and info["provenance"]["converted_from"] == src.name
+    assert not any(k.startswith("classifier") for k in info["tensors"])
+    conv5_4 = state["features.34.weight"].half().float()
+    local = load_vgg(str(out), last_layer="relu5_4")  # preprocessing comes from the metadata
+    assert local.preprocessing.name == "caffe"
+    assert torch.equal(local.conv("conv5_4").weight, conv5_4)
+
+    code = (
+        "import hashlib\nfrom nst_core.hub import push_checkpoint\nfrom nst_core.weights import load_vgg\n"
+        f"commit = push_checkpoint('tester/vgg19-caffe', {str(out)!r}).commit\n"
+        "m = load_vgg(f'hf:tester/vgg19-caffe:vgg19-caffe.safetensors@{commit}', last_layer='relu5_4')\n"
+        "print(m.preprocessing.name, hashlib.sha256(m.conv('conv5_4').weight.numpy().tobytes()).hexdigest())\n"
+    )
+    prep, digest = python(code, hub_env).stdout.split()
+    assert prep == "caffe"
+    assert digest == hashlib.sha256(conv5_4.numpy().tobytes()).hexdigest()
+
+    bad = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, bad)
+    capsys.readouterr()
+    assert main(["weights", "convert", str(bad), str(tmp_path / "o.safetensors")]) == 2
+    assert "no 'features.N.weight' keys" in capsys.readouterr().err
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
+    root = tmp_path / "project"
+    (root / "space").mkdir(parents=True)
+    (root / "space" / "README.md").write_text("---\ntitle: t\nsdk: gradio\napp_file: app.py\n---\nhello\n")
+    shutil.copytree(ROOT / "nst_core", root / "nst_core", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / "requirements.txt").write_text("torch\n")
+    argv = ["push-space", "tester/style-space", "--root", str(root)]
+    # Push, then add app.py and push again, in one interpreter.
+    code = cli_calls([argv]) + f"open({str(root / 'app.py')!r}, 'w').write(\"print('app')\\n\")\n" + cli_calls([argv])
+    result = python(code, hub_env)
+    assert [line for line in result.stdout.splitlines() if line.startswith("exit")] == ["exit 0", "exit 0"]
+    assert "pushed" in result.stdout
+    first_err, second_err = result.stderr.split("--- end of push-space")[:2]
+    assert "app.py was not found" in first_err and "not found" not in second_err
+    repo = hub.hub.repos[("space", "tester/style-space")]
+    assert repo.sdk == "gradio"
+    first, second = [c.files for c in list(repo.commits.values())[1:]]
+    assert "app.py" not in first
+    assert first["README.md"].startswith(b"---\ntitle: t")
+    assert first["nst_core/hub.py"] == (ROOT / "nst_core" / "hub.py").read_bytes()
+    assert "requirements.txt" in first and not any("__pycache__" in p for p in first)
+    assert second["app.py"] == b"print('app')\n"
+
+
+def test_checkpoint_info_cli(tmp_path, capsys):
+    from nst_core.cli import main
+
+    path = save_checkpoint(prune_fine(load_vgg("random:3", last_layer="relu2_1"), 0.5), tmp_path / "c.safetensors")
+    assert main(["checkpoint", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "packed fp16" in out and "conv2_1" in out and "50.0%" in out
+    assert main(["checkpoint", "info", str(tmp_path / "missing.safetensors")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.live_hub
+@pytest.mark.skipif(
+    not (os.environ.get("HF_TOKEN") and os.environ.get("NST_LIVE_HUB") == "1"),
+    reason="talks to the real Hugging Face Hub: set HF_TOKEN and NST_LIVE_HUB=1",
+)
+def test_live_hub_round_trip(tmp_path):
+    """The same push -> hf download -> load round trip against huggingface.co, in a private repo it deletes."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_ENDPOINT", "HF_HUB_OFFLINE")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    model = prune_fine(load_vgg("random:5", last_layer="relu2_1"), 0.5)
+    path = save_checkpoint(model, tmp_path / "live.safetensors")
+    user = python("from huggingface_hub import whoami; print(whoami()['name'])", env).stdout.strip()
+    repo = f"{user}/nst-live-test-{uuid.uuid4().hex[:8]}"
+    try:
+        commit = python(
+            f"from nst_core.hub import push_checkpoint; print(push_checkpoint({repo!r}, {str(path)!r}, private=True).commit)", env
+        ).stdout.strip()
+        run([HF_BIN, "download", repo, "live.safetensors", "--revision", commit, "--local-dir", str(tmp_path / "d")], env)
+        assert weights_digest(load_checkpoint(tmp_path / "d" / "live.safetensors")) == weights_digest(load_checkpoint(path))
+    finally:
+        python(f"from huggingface_hub import delete_repo; delete_repo({repo!r}, missing_ok=True)", env)

@@ -278,6 +278,32 @@ def pull(
     return Path(path)
 
 
+def parse_checkpoint_spec(spec: str) -> tuple[str, str | None, str | None]:
+    """'hf:OWNER/NAME[:FILE][@REV]' -> (repo, file or None, revision or None).
+
+    Unlike weight specs, a missing FILE means "the checkpoint config.json names".
+    """
+    if not spec.startswith("hf:"):
+        raise HubError(f"bad Hub checkpoint spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
+    body, revision = spec[3:], None
+    if "@" in body:
+        body, revision = body.rsplit("@", 1)
+    repo, _, filename = body.partition(":")
+    _check_repo_id(repo)
+    if revision == "":
+        raise HubError(f"bad Hub checkpoint spec {spec!r}: empty revision after '@'")
+    return repo, filename or None, revision
+
+
+def download_checkpoint(spec: str) -> Path:
+    """Local path of a checkpoint named by 'hf:OWNER/NAME[:FILE][@REV]' (downloaded through the cache).
+
+    >>> download_checkpoint("hf:me/vgg19-seed@a1b2c3...")  # doctest: +SKIP
+    """
+    repo, filename, revision = parse_checkpoint_spec(spec)
+    return pull(repo, filename, revision)
+
+
 def load_from_hub(repo_id: str, filename: str | None = None, revision: str | None = None) -> VGGFeatures:
     """A frozen network from a checkpoint on the Hub (see :func:`pull`)."""
     return load_checkpoint(pull(repo_id, filename, revision))

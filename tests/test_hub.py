@@ -160,6 +160,9 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
         "from nst_core.hub import load_from_hub, pull, HubError\n"
         f"pinned = load_from_hub({REPO!r}, 'seed-fp16.safetensors', revision={pushed['commit']!r})\n"
         f"latest = load_from_hub({REPO!r})\n"
+        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.hub import download_checkpoint\n"
+        f"by_spec = load_checkpoint(download_checkpoint('hf:{REPO}@{pushed['commit']}'))\n"
+        "assert weights_digest(by_spec) == weights_digest(pinned)\n"
         "try:\n"
         f"    pull({REPO!r}, 'other.safetensors')\n"
         "    missing = 'no error'\n"
@@ -290,6 +293,16 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     assert first["nst_core/hub.py"] == (ROOT / "nst_core" / "hub.py").read_bytes()
     assert "requirements.txt" in first and not any("__pycache__" in p for p in first)
     assert second["app.py"] == b"print('app')\n"
+
+
+def test_checkpoint_spec_parsing():
+    from nst_core.hub import HubError, parse_checkpoint_spec
+
+    assert parse_checkpoint_spec("hf:me/net") == ("me/net", None, None)
+    assert parse_checkpoint_spec("hf:me/net:seed.safetensors@abc") == ("me/net", "seed.safetensors", "abc")
+    for bad in ("me/net", "hf:net", "hf:me/net@", "hf:a/b/c"):
+        with pytest.raises(HubError, match="expected|empty revision|bad repo id"):
+            parse_checkpoint_spec(bad)
 
 
 def test_checkpoint_info_cli(tmp_path, capsys):

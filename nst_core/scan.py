@@ -75,6 +75,16 @@ def cell_key(layer: str, sparsity: float) -> str:
     return f"{layer}@{sparsity:.4f}"
 
 
+def _package_version() -> str:
+    # Records made by another release may differ numerically (e.g. image decoding), so they do not mix.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nst-core")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _file_sha256(path: str) -> str:
     p = Path(path)
     if not p.is_file():
@@ -150,6 +160,7 @@ class ScanConfig:
         stylize_settings.pop("preview_every", None)
         return {
             "format": SCAN_FORMAT,
+            "package_version": _package_version(),
             "content_sha256": _file_sha256(self.content),
             "styles_sha256": [_file_sha256(s) for s in self.styles],
             "weights": self.weights,

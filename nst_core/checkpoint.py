@@ -51,6 +51,16 @@ _CHUNK_BYTES = 1 << 20
 _MAX_HEADER_BYTES = 100_000_000
 
 
+def _read_umask() -> int:
+    # The only portable way to read the umask is to set it; done once, at import.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 class CheckpointError(UserError):
     """A checkpoint file is missing, corrupt, truncated, foreign, or disagrees with itself."""
 
@@ -221,6 +231,8 @@ def atomic_write(path: Path, chunks: Iterable[bytes]) -> Path:
                 fh.write(chunk)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp makes 0600 files; give the result the mode a plain open() would (or the old file's).
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         try:

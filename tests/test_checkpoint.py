@@ -129,6 +129,17 @@ def test_seed_profile_sizes(tmp_path, seed_pruned_vgg19):
     assert torch.equal(loaded.conv("conv5_4").weight, seed_pruned_vgg19.conv("conv5_4").weight.half().float())
 
 
+def test_saved_file_gets_ordinary_permissions(tmp_path, small_fine):
+    """The temp file behind the atomic write is private (0600); the checkpoint must not stay so."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    path = save_checkpoint(small_fine, tmp_path / "m.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    path.chmod(0o640)
+    save_checkpoint(small_fine, path)  # overwriting keeps the existing file's mode
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_read_info_does_not_need_tensor_data(tmp_path, small_fine):
     path = save_checkpoint(small_fine, tmp_path / "m.safetensors")
     info = read_checkpoint_info(path)

@@ -1,0 +1,510 @@
+"""Dense vs pruned, side by side: the orchestration behind the app (importable without Gradio).
+
+One comparison runs the dense VGG-19 and a pruned one on the same inputs with the same
+``StylizeConfig`` (so the same seed and the same init), then scores both outputs with the
+dense judge (DESIGN.md: a pruned network is never judged by its own loss). The app only
+turns the events of :func:`run_comparison` into widgets.
+
+Which pruned network: a spec string, the same in the app, its flags and tests:
+
+    profile:NAME        a named profile (``nst_core.pruning.PROFILES``) pruned on the fly
+    structured:RATIO    every conv loses RATIO of its filters (physically smaller, faster)
+    PATH.json           a profile file, e.g. selected from a sensitivity scan
+    PATH.safetensors    a pruned checkpoint saved by ``nst prune --save`` / fine-tuning
+    hf:OWNER/NAME[:FILE][@REV]   a pruned checkpoint on the Hugging Face Hub
+
+>>> s = default_settings(cuda=False)
+>>> validate_settings(s)
+>>> describe_pruned_spec("profile:seed")
+'seed profile (fine-grained, pruned on the fly)'
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from PIL import Image
+
+from .errors import UserError
+from .images import load_image
+from .losses import get_preset
+from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
+from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, min_input_side
+from .weights import WeightsError, is_random, load_vgg, parse_hf_spec
+
+PRESET = "seed"
+#: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
+DEFAULT_WEIGHTS = "caffe"
+RANDOM_WEIGHTS = "random:0"
+DEFAULT_PRUNED = "profile:seed"
+STRUCTURED_DEMO = "structured:0.5"
+
+# Bounds every caller is held to (the app's sliders use the same numbers). The upper size
+# bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
+# with a little room, so the judge's windows are not degenerate.
+SIZE_RANGE = (64, 1024)
+ITERATIONS_RANGE = (1, 1000)
+STYLE_STRENGTH_RANGE = (0.0, 20.0)
+TV_WEIGHT_RANGE = (0.0, 1.0)
+SEED_RANGE = (0, 2**31 - 1)
+MAX_STYLES = 4
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """What a person sets in the app; turned into one StylizeConfig shared by both runs."""
+
+    size: int = 128
+    iterations: int = 30
+    optimizer: str = "adam"
+    style_strength: float = 1.0  # multiplies the preset's style weight
+    tv_weight: float = 1e-3
+    seed: int = 0
+    preserve_color: bool = False
+
+    def to_config(self, preview_every: int = 0) -> StylizeConfig:
+        preset = get_preset(PRESET)
+        return StylizeConfig(
+            preset=PRESET,
+            size=int(self.size),
+            iterations=int(self.iterations),
+            optimizer=self.optimizer,
+            init="content",
+            seed=int(self.seed),
+            style_weight=preset.style_weight * float(self.style_strength),
+            tv_weight=float(self.tv_weight),
+            preserve_color=bool(self.preserve_color),
+            preview_every=preview_every,
+        )
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_settings(cuda: bool | None = None) -> CompareSettings:
+    """Defaults that finish one click (dense + pruned) in about a minute on a 2-core CPU;
+    full quality (512 px, the seed's Adam at more iterations) when a GPU is present.
+
+    CPU numbers were measured on the 2-core build machine (see the README's app section):
+    at 192 px one Adam iteration of the relu5_3-deep network takes about 0.4 s.
+    """
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    if cuda:
+        return CompareSettings(size=512, iterations=300)
+    return CompareSettings(size=192, iterations=40)
+
+
+def _check_range(name: str, value, bounds) -> None:
+    low, high = bounds
+    if value is None or not (low <= value <= high):
+        raise UserError(f"{name} must be between {low} and {high}, not {value}")
+
+
+def validate_settings(s: CompareSettings) -> None:
+    """Raise a UserError naming the first setting that is out of range."""
+    _check_range("size", s.size, SIZE_RANGE)
+    _check_range("iterations", s.iterations, ITERATIONS_RANGE)
+    _check_range("style strength", s.style_strength, STYLE_STRENGTH_RANGE)
+    _check_range("TV weight", s.tv_weight, TV_WEIGHT_RANGE)
+    _check_range("seed", s.seed, SEED_RANGE)
+    if s.optimizer not in OPTIMIZERS:
+        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {s.optimizer!r}")
+    if int(s.size) != s.size or int(s.iterations) != s.iterations or int(s.seed) != s.seed:
+        raise UserError("size, iterations and seed must be whole numbers")
+
+
+# --- the dense network -------------------------------------------------------------------------
+
+
+@dataclass
+class DenseNetwork:
+    model: VGGFeatures
+    requested: str  # the weight spec asked for
+    fallback_reason: str | None = None  # why random weights are used instead, if they are
+
+    @property
+    def random(self) -> bool:
+        return is_random(self.model)
+
+    def banner(self) -> str | None:
+        """The warning every screen showing results from random weights must carry (None for real weights)."""
+        if not self.random:
+            return None
+        # The loader's message ends with its own how-to; the banner gives the app's version of it.
+        reason = self.fallback_reason.split(" Provide weights")[0].rstrip(". ") if self.fallback_reason else ""
+        why = (
+            f"The VGG-19 weights `{self.requested}` could not be loaded ({reason})."
+            if self.fallback_reason
+            else "The app was started with `--weights random`."
+        )
+        return (
+            "**Random weights: results are not meaningful.** "
+            + why
+            + " The network has seeded random weights, so the pipeline runs end to end but the images"
+            " and quality numbers say nothing about style transfer. To use real weights, start the app"
+            " with network access once (they are cached), or download"
+            " `https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth` and run"
+            " `python app.py --weights /path/to/vgg19-d01eb7cb.pth` (or `--weights hf:OWNER/REPO` for a"
+            " safetensors copy on the Hub)."
+        )
+
+
+@functools.lru_cache(maxsize=2)
+def _load_cached(spec: str, last_layer: str, dev: str) -> VGGFeatures:
+    return load_vgg(spec, last_layer=last_layer, device=dev)
+
+
+def load_dense(spec: str = DEFAULT_WEIGHTS, fallback: bool = True) -> DenseNetwork:
+    """The dense network for the app, loaded once per process (cached by spec).
+
+    With ``fallback`` a spec that cannot be loaded (offline, nothing cached, bad file) gives
+    random weights and the reason, instead of an app that does not start.
+    """
+    last_layer = get_preset(PRESET).last_layer
+    try:
+        return DenseNetwork(_load_cached(spec, last_layer, device()), spec)
+    except WeightsError as exc:
+        if not fallback:
+            raise
+        return DenseNetwork(_load_cached(RANDOM_WEIGHTS, last_layer, device()), spec, str(exc))
+
+
+def warm_up(model: VGGFeatures) -> None:
+    """Two tiny stylizations (one per optimizer), so the first person's timings do not include
+    one-time start-up costs (lazy imports inside torch.optim, thread pools, allocator) that
+    land on whichever run goes first, the dense one, and would flatter the pruned one."""
+    img = Image.new("RGB", (64, 64), (120, 130, 140))
+    for optimizer in OPTIMIZERS:
+        stylize(model, img, [img], StylizeConfig(preset=PRESET, size=64, iterations=2, optimizer=optimizer))
+
+
+# --- the pruned network ------------------------------------------------------------------------
+
+
+@dataclass
+class PrunedNetwork:
+    model: VGGFeatures
+    spec: str
+    label: str
+    file_bytes: int | None = None  # size of the checkpoint file it came from, if any
+    notes: list[str] = field(default_factory=list)
+
+
+def named_choices(server_files: list[str] | None = None) -> list[tuple[str, str]]:
+    """(label, spec) pairs the app offers in its dropdown: named profiles, a structured
+    example, and files given on the command line with ``--pruned``."""
+    from .pruning import PROFILES
+
+    choices = [(describe_pruned_spec(f"profile:{name}"), f"profile:{name}") for name in PROFILES]
+    choices.append((describe_pruned_spec(STRUCTURED_DEMO), STRUCTURED_DEMO))
+    for path in server_files or []:
+        choices.append((describe_pruned_spec(path), path))
+    return choices
+
+
+def describe_pruned_spec(spec: str) -> str:
+    if spec.startswith("profile:"):
+        return f"{spec[8:]} profile (fine-grained, pruned on the fly)"
+    if spec.startswith("structured:"):
+        return f"structured: {float(spec[11:]):.0%} of filters removed (pruned on the fly)"
+    if spec.startswith("hf:"):
+        return f"Hub checkpoint {spec[3:]}"
+    kind = "profile" if spec.endswith(".json") else "checkpoint"
+    return f"{kind} file {Path(spec).name}"
+
+
+def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | None) -> str:
+    """The app's three widgets (dropdown, file upload, repo id box) -> one pruned spec.
+
+    An uploaded file or a repo id wins over the dropdown, so the person's latest, most
+    specific action decides; empty widgets are ignored.
+    """
+    if upload:
+        return str(upload)
+    repo = (hub_repo or "").strip()
+    if repo:
+        spec = repo if repo.startswith("hf:") else f"hf:{repo}"
+        parse_hf_spec(spec)  # a malformed id is the person's typo: say so before touching the network
+        if any(ch.isspace() for ch in spec):
+            raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")
+        return spec
+    if not choice:
+        raise UserError("choose a pruned network to compare against")
+    return choice
+
+
+def _structured_profile(ratio_text: str):
+    from .pruning import Profile
+
+    try:
+        ratio = float(ratio_text)
+    except ValueError:
+        raise UserError(f"structured:RATIO needs a number, not {ratio_text!r}") from None
+    return Profile("structured", {name: ratio for name in CONV_NAMES}, {"profile": f"structured:{ratio_text}"})
+
+
+def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> list[str]:
+    """Refuse networks the comparison cannot use; return notes on ones it can but that need a caveat."""
+    from .vgg import layer_index
+
+    if layer_index(pruned.last_layer) < layer_index(dense.last_layer):
+        raise UserError(
+            f"{origin}: the network stops at {pruned.last_layer} but the comparison needs layers up to {dense.last_layer}"
+        )
+    notes = []
+    if pruned.preprocessing.name != dense.preprocessing.name:
+        notes.append(f"{origin} expects {pruned.preprocessing.name} preprocessing, the dense network {dense.preprocessing.name}")
+    if pruned.weight_source != dense.weight_source and pruned.weight_source != "unset":
+        notes.append(
+            f"{origin} was pruned from weights '{pruned.weight_source}' but the dense network uses '{dense.weight_source}':"
+            " the comparison is between different networks"
+        )
+    return notes
+
+
+def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
+    from .checkpoint import load_checkpoint
+
+    model = load_checkpoint(path, device=device()) if _accepts_device(load_checkpoint) else load_checkpoint(path).to(device())
+    return PrunedNetwork(model, spec, label, path.stat().st_size, _check_compatible(model, dense, label))
+
+
+def _accepts_device(fn) -> bool:
+    import inspect
+
+    return "device" in inspect.signature(fn).parameters
+
+
+def _hub_checkpoint(spec: str, dense: VGGFeatures) -> PrunedNetwork:
+    from . import hub
+
+    path = Path(hub.download_checkpoint(spec))
+    return _file_checkpoint(path, dense, spec, describe_pruned_spec(spec))
+
+
+_PRUNED_CACHE: dict[tuple[str, str], PrunedNetwork] = {}
+_PRUNED_CACHE_SIZE = 3
+_pruned_lock = threading.Lock()
+
+
+def resolve_pruned(spec: str, dense: VGGFeatures) -> PrunedNetwork:
+    """A spec (see the module docstring) -> the pruned network, cached per (spec, dense weights).
+
+    Profiles are pruned from ``dense`` itself, so both runs share every weight that survives.
+    """
+    spec = spec.strip()
+    key = (spec, dense.weight_source)
+    with _pruned_lock:
+        if key in _PRUNED_CACHE:
+            return _PRUNED_CACHE[key]
+    from .pruning import prune, load_profile
+
+    label = describe_pruned_spec(spec) if spec else spec
+    if spec.startswith("profile:"):
+        net = PrunedNetwork(prune(dense, load_profile(spec[8:])), spec, label)
+    elif spec.startswith("structured:"):
+        net = PrunedNetwork(prune(dense, _structured_profile(spec[11:])), spec, label)
+    elif spec.startswith("hf:"):
+        net = _hub_checkpoint(spec, dense)
+    else:
+        path = Path(spec)
+        if path.suffix.lower() == ".json":
+            net = PrunedNetwork(prune(dense, load_profile(path)), spec, label)
+        elif path.suffix.lower() == ".safetensors":
+            if not path.exists():
+                raise UserError(f"checkpoint {path} does not exist")
+            net = _file_checkpoint(path, dense, spec, label)
+        else:
+            raise UserError(
+                f"unknown pruned network {spec!r}: use profile:NAME, structured:RATIO, a .json profile,"
+                " a .safetensors checkpoint or hf:OWNER/NAME[:FILE][@REV]"
+            )
+    with _pruned_lock:
+        if len(_PRUNED_CACHE) >= _PRUNED_CACHE_SIZE:
+            _PRUNED_CACHE.pop(next(iter(_PRUNED_CACHE)))
+        _PRUNED_CACHE[key] = net
+    return net
+
+
+# --- running both ------------------------------------------------------------------------------
+
+
+@dataclass
+class RunProgress:
+    """One step of either run, for live status and previews."""
+
+    phase: str  # "dense" | "pruned" | "judge"
+    progress: Progress | None
+    message: str
+
+
+@dataclass
+class Comparison:
+    dense: StylizeResult
+    pruned: StylizeResult
+    dense_seconds: float
+    pruned_seconds: float
+    judged: dict[str, float]  # content_ratio, style_ratio, ssim (pruned vs dense)
+    dense_losses: dict[str, float]
+    pruned_losses: dict[str, float]
+    dense_network: VGGFeatures
+    pruned_network: PrunedNetwork
+    settings: CompareSettings
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_seconds / self.pruned_seconds if self.pruned_seconds > 0 else float("nan")
+
+    def summary_rows(self) -> list[list[str]]:
+        """[metric, dense, pruned] rows for the results table."""
+        from .pruning import sparsity_report
+
+        d_rep, p_rep = sparsity_report(self.dense_network), sparsity_report(self.pruned_network.model)
+        d_params = d_rep.total_weights + d_rep.total_biases
+        p_params = p_rep.total_weights + p_rep.total_biases
+        size = self.pruned_network.file_bytes
+        j = self.judged
+        it_d, it_p = len(self.dense.history), len(self.pruned.history)
+        return [
+            ["network", f"dense VGG-19 ({self.dense_network.weight_source})", self.pruned_network.label],
+            ["time (s)", f"{self.dense_seconds:.2f}", f"{self.pruned_seconds:.2f}"],
+            ["speedup vs dense", "1.00x", f"{self.speedup:.2f}x"],
+            [
+                "ms per iteration",
+                f"{1000 * self.dense.timings.get('per_iteration', 0):.0f}",
+                f"{1000 * self.pruned.timings.get('per_iteration', 0):.0f}",
+            ],
+            ["iterations run", f"{it_d} ({self.dense.stopped})", f"{it_p} ({self.pruned.stopped})"],
+            ["parameters (conv weights + biases)", f"{d_params:,}", f"{p_params:,}"],
+            ["nonzero parameters", f"{d_rep.total_kept_parameters:,}", f"{p_rep.total_kept_parameters:,}"],
+            ["compression vs dense (conv weights)", "1.00x", f"{p_rep.compression:.2f}x"],
+            ["checkpoint file size", "-", _mib(size) if size is not None else "- (pruned on the fly, no file)"],
+            ["judge: SSIM vs dense output", "1.000", f"{j['ssim']:.3f}"],
+            ["judge: content loss (dense network)", f"{self.dense_losses['content']:.4g}", f"{self.pruned_losses['content']:.4g}"],
+            ["judge: style loss (dense network)", f"{self.dense_losses['style']:.4g}", f"{self.pruned_losses['style']:.4g}"],
+            ["judge: content loss ratio vs dense", "1.000", f"{j['content_ratio']:.3f}"],
+            ["judge: style loss ratio vs dense", "1.000", f"{j['style_ratio']:.3f}"],
+        ]
+
+    def sparsity_rows(self) -> list[list]:
+        """[layer, channels, weights, nonzeros, sparsity vs dense] per conv of the pruned network."""
+        from .pruning import sparsity_report
+
+        rows = []
+        for r in sparsity_report(self.pruned_network.model).rows:
+            width = self.pruned_network.model.widths[r.name]
+            channels = f"{width}" if width == DENSE_WIDTHS[r.name] else f"{width} / {DENSE_WIDTHS[r.name]}"
+            rows.append([r.name, channels, r.weights, r.nonzeros, round(1.0 - r.nonzeros / r.dense_weights, 4)])
+        return rows
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB"
+
+
+def load_inputs(content, styles: list, size: int) -> tuple[Image.Image, list[Image.Image]]:
+    """Uploads -> RGB images at most ``size`` px, with errors that name the file."""
+    if content is None:
+        raise UserError("upload a content image")
+    styles = [s for s in (styles or []) if s is not None]
+    if not styles:
+        raise UserError("upload at least one style image")
+    if len(styles) > MAX_STYLES:
+        raise UserError(f"at most {MAX_STYLES} style images, not {len(styles)}")
+    need = min_input_side(get_preset(PRESET).last_layer)
+    content_img = load_image(content, max_side=size, name=_label("content image", content), min_side=need)
+    style_imgs = [
+        load_image(s, max_side=size, name=_label(f"style image {i + 1}", s), min_side=need) for i, s in enumerate(styles)
+    ]
+    return content_img, style_imgs
+
+
+def _label(role: str, src) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        return f"{role} '{Path(src).name}'"
+    return role
+
+
+class Cancelled(UserError):
+    """The person pressed cancel."""
+
+
+def run_comparison(
+    dense: VGGFeatures,
+    pruned: PrunedNetwork,
+    content,
+    styles: list,
+    settings: CompareSettings,
+    cancel: threading.Event | None = None,
+    previews: int = 8,
+) -> Iterator[RunProgress | Comparison]:
+    """Run dense then pruned with one config (same seed, same init), judge, and yield as it goes.
+
+    Yields :class:`RunProgress` events (about ``previews`` of them per run carry a preview
+    image) and finally one :class:`Comparison`. The work runs in a thread so events stream
+    while it computes; closing the generator early (the app's cancel) sets ``cancel`` and the
+    runs stop at their next iteration. Raises :class:`Cancelled` when cancelled, and the
+    UserError of any bad input.
+    """
+    validate_settings(settings)
+    content_img, style_imgs = load_inputs(content, styles, int(settings.size))
+    config = settings.to_config(preview_every=max(1, int(settings.iterations) // max(1, previews)))
+    cancel = cancel or threading.Event()
+    events: queue.Queue = queue.Queue()
+    done = object()
+
+    def work() -> None:
+        try:
+            results = {}
+            for phase, model in (("dense", dense), ("pruned", pruned.model)):
+                def report(p: Progress, phase=phase) -> None:
+                    events.put(RunProgress(phase, p, f"{phase}: iteration {p.iteration}/{p.total}, loss {p.losses.get('total', 0):.4g}"))
+
+                events.put(RunProgress(phase, None, f"{phase}: starting"))
+                started = time.perf_counter()
+                result = stylize(model, content_img, style_imgs, replace(config), callback=report, cancel=cancel)
+                results[phase] = (result, time.perf_counter() - started)
+                if result.stopped == "cancelled":
+                    raise Cancelled("cancelled")
+            events.put(RunProgress("judge", None, "judging both outputs with the dense network"))
+            from .quality import Judge
+
+            judge = Judge(dense, PRESET, content_img, style_imgs, int(settings.size), preserve_color=settings.preserve_color)
+            (d_res, d_s), (p_res, p_s) = results["dense"], results["pruned"]
+            judged = judge.compare(p_res.image, d_res.image)
+            events.put(
+                Comparison(d_res, p_res, d_s, p_s, judged, judge.losses(d_res.image), judge.losses(p_res.image), dense, pruned, settings)
+            )
+        except BaseException as exc:  # handed to the consumer, who re-raises it in its own thread
+            events.put(exc)
+        finally:
+            events.put(done)
+
+    worker = threading.Thread(target=work, name="nst-compare", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = events.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        # Reached on normal end, on error, and when the consumer closes us (cancel): stop the work.
+        cancel.set()
+        worker.join(timeout=30)
+
+
+def settings_dict(s: CompareSettings) -> dict:
+    return asdict(s)

@@ -1,0 +1,239 @@
+"""The app against a real server: `python app.py` in a subprocess, driven by gradio_client.
+
+Random VGG-19 weights (`--weights random`), 64 px and a few iterations keep every job to
+seconds on a CPU. The real Caffe weights cannot be downloaded here; what the tests check
+(both images, the table, errors, the queue, cancel) does not depend on which weights run.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.utils import QueueError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+QUEUE_SIZE = 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), *extra],
+        cwd=ROOT,
+        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until_serving(proc: subprocess.Popen, url: str, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"app.py exited with {proc.returncode}:\n{proc.stdout.read()}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"app.py did not serve {url} within {timeout} s")
+
+
+def stop_server(proc: subprocess.Popen) -> str:
+    proc.terminate()
+    try:
+        out, _ = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = start_server(port, "--weights", "random", "--queue-size", str(QUEUE_SIZE), "--concurrency", "1")
+    try:
+        wait_until_serving(proc, url)
+        yield url
+    finally:
+        stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("inputs")
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:96, 0:128]
+    content = np.stack([x * 2, y * 2, (x + y)], axis=-1).astype(np.uint8)  # smooth gradients
+    style = (rng.random((80, 80, 3)) * 255).astype(np.uint8)  # noise texture
+    paths = {"content": d / "content.png", "style": d / "style.jpg", "style2": d / "style2.png", "text": d / "notes.png"}
+    Image.fromarray(content).save(paths["content"])
+    Image.fromarray(style).save(paths["style"])
+    Image.fromarray(255 - style).save(paths["style2"])
+    paths["text"].write_text("this is not an image\n")
+    return paths
+
+
+def job_args(images, content=None, styles=None, size=64, iterations=3, tv=1e-3, choice="profile:seed", hub=""):
+    content = content or images["content"]
+    styles = styles or [images["style"]]
+    return (
+        handle_file(str(content)),
+        [handle_file(str(s)) for s in styles],
+        size, iterations, "adam", 1.0, tv, 0, False, choice, None, hub,
+    )
+
+
+def table(value: dict) -> dict[str, list]:
+    return {row[0]: row[1:] for row in value["data"]}
+
+
+def test_tiny_job_returns_both_images_and_the_table(server, images):
+    client = Client(server, verbose=False)
+    status, _preview, slider, dense, pruned, summary, layers = client.predict(
+        *job_args(images, styles=[images["style"], images["style2"]]), api_name="/compare"
+    )
+    assert "done" in status
+    dense_img, pruned_img = Image.open(dense), Image.open(pruned)
+    assert dense_img.format == pruned_img.format == "PNG"
+    assert dense_img.size == pruned_img.size == (64, 48)  # longer side 64, aspect of the 128x96 content kept
+    assert [Image.open(p).size for p in slider] == [(64, 48), (64, 48)]
+    # Same seed and init but a different network: the outputs differ.
+    assert np.abs(np.asarray(dense_img, float) - np.asarray(pruned_img, float)).mean() > 0.1
+
+    rows = table(summary)
+    assert rows["iterations run"] == ["3 (done)", "3 (done)"]
+    assert float(rows["time (s)"][0]) > 0 and float(rows["time (s)"][1]) > 0
+    assert rows["speedup vs dense"][1].endswith("x")
+    ssim = float(rows["judge: SSIM vs dense output"][1])
+    assert 0.0 < ssim < 1.0
+    assert float(rows["judge: content loss ratio vs dense"][1]) > 0
+    assert float(rows["judge: style loss ratio vs dense"][1]) > 0
+    assert rows["compression vs dense (conv weights)"][1] == "6.64x"  # the seed profile, to relu5_3
+    assert "pruned on the fly" in rows["checkpoint file size"][1]
+
+    per_layer = {row[0]: row for row in layers["data"]}
+    assert list(per_layer) == [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 3)) for i in range(1, n + 1)]
+    assert per_layer["conv1_1"][4] == 0.0 and per_layer["conv1_2"][4] == 0.9
+
+
+def test_random_weights_banner_is_shown(server):
+    config = httpx.get(server + "config", timeout=10).json()
+    banners = [c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "weights-banner"]
+    assert banners and banners[0]["visible"] is True
+    assert "results are not meaningful" in banners[0]["value"]
+    assert "--weights" in banners[0]["value"]
+
+
+def test_structured_choice_is_faster_per_layer_and_smaller(server, images):
+    client = Client(server, verbose=False)
+    *_, summary, layers = client.predict(*job_args(images, choice="structured:0.5"), api_name="/compare")
+    rows = table(summary)
+    assert int(rows["parameters (conv weights + biases)"][1].replace(",", "")) < int(
+        rows["parameters (conv weights + biases)"][0].replace(",", "")
+    )
+    assert {row[1] for row in layers["data"]} >= {"32 / 64", "256 / 512"}
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"content": "text"}, "content image 'notes.png': not an image"),
+        ({"styles": ["text"]}, "style image 1 'notes.png': not an image"),
+        ({"size": 4096}, "greater than maximum value 1024"),
+        ({"iterations": 0}, "less than minimum value 1"),
+        ({"tv": -1.0}, "less than minimum value 0"),
+        ({"choice": "profile:nope"}, "profile:nope is not in the list of choices"),
+        ({"hub": "not a repo id"}, "not a repo id"),
+    ],
+)
+def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(server, images, overrides, message):
+    client = Client(server, verbose=False)
+    kwargs = dict(overrides)
+    if "content" in kwargs:
+        kwargs["content"] = images[kwargs["content"]]
+    if "styles" in kwargs:
+        kwargs["styles"] = [images[s] for s in kwargs["styles"]]
+    with pytest.raises(AppError) as info:
+        client.predict(*job_args(images, **kwargs), api_name="/compare")
+    text = str(info.value)
+    assert message in text
+    assert "Traceback" not in text and 'File "' not in text
+    status, *_ = client.predict(*job_args(images, iterations=1), api_name="/compare")
+    assert "done" in status
+
+
+def test_many_clients_at_once_finish_or_hear_the_queue_is_full(server, images):
+    clients = [Client(server, verbose=False) for _ in range(QUEUE_SIZE + 3)]
+    jobs = [c.submit(*job_args(images, iterations=2), api_name="/compare") for c in clients]
+    finished, rejected = 0, 0
+    for job in jobs:
+        try:
+            status = job.result(timeout=300)[0]
+            assert "done" in status
+            finished += 1
+        except QueueError as exc:
+            assert "queue is full" in str(exc).lower()
+            rejected += 1
+    assert finished + rejected == len(jobs)
+    assert finished >= 1
+    # One runs and QUEUE_SIZE wait; the queue may drain while we submit, so more can finish.
+    assert finished >= min(len(jobs), QUEUE_SIZE)
+
+
+def test_cancel_stops_a_long_run(server, images):
+    client = Client(server, verbose=False)
+    job = client.submit(*job_args(images, iterations=1000), api_name="/compare")
+    deadline = time.time() + 120
+    while not any("iteration" in str(out[0]) for out in job.outputs()):
+        assert time.time() < deadline, "no progress update within 120 s"
+        assert not job.done(), "the 1000-iteration job ended before it was cancelled"
+        time.sleep(0.2)
+    started = time.time()
+    assert "cancelled" in client.predict(api_name="/cancel")
+    try:
+        job.result(timeout=60)
+    except concurrent.futures.CancelledError:
+        pass
+    assert time.time() - started < 60
+    # The worker stopped: a new job is served right away, not after 1000 iterations.
+    status, *_ = client.predict(*job_args(images, iterations=1), api_name="/compare")
+    assert "done" in status
+
+
+def test_fallback_to_random_weights_when_real_ones_cannot_load(tmp_path):
+    """A weights file that does not exist stands in for 'offline with nothing cached':
+    both end in a WeightsError, and the app must still start, with the banner."""
+    port = free_port()
+    proc = start_server(port, "--weights", str(tmp_path / "missing-vgg19.pth"), env={"NST_HOST": "127.0.0.1"})
+    try:
+        wait_until_serving(proc, f"http://127.0.0.1:{port}/")
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
+        banner = next(c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "weights-banner")
+        assert banner["visible"] is True
+        assert "missing-vgg19.pth" in banner["value"] and "results are not meaningful" in banner["value"]
+    finally:
+        stop_server(proc)

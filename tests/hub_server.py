@@ -60,6 +60,7 @@ class FakeHub:
     def __init__(self):
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []
+        self.validated: list[tuple[str, list[str]]] = []  # (repo type, errors) per README check
         self.lock = threading.Lock()
         self._counter = 0
 
@@ -107,6 +108,39 @@ class FakeHub:
 
     def all_file_bytes(self) -> list[bytes]:
         return [data for repo in self.repos.values() for c in repo.commits.values() for data in c.files.values()]
+
+
+# A subset of the Hub's checks on a README's YAML header: the ones a card we render could break.
+PIPELINE_TAGS = {"image-to-image", "image-classification", "feature-extraction", "text-to-image", "other"}
+SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
+
+
+def validate_card_yaml(content: str, repo_type: str) -> list[str]:
+    """Errors in a README's YAML header, as the Hub's validate-yaml endpoint would report them."""
+    import yaml
+
+    if not content.startswith("---\n"):
+        return []  # no header: the Hub accepts it (with a warning)
+    header_text, sep, _ = content[4:].partition("\n---")
+    if not sep:
+        return ["YAML header is not closed by '---'"]
+    try:
+        header = yaml.safe_load(header_text) or {}
+    except yaml.YAMLError as exc:
+        return [f"YAML does not parse: {exc}"]
+    if not isinstance(header, dict):
+        return ["YAML header must be a mapping"]
+    errors = []
+    for key in ("license", "library_name", "pipeline_tag", "title", "sdk", "app_file"):
+        if key in header and not isinstance(header[key], str):
+            errors.append(f'"{key}" must be a string')
+    if "tags" in header and not (isinstance(header["tags"], list) and all(isinstance(t, str) for t in header["tags"])):
+        errors.append('"tags" must be a list of strings')
+    if repo_type == "model" and "pipeline_tag" in header and header["pipeline_tag"] not in PIPELINE_TAGS:
+        errors.append(f'"pipeline_tag" {header["pipeline_tag"]!r} is not a known task')
+    if repo_type == "space" and header.get("sdk") not in SPACE_SDKS:
+        errors.append(f'"sdk" must be one of {sorted(SPACE_SDKS)}')
+    return errors
 
 
 def _url_prefix(repo_type: str) -> str:
@@ -170,7 +204,10 @@ class _Handler(BaseHTTPRequestHandler):
             url = f"{self.endpoint}/{_url_prefix(repo_type)}{repo_id}"
             return self._json(200 if created else 409, {"url": url, "name": repo_id})
         if path == "/api/validate-yaml":
-            return self._json(200, {})
+            payload = json.loads(body)
+            errors = validate_card_yaml(payload.get("content", ""), payload.get("repoType", "model"))
+            self.hub.validated.append((payload.get("repoType", "model"), errors))
+            return self._json(400 if errors else 200, {"errors": [{"message": e} for e in errors]} if errors else {})
         if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
             repo_type, repo_id, action, revision = parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4], "/".join(parts[5:])
             repo = self._repo(repo_type, repo_id)

@@ -130,6 +130,8 @@ def test_model_card_parses_with_valid_metadata(hub, pushed):
     assert header["pipeline_tag"] == "image-to-image"
     assert header["library_name"] == "pytorch" and header["license"] == "cc-by-4.0"
     assert "neural-style-transfer" in header["tags"]
+    # The client sent the card to validate-yaml before committing, and it passed.
+    assert ("model", []) in hub.hub.validated
     card = ModelCard(text)
     assert card.data.pipeline_tag == "image-to-image" and card.data.license == "cc-by-4.0"
     body = card.text
@@ -293,6 +295,17 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     assert first["nst_core/hub.py"] == (ROOT / "nst_core" / "hub.py").read_bytes()
     assert "requirements.txt" in first and not any("__pycache__" in p for p in first)
     assert second["app.py"] == b"print('app')\n"
+
+
+def test_stand_in_rejects_bad_card_yaml():
+    """The stand-in's YAML checks can fail, so a passing push means something."""
+    from hub_server import validate_card_yaml
+
+    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-to-image\n---\nbody", "model") == []
+    assert validate_card_yaml("---\npipeline_tag: painting\n---\n", "model")
+    assert validate_card_yaml("---\ntags: [a, [b]]\n---\n", "model")
+    assert validate_card_yaml("---\nlicense: [unclosed\n---\n", "model")
+    assert validate_card_yaml("---\ntitle: t\n---\n", "space")  # a Space needs its sdk
 
 
 def test_checkpoint_spec_parsing():

@@ -370,7 +370,8 @@ def project_root() -> Path:
 
 
 def assemble_space(root: str | os.PathLike, dest: str | os.PathLike) -> tuple[list[str], list[str]]:
-    """Copy what a Space needs into ``dest``: space/* at the top, app.py, nst_core/, requirements.txt.
+    """Copy what a Space needs into ``dest``: space/* at the top, app.py, nst_core/, requirements.txt,
+    and examples/ (the app's example images) when there is one.
 
     Returns (files copied, expected files that were missing). Caches are skipped.
     """
@@ -390,6 +391,9 @@ def assemble_space(root: str | os.PathLike, dest: str | os.PathLike) -> tuple[li
         else:
             missing.append(name)
     shutil.copytree(root / "nst_core", dest / "nst_core", ignore=ignore, dirs_exist_ok=True)
+    # The app offers the bundled example images; without them its Examples row would be empty.
+    if (root / "examples").is_dir():
+        shutil.copytree(root / "examples", dest / "examples", ignore=ignore, dirs_exist_ok=True)
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     return files, missing
 

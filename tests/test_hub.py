@@ -279,6 +279,8 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     (root / "space" / "README.md").write_text("---\ntitle: t\nsdk: gradio\napp_file: app.py\n---\nhello\n")
     shutil.copytree(ROOT / "nst_core", root / "nst_core", ignore=shutil.ignore_patterns("__pycache__"))
     (root / "requirements.txt").write_text("torch\n")
+    (root / "examples" / "content").mkdir(parents=True)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(root / "examples" / "content" / "tiny.png")
     argv = ["push-space", "tester/style-space", "--root", str(root)]
     # Push, then add app.py and push again, in one interpreter.
     code = cli_calls([argv]) + f"open({str(root / 'app.py')!r}, 'w').write(\"print('app')\\n\")\n" + cli_calls([argv])
@@ -294,6 +296,7 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     assert first["README.md"].startswith(b"---\ntitle: t")
     assert first["nst_core/hub.py"] == (ROOT / "nst_core" / "hub.py").read_bytes()
     assert "requirements.txt" in first and not any("__pycache__" in p for p in first)
+    assert first["examples/content/tiny.png"] == (root / "examples" / "content" / "tiny.png").read_bytes()
     assert second["app.py"] == b"print('app')\n"
 
 

@@ -49,9 +49,10 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "push-space",
-        help="upload the Gradio app (space/, app.py, nst_core/, requirements.txt) as a Hugging Face Space",
+        help="upload the Gradio app (space/, app.py, nst_core/, requirements.txt, examples/) as a Hugging Face Space",
         description=(
-            "Assemble space/* (README.md with the Space's YAML header), app.py, nst_core/ and requirements.txt "
+            "Assemble space/* (README.md with the Space's YAML header), app.py, nst_core/, requirements.txt "
+            "and examples/ (the app's example images) "
             "and upload them to a Gradio Space, creating it if needed. Missing pieces are reported, not fatal. "
             "Example: nst push-space me/pruned-style-transfer"
         ),

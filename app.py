@@ -36,20 +36,23 @@ CSS = """
 """
 
 
-class ImagePath(gr.Image):
-    """``gr.Image`` that hands the uploaded file's path over unopened.
+def pass_upload_path_unopened(image: gr.Image) -> gr.Image:
+    """Make a ``gr.Image`` input hand over the uploaded file's path without opening it.
 
-    Stock ``gr.Image`` opens the upload with PIL before our handler runs, so a file that is
-    not an image fails inside Gradio with an internal message; here ``nst_core.images``
-    validates it and the person reads an error that names the file.
+    Stock ``gr.Image`` opens uploads with PIL before the handler runs, so a file that is not
+    an image fails inside Gradio with an internal message; this way ``nst_core.images``
+    validates it and the person reads an error that names the file. (Patched on the
+    instance: a subclass would make Gradio write an ``app.pyi`` stub beside this file.)
     """
+    stock = image.preprocess
 
-    is_template = True  # rendered by gr.Image's frontend component
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
-        return super().preprocess(payload)
+        return stock(payload)
+
+    image.preprocess = preprocess
+    return image
 
 
 def zero_gpu(duration: int):
@@ -122,9 +125,11 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
 
         with gr.Row():
             with gr.Column(scale=1):
-                content = ImagePath(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240)
+                content = pass_upload_path_unopened(
+                    gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
+                )
                 styles = gr.File(
-                    label=f"Style image(s), up to {compare.MAX_STYLES}; several are blended equally",
+                    label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
                     file_count="multiple",
                     file_types=["image"],
                     type="filepath",
@@ -133,8 +138,8 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
                 style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
                 with gr.Accordion("Settings", open=True):
                     with gr.Row():
-                        size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)")
-                        iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations")
+                        size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
+                        iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
                     with gr.Row():
                         optimizer = gr.Radio(list(compare.OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
                         preserve_color = gr.Checkbox(value=defaults.preserve_color, label="Keep the content's colours")

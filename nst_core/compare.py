@@ -38,7 +38,7 @@ from .images import load_image
 from .losses import get_preset
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, min_input_side
-from .weights import WeightsError, is_random, load_vgg, parse_hf_spec
+from .weights import WeightsError, is_random, load_vgg
 
 PRESET = "seed"
 #: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
@@ -234,9 +234,11 @@ def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | 
     repo = (hub_repo or "").strip()
     if repo:
         spec = repo if repo.startswith("hf:") else f"hf:{repo}"
-        parse_hf_spec(spec)  # a malformed id is the person's typo: say so before touching the network
         if any(ch.isspace() for ch in spec):
             raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")
+        from .hub import parse_checkpoint_spec
+
+        parse_checkpoint_spec(spec)  # a malformed id is the person's typo: say so before touching the network
         return spec
     if not choice:
         raise UserError("choose a pruned network to compare against")
@@ -275,14 +277,8 @@ def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> l
 def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
     from .checkpoint import load_checkpoint
 
-    model = load_checkpoint(path, device=device()) if _accepts_device(load_checkpoint) else load_checkpoint(path).to(device())
+    model = load_checkpoint(path, device=device())
     return PrunedNetwork(model, spec, label, path.stat().st_size, _check_compatible(model, dense, label))
-
-
-def _accepts_device(fn) -> bool:
-    import inspect
-
-    return "device" in inspect.signature(fn).parameters
 
 
 def _hub_checkpoint(spec: str, dense: VGGFeatures) -> PrunedNetwork:

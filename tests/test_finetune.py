@@ -1,0 +1,321 @@
+"""Fine-tuning by distillation: masks kept to the bit, structured channel matching, recovery,
+exact resume after a real interruption, and bad calibration files skipped.
+
+Everything runs on seeded random VGG-19 weights (no weights can be downloaded here): the
+mechanics (masking, matching, resuming, measuring) are the same as with the real weights;
+only the numbers mean nothing visually. Networks are truncated at relu2_1 and crops are
+32-64 px so the whole file stays fast on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst_core.cli import main
+from nst_core.calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
+from nst_core.errors import UserError
+from nst_core.finetune import (
+    FinetuneConfig,
+    RecoveryConfig,
+    distillation_terms,
+    distortion,
+    finetune,
+    learning_rate,
+    teacher_at_kept_channels,
+    train,
+)
+from nst_core.pruning import prune_fine, prune_structured
+from nst_core.weights import load_vgg
+
+LAYERS = ["relu1_1", "relu2_1"]
+NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
+
+
+def _write_images(folder: Path, count: int, size=(72, 56)) -> None:
+    """Smooth random colour fields with stripes: some structure for Gram matrices to see."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        w, h = size
+        y, x = np.mgrid[0:h, 0:w]
+        freq = 0.1 + 0.05 * i
+        base = rng.uniform(0, 255, 3)
+        pixels = base + 80 * np.sin(freq * x[..., None] + np.arange(3) + i) * np.cos(freq * y[..., None])
+        pixels += rng.normal(0, 20, (h, w, 3))
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(folder / f"img{i}.png")
+
+
+@pytest.fixture(scope="module")
+def image_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    _write_images(folder, 5)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def split(image_dir):
+    return split_heldout(load_folder(image_dir, max_side=64), count=2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return load_vgg("random:0", last_layer="relu2_1")
+
+
+def _config(**overrides) -> FinetuneConfig:
+    base = dict(preset="seed", layers=LAYERS, steps=12, batch_size=2, crop_size=32, lr=1e-3, checkpoint_every=4, seed=3)
+    base.update(overrides)
+    return FinetuneConfig(**base)
+
+
+def test_fine_grained_sparsity_identical_to_the_bit(teacher, split):
+    train_images, _ = split
+    student = prune_fine(teacher, 0.7)
+    masks_before = {n: m.clone() for n, m in student.masks.items()}
+    weights_before = {n: c.weight.detach().clone() for n, c in student.convs().items()}
+
+    train(teacher, student, train_images, _config(), progress=False)
+
+    for name, conv in student.convs().items():
+        weight = conv.weight.detach()
+        assert torch.equal(student.masks[name], masks_before[name]), name
+        # The set of zero weights is exactly the pruned set, before and after.
+        assert torch.equal(weight == 0, weights_before[name] == 0), name
+        assert torch.equal(weight == 0, ~masks_before[name]), name
+        assert int((weight == 0).sum()) == int((~masks_before[name]).sum()), name
+        # ...and training really changed the kept weights.
+        assert not torch.equal(weight[masks_before[name]], weights_before[name][masks_before[name]]), name
+
+
+def test_pruned_weights_get_no_adam_momentum(teacher, split, monkeypatch):
+    """Gradients of pruned weights are zeroed before the step, so Adam's moments for them stay 0."""
+    train_images, _ = split
+    student = prune_fine(teacher, 0.5)
+    params = list(student.parameters())
+    optimizer_states = []
+
+    class Spy(torch.optim.Adam):
+        def step(self, *a, **k):
+            out = super().step(*a, **k)
+            optimizer_states.append(self)
+            return out
+
+    monkeypatch.setattr(torch.optim, "Adam", Spy)  # observe the real optimizer, do not replace it
+    train(teacher, student, train_images, _config(steps=3), progress=False)
+    opt = optimizer_states[-1]
+    for name, mask in student.masks.items():
+        state = opt.state[student.conv(name).weight]
+        assert torch.all(state["exp_avg"][~mask] == 0), name
+        assert torch.all(state["exp_avg_sq"][~mask] == 0), name
+        assert torch.any(state["exp_avg"][mask] != 0), name
+    assert len(params) == len(list(student.parameters()))
+
+
+def test_structured_student_is_matched_at_its_kept_channels(teacher, split):
+    train_images, heldout = split
+    student = prune_structured(teacher, 0.5)
+    x = heldout[0].pixels.unsqueeze(0)
+    with torch.no_grad():
+        targets = teacher_at_kept_channels(teacher(x, LAYERS), student)
+        acts = student(x, LAYERS)
+    # conv1_1 sees the full image, so its kept filters reproduce the teacher's channels exactly.
+    assert targets["relu1_1"].shape[1] == student.widths["conv1_1"] < teacher.widths["conv1_1"]
+    assert torch.allclose(acts["relu1_1"], targets["relu1_1"])
+    # relu2_1 lost inputs (conv1_2 was pruned), so it differs, and that is what training fixes.
+    assert targets["relu2_1"].shape == acts["relu2_1"].shape
+    terms = distillation_terms(acts, targets)
+    assert float(terms["feature"]) > 0
+
+    before = distortion(teacher, student, heldout, LAYERS, max_side=64)
+    assert before["layers"]["relu1_1"]["feature"] < 1e-10
+    train(teacher, student, train_images, _config(steps=10), progress=False)
+    after = distortion(teacher, student, heldout, LAYERS, max_side=64)
+    assert after["layers"]["relu2_1"]["feature"] < before["layers"]["relu2_1"]["feature"]
+
+
+def test_distortion_on_heldout_images_falls(teacher, split):
+    train_images, heldout = split
+    assert not {im.name for im in heldout} & {im.name for im in train_images}
+    student = prune_fine(teacher, 0.7)
+    before = distortion(teacher, student, heldout, LAYERS, max_side=64)
+    train(teacher, student, train_images, _config(steps=15), progress=False)
+    after = distortion(teacher, student, heldout, LAYERS, max_side=64)
+    assert after["feature"] < 0.9 * before["feature"], (before, after)
+    assert after["gram"] < 0.9 * before["gram"], (before, after)
+
+
+def test_stop_and_resume_gives_identical_weights(teacher, split, tmp_path):
+    train_images, _ = split
+    config = _config(steps=10, checkpoint_every=3)
+    straight = prune_fine(teacher, 0.6)
+    train(teacher, straight, train_images, config, progress=False)
+
+    state = tmp_path / "state.pt"
+    interrupted = prune_fine(teacher, 0.6)
+    first = train(teacher, interrupted, train_images, config, state_path=state, stop_after=4, progress=False)
+    assert (first.step, first.finished) == (4, False)
+    resumed = prune_fine(teacher, 0.6)  # a fresh process would rebuild the student from scratch
+    second = train(teacher, resumed, train_images, config, state_path=state, progress=False)
+    assert second.resumed_from == 4 and second.finished and second.step == 10
+    assert [h["step"] for h in second.history] == list(range(1, 11))
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+
+
+def test_state_from_another_run_is_refused(teacher, split, tmp_path):
+    train_images, _ = split
+    state = tmp_path / "state.pt"
+    train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2), state_path=state, progress=False)
+    with pytest.raises(UserError, match="different fine-tuning run"):
+        train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2, lr=5e-4), state_path=state, progress=False)
+    state.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="cannot be read"):
+        train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2), state_path=state, progress=False)
+
+
+def test_sampler_is_a_pure_function_of_seed_and_step(split):
+    train_images, _ = split
+    a = CropSampler(train_images, crop_size=32, batch_size=3, seed=1)
+    b = CropSampler(train_images, crop_size=32, batch_size=3, seed=1)
+    assert torch.equal(a.batch(5), b.batch(5))  # b never produced batches 0..4
+    assert not torch.equal(a.batch(5), a.batch(6))
+    assert a.batch(0).shape == (3, 3, 32, 32)
+    assert not torch.equal(a.batch(0), CropSampler(train_images, crop_size=32, batch_size=3, seed=2).batch(0))
+
+
+def test_cosine_schedule():
+    config = FinetuneConfig(steps=11, lr=1e-3, min_lr_ratio=0.1)
+    assert learning_rate(config, 0) == pytest.approx(1e-3)
+    assert learning_rate(config, 5) == pytest.approx(0.55e-3)
+    assert learning_rate(config, 10) == pytest.approx(1e-4)
+    warm = FinetuneConfig(steps=11, lr=1e-3, warmup_steps=2)
+    assert learning_rate(warm, 0) == pytest.approx(0.5e-3)
+
+
+def test_bad_image_in_folder_is_skipped(tmp_path):
+    _write_images(tmp_path, 3)
+    (tmp_path / "notes.jpg").write_bytes(b"this is not a JPEG")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "img0.png").read_bytes()[:100])
+    (tmp_path / "readme.txt").write_text("ignored: not an image suffix")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images = load_folder(tmp_path)
+    assert sorted(im.name for im in images) == ["img0.png", "img1.png", "img2.png"]
+    messages = [str(w.message) for w in caught if issubclass(w.category, SkippedImageWarning)]
+    assert any("notes.jpg" in m for m in messages) and any("cut.png" in m for m in messages)
+
+
+def test_folder_with_no_usable_images_is_an_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"nope")
+    with pytest.warns(SkippedImageWarning), pytest.raises(UserError, match="could be read"):
+        load_folder(tmp_path)
+    with pytest.raises(UserError, match="does not exist"):
+        load_folder(tmp_path / "missing")
+
+
+def test_finetune_records_before_after_in_provenance(split):
+    """The whole job: judged style transfer before and after, table and provenance."""
+    train_images, heldout = split
+    teacher = load_vgg("random:0", last_layer="relu5_1")
+    student = prune_fine(teacher, {"conv1_2": 0.8, "conv2_1": 0.8})
+    result = finetune(
+        teacher,
+        student,
+        train_images,
+        heldout,
+        _config(preset="gatys2016", steps=6, crop_size=32),
+        RecoveryConfig(preset="gatys2016", distortion_size=48, stylize_size=32, stylize_iterations=2),
+        progress=False,
+    )
+    record = student.provenance["finetune"]
+    for key in ("feature", "gram", "content_ratio", "style_ratio", "ssim"):
+        assert key in result.before and key in result.after
+    assert record["before"] == result.before and record["table"] == result.table
+    assert record["heldout_images"] == [im.name for im in heldout]
+    assert record["random_weights"] is True
+    assert "SSIM" in result.table and "before" in result.table
+    assert result.after["feature"] < result.before["feature"]
+
+
+def _cli_args(image_dir: Path, out: Path, steps: int, extra=()) -> list[str]:
+    profile = out.parent / "profile.json"
+    profile.write_text('{"format": "nst-profile/1", "method": "fine", "sparsity": {"conv1_2": 0.7, "conv2_1": 0.7}}')
+    return [
+        "finetune", "--profile", str(profile), "--weights", "random:0", "--images", str(image_dir),
+        "--preset", "gatys2016", "--layers", "relu1_1,relu2_1", "--steps", str(steps), "--batch-size", "2",
+        "--crop-size", "32", "--lr", "1e-3", "--eval-size", "32", "--judge-size", "32", "--judge-iterations", "2",
+        "--checkpoint-every", "3", "--dtype", "fp32", "-o", str(out), *extra,
+    ]  # fmt: skip
+
+
+def test_cli_killed_mid_run_resumes_to_identical_weights(tmp_path, capsys):
+    """Really interrupt: SIGKILL the CLI process once it has saved a state past step 0, then run
+    the same command again; its weights must equal those of an uninterrupted run, bit for bit.
+    The uninterrupted and resumed runs call the CLI's main() in this process (same code path,
+    same thread count) to keep the test fast; the interrupted one is a real subprocess."""
+    from nst_core.checkpoint import load_checkpoint
+
+    folder = tmp_path / "imgs"
+    _write_images(folder, 5)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)  # skipped with a warning
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    steps = 40
+
+    straight_out = tmp_path / "a" / "tuned.safetensors"
+    assert main(_cli_args(folder, straight_out, steps)) == 0
+    captured = capsys.readouterr()
+    assert "skipping" in captured.err and "broken.png" in captured.err
+    assert "SSIM" in captured.out and "random weights" in captured.out
+    assert not Path(str(straight_out) + ".state.pt").exists()  # removed after a finished run
+
+    out = tmp_path / "b" / "tuned.safetensors"
+    state = Path(str(out) + ".state.pt")
+    proc = subprocess.Popen(NST + _cli_args(folder, out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                saved_step = int(torch.load(state, weights_only=True)["step"])
+            except Exception:  # replaced between exists() and load(); look again
+                saved_step = 0
+            if saved_step >= 3:
+                proc.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.01)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    assert not out.exists()
+    saved_step = int(torch.load(state, weights_only=True)["step"])  # may have advanced before the kill landed
+    assert 3 <= saved_step < steps
+
+    assert main(_cli_args(folder, out, steps)) == 0
+    assert f"resumed at step {saved_step} of {steps}" in capsys.readouterr().err
+    a, b = load_checkpoint(straight_out), load_checkpoint(out)
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert a.provenance["finetune"]["before"] == b.provenance["finetune"]["before"]
+    assert b.provenance["finetune"]["resumed_from_step"] == saved_step
+
+
+def test_cli_stop_after_and_bad_input(tmp_path, image_dir, capsys):
+    out = tmp_path / "t.safetensors"
+    assert main(_cli_args(image_dir, out, 4, ["--stop-after", "1"])) == 0
+    assert "stopped at step 1 of 4" in capsys.readouterr().out
+    assert Path(str(out) + ".state.pt").exists() and not out.exists()
+    assert main(_cli_args(image_dir, tmp_path / "t.pth", 2)) == 2
+    assert "must end in .safetensors" in capsys.readouterr().err
+    assert main([*_cli_args(image_dir, out, 2), "--layers", "relu9_9"]) == 2
+    assert "relu9_9" in capsys.readouterr().err
+    assert main([*_cli_args(image_dir, out, 2), "--images", str(tmp_path / "nowhere")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -32,6 +32,7 @@ import dataclasses
 import fcntl
 import hashlib
 import json
+import math
 import os
 import socket
 import sys
@@ -374,12 +375,21 @@ class CellEvaluator:
         metrics = self.probe.measure(pruned)
         image = None
         per_iteration = None
+        error = None
         if self.config.mode == "full":
-            result = stylize(pruned, self.config.content, self.config.styles, self.config.stylize)
-            image = result.image
-            metrics.update(self.judge.compare(image, self.dense_image))
-            metrics.update({f"judged_{k}": v for k, v in self.judge.losses(image).items()})
-            per_iteration = result.timings.get("per_iteration")
+            try:
+                result = stylize(pruned, self.config.content, self.config.styles, self.config.stylize)
+            except UserError as exc:
+                # The dense baseline ran with these settings, so the pruning broke it (e.g. divergence):
+                # that is a result (as bad as it gets), not a reason to stop the scan or retry forever.
+                error = str(exc)
+                metrics.update({"content_ratio": math.inf, "style_ratio": math.inf, "ssim": 0.0,
+                                "judged_content": math.inf, "judged_style": math.inf})
+            else:
+                image = result.image
+                metrics.update(self.judge.compare(image, self.dense_image))
+                metrics.update({f"judged_{k}": v for k, v in self.judge.losses(image).items()})
+                per_iteration = result.timings.get("per_iteration")
         record = {
             "format": RECORD_FORMAT,
             "config_hash": self.config.config_hash(),
@@ -392,6 +402,7 @@ class CellEvaluator:
             "widths": {cell.layer: pruned.widths[cell.layer]},
             "seconds": time.perf_counter() - started,
             "per_iteration": per_iteration,
+            "error": error,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

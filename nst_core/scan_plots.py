@@ -59,7 +59,8 @@ def plot_curves(table: ScanTable, path: str | Path) -> Path:
     axes = fig.subplots(rows, columns, squeeze=False).flatten()
     for ax, metric in zip(axes, metrics):
         for i, layer in enumerate(layers):
-            points = sorted((r["sparsity"], r[metric]) for r in table.rows if r["layer"] == layer)
+            # A cell whose run failed (infinite ratio) has no point to draw; the heatmap shows it.
+            points = sorted((r["sparsity"], r[metric]) for r in table.rows if r["layer"] == layer and math.isfinite(r[metric]))
             xs = [0.0] + [p[0] for p in points]
             ys = [DENSE_VALUE[metric]] + [p[1] for p in points]
             ax.plot(xs, ys, marker="o", markersize=3, color=colours(i / max(1, len(layers) - 1)), label=layer)
@@ -87,18 +88,19 @@ def plot_heatmap(table: ScanTable, path: str | Path, metric: str | None = None) 
     fig = _figure(max(6.5, 1.0 * len(levels) + 3.5), 0.42 * len(layers) + 1.9)
     ax = fig.subplots()
     shown = np.clip(grid, 0.0, None)  # negative degradation (better than dense) shows as 0
+    finite = shown[np.isfinite(shown)]
+    high = float(finite.max()) if finite.size else 1.0
+    shown = np.where(np.isposinf(shown), high, shown)  # failed runs get the worst colour and read "inf"
     image = ax.imshow(shown, aspect="auto", cmap="magma_r", vmin=0.0)
     ax.set_xticks(range(len(levels)), [f"{s:.2f}" for s in levels])
     ax.set_yticks(range(len(layers)), layers)
     ax.set_xlabel("sparsity")
     ax.set_ylabel("pruned layer")
-    finite = shown[np.isfinite(shown)]
-    high = float(finite.max()) if finite.size else 1.0
     for i in range(len(layers)):
         for j in range(len(levels)):
             value = grid[i, j]
             text = "-" if np.isnan(value) else f"{value:.3g}"
-            dark = np.isfinite(value) and value > 0.6 * high
+            dark = not np.isnan(value) and value > 0.6 * high
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark else "black")
     fig.colorbar(image, ax=ax, label=f"degradation ({metric})\n0 = as good as dense")
     ax.set_title(_title(table, "Degradation"), fontsize=9)

@@ -64,6 +64,7 @@ def run(args) -> int:
     print(report.to_text())
     if args.json:
         data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance, "report": report.to_dict()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.save:

@@ -136,8 +136,11 @@ def cmd_run(args) -> int:
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     if args.weights == "random" or args.weights.startswith("random:"):
         print(RANDOM_WARNING.format(source=args.weights), file=sys.stderr)
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
     dist = _distributed()
-    summary = run_scan(config, args.out, shard=shard, save_images=args.save_images, device=args.device)
+    summary = run_scan(config, args.out, shard=shard, save_images=args.save_images, device=device)
     print(
         f"shard {shard[0]}/{shard[1]}: {summary.ran} cell(s) run, {summary.skipped} already done, "
         f"of {summary.shard_cells} in this shard ({summary.grid_cells} in the grid); config {summary.config_hash}"

@@ -237,6 +237,9 @@ def push_checkpoint(
         message = commit_message or f"Upload {filename} ({info['encoding']}, {info['dtype']}, {info.get('pruning_method', 'none')})"
         try:
             repo_url = api.create_repo(repo_id, private=private, exist_ok=True)
+            if revision and revision != "main":
+                # The Hub only commits to existing branches; start a new one from main.
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
             commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message, revision=revision)
         except Exception as exc:
             raise _hub_error(exc, f"pushing to {repo_id}") from None

@@ -7,6 +7,7 @@ It implements just what ``create_repo``, ``upload_folder`` / ``create_commit``, 
     POST /api/validate-yaml                          -> {}
     POST /api/{type}s/{ns}/{name}/preupload/{rev}    -> every file "regular" (no LFS/Xet)
     POST /api/{type}s/{ns}/{name}/commit/{rev}       NDJSON header + base64 files -> {"commitOid", "commitUrl"}
+    POST /api/{type}s/{ns}/{name}/branch/{branch}    new branch from main (or startingPoint); 409 when it exists
     GET  /api/{type}s/{ns}/{name}[/revision/{rev}]   -> {"id", "sha", "siblings"}
     GET  /api/whoami-v2                              -> a user named "tester"
     HEAD/GET /[{type}s/]{ns}/{name}/resolve/{rev}/{path}  with X-Repo-Commit, ETag, exact Content-Length
@@ -218,6 +219,16 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(
                     200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
                 )
+            if action == "branch":
+                start = json.loads(body or b"{}").get("startingPoint") or "main"
+                with self.hub.lock:
+                    if unquote(revision) in repo.branches:
+                        return self._error(409, None, f"branch {unquote(revision)} already exists")
+                    commit = repo.resolve(start)
+                    if commit is None:
+                        return self._error(404, "RevisionNotFound", f"Invalid rev id: {start}")
+                    repo.branches[unquote(revision)] = commit.oid
+                return self._json(200, {})
             if action == "commit":
                 lines = [json.loads(line) for line in body.splitlines() if line.strip()]
                 try:

@@ -178,6 +178,16 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
     assert "not in the local Hugging Face cache" in missing and "other.safetensors" in missing
 
 
+def test_push_to_a_new_branch_leaves_main_alone(hub, hub_env, pushed, tmp_path):
+    ckpt = save_checkpoint(prune_fine(load_vgg("random:8", last_layer="relu1_2"), 0.3), tmp_path / "exp.safetensors")
+    result = python(cli_calls([["push", REPO, str(ckpt), "--revision", "experiment"]]), hub_env)
+    assert "exit 0" in result.stdout
+    repo = hub.hub.repos[("model", REPO)]
+    assert "exp.safetensors" in repo.resolve("experiment").files
+    assert "exp.safetensors" not in repo.resolve("main").files
+    assert "seed-fp16.safetensors" in repo.resolve("experiment").files  # branched from main
+
+
 def cli_calls(calls: list[list[str]]) -> str:
     """Python code running several `nst` commands in one interpreter (one torch import), printing exit codes."""
     return (

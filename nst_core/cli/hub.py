@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
+from pathlib import Path
 
 from ..checkpoint import DTYPES, read_checkpoint_info
 from ..vgg import PREPROCESSINGS
@@ -108,14 +109,8 @@ def _push(args) -> int:
     )
     print(f"pushed {', '.join(result.files)} to {result.repo_url}")
     print(f"commit {result.commit}")
-    print(f"download: hf download {args.repo} {args.filename or _name(args.checkpoint)} --revision {result.commit}")
+    print(f"download: hf download {args.repo} {args.filename or Path(args.checkpoint).name} --revision {result.commit}")
     return 0
-
-
-def _name(path: str) -> str:
-    from pathlib import Path
-
-    return Path(path).name
 
 
 def _pull(args) -> int:
@@ -133,8 +128,6 @@ def _pull(args) -> int:
 
 
 def _push_space(args) -> int:
-    import sys
-
     from ..hub import push_space
 
     result = push_space(args.repo, root=args.root, private=args.private, commit_message=args.message)

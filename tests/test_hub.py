@@ -310,6 +310,17 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     assert second["app.py"] == b"print('app')\n"
 
 
+def test_structured_card_shows_widths(tmp_path):
+    from nst_core.hub import render_model_card
+    from nst_core.pruning import prune_structured
+
+    path = save_checkpoint(prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense")
+    card = render_model_card(read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size})
+    assert card.data.pipeline_tag == "image-to-image"
+    assert "| conv2_1 | 64 | 128 | 18,432 | 18,432 | 0.0% |" in card.text
+    assert "| pruning | structured |" in card.text and "seeded random weights" in card.text
+
+
 def test_stand_in_rejects_bad_card_yaml():
     """The stand-in's YAML checks can fail, so a passing push means something."""
     from hub_server import validate_card_yaml

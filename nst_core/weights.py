@@ -209,6 +209,13 @@ def resolve_weights(spec: str, preprocessing: str | None = None) -> tuple[dict[s
         state, metadata = read_state_dict(path)
         return state, _preprocessing_from(metadata, preprocessing, TORCHVISION), spec
     path = Path(spec)
+    if path.suffix == ".safetensors" and path.exists():
+        from .checkpoint import is_checkpoint, load_checkpoint
+
+        if is_checkpoint(path):  # a project checkpoint, possibly packed: decode it to plain weights
+            model = load_checkpoint(path)
+            prep = PREPROCESSINGS[preprocessing] if preprocessing else model.preprocessing
+            return model.state_dict(), prep, str(path)
     if path.suffix in (".pth", ".pt", ".safetensors"):
         state, metadata = read_state_dict(path)
         # A .pth of unknown origin is most likely the seed's Caffe conversion.

@@ -175,3 +175,14 @@ def test_offline_with_nothing_cached_fails_fast(tmp_path, spec):
     assert proc.returncode != 0
     assert "WeightsError" in proc.stderr and "--weights random" in proc.stderr
     assert elapsed < 60, f"took {elapsed:.0f} s: the offline path must not wait on retries"
+
+
+def test_a_packed_project_checkpoint_loads_as_weights(tmp_path):
+    from nst_core.checkpoint import save_checkpoint
+    from nst_core.pruning import prune_fine
+
+    pruned = prune_fine(load_vgg("random:0", last_layer="relu3_1"), 0.5)
+    path = save_checkpoint(pruned, tmp_path / "pruned.safetensors", encoding="packed", dtype="fp32")
+    model = load_vgg(str(path), last_layer="relu3_1")
+    assert torch.equal(model.conv("conv3_1").weight, pruned.conv("conv3_1").weight)
+    assert model.preprocessing == pruned.preprocessing

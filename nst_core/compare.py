@@ -216,7 +216,10 @@ def describe_pruned_spec(spec: str) -> str:
     if spec.startswith("profile:"):
         return f"{spec[8:]} profile (fine-grained, pruned on the fly)"
     if spec.startswith("structured:"):
-        return f"structured: {float(spec[11:]):.0%} of filters removed (pruned on the fly)"
+        try:
+            return f"structured: {float(spec[11:]):.0%} of filters removed (pruned on the fly)"
+        except ValueError:
+            return spec
     if spec.startswith("hf:"):
         return f"Hub checkpoint {spec[3:]}"
     kind = "profile" if spec.endswith(".json") else "checkpoint"

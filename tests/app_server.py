@@ -21,14 +21,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, *extra: str, env: dict | None = None) -> subprocess.Popen:
+def start_server(port: int, *extra: str, env: dict | None = None, inherit_hf: bool = True) -> subprocess.Popen:
     """`python app.py --port PORT ...`; its output goes to a temp file (a pipe nobody reads
-    would fill up and block the server), readable with :func:`server_log`."""
+    would fill up and block the server), readable with :func:`server_log`. With ``inherit_hf``
+    False the server sees no HF_* variables of ours, only those in ``env``."""
+    base = {k: v for k, v in os.environ.items() if inherit_hf or not k.startswith(("HF_", "HUGGINGFACE_"))}
     log = tempfile.NamedTemporaryFile("w+", prefix="nst-app-", suffix=".log", delete=False)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "app.py"), "--port", str(port), *extra],
         cwd=ROOT,
-        env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
+        env={**base, "GRADIO_ANALYTICS_ENABLED": "False", **(env or {})},
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,

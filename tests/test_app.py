@@ -8,6 +8,9 @@ seconds on a CPU. The real Caffe weights cannot be downloaded here; what the tes
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,16 +24,57 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
+from hub_server import HubServer  # noqa: E402
 from app_server import free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 
 QUEUE_SIZE = 2
+HUB_REPO = "tester/vgg19-seed-app"
 
 
 @pytest.fixture(scope="module")
-def server():
+def checkpoint(tmp_path_factory) -> Path:
+    """The seed profile pruned from the same random weights the server uses, saved packed fp16."""
+    from nst_core.checkpoint import save_checkpoint
+    from nst_core.pruning import prune
+    from nst_core.weights import load_vgg
+
+    model = prune(load_vgg("random:0", last_layer="relu5_3"), "seed")
+    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "seed-fp16.safetensors", encoding="packed", dtype="fp16")
+
+
+@pytest.fixture(scope="module")
+def hub(checkpoint, tmp_path_factory):
+    """A Hub stand-in on 127.0.0.1 (tests/hub_server.py) holding ``checkpoint``, pushed with `nst push`.
+
+    The real Hub cannot be reached here; the app's server downloads from this one through the
+    real huggingface_hub client (HF_ENDPOINT), as it would from huggingface.co.
+    """
+    with HubServer() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(
+            HF_ENDPOINT=server.endpoint,
+            HF_HOME=str(tmp_path_factory.mktemp("hf_home")),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_UPDATE_CHECK="1",
+        )
+        push = subprocess.run(
+            [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())", "push", HUB_REPO, str(checkpoint)],
+            env={**env, "HF_TOKEN": "hf_DummyTokenForTheLocalHub0123456789"},
+            capture_output=True, text=True, timeout=180,
+        )
+        assert push.returncode == 0, push.stderr
+        commit = push.stdout.split("commit ")[1].split()[0]
+        yield {"env": env, "commit": commit}
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, hub):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = start_server(port, "--weights", "random", "--queue-size", str(QUEUE_SIZE), "--concurrency", "1")
+    proc = start_server(
+        port, "--weights", "random", "--queue-size", str(QUEUE_SIZE), "--concurrency", "1", "--pruned", str(checkpoint),
+        env=hub["env"], inherit_hf=False,
+    )
     try:
         wait_until_serving(proc, url)
         yield url
@@ -55,13 +99,13 @@ def images(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def job_args(images, content=None, styles=None, size=64, iterations=3, tv=1e-3, choice="profile:seed", hub=""):
+def job_args(images, content=None, styles=None, size=64, iterations=3, tv=1e-3, choice="profile:seed", hub="", upload=None):
     content = content or images["content"]
     styles = styles or [images["style"]]
     return (
         handle_file(str(content)),
         [handle_file(str(s)) for s in styles],
-        size, iterations, "adam", 1.0, tv, 0, False, choice, None, hub,
+        size, iterations, "adam", 1.0, tv, 0, False, choice, handle_file(str(upload)) if upload else None, hub,
     )
 
 
@@ -195,3 +239,27 @@ def test_fallback_to_random_weights_when_real_ones_cannot_load(tmp_path):
         assert "missing-vgg19.pth" in banner["value"] and "results are not meaningful" in banner["value"]
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("how", ["server file", "upload", "hub"])
+def test_pruned_checkpoint_from_a_file_an_upload_or_the_hub(server, images, checkpoint, hub, how):
+    client = Client(server, verbose=False)
+    kwargs = {
+        "server file": {"choice": str(checkpoint)},
+        "upload": {"upload": checkpoint},
+        "hub": {"hub": f"{HUB_REPO}:{checkpoint.name}@{hub['commit']}"},
+    }[how]
+    status, *_, summary, layers = client.predict(*job_args(images, **kwargs), api_name="/compare")
+    assert "done" in status and "Note" not in status  # same weight source as the dense network
+    rows = table(summary)
+    assert rows["checkpoint file size"][1] == f"{checkpoint.stat().st_size / 2**20:.2f} MiB"
+    assert rows["compression vs dense (conv weights)"][1] == "6.64x"
+    assert ("Hub checkpoint" in rows["network"][1]) == (how == "hub")
+    assert {row[0]: row[4] for row in layers["data"]}["conv1_2"] == 0.9
+
+
+def test_missing_hub_repo_is_a_readable_error(server, images):
+    client = Client(server, verbose=False)
+    with pytest.raises(AppError) as info:
+        client.predict(*job_args(images, hub="tester/no-such-repo"), api_name="/compare")
+    assert "tester/no-such-repo" in str(info.value) and "Traceback" not in str(info.value)

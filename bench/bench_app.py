@@ -1,0 +1,85 @@
+"""How long one click of the app takes at its default settings: dense run, pruned run, judge.
+
+    python bench/bench_app.py                       # CPU defaults, seed profile, random weights
+    python bench/bench_app.py --pruned structured:0.5 --size 256 --iterations 40
+
+Runs exactly what the app runs (``nst_core.compare.run_comparison``) on the bundled examples
+and prints wall time and process CPU time of each phase. CPU time / wall time shows how much
+of the machine the run had: on a shared machine, wall time alone overstates the cost.
+Writes the numbers as JSON with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nst_core import compare  # noqa: E402
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default="random:0")
+    parser.add_argument("--pruned", default=compare.DEFAULT_PRUNED)
+    parser.add_argument("--size", type=int)
+    parser.add_argument("--iterations", type=int)
+    parser.add_argument("--optimizer")
+    parser.add_argument("--content", default=str(ROOT / "examples/content/lakeside.jpg"))
+    parser.add_argument("--style", default=str(ROOT / "examples/style/swirls.jpg"))
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    settings = compare.default_settings()
+    overrides = {k: v for k, v in (("size", args.size), ("iterations", args.iterations), ("optimizer", args.optimizer)) if v}
+    settings = replace(settings, **overrides)
+    dense = compare.load_dense(args.weights, fallback=False)
+    compare.warm_up(dense.model)
+    pruned = compare.resolve_pruned(args.pruned, dense.model)
+
+    marks: dict[str, tuple[float, float]] = {}
+    wall0, cpu0 = time.perf_counter(), cpu_seconds()
+    last_phase = None
+    result = None
+    for event in compare.run_comparison(dense.model, pruned, args.content, [args.style], settings):
+        if isinstance(event, compare.Comparison):
+            result = event
+        elif event.phase != last_phase:
+            marks[event.phase] = (time.perf_counter(), cpu_seconds())
+            last_phase = event.phase
+    wall_end, cpu_end = time.perf_counter(), cpu_seconds()
+
+    def span(a: str, b: str | None) -> tuple[float, float]:
+        wa, ca = marks[a]
+        wb, cb = marks[b] if b else (wall_end, cpu_end)
+        return wb - wa, cb - ca
+
+    rows = {"dense": span("dense", "pruned"), "pruned": span("pruned", "judge"), "judge": span("judge", None)}
+    total = (wall_end - wall0, cpu_end - cpu0)
+    print(f"settings: {asdict(settings)}; pruned: {pruned.label}; weights: {dense.model.weight_source}; "
+          f"torch threads: {torch.get_num_threads()}")
+    print(f"{'phase':<8} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'ms/it':>7}")
+    per_it = {"dense": result.dense.timings["per_iteration"], "pruned": result.pruned.timings["per_iteration"]}
+    for name, (wall, cpu) in [*rows.items(), ("total", total)]:
+        ms = f"{1000 * per_it[name]:.0f}" if name in per_it else ""
+        print(f"{name:<8} {wall:>8.2f} {cpu:>8.2f} {cpu / wall:>9.2f} {ms:>7}")
+    if args.json:
+        args.json.write_text(json.dumps({"settings": asdict(settings), "pruned": args.pruned, "phases": rows, "total": total}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

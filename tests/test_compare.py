@@ -1,0 +1,210 @@
+"""nst_core.compare without Gradio: settings, choosing the pruned network, running both, the table.
+
+Seeded random VGG-19 weights and 64 px images (real weights cannot be downloaded here).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from nst_core import compare
+from nst_core.checkpoint import save_checkpoint
+from nst_core.errors import UserError
+from nst_core.pruning import Profile, prune, save_profile
+from nst_core.weights import load_vgg
+
+TINY = compare.CompareSettings(size=64, iterations=3)
+
+
+@pytest.fixture(scope="module")
+def dense():
+    return compare.load_dense("random:0", fallback=False)
+
+
+@pytest.fixture
+def inputs(tmp_path, content_image, style_image):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    content_image.save(content)
+    style_image.save(style)
+    return content, style
+
+
+def last(events):
+    *progress, result = list(events)
+    assert all(isinstance(e, compare.RunProgress) for e in progress)
+    assert isinstance(result, compare.Comparison)
+    return progress, result
+
+
+def test_defaults_are_valid_and_grow_on_a_gpu():
+    cpu, gpu = compare.default_settings(cuda=False), compare.default_settings(cuda=True)
+    compare.validate_settings(cpu)
+    compare.validate_settings(gpu)
+    assert gpu.size == 512 and gpu.iterations > cpu.iterations and cpu.size < 512
+
+
+@pytest.mark.parametrize(
+    "change, word",
+    [
+        ({"size": 32}, "size"),
+        ({"size": 2048}, "size"),
+        ({"iterations": 0}, "iterations"),
+        ({"style_strength": -1.0}, "style strength"),
+        ({"tv_weight": 2.0}, "TV weight"),
+        ({"seed": -1}, "seed"),
+        ({"optimizer": "sgd"}, "optimizer"),
+        ({"size": 100.5}, "whole numbers"),
+    ],
+)
+def test_out_of_range_settings_name_the_setting(change, word):
+    with pytest.raises(UserError, match=word):
+        compare.validate_settings(compare.CompareSettings(**change))
+
+
+def test_ui_widgets_to_a_pruned_spec():
+    assert compare.pruned_spec_from_ui("profile:seed", None, "") == "profile:seed"
+    assert compare.pruned_spec_from_ui("profile:seed", None, " me/net ") == "hf:me/net"
+    assert compare.pruned_spec_from_ui("profile:seed", None, "hf:me/net:a.safetensors@main") == "hf:me/net:a.safetensors@main"
+    assert compare.pruned_spec_from_ui("profile:seed", "/tmp/x.json", "me/net") == "/tmp/x.json"  # the upload wins
+    with pytest.raises(UserError, match="not a Hub repo id"):
+        compare.pruned_spec_from_ui(None, None, "my net")
+    with pytest.raises(UserError):
+        compare.pruned_spec_from_ui(None, None, "no-slash")
+    with pytest.raises(UserError, match="choose a pruned network"):
+        compare.pruned_spec_from_ui(None, None, "")
+
+
+def test_dense_falls_back_to_random_weights_with_a_banner(tmp_path):
+    missing = tmp_path / "vgg19.pth"
+    net = compare.load_dense(str(missing))
+    assert net.random and "vgg19.pth" in net.fallback_reason
+    banner = net.banner()
+    assert "results are not meaningful" in banner and "--weights" in banner
+    with pytest.raises(UserError, match="vgg19.pth"):
+        compare.load_dense(str(missing), fallback=False)
+
+
+def test_real_weights_have_no_banner(tmp_path):
+    """A local weights file stands in for real weights (same loader path as the Caffe file)."""
+    import torch
+
+    from nst_core.vgg import random_state_dict
+
+    path = tmp_path / "vgg19-local.pth"
+    torch.save(random_state_dict("relu5_3", seed=3), path)
+    net = compare.load_dense(str(path))
+    assert not net.random and net.banner() is None
+
+
+def test_resolve_every_kind_of_spec(dense, tmp_path):
+    seed = compare.resolve_pruned("profile:seed", dense.model)
+    assert seed is compare.resolve_pruned("profile:seed", dense.model)  # cached, not pruned again
+    assert seed.model.masks and seed.file_bytes is None
+
+    small = compare.resolve_pruned("structured:0.5", dense.model)
+    assert small.model.widths["conv1_1"] == 32
+
+    profile = tmp_path / "scan-selected.json"
+    save_profile(Profile("structured", {"conv3_1": 0.5}), profile)
+    from_json = compare.resolve_pruned(str(profile), dense.model)
+    assert from_json.model.widths["conv3_1"] == 128 and from_json.model.widths["conv3_2"] == 256
+
+    ckpt = save_checkpoint(prune(dense.model, "seed"), tmp_path / "seed.safetensors")
+    from_file = compare.resolve_pruned(str(ckpt), dense.model)
+    assert from_file.file_bytes == ckpt.stat().st_size and not from_file.notes
+
+    for bad, message in [
+        ("structured:lots", "needs a number"),
+        ("profile:nope", "nope"),
+        (str(tmp_path / "absent.safetensors"), "does not exist"),
+        (str(tmp_path / "net.onnx"), "unknown pruned network"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            compare.resolve_pruned(bad, dense.model)
+
+
+def test_checkpoint_from_other_weights_gets_a_note(dense, tmp_path):
+    other = prune(load_vgg("random:5", last_layer="relu5_3"), "seed")
+    ckpt = save_checkpoint(other, tmp_path / "other.safetensors")
+    assert any("different networks" in n for n in compare.resolve_pruned(str(ckpt), dense.model).notes)
+
+
+def test_shallow_checkpoint_is_refused(dense, tmp_path):
+    shallow = prune(load_vgg("random:0", last_layer="relu3_1"), "seed")
+    ckpt = save_checkpoint(shallow, tmp_path / "shallow.safetensors")
+    with pytest.raises(UserError, match="relu3_1"):
+        compare.resolve_pruned(str(ckpt), dense.model)
+
+
+def test_identical_networks_give_identical_outputs(dense, inputs):
+    """Removing 0% of filters leaves the dense network: with the same seed and init, both runs
+    must produce the same image, and the judge must say so."""
+    content, style = inputs
+    same = compare.resolve_pruned("structured:0", dense.model)
+    progress, result = last(compare.run_comparison(dense.model, same, content, [style], TINY, previews=3))
+    assert np.array_equal(np.asarray(result.dense.image), np.asarray(result.pruned.image))
+    assert result.judged["ssim"] == pytest.approx(1.0)
+    assert result.judged["content_ratio"] == pytest.approx(1.0) and result.judged["style_ratio"] == pytest.approx(1.0)
+    assert [e.phase for e in progress if e.progress is None] == ["dense", "pruned", "judge"]
+    assert sum(1 for e in progress if e.progress and e.progress.preview is not None) == 2 * TINY.iterations
+
+
+def test_table_rows(dense, inputs):
+    content, style = inputs
+    seed = compare.resolve_pruned("profile:seed", dense.model)
+    _, result = last(compare.run_comparison(dense.model, seed, content, [style, style], TINY))
+    rows = {r[0]: r[1:] for r in result.summary_rows()}
+    assert rows["nonzero parameters"][0] == "17,664,576"  # VGG-19 convs up to conv5_3, weights + biases
+    assert rows["compression vs dense (conv weights)"][1] == "6.64x"
+    assert rows["iterations run"] == ["3 (done)", "3 (done)"]
+    assert float(rows["time (s)"][0]) == pytest.approx(result.dense_seconds, abs=0.01)
+    assert rows["speedup vs dense"][1] == f"{result.dense_seconds / result.pruned_seconds:.2f}x"
+    layers = {r[0]: r for r in result.sparsity_rows()}
+    assert len(layers) == 15 and layers["conv4_4"][4] == 0.9 and layers["conv1_1"][3] == 1728
+
+
+@pytest.mark.parametrize(
+    "content, styles, message",
+    [
+        (None, ["style"], "content image"),
+        ("content", [], "at least one style image"),
+        ("content", ["style"] * 5, "at most 4"),
+        ("text", ["style"], "content image 'notes.txt'"),
+    ],
+)
+def test_bad_inputs(dense, inputs, tmp_path, content, styles, message):
+    c, s = inputs
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    paths = {"content": c, "style": s, "text": text, None: None}
+    seed = compare.resolve_pruned("profile:seed", dense.model)
+    with pytest.raises(UserError, match=message):
+        list(compare.run_comparison(dense.model, seed, paths[content], [paths[x] for x in styles], TINY))
+
+
+def test_cancel_stops_the_work(dense, inputs):
+    content, style = inputs
+    seed = compare.resolve_pruned("profile:seed", dense.model)
+    cancel = threading.Event()
+    events = compare.run_comparison(dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000), cancel)
+    started = time.perf_counter()
+    with pytest.raises(compare.Cancelled):
+        for event in events:
+            if event.progress is not None and event.progress.iteration == 2:
+                cancel.set()
+    assert time.perf_counter() - started < 60
+
+
+def test_closing_the_stream_stops_the_worker(dense, inputs):
+    content, style = inputs
+    seed = compare.resolve_pruned("profile:seed", dense.model)
+    events = compare.run_comparison(dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000))
+    for event in events:
+        if event.progress is not None:
+            break
+    events.close()  # what the app's cancel does to a running generator
+    assert not any(t.name == "nst-compare" and t.is_alive() for t in threading.enumerate())

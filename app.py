@@ -80,6 +80,12 @@ class CancelRegistry:
             self._events[session] = event = threading.Event()
             return event
 
+    def finish(self, session: str, event: threading.Event) -> None:
+        """Forget a finished run's flag (unless a newer run of the session replaced it)."""
+        with self._lock:
+            if self._events.get(session) is event:
+                del self._events[session]
+
     def cancel(self, session: str) -> bool:
         with self._lock:
             event = self._events.pop(session, None)
@@ -207,6 +213,8 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
 
         def on_run(content_path, style_paths, size_v, iters_v, opt_v, strength_v, tv_v, seed_v, keep_v, choice, upload, repo,
                    request: gr.Request):
+            session = request.session_hash or "anonymous"
+            cancel = None
             try:
                 settings = compare.CompareSettings(
                     size=_int(size_v, "size"), iterations=_int(iters_v, "iterations"), optimizer=opt_v,
@@ -215,7 +223,7 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
                 )
                 compare.validate_settings(settings)
                 spec = compare.pruned_spec_from_ui(choice, upload, repo)
-                cancel = CANCELS.new(request.session_hash or "anonymous")
+                cancel = CANCELS.new(session)
                 yield {status: _status(f"preparing {compare.describe_pruned_spec(spec)}..."), preview: None, slider: None,
                        dense_out: None, pruned_out: None, summary: None, layers: None}
                 for update in comparison_updates(content_path, style_paths, settings, spec, cancel):
@@ -244,6 +252,9 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
             except Exception as exc:  # a bug, not the user's fault: log the traceback, show one line
                 log.error("comparison failed:\n%s", traceback.format_exc())
                 raise gr.Error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details") from None
+            finally:
+                if cancel is not None:
+                    CANCELS.finish(session, cancel)
 
         def on_cancel(request: gr.Request):
             stopped = CANCELS.cancel(request.session_hash or "anonymous")
@@ -294,12 +305,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    for path in args.pruned:
-        if not Path(path).exists():
-            raise SystemExit(f"app.py: error: --pruned {path}: no such file")
+    if args.queue_size < 1 or args.concurrency < 1:
+        raise SystemExit("app.py: error: --queue-size and --concurrency must be at least 1")
     dense = compare.load_dense(args.weights)
     if dense.fallback_reason:
         log.warning("using random weights: %s", dense.fallback_reason)
+    for path in args.pruned:
+        try:
+            compare.resolve_pruned(path, dense.model)  # fail now, not on someone's first click; also caches it
+        except UserError as exc:
+            raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
     compare.warm_up(dense.model)
     demo = build_app(dense, args.pruned)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)

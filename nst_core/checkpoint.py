@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -36,6 +35,7 @@ import numpy as np
 import torch
 
 from .errors import UserError
+from .files import atomic_path
 from .vgg import LAYER_NAMES, Preprocessing, VGGFeatures, layer_index
 
 FORMAT_NAME = "nst-vgg19-checkpoint"
@@ -51,14 +51,6 @@ _CHUNK_BYTES = 1 << 20
 _MAX_HEADER_BYTES = 100_000_000
 
 
-def _read_umask() -> int:
-    # The only portable way to read the umask is to set it; done once, at import.
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 
 
 class CheckpointError(UserError):
@@ -223,23 +215,10 @@ def atomic_write(path: Path, chunks: Iterable[bytes]) -> Path:
     Any failure (including KeyboardInterrupt) removes the temp file and leaves ``path`` as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             for chunk in chunks:
                 fh.write(chunk)
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp makes 0600 files; give the result the mode a plain open() would (or the old file's).
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path
 
 

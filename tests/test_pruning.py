@@ -226,3 +226,23 @@ def test_prune_dispatches_on_method(small):
     assert structured.widths["conv1_1"] == 32 and not structured.masks
     fine = prune(small, Profile("fine", {"conv1_1": 0.5}, {}))
     assert fine.widths["conv1_1"] == 64 and set(fine.masks) == {"conv1_1"}
+
+
+def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
+    from nst_core.checkpoint import load_checkpoint
+    from nst_core.cli import main
+
+    ckpt, report = tmp_path / "s.safetensors", tmp_path / "r.json"
+    args = ["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5", "--method", "structured",
+            "--save", str(ckpt), "--encoding", "dense", "--dtype", "fp32", "--json", str(report)]
+    assert main(args) == 0
+    assert "compression vs dense: 3.94x" in capsys.readouterr().out  # 112,320 -> 28,512 weights
+    data = json.loads(report.read_text())
+    assert data["report"]["total_nonzeros"] == 3 * 32 * 9 + 32 * 32 * 9 + 32 * 64 * 9
+    loaded = load_checkpoint(ckpt)
+    expected = prune_structured(load_vgg("random:3", last_layer="relu2_1"), 0.5)
+    assert loaded.widths == expected.widths == {"conv1_1": 32, "conv1_2": 32, "conv2_1": 64}
+    assert all(torch.equal(loaded.kept_channels[n], expected.kept_channels[n]) for n in expected.conv_names)
+    assert main(["prune", "--weights", "random", "--profile", "seed", "--save", str(tmp_path / "x.pth")]) == 2
+    assert "must end in .safetensors" in capsys.readouterr().err
+    assert main(["prune", "--weights", "random", "--profile", str(tmp_path / "missing.json")]) == 2

@@ -87,9 +87,18 @@ def split_heldout(images: list[CalibrationImage], count: int, seed: int) -> tupl
             f"{len(images)} usable calibration image(s): need at least {count + 1} "
             f"({count} held out for measurement, 1 or more to train on)"
         )
-    order = torch.randperm(len(images), generator=_generator(seed, 0, 0)).tolist()
-    heldout = sorted(order[:count])
-    train = sorted(order[count:])
+    # Take held-out images from the top-level subfolders in turn (e.g. content/ then style/),
+    # so the judged style transfer on the bundled examples gets a photo and a painting.
+    groups: dict[str, list[int]] = {}
+    for i in torch.randperm(len(images), generator=_generator(seed, 0, 0)).tolist():
+        groups.setdefault(Path(images[i].name).parts[0] if len(Path(images[i].name).parts) > 1 else "", []).append(i)
+    queues = [groups[key] for key in sorted(groups)]
+    heldout: list[int] = []
+    while len(heldout) < count:
+        for queue in queues:
+            if queue and len(heldout) < count:
+                heldout.append(queue.pop(0))
+    train = sorted(set(range(len(images))) - set(heldout))
     return [images[i] for i in train], [images[i] for i in heldout]
 
 

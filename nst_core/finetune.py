@@ -27,8 +27,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 
 from .calibration import CalibrationImage, CropSampler
 from .errors import UserError
+from .files import atomic_path
 from .losses import get_preset, gram_matrix
 from .vgg import VGGFeatures, convs_up_to, layer_index
 
@@ -208,18 +207,10 @@ def learning_rate(config: FinetuneConfig, step: int) -> float:
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
+    # A kill mid-write leaves the previous state intact: a resumable run never sees half a file.
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def run_fingerprint(config: FinetuneConfig, teacher: VGGFeatures, student: VGGFeatures, train_names: list[str]) -> str:
@@ -301,6 +292,7 @@ def train(
     ``stop_after`` ends this call after that many steps (the state is written first), as an
     interruption would. ``on_start`` runs once before the first step of a fresh run and its
     dict is kept in the state (``TrainResult.extra``), e.g. measurements taken before training.
+    ``progress``: True shows a tqdm bar with the loss, False none, None only on a terminal.
 
     >>> result = train(teacher, student, images, FinetuneConfig(steps=100))  # doctest: +SKIP
     """
@@ -578,8 +570,11 @@ def finetune(
     before = result.extra["before"]
     after = meter.measure(student)
     table = recovery_table(before, after)
+    provenance = dict(student.provenance)
+    if "finetune" in provenance:  # fine-tuned before: keep the earlier record too
+        provenance["earlier_finetunes"] = [*provenance.get("earlier_finetunes", []), provenance.pop("finetune")]
     student.provenance = {
-        **student.provenance,
+        **provenance,
         "finetune": {
             "method": "distillation from the dense network (feature MSE + Gram, normalised per layer)",
             "teacher": teacher.weight_source,

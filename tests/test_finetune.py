@@ -9,7 +9,6 @@ only the numbers mean nothing visually. Networks are truncated at relu2_1 and cr
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

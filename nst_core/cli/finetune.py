@@ -121,8 +121,7 @@ def run(args) -> int:
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise UserError(f"output {output} must end in .safetensors")
-    if not output.parent.exists():
-        raise UserError(f"output folder {output.parent} does not exist")
+    output.parent.mkdir(parents=True, exist_ok=True)
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, not {args.steps}")
     if args.epochs is not None and not args.epochs > 0:
@@ -181,9 +180,14 @@ def run(args) -> int:
     )
     if state_path.exists():
         print(f"resuming from {state_path}", file=sys.stderr)
-    result = finetune(
-        teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
-    )
+    try:
+        result = finetune(
+            teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
+        )
+    except KeyboardInterrupt:
+        if state_path.exists():
+            print(f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume", file=sys.stderr)
+        raise
     if result.train.resumed_from is not None:
         print(f"resumed at step {result.train.resumed_from} of {steps}", file=sys.stderr)
     if not result.train.finished:

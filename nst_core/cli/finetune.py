@@ -35,7 +35,11 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write (.safetensors)")
     p.add_argument("--images", default=None, help="folder of calibration images, any mix of photos and paintings (default: the bundled examples/)")
     add_weight_args(p)
-    p.set_defaults(weights=None)  # default: caffe for --profile, the checkpoint's own dense weights for --checkpoint
+    # The teacher's weights: "auto" is caffe for --profile and, for --checkpoint, the dense weights it was pruned from.
+    p.set_defaults(weights="auto")
+    for action in p._actions:  # argparse has no public way to reword a shared argument's help
+        if action.dest == "weights":
+            action.help = "dense (teacher) VGG-19 weights: auto, " + (action.help.partition(": ")[2] or action.help) + "; auto = caffe for --profile, the checkpoint's own dense weights for --checkpoint"
     p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose layers are distilled and judged")
     p.add_argument(
         "--layers",
@@ -95,7 +99,7 @@ def _load_pair(args, last_layer: str):
         if not student.masks and not student.kept_channels:
             raise UserError(f"{args.checkpoint} is a dense network (no masks, no kept channels): nothing to recover")
         # The teacher is the dense network the student was pruned from, unless told otherwise.
-        weights = args.weights or student.weight_source
+        weights = student.weight_source if args.weights == "auto" else args.weights
         if weights in ("unset", ""):
             raise UserError(f"{args.checkpoint} does not record its dense weights; pass --weights")
         preprocessing = args.preprocessing or student.preprocessing.name
@@ -104,7 +108,7 @@ def _load_pair(args, last_layer: str):
             print(f"note: the student was pruned from {student.weight_source}; the teacher is {weights}", file=sys.stderr)
     else:
         profile = load_profile(args.profile)  # validated before any weights are loaded
-        teacher = load_vgg(args.weights or "caffe", last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
+        teacher = load_vgg("caffe" if args.weights == "auto" else args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
         student = prune(teacher, profile)
     if is_random(teacher):
         print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)

@@ -179,7 +179,8 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
                     dense_out = gr.Image(label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"])
                     pruned_out = gr.Image(label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"])
                 summary = gr.Dataframe(
-                    headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary"
+                    headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary",
+                    wrap=True, column_widths=["36%", "32%", "32%"],
                 )
                 layers = gr.Dataframe(
                     headers=["layer", "channels (pruned / dense)", "weights", "nonzeros", "fraction of dense weights removed"],
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
             compare.resolve_pruned(path, dense.model)  # fail now, not on someone's first click; also caches it
         except UserError as exc:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
+    compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
     compare.warm_up(dense.model)
     demo = build_app(dense, args.pruned)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)

@@ -87,3 +87,24 @@ def test_upload_run_and_screenshot(app_url, tmp_path):
     SCREENSHOT.parent.mkdir(exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)  # only a finished run replaces the README's picture
     assert SCREENSHOT.stat().st_size > 50_000
+
+
+def test_a_bad_upload_shows_a_readable_error_on_the_page(app_url, tmp_path):
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("this is not an image\n")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_url, wait_until="networkidle")
+            page.locator("#content input[type=file]").set_input_files(str(not_an_image))
+            page.locator("#style-files input[type=file]").set_input_files(str(STYLE))
+            page.locator("#style-files").get_by_text("swirls").wait_for(timeout=30_000)
+            page.locator("#run").click()
+            toast = page.locator("[data-testid='toast-body']").first
+            sync_api.expect(toast).to_contain_text("content image 'notes.png': not an image", timeout=60_000)
+            assert "Traceback" not in toast.inner_text()
+        finally:
+            browser.close()

@@ -153,11 +153,9 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
                         strength = gr.Slider(
                             *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
                         )
-                        tv_weight = gr.Number(
-                            value=defaults.tv_weight, minimum=compare.TV_WEIGHT_RANGE[0], maximum=compare.TV_WEIGHT_RANGE[1],
-                            label="TV weight (smoothness)",
-                        )
-                        seed = gr.Number(value=defaults.seed, precision=0, minimum=compare.SEED_RANGE[0], maximum=compare.SEED_RANGE[1], label="Seed")
+                        # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
+                        tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (smoothness, 0 to 1)")
+                        seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
                 with gr.Accordion("Pruned network", open=True):
                     pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with")
                     with gr.Row():

@@ -167,7 +167,7 @@ def test_structured_choice_is_faster_per_layer_and_smaller(server, images):
         ({"styles": ["text"]}, "style image 1 'notes.png': not an image"),
         ({"size": 4096}, "greater than maximum value 1024"),
         ({"iterations": 0}, "less than minimum value 1"),
-        ({"tv": -1.0}, "less than minimum value 0"),
+        ({"tv": -1.0}, "TV weight must be between 0.0 and 1.0, not -1.0"),
         ({"choice": "profile:nope"}, "profile:nope is not in the list of choices"),
         ({"hub": "not a repo id"}, "not a repo id"),
     ],

@@ -81,6 +81,9 @@ def main() -> None:
     for size in args.sizes:
         width, height = resize_max_side(load_image(CONTENT), size).size
         times: dict[str, list[float]] = {name: [] for name in networks}
+        for net in networks.values():
+            # Untimed warm-up at this size: the first runs in a process pay for allocator growth and kernel set-up.
+            time_iterations(net, size, 1)
         for _ in range(args.rounds):
             for name, net in networks.items():
                 times[name].extend(time_iterations(net, size, args.iterations))

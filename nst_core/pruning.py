@@ -28,13 +28,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .errors import UserError
+from .files import atomic_write_text
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures
 
 PROFILE_FORMAT = "nst-profile/1"
@@ -132,23 +132,6 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProfileError(f"{path}: not a readable JSON profile ({exc})") from None
     return Profile.from_dict(data, origin=str(path))
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` so readers see the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_profile(profile: Profile, path: str | os.PathLike) -> None:

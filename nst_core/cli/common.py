@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from ..stylize import StylizeConfig
 from ..vgg import PREPROCESSINGS
 from ..weights import is_random, load_vgg
 
@@ -36,3 +38,10 @@ def load_model_from_args(args, last_layer: str):
     if is_random(model):
         print(RANDOM_WARNING.format(source=model.weight_source), file=sys.stderr)
     return model
+
+
+def stylize_config_from_args(args, **overrides) -> StylizeConfig:
+    """A StylizeConfig from the parsed flags whose names match its fields (others keep defaults)."""
+    fields = {f.name for f in dataclasses.fields(StylizeConfig)}
+    values = {name: value for name, value in vars(args).items() if name in fields}
+    return StylizeConfig(**{**values, **overrides})

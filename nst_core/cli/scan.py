@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..losses import PRESETS
 from ..pruning import METHODS, save_profile
-from ..stylize import INITS, OPTIMIZERS, StylizeConfig
-from .common import RANDOM_WARNING, add_weight_args
+from ..stylize import INITS, OPTIMIZERS
+from .common import RANDOM_WARNING, add_weight_args, stylize_config_from_args
 
 
 def register(subparsers) -> None:
@@ -86,23 +86,6 @@ def register(subparsers) -> None:
     scan.set_defaults(func=lambda args: scan.print_help() or 2)
 
 
-def _stylize_config(args) -> StylizeConfig:
-    return StylizeConfig(
-        preset=args.preset,
-        size=args.size,
-        iterations=args.iterations,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        init=args.init,
-        seed=args.seed,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        style_blend=args.style_blend,
-        scales=args.scales,
-    )
-
-
 def _distributed():
     """A gloo process group when launched by torchrun with more than one process, else None."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
@@ -129,7 +112,7 @@ def cmd_run(args) -> int:
         mode=args.mode,
         layers=[x.strip() for x in args.layers.split(",") if x.strip()] if args.layers else None,
         sparsities=parse_sparsities(args.sparsities),
-        stylize=_stylize_config(args),
+        stylize=stylize_config_from_args(args),
         pooling=args.pooling,
         preprocessing=args.preprocessing,
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..losses import PRESETS
-from ..stylize import INITS, OPTIMIZERS, StylizeConfig, stylize
-from .common import add_weight_args, load_model_from_args
+from ..stylize import INITS, OPTIMIZERS, stylize
+from .common import add_weight_args, load_model_from_args, stylize_config_from_args
 
 
 def register(subparsers) -> None:
@@ -55,23 +55,7 @@ def run(args) -> int:
         raise UserError(f"output {output} must end in .png, .jpg or .webp")
     if not output.parent.exists():
         raise UserError(f"output folder {output.parent} does not exist")
-    config = StylizeConfig(
-        preset=args.preset,
-        size=args.size,
-        iterations=args.iterations,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        init=args.init,
-        seed=args.seed,
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        tv_weight=args.tv_weight,
-        style_blend=args.style_blend,
-        preserve_color=args.preserve_color,
-        scales=args.scales,
-        tolerance=args.tolerance,
-        preview_every=max(0, args.save_every),
-    )
+    config = stylize_config_from_args(args, preview_every=max(0, args.save_every))
     config.validate()
     model = load_model_from_args(args, PRESETS[args.preset].last_layer)
 

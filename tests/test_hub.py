@@ -25,6 +25,7 @@ import yaml
 from PIL import Image
 
 from hub_server import HubServer
+from tensor_digest import weights_digest
 from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from nst_core.pruning import prune_fine
 from nst_core.weights import load_vgg
@@ -51,7 +52,7 @@ def hub_env(hub, tmp_path_factory):
         HF_HOME=str(tmp_path_factory.mktemp("hf_home")),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_UPDATE_CHECK="1",
-        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")])),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH")])),
     )
     return env
 
@@ -69,29 +70,8 @@ def python(code: str, env: dict, **changes) -> subprocess.CompletedProcess:
     return run([sys.executable, "-c", code], env, **changes)
 
 
-def weights_digest(model) -> dict[str, str]:
-    out = {}
-    for name in model.conv_names:
-        conv = model.conv(name)
-        h = hashlib.sha256(conv.weight.numpy().tobytes() + conv.bias.numpy().tobytes())
-        if name in model.masks:
-            h.update(model.masks[name].numpy().tobytes())
-        out[name] = h.hexdigest()
-    return out
-
-
-DIGEST_CODE = """
-import hashlib, json
-def weights_digest(model):
-    out = {}
-    for name in model.conv_names:
-        conv = model.conv(name)
-        h = hashlib.sha256(conv.weight.numpy().tobytes() + conv.bias.numpy().tobytes())
-        if name in model.masks:
-            h.update(model.masks[name].numpy().tobytes())
-        out[name] = h.hexdigest()
-    return out
-"""
+# The client subprocesses import the same digest (tests/ is on their PYTHONPATH).
+DIGEST_CODE = "import json\nfrom tensor_digest import weights_digest\n"
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from skimage.metrics import structural_similarity
 
 from .color import luminance_image
 from .images import pil_to_tensor
-from .losses import LossPreset, LossWeights, compute_targets, get_preset, loss_terms
-from .stylize import prepare_inputs
+from .losses import LossPreset, LossWeights, get_preset, loss_terms
+from .stylize import prepare_inputs, targets_at
 from .vgg import VGGFeatures
 
 
@@ -53,14 +53,8 @@ class Judge:
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
         self.prepared = prepare_inputs(content, styles, size, preserve_color)
         self.preserve_color = preserve_color
-        device = next(dense_model.parameters()).device
-        self.targets = compute_targets(
-            dense_model,
-            self.preset,
-            pil_to_tensor(self.prepared.content_seen).to(device),
-            [pil_to_tensor(s).to(device) for s in self.prepared.styles_seen],
-            blend,
-        )
+        # The very targets stylize optimised against at full size, so judged losses match its own.
+        self.targets = targets_at(dense_model, self.preset, self.prepared, self.prepared.content.size, blend)
         self._unit = LossWeights(1.0, 1.0, 0.0)
 
     @torch.no_grad()

@@ -145,14 +145,15 @@ def _initial_image(config: StylizeConfig, prepared: PreparedInputs, wh: tuple[in
     return mean + NOISE_STD * torch.randn((1, 3, h, w), generator=generator)
 
 
-def _targets_at(model, preset, prepared: PreparedInputs, wh, config) -> Targets:
+def targets_at(model, preset, prepared: PreparedInputs, wh: tuple[int, int], blend=None) -> Targets:
+    """Content and blended style targets for an output of size ``wh`` (what stylize and the judge both use)."""
     w, h = wh
     content_t = pil_to_tensor(prepared.content_seen.resize((w, h), Image.LANCZOS))
     # Style images keep their aspect; they shrink with the scale so brush strokes keep their size relative to the output.
     longest = max(w, h)
     style_ts = [pil_to_tensor(resize_max_side(s, longest)) for s in prepared.styles_seen]
     device = next(model.parameters()).device
-    return compute_targets(model, preset, content_t.to(device), [s.to(device) for s in style_ts], config.style_blend)
+    return compute_targets(model, preset, content_t.to(device), [s.to(device) for s in style_ts], blend)
 
 
 def stylize(
@@ -201,7 +202,7 @@ def stylize(
             # Carry the coarse result up: the fine scale refines instead of starting over.
             image = F.interpolate(image.detach(), size=(wh[1], wh[0]), mode="bicubic", align_corners=False).clamp(0, 255)
         t0 = time.perf_counter()
-        targets = _targets_at(model, preset, prepared, wh, config)
+        targets = targets_at(model, preset, prepared, wh, config.style_blend)
         timings["targets"] += time.perf_counter() - t0
         image = image.detach().requires_grad_(True)
         stopped = _optimise(model, preset, image, targets, weights, config, steps, done, scale, history, callback, cancel, started, timings)

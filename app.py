@@ -24,10 +24,10 @@ import gradio as gr
 
 from nst_core import compare
 from nst_core.errors import UserError
+from nst_core.images import find_images
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 log = logging.getLogger("nst.app")
 
 CSS = """
@@ -100,7 +100,7 @@ CANCELS = CancelRegistry()
 def example_rows() -> list[list]:
     """[content, [style]] pairs from examples/content and examples/style (whatever is bundled)."""
     def images(folder: Path) -> list[str]:
-        return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+        return [str(p) for p in find_images(folder, recursive=False)]
 
     contents, styles = images(EXAMPLES / "content"), images(EXAMPLES / "style")
     if not contents or not styles:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UserError
+from .images import IMAGE_SUFFIXES, ImageError, find_images, load_image, pil_to_tensor
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: The bundled examples (content photos and style paintings) used when no folder is given.
 DEFAULT_IMAGE_DIR = Path(__file__).resolve().parent.parent / "examples"
 #: Smaller images carry too little texture to be worth a crop (crops are resized to the crop size).
@@ -41,18 +41,8 @@ class CalibrationImage:
     pixels: torch.Tensor
 
 
-def find_images(folder: str | Path) -> list[Path]:
-    """Every file with an image suffix under ``folder`` (recursively), in a stable order."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"calibration folder {folder} does not exist or is not a directory")
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def load_images(paths: list[Path], max_side: int = 512, root: Path | None = None) -> list[CalibrationImage]:
     """Decode ``paths`` with the project's validation; a bad file is skipped with a warning."""
-    from .images import ImageError, load_image, pil_to_tensor
-
     loaded: list[CalibrationImage] = []
     for path in paths:
         name = str(path.relative_to(root)) if root is not None else str(path)
@@ -69,6 +59,8 @@ def load_images(paths: list[Path], max_side: int = 512, root: Path | None = None
 def load_folder(folder: str | Path | None = None, max_side: int = 512) -> list[CalibrationImage]:
     """All usable images in ``folder`` (default: the bundled examples)."""
     folder = Path(folder) if folder is not None else DEFAULT_IMAGE_DIR
+    if not folder.is_dir():
+        raise UserError(f"calibration folder {folder} does not exist or is not a directory")
     paths = find_images(folder)
     if not paths:
         raise UserError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {folder}")

@@ -34,9 +34,10 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import UserError
 from .files import atomic_path
-from .vgg import LAYER_NAMES, Preprocessing, VGGFeatures, layer_index
+from .vgg import LAYER_NAMES, Preprocessing, VGGFeatures, freeze, layer_index
 
 FORMAT_NAME = "nst-vgg19-checkpoint"
 FORMAT_VERSION = 1
@@ -156,15 +157,6 @@ def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _package_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nst-core")
-    except PackageNotFoundError:
-        return "unknown"
-
-
 def checkpoint_metadata(
     model: VGGFeatures, encoding: str, dtype: str, tensors: dict[str, torch.Tensor], facts: dict, metrics: dict | None
 ) -> dict[str, str]:
@@ -175,7 +167,7 @@ def checkpoint_metadata(
     meta = {
         "format": FORMAT_NAME,
         "format_version": str(FORMAT_VERSION),
-        "written_by": f"nst_core {_package_version()}",
+        "written_by": f"nst_core {__version__}",
         "encoding": encoding,
         "dtype": dtype,
         "arch": "vgg19",
@@ -376,8 +368,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
     tensor(0.1000)
     """
-    from .weights import freeze
-
     path = Path(path)
     header, metadata, _ = read_safetensors_header(path)
     _check_ours(path, metadata)

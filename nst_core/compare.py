@@ -38,7 +38,8 @@ from .images import load_image
 from .losses import get_preset
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, min_input_side
-from .weights import WeightsError, is_random, load_vgg
+from .weight_spec import parse_hub_spec
+from .weights import WeightsError, load_vgg
 
 PRESET = "seed"
 #: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
@@ -134,7 +135,7 @@ class DenseNetwork:
 
     @property
     def random(self) -> bool:
-        return is_random(self.model)
+        return self.model.has_random_weights
 
     def banner(self) -> str | None:
         """The warning every screen showing results from random weights must carry (None for real weights)."""
@@ -239,9 +240,8 @@ def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | 
         spec = repo if repo.startswith("hf:") else f"hf:{repo}"
         if any(ch.isspace() for ch in spec):
             raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")
-        from .hub import parse_checkpoint_spec
 
-        parse_checkpoint_spec(spec)  # a malformed id is the person's typo: say so before touching the network
+        parse_hub_spec(spec)  # a malformed id is the person's typo: say so before touching the network
         return spec
     if not choice:
         raise UserError("choose a pruned network to compare against")

@@ -39,7 +39,7 @@ from .calibration import CalibrationImage, CropSampler
 from .errors import UserError
 from .files import atomic_path
 from .losses import get_preset, gram_matrix
-from .vgg import VGGFeatures, convs_up_to, layer_index
+from .vgg import VGGFeatures, conv_feeding, layer_index
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "constant")
@@ -57,14 +57,6 @@ class DistillWeights:
 
     feature: float = 1.0
     gram: float = 1.0
-
-
-def conv_feeding(layer: str) -> str:
-    """The conv whose output channels a layer carries (``relu3_3`` -> ``conv3_3``, ``pool2`` -> ``conv2_2``)."""
-    convs = convs_up_to(layer)
-    if not convs:
-        raise ValueError(f"layer {layer!r} comes before any conv")
-    return convs[-1]
 
 
 def teacher_at_kept_channels(teacher_acts: dict[str, torch.Tensor], student: VGGFeatures) -> dict[str, torch.Tensor]:
@@ -588,7 +580,7 @@ def finetune(
             "train_seconds": round(result.seconds, 2),
             "wall_seconds_this_run": round(time.perf_counter() - started, 2),
             "resumed_from_step": result.resumed_from,
-            "random_weights": teacher.weight_source.startswith("random"),
+            "random_weights": teacher.has_random_weights,
             "before": before,
             "after": after,
             "table": table,

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
 from .errors import UserError
-from .vgg import DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures
+from .vgg import DENSE_CONV_WEIGHTS, DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures, conv_weight_counts
+from .weight_spec import check_repo_id, is_random_source, parse_hub_spec
 
 CONFIG_NAME = "config.json"
 PLOT_NAME = "sensitivity.png"
@@ -75,12 +76,6 @@ def _hub_error(exc: Exception, what: str) -> HubError:
     return HubError(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
 
 
-def _check_repo_id(repo_id: str) -> None:
-    parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise HubError(f"bad repo id {repo_id!r}: expected OWNER/NAME")
-
-
 # ---------------------------------------------------------------------------------------------
 # Model card and config
 # ---------------------------------------------------------------------------------------------
@@ -88,13 +83,8 @@ def _check_repo_id(repo_id: str) -> None:
 
 def _dense_counts(info: dict) -> tuple[int, int]:
     """(conv weights, fp32 bytes of weights + biases) of the unpruned trunk up to the same last layer."""
-    weights = biases = 0
-    in_ch = 3
-    for name in info["widths"]:
-        out_ch = DENSE_WIDTHS[name]
-        weights += out_ch * in_ch * 9
-        biases += out_ch
-        in_ch = out_ch
+    weights = sum(DENSE_CONV_WEIGHTS[name] for name in info["widths"])
+    biases = sum(DENSE_WIDTHS[name] for name in info["widths"])
     return weights, (weights + biases) * 4
 
 
@@ -135,9 +125,8 @@ def render_model_card(
     )
     sparsity = info.get("sparsity", {})
     layers = []
-    in_ch = 3
-    for name, width in info["widths"].items():
-        weights = width * in_ch * 9
+    for name, weights in conv_weight_counts(info["widths"]).items():
+        width = info["widths"][name]
         layers.append(
             {
                 "name": name,
@@ -148,7 +137,6 @@ def render_model_card(
                 "sparsity": sparsity.get(name, 0.0),
             }
         )
-        in_ch = width
     weights_total = info.get("conv_weights", 0)
     weights_kept = info.get("conv_weights_kept", 0)
     dense_weights, dense_bytes = _dense_counts(info)
@@ -169,7 +157,7 @@ def render_model_card(
         metrics=info.get("metrics") or {},
         provenance=info.get("provenance") or {},
         preprocessing=prep,
-        is_random=str(info.get("weight_source", "")).startswith("random"),
+        is_random=is_random_source(str(info.get("weight_source", ""))),
         structured=bool(info.get("structured")),
         has_plot=has_plot,
         plot_name=PLOT_NAME,
@@ -211,7 +199,7 @@ def push_checkpoint(
     """
     from huggingface_hub import HfApi
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     checkpoint_path = Path(checkpoint_path)
     info = read_checkpoint_info(checkpoint_path)
     filename = filename or checkpoint_path.name
@@ -264,7 +252,7 @@ def pull(
     """
     from huggingface_hub import hf_hub_download
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     if filename is None:
         config_path = pull(repo_id, CONFIG_NAME, revision, local_dir, repo_type)
@@ -281,30 +269,13 @@ def pull(
     return Path(path)
 
 
-def parse_checkpoint_spec(spec: str) -> tuple[str, str | None, str | None]:
-    """'hf:OWNER/NAME[:FILE][@REV]' -> (repo, file or None, revision or None).
-
-    Unlike weight specs, a missing FILE means "the checkpoint config.json names".
-    """
-    if not spec.startswith("hf:"):
-        raise HubError(f"bad Hub checkpoint spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
-    body, revision = spec[3:], None
-    if "@" in body:
-        body, revision = body.rsplit("@", 1)
-    repo, _, filename = body.partition(":")
-    _check_repo_id(repo)
-    if revision == "":
-        raise HubError(f"bad Hub checkpoint spec {spec!r}: empty revision after '@'")
-    return repo, filename or None, revision
-
-
 def download_checkpoint(spec: str) -> Path:
     """Local path of a checkpoint named by 'hf:OWNER/NAME[:FILE][@REV]' (downloaded through the cache).
 
     >>> download_checkpoint("hf:me/vgg19-seed@a1b2c3...")  # doctest: +SKIP
     """
-    repo, filename, revision = parse_checkpoint_spec(spec)
-    return pull(repo, filename, revision)
+    parsed = parse_hub_spec(spec)
+    return pull(parsed.repo, parsed.filename, parsed.revision)
 
 
 def load_from_hub(repo_id: str, filename: str | None = None, revision: str | None = None) -> VGGFeatures:
@@ -412,7 +383,7 @@ def push_space(
     """
     from huggingface_hub import HfApi
 
-    _check_repo_id(repo_id)
+    check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="nst-space-") as tmp:
         files, missing = assemble_space(root or project_root(), tmp)
         api = HfApi()

@@ -29,6 +29,8 @@ from nst_core.errors import UserError
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
 
+#: File suffixes taken for images when a folder is searched.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 DEFAULT_MAX_PIXELS = 50_000_000
 UPLOAD_LABEL = "uploaded image"
 
@@ -97,6 +99,15 @@ def load_image(
         img = resize_max_side(img, max_side)  # no-op when decoding already resized it
     _check_min_side(img, label, min_side, resized=max_side is not None)
     return img
+
+
+def find_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
+    """Files with an image suffix in ``folder`` (and its subfolders when ``recursive``), sorted; [] if no folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = folder.rglob("*") if recursive else folder.glob("*")
+    return sorted(p for p in found if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 def resize_max_side(img: Image.Image, max_side: int) -> Image.Image:

@@ -35,7 +35,7 @@ import torch
 
 from .errors import UserError
 from .files import atomic_write_text
-from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures
+from .vgg import CONV_NAMES, DENSE_CONV_WEIGHTS, DENSE_WIDTHS, VGGFeatures
 
 PROFILE_FORMAT = "nst-profile/1"
 METHODS = ("fine", "structured")
@@ -437,17 +437,11 @@ class PruneReport:
         return "\n".join(lines)
 
 
-def _dense_conv_weights(name: str) -> int:
-    index = CONV_NAMES.index(name)
-    in_ch = 3 if index == 0 else DENSE_WIDTHS[CONV_NAMES[index - 1]]
-    return in_ch * DENSE_WIDTHS[name] * 9
-
-
 def sparsity_report(model: VGGFeatures) -> PruneReport:
     """Weights, nonzeros and sparsity per conv (counted from the weights, not the masks)."""
     rows = []
     for name, conv in model.convs().items():
         weight = conv.weight.detach()
         biases = conv.bias.numel() if conv.bias is not None else 0
-        rows.append(LayerSparsity(name, weight.numel(), _dense_conv_weights(name), int(torch.count_nonzero(weight)), biases))
+        rows.append(LayerSparsity(name, weight.numel(), DENSE_CONV_WEIGHTS[name], int(torch.count_nonzero(weight)), biases))
     return PruneReport(rows)

@@ -44,6 +44,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
+from . import __version__
 from .errors import UserError
 from .files import atomic_save_image, atomic_write_text
 from .images import pil_to_tensor
@@ -74,16 +75,6 @@ class Cell(NamedTuple):
 
 def cell_key(layer: str, sparsity: float) -> str:
     return f"{layer}@{sparsity:.4f}"
-
-
-def _package_version() -> str:
-    # Records made by another release may differ numerically (e.g. image decoding), so they do not mix.
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nst-core")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _file_sha256(path: str) -> str:
@@ -161,7 +152,7 @@ class ScanConfig:
         stylize_settings.pop("preview_every", None)
         return {
             "format": SCAN_FORMAT,
-            "package_version": _package_version(),
+            "package_version": __version__,
             "content_sha256": _file_sha256(self.content),
             "styles_sha256": [_file_sha256(s) for s in self.styles],
             "weights": self.weights,

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from .files import atomic_write_bytes
+from .weight_spec import is_random_source
 from .scan_table import JUDGED, PROXY, ScanTable, degradation
 
 LABELS = {
@@ -41,7 +42,7 @@ def _save(fig, path: Path) -> Path:
 def _title(table: ScanTable, what: str) -> str:
     scan = table.scan
     title = f"{what}: {scan['method']} pruning, one layer at a time ({scan['weights']} weights)"
-    if str(scan["weights"]).startswith("random"):
+    if is_random_source(str(scan["weights"])):
         title += "\nRANDOM WEIGHTS: mechanically right, visually meaningless"
     return title
 

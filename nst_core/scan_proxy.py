@@ -18,15 +18,7 @@ from __future__ import annotations
 import torch
 
 from .losses import LossPreset, gram_matrix, normalise_blend
-from .vgg import LAYER_TABLE, VGGFeatures, layer_index
-
-
-def conv_feeding(layer: str) -> str:
-    """The conv whose output channels ``layer``'s activation has (conv4_2 for relu4_2 or pool4...)."""
-    for name, kind in reversed(LAYER_TABLE[: layer_index(layer) + 1]):
-        if kind == "conv":
-            return name
-    raise ValueError(f"no conv before layer {layer!r}")  # unreachable: the first layer is a conv
+from .vgg import VGGFeatures, conv_feeding
 
 
 def _teacher_channels(model: VGGFeatures, layer: str, activation: torch.Tensor, dense_width: int) -> torch.Tensor:

@@ -26,6 +26,7 @@ from .files import atomic_write_text
 from .pruning import Profile
 from .scan import ScanError, cell_key, finished_records, load_scan_json
 from .vgg import CONV_NAMES
+from .weight_spec import is_random_source
 
 JUDGED = ("content_ratio", "style_ratio", "ssim")
 PROXY = ("feature_distortion", "gram_distortion", "proxy")
@@ -97,7 +98,7 @@ class ScanTable:
             "method": self.scan["method"],
             "mode": self.scan["mode"],
             "weights": self.scan["weights"],
-            "meaningful": not str(self.scan["weights"]).startswith("random"),
+            "meaningful": not is_random_source(str(self.scan["weights"])),
             "layers": self.scan["layers"],
             "sparsities": self.scan["sparsities"],
             "baseline": self.baseline,

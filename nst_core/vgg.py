@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .weight_spec import is_random_source
+
 # (block, number of convs, output channels) for VGG-19's "E" configuration.
 _BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
 
@@ -62,6 +64,31 @@ def convs_up_to(last_layer: str) -> list[str]:
     """Conv layers needed to compute ``last_layer`` (everything after it can be dropped)."""
     last = layer_index(last_layer)
     return [name for name in CONV_NAMES if LAYER_INDEX[name] <= last]
+
+
+def conv_feeding(layer: str) -> str:
+    """The conv whose output channels ``layer`` carries (``relu3_3`` -> ``conv3_3``, ``pool2`` -> ``conv2_2``)."""
+    convs = convs_up_to(layer)
+    if not convs:  # unreachable for real layer names: the first layer is a conv
+        raise ValueError(f"layer {layer!r} comes before any conv")
+    return convs[-1]
+
+
+def conv_weight_counts(widths: dict[str, int]) -> dict[str, int]:
+    """Weights per conv (3x3 kernels) of a trunk whose convs have these output ``widths``, in order.
+
+    >>> conv_weight_counts({"conv1_1": 64, "conv1_2": 32})
+    {'conv1_1': 1728, 'conv1_2': 18432}
+    """
+    counts, in_channels = {}, 3
+    for name in sorted(widths, key=CONV_NAMES.index):
+        counts[name] = in_channels * widths[name] * 9
+        in_channels = widths[name]
+    return counts
+
+
+#: Weights per conv of the unpruned VGG-19.
+DENSE_CONV_WEIGHTS: dict[str, int] = conv_weight_counts(DENSE_WIDTHS)
 
 
 def min_input_side(last_layer: str) -> int:
@@ -184,8 +211,10 @@ class VGGFeatures(nn.Module):
                     break  # nothing past the deepest requested layer is computed
         return out
 
-    def conv_weight_count(self) -> int:
-        return sum(self.conv(n).weight.numel() for n in self.conv_names)
+    @property
+    def has_random_weights(self) -> bool:
+        """True when the weights are seeded random ones: results are then mechanically right, visually meaningless."""
+        return is_random_source(self.weight_source)
 
     def describe(self) -> dict:
         """Architecture facts for metadata and reports."""
@@ -197,6 +226,14 @@ class VGGFeatures(nn.Module):
             "preprocessing": self.preprocessing.to_dict(),
             "weight_source": self.weight_source,
         }
+
+
+def freeze(model: VGGFeatures) -> VGGFeatures:
+    """Eval mode, no parameter gradients: the trunk is a fixed feature extractor."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 def random_state_dict(last_layer: str = "relu5_4", seed: int = 0, widths: dict[str, int] | None = None) -> dict:

@@ -1,12 +1,7 @@
 """Where VGG-19 weights come from, and loading them into a ``VGGFeatures``.
 
-A weight spec is one string, so the CLI, the app and metadata can all carry it:
-
-    caffe                 the Caffe VGG-19 converted to PyTorch (the seed's default)
-    torchvision           torchvision's IMAGENET1K_V1 weights
-    hf:REPO[:FILE][@REV]  a safetensors file on the Hugging Face Hub (default model.safetensors)
-    PATH.pth | PATH.safetensors   a local file
-    random[:SEED]         seeded random weights: mechanically right, visually meaningless
+A weight spec is one string (its grammar is in ``nst_core.weight_spec``); this module turns
+it into tensors. For plain weights on the Hub the file defaults to ``model.safetensors``.
 
 Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
 With no network and nothing cached, loading fails within seconds with a message saying how
@@ -24,8 +19,10 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import is_checkpoint, load_checkpoint
 from .errors import UserError
-from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, layer_index, random_state_dict
+from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, freeze, layer_index, random_state_dict
+from .weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
 
 
 class WeightsError(UserError):
@@ -45,6 +42,9 @@ URL_SOURCES = {
         "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth", TORCHVISION
     ),
 }
+
+assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree
+DEFAULT_HUB_FILE = "model.safetensors"
 
 HOW_TO_GET_WEIGHTS = (
     "Provide weights one of these ways: run once with network access so they are cached; "
@@ -101,23 +101,12 @@ def endpoint_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def parse_hf_spec(spec: str) -> tuple[str, str, str | None]:
-    """'hf:REPO[:FILE][@REV]' -> (repo, file, revision)."""
-    body = spec[3:]
-    revision = None
-    if "@" in body:
-        body, revision = body.rsplit("@", 1)
-    repo, _, filename = body.partition(":")
-    if repo.count("/") != 1 or not all(repo.split("/")):
-        raise WeightsError(f"bad Hub weight spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
-    return repo, filename or "model.safetensors", revision
-
-
-def _download_hf(spec: str) -> Path:
+def _download_hf(parsed: WeightSpec) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-    repo, filename, revision = parse_hf_spec(spec)
+    spec, repo, revision = parsed.text, parsed.repo, parsed.revision
+    filename = parsed.filename or DEFAULT_HUB_FILE
     # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
     local_only = offline() or not endpoint_reachable()
     try:
@@ -199,31 +188,28 @@ def resolve_weights(spec: str, preprocessing: str | None = None) -> tuple[dict[s
     """Weight spec -> (state dict, preprocessing, human description). Random weights are not resolved here."""
     if preprocessing is not None and preprocessing not in PREPROCESSINGS:
         raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
-    if spec in URL_SOURCES:
-        source = URL_SOURCES[spec]
+    parsed = parse_weight_spec(spec)
+    if parsed.kind == "named":
+        source = URL_SOURCES[parsed.name]
         path = _download_url_weights(source)
         state, _ = read_state_dict(path)
         return state, PREPROCESSINGS[preprocessing] if preprocessing else source.preprocessing, spec
-    if spec.startswith("hf:"):
-        path = _download_hf(spec)
+    if parsed.kind == "hub":
+        path = _download_hf(parsed)
         state, metadata = read_state_dict(path)
         return state, _preprocessing_from(metadata, preprocessing, TORCHVISION), spec
-    path = Path(spec)
-    if path.suffix == ".safetensors" and path.exists():
-        from .checkpoint import is_checkpoint, load_checkpoint
-
-        if is_checkpoint(path):  # a project checkpoint, possibly packed: decode it to plain weights
-            model = load_checkpoint(path)
-            prep = PREPROCESSINGS[preprocessing] if preprocessing else model.preprocessing
-            return model.state_dict(), prep, str(path)
-    if path.suffix in (".pth", ".pt", ".safetensors"):
-        state, metadata = read_state_dict(path)
-        # A .pth of unknown origin is most likely the seed's Caffe conversion.
-        default = TORCHVISION if path.suffix == ".safetensors" else CAFFE
-        return state, _preprocessing_from(metadata, preprocessing, default), str(path)
-    raise WeightsError(
-        f"unknown weight source {spec!r}: use caffe, torchvision, hf:REPO[:FILE][@REV], a .pth/.safetensors path, or random[:SEED]"
-    )
+    if parsed.kind != "file":
+        raise WeightsError(f"{spec}: random weights are made by load_vgg, not resolved from a file")
+    path = parsed.path
+    if path.suffix == ".safetensors" and path.exists() and is_checkpoint(path):
+        # A project checkpoint, possibly packed: decode it to plain weights.
+        model = load_checkpoint(path)
+        prep = PREPROCESSINGS[preprocessing] if preprocessing else model.preprocessing
+        return model.state_dict(), prep, str(path)
+    state, metadata = read_state_dict(path)
+    # A .pth of unknown origin is most likely the seed's Caffe conversion.
+    default = TORCHVISION if path.suffix == ".safetensors" else CAFFE
+    return state, _preprocessing_from(metadata, preprocessing, default), str(path)
 
 
 def load_vgg(
@@ -240,8 +226,9 @@ def load_vgg(
     ['relu4_2']
     """
     layer_index(last_layer)  # validate early, before any download
-    if spec == "random" or spec.startswith("random:"):
-        seed = int(spec.partition(":")[2] or 0)
+    parsed = parse_weight_spec(spec)
+    if parsed.kind == "random":
+        seed = parsed.seed
         prep = PREPROCESSINGS[preprocessing or "caffe"]
         model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
         model.load_state_dict(random_state_dict(last_layer, seed))
@@ -253,14 +240,3 @@ def load_vgg(
         model.weight_source = description
     return freeze(model.to(device))
 
-
-def freeze(model: VGGFeatures) -> VGGFeatures:
-    """Eval mode, no parameter gradients: the trunk is a fixed feature extractor."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def is_random(model: VGGFeatures) -> bool:
-    return model.weight_source.startswith("random")

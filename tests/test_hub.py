@@ -181,12 +181,12 @@ def cli_calls(calls: list[list[str]]) -> str:
 
 def test_missing_repo_file_and_revision_errors(hub_env, pushed):
     code = (
-        "import json\nfrom nst_core.hub import pull, HubError\nout = []\n"
+        "import json\nfrom nst_core.hub import pull\nfrom nst_core.errors import UserError\nout = []\n"
         "for args in [('tester/nope', 'x.safetensors', None), "
         f"({REPO!r}, 'nope.safetensors', None), ({REPO!r}, 'seed-fp16.safetensors', 'no-such-branch'), "
         f"({REPO!r}, 'seed-fp16.safetensors', '0' * 40), ('not-a-repo-id', 'x', None)]:\n"
         "    try:\n        pull(*args)\n        out.append('no error')\n"
-        "    except HubError as exc:\n        out.append(str(exc))\n"
+        "    except UserError as exc:\n        out.append(str(exc))\n"
         "print(json.dumps(out))\n"
     ) + cli_calls([["pull", "tester/nope", "x.safetensors"]])
     result = python(code, hub_env)
@@ -313,13 +313,17 @@ def test_stand_in_rejects_bad_card_yaml():
 
 
 def test_checkpoint_spec_parsing():
-    from nst_core.hub import HubError, parse_checkpoint_spec
+    from nst_core.weight_spec import WeightSpecError, parse_hub_spec
 
-    assert parse_checkpoint_spec("hf:me/net") == ("me/net", None, None)
-    assert parse_checkpoint_spec("hf:me/net:seed.safetensors@abc") == ("me/net", "seed.safetensors", "abc")
+    def fields(spec):
+        parsed = parse_hub_spec(spec)
+        return parsed.repo, parsed.filename, parsed.revision
+
+    assert fields("hf:me/net") == ("me/net", None, None)
+    assert fields("hf:me/net:seed.safetensors@abc") == ("me/net", "seed.safetensors", "abc")
     for bad in ("me/net", "hf:net", "hf:me/net@", "hf:a/b/c"):
-        with pytest.raises(HubError, match="expected|empty revision|bad repo id"):
-            parse_checkpoint_spec(bad)
+        with pytest.raises(WeightSpecError, match="expected|empty revision|bad repo id"):
+            parse_hub_spec(bad)
 
 
 def test_checkpoint_info_cli(tmp_path, capsys):

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from nst_core.vgg import CAFFE, CONV_NAMES, DENSE_WIDTHS, TORCHVISION, VGGFeatures, layer_index, min_input_side
-from nst_core.weights import WeightsError, load_vgg, parse_hf_spec, random_state_dict
+from nst_core.weight_spec import WeightSpecError, parse_hub_spec, parse_weight_spec
+from nst_core.weights import WeightsError, load_vgg, random_state_dict
 
 CLASSIFIER_SHAPES = {  # torchvision's and the Caffe conversion's classifier, identical shapes
     "classifier.0.weight": (4096, 25088),
@@ -153,15 +154,35 @@ def test_foreign_files_are_rejected(tmp_path):
         load_vgg(str(pickled))
     with pytest.raises(WeightsError, match="does not exist"):
         load_vgg(str(tmp_path / "missing.pth"))
-    with pytest.raises(WeightsError, match="unknown weight source"):
+    with pytest.raises(WeightSpecError, match="unknown weight source"):
         load_vgg("vgg-please")
 
 
 def test_hf_spec_parsing():
-    assert parse_hf_spec("hf:timm/vgg19.tv_in1k") == ("timm/vgg19.tv_in1k", "model.safetensors", None)
-    assert parse_hf_spec("hf:me/vgg:w.safetensors@abc123") == ("me/vgg", "w.safetensors", "abc123")
-    with pytest.raises(WeightsError, match="OWNER/NAME"):
-        parse_hf_spec("hf:justaname")
+    def fields(spec):
+        parsed = parse_weight_spec(spec)
+        return parsed.kind, parsed.repo, parsed.filename, parsed.revision
+
+    assert fields("hf:timm/vgg19.tv_in1k") == ("hub", "timm/vgg19.tv_in1k", None, None)
+    assert fields("hf:me/vgg:w.safetensors@abc123") == ("hub", "me/vgg", "w.safetensors", "abc123")
+    for bad in ("hf:justaname", "hf:a/b/c", "hf:/b"):
+        with pytest.raises(WeightSpecError, match="OWNER/NAME"):
+            parse_weight_spec(bad)
+    with pytest.raises(WeightSpecError, match="empty revision"):
+        parse_weight_spec("hf:me/vgg@")
+    with pytest.raises(WeightSpecError, match="empty file name"):
+        parse_weight_spec("hf:me/vgg:@abc")
+
+
+def test_weight_spec_kinds():
+    assert parse_weight_spec("caffe").name == "caffe"
+    assert parse_weight_spec("random").seed == 0 and parse_weight_spec("random:7").seed == 7
+    assert parse_weight_spec("dir/w.pth").path.name == "w.pth"
+    for bad, message in (("random:abc", "non-negative integer"), ("random:-1", "non-negative integer"), ("vgg", "unknown weight source")):
+        with pytest.raises(WeightSpecError, match=message):
+            parse_weight_spec(bad)
+    with pytest.raises(WeightSpecError, match="hf:OWNER/NAME"):
+        parse_hub_spec("me/net")
 
 
 @pytest.mark.parametrize("spec", ["caffe", "hf:timm/vgg19.tv_in1k"])

@@ -8,7 +8,7 @@ import sys
 
 from ..stylize import StylizeConfig
 from ..vgg import PREPROCESSINGS
-from ..weights import is_random, load_vgg
+from ..weights import load_vgg
 
 RANDOM_WARNING = (
     "warning: VGG-19 weights are random ({source}); results are mechanically right but visually meaningless. "
@@ -35,7 +35,7 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
 def load_model_from_args(args, last_layer: str):
     """The frozen VGG trunk the arguments ask for; warns on stderr when the weights are random."""
     model = load_vgg(args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
-    if is_random(model):
+    if model.has_random_weights:
         print(RANDOM_WARNING.format(source=model.weight_source), file=sys.stderr)
     return model
 

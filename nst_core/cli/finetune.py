@@ -92,7 +92,7 @@ def _load_pair(args, last_layer: str):
     """(teacher, student): the dense network and the pruned network to fine-tune."""
     from ..checkpoint import load_checkpoint
     from ..pruning import load_profile, prune
-    from ..weights import is_random, load_vgg
+    from ..weights import load_vgg
 
     if args.checkpoint:
         student = load_checkpoint(args.checkpoint, device=args.device)
@@ -110,7 +110,7 @@ def _load_pair(args, last_layer: str):
         profile = load_profile(args.profile)  # validated before any weights are loaded
         teacher = load_vgg("caffe" if args.weights == "auto" else args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
         student = prune(teacher, profile)
-    if is_random(teacher):
+    if teacher.has_random_weights:
         print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
     return teacher, student
 
@@ -210,7 +210,7 @@ def run(args) -> int:
     student.provenance["finetune"]["stored_dtype"] = args.dtype
     save_checkpoint(student, output, encoding=args.encoding, dtype=args.dtype, metrics=metrics)
     elapsed = time.perf_counter() - started
-    random_note = " (random weights: numbers are mechanically right, not meaningful)" if teacher.weight_source.startswith("random") else ""
+    random_note = " (random weights: numbers are mechanically right, not meaningful)" if teacher.has_random_weights else ""
     print(f"recovery on {len(heldout)} held-out image(s){random_note}:")
     print(result.table)
     print(f"wrote {output} in {elapsed:.1f} s (training {result.train.seconds:.1f} s over {steps} steps)")

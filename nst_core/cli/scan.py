@@ -10,6 +10,7 @@ from pathlib import Path
 from ..losses import PRESETS
 from ..pruning import METHODS, save_profile
 from ..stylize import INITS, OPTIMIZERS
+from ..weight_spec import is_random_source
 from .common import RANDOM_WARNING, add_weight_args, stylize_config_from_args
 
 
@@ -117,7 +118,7 @@ def cmd_run(args) -> int:
         preprocessing=args.preprocessing,
     )
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
-    if args.weights == "random" or args.weights.startswith("random:"):
+    if is_random_source(args.weights):
         print(RANDOM_WARNING.format(source=args.weights), file=sys.stderr)
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
@@ -168,7 +169,7 @@ def cmd_select(args) -> int:
     for layer, sparsity in profile.sparsity.items():
         print(f"  {layer:<8} {sparsity:.2f}")
     print(f"wrote {output} (use it with: nst prune --profile {output})")
-    if str(table.scan["weights"]).startswith("random"):
+    if is_random_source(str(table.scan["weights"])):
         print("note: this scan used random weights; the profile is mechanically right but not meaningful")
     return 0
 

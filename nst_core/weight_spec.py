@@ -1,0 +1,102 @@
+"""The weight-spec grammar: one string names where a VGG-19's weights come from.
+
+The CLI (``--weights``), the app, the library and checkpoint metadata all carry this string,
+and this module is the only place that reads it:
+
+    caffe                   the Caffe VGG-19 converted to PyTorch (the seed's default)
+    torchvision             torchvision's IMAGENET1K_V1 weights
+    hf:OWNER/NAME[:FILE][@REV]
+                            a file in a Hugging Face Hub model repo; FILE defaults to what the
+                            caller needs (plain weights: ``model.safetensors``; a checkpoint: the
+                            one the repo's config.json names), REV to the default branch
+    PATH.pth | PATH.pt | PATH.safetensors
+                            a local file
+    random[:SEED]           seeded random weights: mechanically right, visually meaningless
+
+>>> parse_weight_spec("hf:me/vgg19-seed:seed.safetensors@a1b2").revision
+'a1b2'
+>>> parse_weight_spec("random:3").seed
+3
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+
+#: Weight sources known by name (their download URLs live in ``nst_core.weights``).
+NAMED_SOURCES = ("caffe", "torchvision")
+HUB_PREFIX = "hf:"
+RANDOM = "random"
+WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
+GRAMMAR = "caffe, torchvision, hf:OWNER/NAME[:FILE][@REV], a .pth/.safetensors path, or random[:SEED]"
+
+
+class WeightSpecError(UserError):
+    """A weight spec that does not follow the grammar."""
+
+
+@dataclass(frozen=True)
+class WeightSpec:
+    """A parsed weight spec. ``kind`` is one of "named", "hub", "file", "random"."""
+
+    text: str
+    kind: str
+    name: str | None = None  # named: caffe | torchvision
+    repo: str | None = None  # hub
+    filename: str | None = None  # hub: None when the spec names no file
+    revision: str | None = None  # hub
+    path: Path | None = None  # file
+    seed: int = 0  # random
+
+
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it has the Hub's OWNER/NAME shape, else a WeightSpecError."""
+    parts = repo_id.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise WeightSpecError(f"bad repo id {repo_id!r}: expected OWNER/NAME")
+    return repo_id
+
+
+def parse_hub_spec(spec: str) -> WeightSpec:
+    """'hf:OWNER/NAME[:FILE][@REV]' -> a hub WeightSpec; an empty FILE or REV is refused."""
+    if not spec.startswith(HUB_PREFIX):
+        raise WeightSpecError(f"bad Hub spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
+    body, at, revision = spec[len(HUB_PREFIX) :].partition("@")
+    if at and not revision:
+        raise WeightSpecError(f"bad Hub spec {spec!r}: empty revision after '@'")
+    repo, colon, filename = body.partition(":")
+    if colon and not filename:
+        raise WeightSpecError(f"bad Hub spec {spec!r}: empty file name after ':'")
+    try:
+        check_repo_id(repo)
+    except WeightSpecError:
+        raise WeightSpecError(f"bad Hub spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]") from None
+    return WeightSpec(spec, "hub", repo=repo, filename=filename or None, revision=revision or None)
+
+
+def parse_weight_spec(spec: str) -> WeightSpec:
+    """Read a weight spec; a string that fits no form is a WeightSpecError listing the grammar.
+
+    A path is checked for its suffix only: whether the file exists is the loader's question.
+    """
+    if spec in NAMED_SOURCES:
+        return WeightSpec(spec, "named", name=spec)
+    if spec.startswith(HUB_PREFIX):
+        return parse_hub_spec(spec)
+    if spec == RANDOM or spec.startswith(RANDOM + ":"):
+        seed_text = spec[len(RANDOM) + 1 :] or "0"
+        if not seed_text.isdigit():
+            raise WeightSpecError(f"bad weight spec {spec!r}: the seed in random:SEED must be a non-negative integer")
+        return WeightSpec(spec, "random", seed=int(seed_text))
+    path = Path(spec)
+    if path.suffix in WEIGHT_FILE_SUFFIXES:
+        return WeightSpec(spec, "file", path=path)
+    raise WeightSpecError(f"unknown weight source {spec!r}: use {GRAMMAR}")
+
+
+def is_random_source(source: str) -> bool:
+    """Whether a weight spec or a model's ``weight_source`` means seeded random weights."""
+    return source == RANDOM or source.startswith(RANDOM + ":")

@@ -22,7 +22,6 @@ Which pruned network: a spec string, the same in the app, its flags and tests:
 from __future__ import annotations
 
 import functools
-import os
 import queue
 import threading
 import time
@@ -34,7 +33,7 @@ import torch
 from PIL import Image
 
 from .errors import UserError
-from .images import load_image
+from .images import input_label, load_image
 from .losses import get_preset
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, min_input_side
@@ -421,17 +420,11 @@ def load_inputs(content, styles: list, size: int) -> tuple[Image.Image, list[Ima
     if len(styles) > MAX_STYLES:
         raise UserError(f"at most {MAX_STYLES} style images, not {len(styles)}")
     need = min_input_side(get_preset(PRESET).last_layer)
-    content_img = load_image(content, max_side=size, name=_label("content image", content), min_side=need)
+    content_img = load_image(content, max_side=size, name=input_label("content image", content, full_path=False), min_side=need)
     style_imgs = [
-        load_image(s, max_side=size, name=_label(f"style image {i + 1}", s), min_side=need) for i, s in enumerate(styles)
+        load_image(s, max_side=size, name=input_label(f"style image {i + 1}", s, full_path=False), min_side=need) for i, s in enumerate(styles)
     ]
     return content_img, style_imgs
-
-
-def _label(role: str, src) -> str:
-    if isinstance(src, (str, os.PathLike)):
-        return f"{role} '{Path(src).name}'"
-    return role
 
 
 class Cancelled(UserError):

@@ -101,6 +101,18 @@ def load_image(
     return img
 
 
+def input_label(role: str, src: object, full_path: bool = True) -> str:
+    """How an input is named in errors: its role plus its path (or only its file name, for server-side
+    upload paths a person never typed); only the role for in-memory images.
+
+    >>> input_label("style image 2", "/tmp/gradio/abc/starry.jpg", full_path=False)
+    "style image 2 'starry.jpg'"
+    """
+    if not isinstance(src, (str, os.PathLike)):
+        return role
+    return f"{role} {os.fsdecode(src)}" if full_path else f"{role} '{Path(src).name}'"
+
+
 def find_images(folder: str | os.PathLike, recursive: bool = True) -> list[Path]:
     """Files with an image suffix in ``folder`` (and its subfolders when ``recursive``), sorted; [] if no folder."""
     folder = Path(folder)

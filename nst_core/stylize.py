@@ -8,7 +8,6 @@ preprocessing (the network preprocesses inside), so Adam's learning rate of 10 m
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from PIL import Image
 
 from .color import combine_luminance_chroma, luminance_image, match_luminance
 from .errors import UserError
-from .images import load_image, pil_to_tensor, resize_max_side, tensor_to_pil
+from .images import input_label, load_image, pil_to_tensor, resize_max_side, tensor_to_pil
 from .losses import LossWeights, Targets, compute_targets, get_preset, loss_terms
 from .vgg import VGGFeatures, layer_index, min_input_side
 
@@ -105,20 +104,15 @@ class PreparedInputs:
 
 def prepare_inputs(content, styles, size: int, preserve_color: bool) -> PreparedInputs:
     """Load, resize and (for colour preservation) convert inputs exactly as ``stylize`` does."""
-    content_img = load_image(content, max_side=size, name=_label(content, "content image"))
+    content_img = load_image(content, max_side=size, name=input_label("content image", content))
     if not styles:
         raise UserError("at least one style image is needed")
-    style_imgs = [load_image(s, max_side=size, name=_label(s, f"style image {i + 1}")) for i, s in enumerate(styles)]
+    style_imgs = [load_image(s, max_side=size, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
     if preserve_color:
         content_seen = luminance_image(content_img)
         style_imgs = [match_luminance(s, content_img) for s in style_imgs]
         return PreparedInputs(content_img, content_seen, style_imgs)
     return PreparedInputs(content_img, content_img, style_imgs)
-
-
-def _label(src, role: str) -> str:
-    """How an input is named in error messages: its path when it has one."""
-    return f"{role} {src}" if isinstance(src, (str, os.PathLike)) else role
 
 
 def scale_sizes(width: int, height: int, scales: int) -> list[tuple[int, int]]:

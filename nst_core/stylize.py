@@ -185,35 +185,78 @@ def stylize(
 
     device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(config.seed)
-    started = time.perf_counter()
-    history: list[dict] = []
-    timings = {"targets": 0.0, "optimize": 0.0}
-    stopped = "done"
+    run = _RunState(config, callback, cancel)
     image = _initial_image(config, prepared, sizes[0], generator).to(device)
-    done = 0
     for scale, (wh, steps) in enumerate(zip(sizes, split_iterations(config.iterations, config.scales))):
         if scale > 0:
             # Carry the coarse result up: the fine scale refines instead of starting over.
             image = F.interpolate(image.detach(), size=(wh[1], wh[0]), mode="bicubic", align_corners=False).clamp(0, 255)
         t0 = time.perf_counter()
         targets = targets_at(model, preset, prepared, wh, config.style_blend)
-        timings["targets"] += time.perf_counter() - t0
+        run.timings["targets"] += time.perf_counter() - t0
+
+        def objective(x: torch.Tensor, targets: Targets = targets) -> dict[str, torch.Tensor]:
+            return loss_terms(model, preset, x, targets, weights)
+
         image = image.detach().requires_grad_(True)
-        stopped = _optimise(model, preset, image, targets, weights, config, steps, done, scale, history, callback, cancel, started, timings)
-        done += steps
-        if stopped != "done":
+        run.stopped = _optimise_scale(objective, image, steps, scale, run)
+        if run.stopped != "done":
             break
 
     result = tensor_to_pil(image.detach().cpu())
     if config.preserve_color:
         result = combine_luminance_chroma(result, prepared.content)
-    timings["total"] = time.perf_counter() - started
-    timings["per_iteration"] = timings["optimize"] / max(1, len(history))
-    return StylizeResult(image=result, history=history, timings=timings, stopped=stopped)
+    run.timings["total"] = time.perf_counter() - run.started
+    run.timings["per_iteration"] = run.timings["optimize"] / max(1, len(run.history))
+    return StylizeResult(image=result, history=run.history, timings=run.timings, stopped=run.stopped)
 
 
-def _optimise(model, preset, image, targets, weights, config, steps, done, scale, history, callback, cancel, started, timings) -> str:
-    """Run ``steps`` iterations at one scale; returns why it stopped."""
+@dataclass
+class _RunState:
+    """The loop state that carries across scales: iterations done, the loss history, timings, why it stopped."""
+
+    config: StylizeConfig
+    callback: Callable[[Progress], None] | None
+    cancel: threading.Event | None
+    started: float = field(default_factory=time.perf_counter)
+    history: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"targets": 0.0, "optimize": 0.0})
+    done: int = 0  # iterations finished, over all scales
+    stopped: str = "done"
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def record(self, terms: dict[str, float], scale: int, image: torch.Tensor) -> None:
+        """Count one iteration: history, then progress (with a preview every ``preview_every``)."""
+        self.done += 1
+        if not math.isfinite(terms["total"]):
+            raise UserError(
+                f"the optimisation diverged (loss is {terms['total']}) at iteration {self.done}; "
+                "lower the learning rate or the loss weights"
+            )
+        self.history.append({"iteration": self.done, "scale": scale, **terms})
+        if self.callback is not None:
+            every = self.config.preview_every
+            preview = tensor_to_pil(image.detach().cpu()) if every and self.done % every == 0 else None
+            elapsed = time.perf_counter() - self.started
+            self.callback(Progress(self.done, self.config.iterations, dict(terms), preview, elapsed, scale))
+
+    def converged(self, steps_this_scale: int) -> bool:
+        """Relative change of the total loss over the last 10 iterations of this scale below ``tolerance``."""
+        tolerance = self.config.tolerance
+        if tolerance is None or steps_this_scale <= 10:
+            return False
+        before, now = self.history[-11]["total"], self.history[-1]["total"]
+        return abs(before - now) <= tolerance * max(abs(now), 1e-12)
+
+
+def _optimise_scale(
+    objective: Callable[[torch.Tensor], dict[str, torch.Tensor]], image: torch.Tensor, steps: int, scale: int, run: _RunState
+) -> str:
+    """Run ``steps`` iterations on ``image`` (a leaf tensor) at one scale; returns why it stopped."""
+    config = run.config
     if config.optimizer == "adam":
         optimizer = torch.optim.Adam([image], lr=config.learning_rate)
     else:
@@ -224,31 +267,21 @@ def _optimise(model, preset, image, targets, weights, config, steps, done, scale
 
     def closure():
         optimizer.zero_grad(set_to_none=True)
-        terms = loss_terms(model, preset, image, targets, weights)
+        terms = objective(image)
         terms["total"].backward()
         last_terms.clear()
         last_terms.update({k: float(v.detach()) for k, v in terms.items()})
         return terms["total"]
 
     for step in range(steps):
-        if cancel is not None and cancel.is_set():
+        if run.cancelled:
             return "cancelled"
         t0 = time.perf_counter()
         optimizer.step(closure)
         with torch.no_grad():
             image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
-        timings["optimize"] += time.perf_counter() - t0
-        iteration = done + step + 1
-        if not math.isfinite(last_terms["total"]):
-            raise UserError(f"the optimisation diverged (loss is {last_terms['total']}) at iteration {iteration}; lower the learning rate or the loss weights")
-        record = {"iteration": iteration, "scale": scale, **last_terms}
-        history.append(record)
-        if callback is not None:
-            want_preview = config.preview_every and (iteration % config.preview_every == 0)
-            preview = tensor_to_pil(image.detach().cpu()) if want_preview else None
-            callback(Progress(iteration, config.iterations, dict(last_terms), preview, time.perf_counter() - started, scale))
-        if config.tolerance is not None and step >= 10:  # compare within this scale only
-            before, now = history[-11]["total"], history[-1]["total"]
-            if abs(before - now) <= config.tolerance * max(abs(now), 1e-12):
-                return "converged"
+        run.timings["optimize"] += time.perf_counter() - t0
+        run.record(last_terms, scale, image)
+        if run.converged(step + 1):  # compare within this scale only
+            return "converged"
     return "done"

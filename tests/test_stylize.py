@@ -1,13 +1,17 @@
 """The optimisation loop with the real VGG-19 architecture and seeded random weights, at 64 px."""
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from nst_core.errors import UserError
+from nst_core.images import pil_to_tensor
+from nst_core.losses import LossWeights, get_preset, loss_terms
 from nst_core.quality import Judge, ssim
-from nst_core.stylize import StylizeConfig, scale_sizes, split_iterations, stylize
+from nst_core.stylize import StylizeConfig, prepare_inputs, scale_sizes, split_iterations, stylize, targets_at
 from nst_core.weights import load_vgg
 
 
@@ -61,8 +65,23 @@ def test_too_small_for_the_scales_is_a_clear_error(random_model, content_image, 
 
 def test_several_styles_blend(random_model, content_image, style_image):
     other = style_image.transpose(0)
+    preset = get_preset("seed")
+    prepared = prepare_inputs(content_image, [style_image, other], 64, preserve_color=False)
+    wh = prepared.content.size
+    blended = targets_at(random_model, preset, prepared, wh, blend=[2, 1])
+    first = targets_at(random_model, preset, replace(prepared, styles_seen=[style_image]), wh)
+    second = targets_at(random_model, preset, replace(prepared, styles_seen=[other]), wh)
+    for layer, gram in blended.grams.items():
+        expected = (2 * first.grams[layer] + second.grams[layer]) / 3  # weights 2:1, normalised to sum 1
+        assert torch.allclose(gram, expected, rtol=1e-5, atol=1e-6 * float(expected.abs().max())), layer
+        assert not torch.allclose(first.grams[layer], second.grams[layer])  # the blend is not trivially equal
+
+    # stylize optimises against exactly these targets: its first recorded style loss is theirs.
     result = stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1]))
     assert len(result.history) == 2
+    start = pil_to_tensor(prepared.content)
+    own = loss_terms(random_model, preset, start, blended, LossWeights.from_preset(preset))
+    assert result.history[0]["style"] == pytest.approx(float(own["style"]), rel=1e-4)
     with pytest.raises(UserError, match="1 style weights given for 2"):
         stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1]))
 

@@ -16,8 +16,12 @@ import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from safetensors import safe_open
 
 from .checkpoint import is_checkpoint, load_checkpoint
 from .errors import UserError
@@ -88,10 +92,6 @@ def _download_url_weights(source: UrlWeights) -> Path:
 
 def endpoint_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hub endpoint (HF_ENDPOINT or huggingface.co) accepts a TCP connection."""
-    from urllib.parse import urlparse
-
-    from huggingface_hub import constants
-
     url = urlparse(constants.ENDPOINT)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
@@ -102,9 +102,6 @@ def endpoint_reachable(timeout: float = 3.0) -> bool:
 
 
 def _download_hf(parsed: WeightSpec) -> Path:
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
-
     spec, repo, revision = parsed.text, parsed.repo, parsed.revision
     filename = parsed.filename or DEFAULT_HUB_FILE
     # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
@@ -128,8 +125,6 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")
     if path.suffix == ".safetensors":
-        from safetensors import safe_open
-
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}

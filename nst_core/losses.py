@@ -78,11 +78,49 @@ def get_preset(name: str) -> LossPreset:
         raise UserError(f"unknown loss preset {name!r}; choose from {', '.join(PRESETS)}") from None
 
 
-def gram_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) -> (N, C, C) Gram matrices divided by H*W."""
+def _as_rows(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> an (N, C, H*W) view without a copy, for NCHW and channels_last layouts alike."""
     n, c, h, w = features.shape
-    flat = features.reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (h * w)
+    if features.is_contiguous():
+        return features.reshape(n, c, h * w)
+    # channels_last: (N, H*W, C) is the contiguous view; its transpose is the same matrix.
+    return features.permute(0, 2, 3, 1).reshape(n, h * w, c).transpose(1, 2)
+
+
+class _Gram(torch.autograd.Function):
+    """G = F F^T / (h*w) with a one-product backward.
+
+    Autograd's generic matmul backward computes two products (one per operand) although both
+    operands are F; since dL/dF = (dG + dG^T) F / (h*w), one suffices. The gradient keeps F's layout.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = features.shape
+        rows = _as_rows(features)
+        ctx.save_for_backward(features)
+        return rows @ rows.transpose(1, 2) / (h * w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (features,) = ctx.saved_tensors
+        n, c, h, w = features.shape
+        symmetric = (grad + grad.transpose(1, 2)) / (h * w)
+        if features.is_contiguous():
+            return (symmetric @ features.reshape(n, c, h * w)).reshape(n, c, h, w)
+        # channels_last: (N, H*W, C) @ sym gives the gradient directly in the (N, H, W, C) memory order.
+        by_pixel = features.permute(0, 2, 3, 1).reshape(n, h * w, c) @ symmetric
+        return by_pixel.reshape(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C) Gram matrices divided by H*W, always in fp32.
+
+    Under bf16/fp16 autocast the sums over H*W products lose precision or overflow to inf
+    (a known failure of fp16 style transfer), so autocast is switched off here.
+    """
+    with torch.autocast(features.device.type, enabled=False):
+        return _Gram.apply(features.float())
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
@@ -160,7 +198,8 @@ def compute_targets(model, preset: LossPreset, content: torch.Tensor, styles: li
 
 def loss_terms(model, preset: LossPreset, image: torch.Tensor, targets: Targets, weights: LossWeights) -> dict[str, torch.Tensor]:
     """Unweighted content, style and TV losses of ``image`` and their weighted total."""
-    feats = model(image, preset.layers)
+    # Losses in fp32 whatever precision the network ran in (under autocast it may return bf16).
+    feats = {name: f.float() for name, f in model(image, preset.layers).items()}
     content = sum(w * content_loss(feats[n], targets.content[n], preset.content_norm) for n, w in preset.content_layers.items())
     style = sum(
         w * style_layer_loss(gram_matrix(feats[n]), targets.grams[n], preset.style_norm) for n, w in preset.style_layers.items()

@@ -18,12 +18,15 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color import combine_luminance_chroma, luminance_image, match_luminance
+from .devices import prepare_backend
 from .errors import UserError
 from .images import input_label, load_image, pil_to_tensor, resize_max_side, tensor_to_pil
 from .losses import LossWeights, Targets, compute_targets, get_preset, loss_terms
 from .vgg import VGGFeatures, layer_index, min_input_side
 
 OPTIMIZERS = ("adam", "lbfgs")
+#: Precision the network runs in; Gram matrices and losses are always fp32 (see losses.gram_matrix).
+PRECISIONS = ("fp32", "bf16")
 INITS = ("content", "noise", "style")
 DEFAULT_LR = {"adam": 10.0, "lbfgs": 1.0}
 # The seed initialised with 0.001*randn in mean-subtracted space: the mean colour plus faint noise.
@@ -50,10 +53,14 @@ class StylizeConfig:
     scales: int = 1  # coarse-to-fine: 3 runs at size/4, size/2, size
     tolerance: float | None = None  # stop when the total loss changes less than this (relative) over 10 iterations
     preview_every: int = 0  # send a preview image to the callback every k iterations (0: never)
+    precision: str = "fp32"  # "bf16": convolutions under bf16 autocast (fast on GPUs and CPUs with bf16 units)
+    channels_last: bool = True  # NHWC activations: oneDNN's and cuDNN's fastest conv layout
 
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.init not in INITS:
             raise UserError(f"init must be one of {', '.join(INITS)}, not {self.init!r}")
         if not 16 <= self.size <= 4096:
@@ -184,6 +191,8 @@ def stylize(
         )
 
     device = next(model.parameters()).device
+    prepare_backend(device)
+    layout = torch.channels_last if config.channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(config.seed)
     run = _RunState(config, callback, cancel)
     image = _initial_image(config, prepared, sizes[0], generator).to(device)
@@ -196,9 +205,11 @@ def stylize(
         run.timings["targets"] += time.perf_counter() - t0
 
         def objective(x: torch.Tensor, targets: Targets = targets) -> dict[str, torch.Tensor]:
-            return loss_terms(model, preset, x, targets, weights)
+            # The optimised image stays contiguous (L-BFGS flattens it); only the network sees the layout.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+                return loss_terms(model, preset, x.contiguous(memory_format=layout), targets, weights)
 
-        image = image.detach().requires_grad_(True)
+        image = image.detach().contiguous().requires_grad_(True)
         run.stopped = _optimise_scale(objective, image, steps, scale, run)
         if run.stopped != "done":
             break

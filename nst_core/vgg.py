@@ -165,7 +165,7 @@ class VGGFeatures(nn.Module):
                 layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1))
                 in_ch = out_ch
             elif kind == "relu":
-                # Not in-place: style losses read activations that a later ReLU would overwrite.
+                # Registered not in-place; forward() applies it in place wherever no caller reads the conv output.
                 layers.append(nn.ReLU(inplace=False))
             else:
                 pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
@@ -204,7 +204,12 @@ class VGGFeatures(nn.Module):
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(image)
         for index, module in enumerate(self.features):
-            x = module(x)
+            if isinstance(module, nn.ReLU) and index - 1 not in wanted:
+                # In place saves a full-size activation per ReLU. Safe for autograd: a conv saves its input
+                # and weight for backward, never its output, and the ReLU's own backward reads its result.
+                x = torch.relu_(x)
+            else:
+                x = module(x)
             if index in wanted:
                 out[wanted[index]] = x
                 if len(out) == len(wanted):

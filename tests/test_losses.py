@@ -6,6 +6,7 @@ import torch
 from nst_core.errors import UserError
 from nst_core.losses import (
     PRESETS,
+    _Gram,
     LossWeights,
     compute_targets,
     content_loss,
@@ -120,3 +121,28 @@ def test_blend_validation():
         normalise_blend([1, 1], 3)
     with pytest.raises(UserError, match="non-negative"):
         normalise_blend([1, -1], 2)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_backward_matches_autograd_in_both_layouts(layout):
+    """The one-product Gram backward gives autograd's gradient, for NCHW and channels_last features."""
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(2, 5, 4, 3, generator=generator, dtype=torch.float64).contiguous(memory_format=layout)
+    features.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda f: _Gram.apply(f), (features,))
+    weights = torch.randn(2, 5, 5, generator=generator, dtype=torch.float64)  # not symmetric on purpose
+    (gram_matrix(features.float()) * weights.float()).sum().backward()
+    ours = features.grad.clone()
+    features.grad = None
+    flat = features.reshape(2, 5, 12)
+    ((flat @ flat.transpose(1, 2) / 12) * weights).sum().backward()
+    assert torch.allclose(ours.double(), features.grad, atol=1e-5)
+
+
+def test_gram_stays_fp32_and_finite_under_autocast():
+    """Half-precision Gram sums overflow (fp16) or lose digits; the Gram is computed in fp32 regardless."""
+    big = torch.full((1, 8, 64, 64), 300.0, dtype=torch.bfloat16)  # sum of 4096 products of 9e4: 3.7e8
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        gram = gram_matrix(big)
+    assert gram.dtype == torch.float32 and torch.isfinite(gram).all()
+    assert torch.allclose(gram, torch.full((1, 8, 8), 300.0**2))

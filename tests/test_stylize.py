@@ -162,3 +162,34 @@ def test_judge_scores_dense_against_itself_as_one(random_model, content_image, s
 def test_ssim_bounds(content_image, style_image):
     assert ssim(content_image, content_image) == pytest.approx(1.0)
     assert ssim(content_image, style_image) < 0.5
+
+
+def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_image, style_image):
+    """The fast paths compute the same thing.
+
+    channels_last only reorders memory, so losses agree to float rounding. bf16 keeps 8 significant
+    bits (relative rounding 2^-9, about 0.2%) in conv inputs and weights; through 13 convs that grows
+    to about 1% in the deep features (measured: at most 1.2% over these 8 iterations), so the loss
+    curves must agree within 3%. Gram matrices and losses stay fp32, so no term is ever non-finite.
+    Pixels are not compared for bf16: Adam moves each pixel by about lr per step whatever the gradient's
+    size, so a gradient sign that rounding flips moves a pixel the other way.
+    """
+    runs = {
+        (precision, channels_last): stylize(
+            random_model, content_image, [style_image],
+            StylizeConfig(size=64, iterations=8, precision=precision, channels_last=channels_last),
+        )
+        for precision in ("fp32", "bf16")
+        for channels_last in (False, True)
+    }
+    reference = runs[("fp32", False)]
+    for key, result in runs.items():
+        assert all(np.isfinite(list(h.values())).all() for h in result.history), key
+        tolerance = 1e-3 if key[0] == "fp32" else 3e-2
+        for ours, theirs in zip(result.history, reference.history):
+            assert ours["total"] == pytest.approx(theirs["total"], rel=tolerance), (key, ours["iteration"])
+    same_layout = np.abs(pixels(runs[("fp32", True)].image) - pixels(reference.image))
+    assert same_layout.mean() < 1.0
+    assert runs[("bf16", True)].history[-1]["total"] < runs[("bf16", True)].history[0]["total"]  # bf16 still optimises
+    with pytest.raises(UserError, match="precision must be one of fp32, bf16"):
+        StylizeConfig(precision="fp16").validate()

@@ -1,0 +1,28 @@
+"""Device specs: auto picks what is present, a missing device is a one-line error naming it."""
+
+import pytest
+import torch
+
+from nst_core.devices import resolve_device
+from nst_core.errors import UserError
+
+
+def test_cpu_and_auto():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+    assert resolve_device(None).type == expected
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+@pytest.mark.parametrize("spec", ["cuda", "cuda:0", "CUDA"])
+def test_missing_cuda_is_one_line(spec):
+    with pytest.raises(UserError, match="no CUDA GPU is available") as caught:
+        resolve_device(spec)
+    assert "\n" not in str(caught.value) and spec in str(caught.value)
+
+
+@pytest.mark.parametrize("spec, message", [("gpu", "a GPU is 'cuda'"), ("tpu", "unknown device"), ("cpu:1", "unknown device"), ("cuda:x", "unknown device")])
+def test_unknown_devices(spec, message):
+    with pytest.raises(UserError, match=message):
+        resolve_device(spec)

@@ -23,6 +23,15 @@ import statistics
 import time
 from pathlib import Path
 
+import torch
+
+from nst_core.images import load_image, resize_max_side
+from nst_core.losses import get_preset
+from nst_core.pruning import prune, prune_structured, sparsity_report
+from nst_core.stylize import StylizeConfig, stylize
+from nst_core.vgg import LAYER_TABLE
+from nst_core.weights import load_vgg
+
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
 STYLE = ROOT / "examples" / "style" / "swirls.jpg"
@@ -30,8 +39,6 @@ STYLE = ROOT / "examples" / "style" / "swirls.jpg"
 
 def conv_macs(model, height: int, width: int) -> int:
     """Multiply-accumulates of every conv in one forward pass at this input size."""
-    from nst_core.vgg import LAYER_TABLE
-
     total, h, w, in_ch = 0, height, width, 3
     for name, kind in LAYER_TABLE[: len(model.features)]:
         if kind == "conv":
@@ -45,8 +52,6 @@ def conv_macs(model, height: int, width: int) -> int:
 
 def time_iterations(model, size: int, iterations: int) -> list[float]:
     """Seconds of each stylization iteration after the first (which also computes targets)."""
-    from nst_core.stylize import StylizeConfig, stylize
-
     stamps: list[float] = []
     stylize(model, CONTENT, [STYLE], StylizeConfig(size=size, iterations=iterations + 1),
             callback=lambda _progress: stamps.append(time.perf_counter()))
@@ -61,13 +66,6 @@ def main() -> None:
     parser.add_argument("--structured", type=float, default=0.5, help="fraction of filters removed in every conv")
     parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "pruning.json"), help="where to write results")
     args = parser.parse_args()
-
-    import torch
-
-    from nst_core.images import load_image, resize_max_side
-    from nst_core.losses import get_preset
-    from nst_core.pruning import prune, prune_structured, sparsity_report
-    from nst_core.weights import load_vgg
 
     dense = load_vgg("random:0", last_layer=get_preset("seed").last_layer)
     networks = {

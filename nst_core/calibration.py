@@ -136,6 +136,7 @@ class CropSampler:
         self._orders: dict[int, list[int]] = {}
 
     def steps_per_epoch(self) -> int:
+        """Steps for one pass over the training images (the last batch may wrap into the next epoch)."""
         return math.ceil(len(self.images) / self.batch_size)
 
     def _image_index(self, sample: int) -> int:

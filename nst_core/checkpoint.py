@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+import safetensors.torch
 import torch
 
 from . import __version__
@@ -50,8 +51,6 @@ _KEPT_PREFIX = "kept_channels."
 _CHUNK_BYTES = 1 << 20
 # safetensors refuses headers above 100 MB; anything near that is not ours.
 _MAX_HEADER_BYTES = 100_000_000
-
-
 
 
 class CheckpointError(UserError):
@@ -110,6 +109,11 @@ def _check_masks(model: VGGFeatures) -> None:
             )
 
 
+def _pack_mask(mask: torch.Tensor) -> torch.Tensor:
+    """A bool mask as uint8 bytes, 8 flat elements per byte (``_unpack_mask`` reverses it)."""
+    return torch.from_numpy(np.packbits(mask.cpu().numpy().reshape(-1)))
+
+
 def checkpoint_tensors(model: VGGFeatures, encoding: str, dtype: str) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors to store and facts the header needs (``masks_from_zeros`` for dense)."""
     if encoding not in ENCODINGS:
@@ -130,8 +134,7 @@ def checkpoint_tensors(model: VGGFeatures, encoding: str, dtype: str) -> tuple[d
             # The masked-out weights must be zero, or the file would not be the network.
             weight = torch.where(mask, weight, torch.zeros((), dtype=torch_dtype))
         if encoding == "packed" and mask is not None:
-            bits = np.packbits(mask.numpy().reshape(-1))
-            tensors[_weight_key(name) + _MASK_SUFFIX] = torch.from_numpy(bits)
+            tensors[_weight_key(name) + _MASK_SUFFIX] = _pack_mask(mask)
             tensors[_weight_key(name) + _VALUES_SUFFIX] = weight[mask].contiguous()
         else:
             tensors[_weight_key(name)] = weight
@@ -141,7 +144,7 @@ def checkpoint_tensors(model: VGGFeatures, encoding: str, dtype: str) -> tuple[d
                 masks_from_zeros = False
     if encoding == "dense" and not masks_from_zeros:
         for name, mask in model.masks.items():
-            tensors[_weight_key(name) + _MASK_SUFFIX] = torch.from_numpy(np.packbits(mask.cpu().numpy().reshape(-1)))
+            tensors[_weight_key(name) + _MASK_SUFFIX] = _pack_mask(mask)
     for name, kept in model.kept_channels.items():
         tensors[_KEPT_PREFIX + name] = kept.detach().cpu().to(torch.int64).contiguous()
     return tensors, {"masks_from_zeros": masks_from_zeros}
@@ -194,9 +197,7 @@ def checkpoint_metadata(
 
 def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Iterator[bytes]:
     """The file's bytes in chunks (so an interrupted write leaves a partial temp file, never a target)."""
-    from safetensors.torch import save
-
-    data = save(tensors, metadata=metadata)
+    data = safetensors.torch.save(tensors, metadata=metadata)
     for start in range(0, len(data), _CHUNK_BYTES):
         yield data[start : start + _CHUNK_BYTES]
 
@@ -334,10 +335,8 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
     try:
-        return load_file(str(path))
+        return safetensors.torch.load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError for every malformed file
         raise CheckpointError(f"{path}: corrupt safetensors data ({exc})") from None
 
@@ -361,16 +360,8 @@ def _unpack_mask(path: Path, key: str, bits: torch.Tensor, shape: list[int]) -> 
     return torch.from_numpy(mask).reshape(shape)
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGFeatures:
-    """A frozen ``VGGFeatures`` rebuilt from a checkpoint: weights (as fp32), masks, kept channels, provenance.
-
-    >>> model = load_checkpoint("seed.safetensors")  # doctest: +SKIP
-    >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
-    tensor(0.1000)
-    """
-    path = Path(path)
-    header, metadata, _ = read_safetensors_header(path)
-    _check_ours(path, metadata)
+def _architecture(path: Path, metadata: dict[str, str]) -> VGGFeatures:
+    """An untrained ``VGGFeatures`` of the shape the header describes (encoding and dtype checked too)."""
     for key in ("encoding", "dtype", "last_layer", "pooling"):
         if key not in metadata:
             raise CheckpointError(f"{path}: header has no {key!r} entry")
@@ -387,48 +378,71 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         raise CheckpointError(f"{path}: header does not describe a VGG-19 ({exc})") from None
     if set(widths) != set(model.conv_names):
         raise CheckpointError(f"{path}: header widths name {sorted(widths)}, but a network up to {model.last_layer} has {model.conv_names}")
+    return model
+
+
+def _decode_conv(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str, shape: list[int], masked: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(fp32 weight, fp32 bias, mask or None) of one conv, taken out of ``tensors``."""
+    torch_dtype = DTYPES[metadata["dtype"]]
+    wkey = _weight_key(name)
+    bias = _take(path, tensors, _bias_key(name), [shape[0]], torch_dtype).float()
+    if metadata["encoding"] == "packed" and masked:
+        bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
+        mask = _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
+        values = _take(path, tensors, wkey + _VALUES_SUFFIX, None, torch_dtype)
+        kept = int(mask.sum())
+        if list(values.shape) != [kept]:
+            raise CheckpointError(f"{path}: {wkey + _VALUES_SUFFIX!r} holds {values.numel()} values, its mask keeps {kept}")
+        weight = torch.zeros(shape, dtype=torch.float32)
+        weight[mask] = values.float()
+        return weight, bias, mask
+    weight = _take(path, tensors, wkey, shape, torch_dtype).float()
+    if not masked:
+        return weight, bias, None
+    if metadata.get("masks", "none") == "stored":
+        bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
+        return weight, bias, _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
+    return weight, bias, weight != 0
+
+
+def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], model: VGGFeatures) -> dict[str, torch.Tensor]:
+    """Per structured-pruned conv, the teacher channels it kept, taken out of ``tensors``."""
+    kept_channels = {}
+    for name in _json_field(path, metadata, "structured", []):
+        if name not in model.widths:
+            raise CheckpointError(f"{path}: kept channels for {name}, which this network does not have")
+        kept_channels[name] = _take(path, tensors, _KEPT_PREFIX + name, [model.widths[name]], torch.int64)
+    return kept_channels
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGFeatures:
+    """A frozen ``VGGFeatures`` rebuilt from a checkpoint: weights (as fp32), masks, kept channels, provenance.
+
+    >>> model = load_checkpoint("seed.safetensors")  # doctest: +SKIP
+    >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
+    tensor(0.1000)
+    """
+    path = Path(path)
+    _, metadata, _ = read_safetensors_header(path)
+    _check_ours(path, metadata)
+    model = _architecture(path, metadata)
 
     tensors = _load_tensors(path)
     expected = metadata.get("tensors_sha256")
     if expected is None or tensors_digest(tensors) != expected:
         raise CheckpointError(f"{path}: corrupt: tensor data does not match the header's tensors_sha256")
 
-    torch_dtype = DTYPES[dtype_name]
     masked = set(_json_field(path, metadata, "masked_layers", []))
-    masks_mode = metadata.get("masks", "none")
     state: dict[str, torch.Tensor] = {}
     masks: dict[str, torch.Tensor] = {}
     for name in model.conv_names:
-        conv = model.conv(name)
-        shape = list(conv.weight.shape)
-        wkey = _weight_key(name)
-        state[_bias_key(name)] = _take(path, tensors, _bias_key(name), [shape[0]], torch_dtype).float()
-        if encoding == "packed" and name in masked:
-            bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
-            mask = _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
-            values = _take(path, tensors, wkey + _VALUES_SUFFIX, None, torch_dtype)
-            kept = int(mask.sum())
-            if list(values.shape) != [kept]:
-                raise CheckpointError(f"{path}: {wkey + _VALUES_SUFFIX!r} holds {values.numel()} values, its mask keeps {kept}")
-            weight = torch.zeros(shape, dtype=torch.float32)
-            weight[mask] = values.float()
-        else:
-            weight = _take(path, tensors, wkey, shape, torch_dtype).float()
-            mask = None
-            if name in masked:
-                if masks_mode == "stored":
-                    bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
-                    mask = _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
-                else:
-                    mask = weight != 0
-        state[wkey] = weight
+        shape = list(model.conv(name).weight.shape)
+        state[_weight_key(name)], state[_bias_key(name)], mask = _decode_conv(path, tensors, metadata, name, shape, name in masked)
         if mask is not None:
             masks[name] = mask
-    kept_channels = {}
-    for name in _json_field(path, metadata, "structured", []):
-        if name not in model.widths:
-            raise CheckpointError(f"{path}: kept channels for {name}, which this network does not have")
-        kept_channels[name] = _take(path, tensors, _KEPT_PREFIX + name, [model.widths[name]], torch.int64)
+    kept_channels = _kept_channels(path, tensors, metadata, model)
     if tensors:
         raise CheckpointError(f"{path}: unexpected tensors {sorted(tensors)[:4]} (not described by the header)")
 

@@ -3,3 +3,12 @@
 
 class UserError(Exception):
     """Bad input or missing resource, with a message that names the problem."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ("" when it has none), for one-line error reports.
+
+    >>> raise UserError(f"cannot read weights ({first_line(exc)})")  # doctest: +SKIP
+    """
+    lines = str(exc).splitlines()
+    return lines[0] if lines else ""

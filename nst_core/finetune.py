@@ -14,7 +14,7 @@ as a relative squared error (0 = identical to the teacher).
   the teacher's activations at exactly those channels (``student.kept_channels``).
 * A fine-grained student keeps its masks exactly: gradients of pruned weights are zeroed
   before every Adam step (so Adam's moment estimates for them stay zero and never revive
-  them), and the masks are re-applied after every step.
+  them), and the masks are re-applied after every step (``nst_core.pruning.apply_masks``).
 
 Training is resumable: the batch of a step is a pure function of (seed, step)
 (``nst_core.calibration.CropSampler``) and the learning rate a pure function of the step, so
@@ -24,7 +24,6 @@ interrupted run to finish with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
@@ -34,12 +33,18 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from tqdm.auto import tqdm
 
 from .calibration import CalibrationImage, CropSampler
-from .errors import UserError
+from .errors import UserError, first_line
 from .files import atomic_path
+from .images import tensor_to_pil
 from .losses import get_preset, gram_matrix
-from .vgg import VGGFeatures, conv_feeding, layer_index
+from .pruning import apply_masks
+from .quality import Judge
+from .stylize import StylizeConfig, stylize
+from .vgg import VGGFeatures, conv_feeding, freeze, layer_index
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "constant")
@@ -105,13 +110,6 @@ def zero_pruned_gradients(student: VGGFeatures) -> None:
             grad.masked_fill_(~mask, 0.0)
 
 
-@torch.no_grad()
-def enforce_masks(student: VGGFeatures) -> None:
-    """Set every pruned weight to exactly +0.0 (masked_fill, not multiply: no -0.0 bit patterns)."""
-    for name, mask in student.masks.items():
-        student.conv(name).weight.masked_fill_(~mask, 0.0)
-
-
 def check_masks(student: VGGFeatures) -> None:
     """Raise if a pruned weight is not exactly zero (a corrupted or mismatched state)."""
     for name, mask in student.masks.items():
@@ -149,6 +147,7 @@ class FinetuneConfig:
     checkpoint_every: int = 25  # write the resumable state every k steps (and at the end)
 
     def validate(self) -> None:
+        """Raise ``UserError`` naming the first setting that is out of range."""
         get_preset(self.preset)
         for layer in self.layers or ():
             try:
@@ -178,6 +177,7 @@ class FinetuneConfig:
 
     @property
     def weights(self) -> DistillWeights:
+        """The loss weights as ``distillation_terms`` takes them."""
         return DistillWeights(self.feature_weight, self.gram_weight)
 
 
@@ -196,6 +196,18 @@ def learning_rate(config: FinetuneConfig, step: int) -> float:
 # ---------------------------------------------------------------------------------------
 # Resumable state
 # ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """Where a training run stands; a state file holds it beside the weights and Adam's state."""
+
+    step: int  # steps completed in total (over every run that contributed)
+    finished: bool  # False when stopped early by ``stop_after``
+    history: list[dict] = field(default_factory=list)  # per step: step, lr, feature, gram, total
+    resumed_from: int | None = None
+    seconds: float = 0.0  # training time over every run that contributed
+    extra: dict = field(default_factory=dict)  # carried in the state (e.g. "before" measurements)
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
@@ -227,25 +239,50 @@ def load_state(path: Path) -> dict:
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise UserError(f"fine-tuning state {path} cannot be read ({str(exc).splitlines()[0]}); delete it to start over") from None
+        raise UserError(f"fine-tuning state {path} cannot be read ({first_line(exc)}); delete it to start over") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a fine-tuning state file of version {STATE_VERSION}; delete it to start over")
     return state
 
 
+def _save_state(path: Path, fingerprint: str, run: TrainResult, student: VGGFeatures, optimizer: torch.optim.Optimizer) -> None:
+    _atomic_torch_save(
+        {
+            "version": STATE_VERSION,
+            "fingerprint": fingerprint,
+            "step": run.step,
+            "student": student.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            # The sampler needs no state (batches derive from seed and step); the global
+            # RNG is saved so any stochastic op added later stays reproducible on resume.
+            "torch_rng": torch.get_rng_state(),
+            "history": run.history,
+            "seconds": run.seconds,
+            "extra": run.extra,
+        },
+        path,
+    )
+
+
+def _resume(path: Path, fingerprint: str, student: VGGFeatures, optimizer: torch.optim.Optimizer) -> TrainResult:
+    """Restore ``student``, ``optimizer`` and the RNG from the state in ``path``; return the run's progress."""
+    state = load_state(path)
+    if state["fingerprint"] != fingerprint:
+        raise UserError(
+            f"{path} belongs to a different fine-tuning run (other settings, network or images); "
+            "delete it or choose another state file"
+        )
+    student.load_state_dict(state["student"])
+    check_masks(student)
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    step = int(state["step"])
+    return TrainResult(step, False, list(state["history"]), step, float(state["seconds"]), dict(state["extra"]))
+
+
 # ---------------------------------------------------------------------------------------
 # Training loop
 # ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class TrainResult:
-    step: int  # steps completed in total (over every run that contributed)
-    finished: bool  # False when stopped early by ``stop_after``
-    history: list[dict] = field(default_factory=list)  # per step: step, lr, feature, gram, total
-    resumed_from: int | None = None
-    seconds: float = 0.0  # training time over every run that contributed
-    extra: dict = field(default_factory=dict)  # carried in the state (e.g. "before" measurements)
 
 
 def prepare_student(student: VGGFeatures, teacher: VGGFeatures, layers: list[str]) -> list[str]:
@@ -264,6 +301,30 @@ def prepare_student(student: VGGFeatures, teacher: VGGFeatures, layers: list[str
         )
     check_masks(student)
     return layers
+
+
+def _train_step(
+    teacher: VGGFeatures,
+    student: VGGFeatures,
+    optimizer: torch.optim.Optimizer,
+    batch: torch.Tensor,
+    layers: list[str],
+    config: FinetuneConfig,
+    step: int,
+) -> dict:
+    """One Adam step of 0-based ``step`` on ``batch``; returns its history record."""
+    with torch.no_grad():
+        targets = teacher_at_kept_channels(teacher(batch, layers), student)
+    terms = distillation_terms(student(batch, layers), targets, config.weights)
+    lr = learning_rate(config, step)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    terms["total"].backward()
+    zero_pruned_gradients(student)
+    optimizer.step()
+    apply_masks(student)
+    return {"step": step + 1, "lr": lr, **{k: v.item() for k, v in terms.items()}}
 
 
 def train(
@@ -288,8 +349,6 @@ def train(
 
     >>> result = train(teacher, student, images, FinetuneConfig(steps=100))  # doctest: +SKIP
     """
-    from tqdm.auto import tqdm
-
     config.validate()
     layers = prepare_student(student, teacher, config.distilled_layers)
     sampler = CropSampler(
@@ -300,84 +359,46 @@ def train(
 
     params = list(student.parameters())
     optimizer = torch.optim.Adam(params, lr=config.lr)
-    step, history, seconds, extra, resumed_from = 0, [], 0.0, {}, None
-    if state_path is not None and state_path.exists():
-        state = load_state(state_path)
-        if state["fingerprint"] != fingerprint:
-            raise UserError(
-                f"{state_path} belongs to a different fine-tuning run (other settings, network or images); "
-                "delete it or choose another state file"
-            )
-        student.load_state_dict(state["student"])
-        check_masks(student)
-        optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        step, history, seconds, extra = int(state["step"]), list(state["history"]), float(state["seconds"]), dict(state["extra"])
-        resumed_from = step
+
+    resuming = state_path is not None and state_path.exists()
+    if resuming:
+        run = _resume(state_path, fingerprint, student, optimizer)
     else:
-        extra = dict(on_start() if on_start else {})
+        run = TrainResult(0, False, extra=dict(on_start() if on_start else {}))
 
     def save_state() -> None:
-        if state_path is None:
-            return
-        _atomic_torch_save(
-            {
-                "version": STATE_VERSION,
-                "fingerprint": fingerprint,
-                "step": step,
-                "student": student.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                # The sampler needs no state (batches derive from seed and step); the global
-                # RNG is saved so any stochastic op added later stays reproducible on resume.
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-                "seconds": seconds,
-                "extra": extra,
-            },
-            state_path,
-        )
+        if state_path is not None:
+            _save_state(state_path, fingerprint, run, student, optimizer)
 
-    if resumed_from is None:
+    if not resuming:
         save_state()  # step 0: keeps the "before" measurements even if the first interval is cut short
 
-    teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    freeze(teacher)
     for p in params:
         p.requires_grad_(True)
     ran = 0
-    bar = tqdm(total=config.steps, initial=step, desc="finetune", unit="step", disable=None if progress is None else not progress, dynamic_ncols=True)
+    bar = tqdm(total=config.steps, initial=run.step, desc="finetune", unit="step", disable=None if progress is None else not progress, dynamic_ncols=True)
     try:
-        while step < config.steps and (stop_after is None or ran < stop_after):
+        while run.step < config.steps and (stop_after is None or ran < stop_after):
             started = time.perf_counter()
-            batch = sampler.batch(step)
-            with torch.no_grad():
-                targets = teacher_at_kept_channels(teacher(batch, layers), student)
-            terms = distillation_terms(student(batch, layers), targets, config.weights)
-            lr = learning_rate(config, step)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            terms["total"].backward()
-            zero_pruned_gradients(student)
-            optimizer.step()
-            enforce_masks(student)
-            step += 1
+            record = _train_step(teacher, student, optimizer, sampler.batch(run.step), layers, config, run.step)
+            run.step += 1
             ran += 1
-            seconds += time.perf_counter() - started
-            history.append({"step": step, "lr": lr, **{k: v.item() for k, v in terms.items()}})
+            run.seconds += time.perf_counter() - started
+            run.history.append(record)
             bar.update(1)
-            bar.set_postfix(loss=f"{history[-1]['total']:.4f}", feat=f"{history[-1]['feature']:.4f}", gram=f"{history[-1]['gram']:.4f}")
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            bar.set_postfix(loss=f"{record['total']:.4f}", feat=f"{record['feature']:.4f}", gram=f"{record['gram']:.4f}")
+            if run.step % config.checkpoint_every == 0 or run.step == config.steps:
                 save_state()
-        if ran and step % config.checkpoint_every != 0 and step != config.steps:
+        if ran and run.step % config.checkpoint_every != 0 and run.step != config.steps:
             save_state()  # stopped by stop_after between checkpoints
     finally:
         bar.close()
         for p in params:
             p.requires_grad_(False)
         student.eval()
-    return TrainResult(step, step >= config.steps, history, resumed_from, seconds, extra)
+    run.finished = run.step >= config.steps
+    return run
 
 
 # ---------------------------------------------------------------------------------------
@@ -447,13 +468,11 @@ class RecoveryMeter:
         self.layers = layers if layers is not None else get_preset(config.preset).layers
         self.content_name = heldout[0].name
         self.style_name = heldout[1 % len(heldout)].name
-        self._judge = None
-        self._dense_image = None
+        self._judge: Judge | None = None
+        self._dense_image: Image.Image | None = None
 
-    def _stylize(self, model: VGGFeatures):
-        from .images import tensor_to_pil
-        from .stylize import StylizeConfig, stylize
-
+    def _stylize(self, model: VGGFeatures) -> tuple[Image.Image, Image.Image, Image.Image]:
+        """(stylized image, content, style) of the short judged style transfer with ``model``."""
         content = tensor_to_pil(self.heldout[0].pixels.unsqueeze(0))
         style = tensor_to_pil(self.heldout[1 % len(self.heldout)].pixels.unsqueeze(0))
         cfg = StylizeConfig(
@@ -461,10 +480,8 @@ class RecoveryMeter:
         )
         return stylize(model, content, [style], cfg).image, content, style
 
-    def _dense(self):
+    def _dense(self) -> Image.Image:
         if self._dense_image is None:
-            from .quality import Judge
-
             self._dense_image, content, style = self._stylize(self.teacher)
             self._judge = Judge(self.teacher, get_preset(self.config.preset), content, [style], self.config.stylize_size)
         return self._dense_image
@@ -513,6 +530,8 @@ def recovery_table(before: dict, after: dict) -> str:
 
 @dataclass
 class FinetuneResult:
+    """The trained student, how training went and, once finished, the recovery measurements."""
+
     student: VGGFeatures
     train: TrainResult
     before: dict | None  # None until finished
@@ -588,7 +607,3 @@ def finetune(
     }
     return FinetuneResult(student, result, before, after, table)
 
-
-def copy_model(model: VGGFeatures) -> VGGFeatures:
-    """An independent copy (weights, masks, kept channels, provenance)."""
-    return copy.deepcopy(model)

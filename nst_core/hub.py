@@ -11,6 +11,7 @@ This module never reads, prints or writes the token.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,10 +19,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from huggingface_hub import HfApi, ModelCard, ModelCardData, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
-from .errors import UserError
+from .errors import UserError, first_line
 from .vgg import DENSE_CONV_WEIGHTS, DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures, conv_weight_counts
 from .weight_spec import check_repo_id, is_random_source, parse_hub_spec
+from .weights import WeightsError, match_state_dict, read_state_dict
 
 CONFIG_NAME = "config.json"
 PLOT_NAME = "sensitivity.png"
@@ -38,6 +50,8 @@ class HubError(UserError):
 
 @dataclass
 class PushResult:
+    """What a push committed, and where."""
+
     repo_id: str
     repo_url: str
     commit: str  # the commit oid: pin downloads to it with --revision
@@ -48,15 +62,6 @@ class PushResult:
 
 def _hub_error(exc: Exception, what: str) -> HubError:
     """Turn huggingface_hub's typed errors into one line that names the repo, file or revision."""
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        LocalEntryNotFoundError,
-        OfflineModeIsEnabled,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         return HubError(
@@ -72,8 +77,8 @@ def _hub_error(exc: Exception, what: str) -> HubError:
     if isinstance(exc, HfHubHTTPError):
         status = exc.response.status_code if exc.response is not None else "?"
         hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""
-        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {str(exc).splitlines()[0]}")
-    return HubError(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {first_line(exc)}")
+    return HubError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,10 +116,13 @@ def config_from_info(info: dict, filename: str) -> dict:
 
 def render_model_card(
     info: dict, repo_id: str, filename: str, file_sizes: dict[str, int], license: str = DEFAULT_LICENSE, has_plot: bool = False
-):
-    """A ``huggingface_hub.ModelCard`` from ``hub_cards/model_card.md.j2`` for one checkpoint."""
-    from huggingface_hub import ModelCard, ModelCardData
+) -> ModelCard:
+    """A ``huggingface_hub.ModelCard`` from ``hub_cards/model_card.md.j2`` for one checkpoint.
 
+    ``info`` is ``read_checkpoint_info``'s dict; ``file_sizes`` maps every file pushed with it to its bytes.
+
+    >>> card = render_model_card(read_checkpoint_info(path), "me/x", path.name, {path.name: path.stat().st_size})  # doctest: +SKIP
+    """
     if not TEMPLATE_PATH.is_file():
         raise HubError(f"model card template {TEMPLATE_PATH} is missing; push from a checkout of the project")
     card_data = ModelCardData(
@@ -197,8 +205,6 @@ def push_checkpoint(
     >>> push_checkpoint("me/vgg19-seed", "seed.safetensors", plot="scan.png").commit  # doctest: +SKIP
     'a1b2...'
     """
-    from huggingface_hub import HfApi
-
     check_repo_id(repo_id)
     checkpoint_path = Path(checkpoint_path)
     info = read_checkpoint_info(checkpoint_path)
@@ -250,8 +256,6 @@ def pull(
     >>> pull("me/vgg19-seed", revision="a1b2...")  # doctest: +SKIP
     PosixPath('.../snapshots/a1b2.../seed.safetensors')
     """
-    from huggingface_hub import hf_hub_download
-
     check_repo_id(repo_id)
     where = f"{repo_id}" + (f"@{revision}" if revision else "")
     if filename is None:
@@ -298,10 +302,6 @@ def convert_vgg_weights(
 
     >>> convert_vgg_weights("vgg19-d01eb7cb.pth", "vgg19-caffe.safetensors")  # doctest: +SKIP
     """
-    import hashlib
-
-    from .weights import WeightsError, match_state_dict, read_state_dict
-
     source, output = Path(source), Path(output)
     if preprocessing not in PREPROCESSINGS:
         raise UserError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
@@ -381,8 +381,6 @@ def push_space(
     >>> push_space("me/pruned-style-transfer").missing  # doctest: +SKIP
     []
     """
-    from huggingface_hub import HfApi
-
     check_repo_id(repo_id)
     with tempfile.TemporaryDirectory(prefix="nst-space-") as tmp:
         files, missing = assemble_space(root or project_root(), tmp)

@@ -78,10 +78,12 @@ class Profile:
         self.sparsity = _validate_sparsity(self.sparsity, self.method)
 
     def to_dict(self) -> dict:
+        """The JSON object ``save_profile`` writes."""
         return {"format": PROFILE_FORMAT, "method": self.method, "sparsity": dict(self.sparsity), "source": dict(self.source)}
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "profile") -> "Profile":
+        """A profile from its JSON object; errors name ``origin`` (e.g. the file it came from)."""
         if not isinstance(data, dict):
             raise ProfileError(f"{origin}: expected a JSON object")
         if data.get("format") != PROFILE_FORMAT:
@@ -334,16 +336,23 @@ def prune(model: VGGFeatures, profile: Profile | str) -> VGGFeatures:
     return pruned
 
 
+@torch.no_grad()
 def apply_masks(model: VGGFeatures) -> None:
-    """Re-zero pruned weights in place (call after every optimizer step when training)."""
-    with torch.no_grad():
-        for name, mask in model.masks.items():
-            weight = model.conv(name).weight
-            weight.mul_(mask.to(device=weight.device, dtype=weight.dtype))
+    """Set every pruned weight back to exactly +0.0, in place (call after every optimizer step).
+
+    ``masked_fill`` rather than a multiply, so no pruned weight becomes a -0.0 bit pattern.
+
+    >>> optimizer.step(); apply_masks(student)  # doctest: +SKIP
+    """
+    for name, mask in model.masks.items():
+        weight = model.conv(name).weight
+        weight.masked_fill_(~mask.to(weight.device), 0.0)
 
 
 @dataclass
 class LayerSparsity:
+    """Weight counts of one conv, a row of :class:`PruneReport`."""
+
     name: str
     weights: int  # weights this conv has now
     dense_weights: int  # weights the same conv has in the unpruned VGG-19
@@ -364,18 +373,22 @@ class PruneReport:
 
     @property
     def total_weights(self) -> int:
+        """Conv weights this network has (fewer than dense when structured-pruned)."""
         return sum(r.weights for r in self.rows)
 
     @property
     def total_dense_weights(self) -> int:
+        """Conv weights of dense VGG-19 up to the same layer."""
         return sum(r.dense_weights for r in self.rows)
 
     @property
     def total_nonzeros(self) -> int:
+        """Conv weights that are not zero."""
         return sum(r.nonzeros for r in self.rows)
 
     @property
     def total_biases(self) -> int:
+        """Conv biases this network has (never pruned)."""
         return sum(r.biases for r in self.rows)
 
     @property
@@ -399,6 +412,7 @@ class PruneReport:
         return self.total_dense_weights / self.total_nonzeros if self.total_nonzeros else float("inf")
 
     def to_dict(self) -> dict:
+        """Rows and totals as JSON-ready values (what ``nst prune --json`` writes under "report")."""
         return {
             "layers": [
                 {
@@ -421,6 +435,7 @@ class PruneReport:
         }
 
     def to_text(self) -> str:
+        """A plain-text table, one row per conv, then totals and compression (what ``nst prune`` prints)."""
         header = f"{'layer':<8} {'weights':>10} {'nonzeros':>10} {'sparsity':>9}"
         lines = [header, "-" * len(header)]
         for r in self.rows:

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
+import yaml
+
 REPO_TYPES = ("model", "dataset", "space")
 _GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
 
@@ -118,8 +120,6 @@ SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
 
 def validate_card_yaml(content: str, repo_type: str) -> list[str]:
     """Errors in a README's YAML header, as the Hub's validate-yaml endpoint would report them."""
-    import yaml
-
     if not content.startswith("---\n"):
         return []  # no header: the Hub accepts it (with a warning)
     header_text, sep, _ = content[4:].partition("\n---")

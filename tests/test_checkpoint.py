@@ -8,6 +8,7 @@ import struct
 
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from nst_core import checkpoint
@@ -156,8 +157,6 @@ def test_read_info_does_not_need_tensor_data(tmp_path, small_fine):
 def _rewrite(path, tensors=None, metadata_changes=None, recompute_digest=True):
     """Re-save a checkpoint with edited tensors or header (an honest way to make a self-inconsistent file)."""
     info_meta = read_checkpoint_info(path)
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata())
     tensors = tensors if tensors is not None else load_file(str(path))

@@ -22,12 +22,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from huggingface_hub import ModelCard
 from PIL import Image
 
-from hub_server import HubServer
+from hub_server import HubServer, validate_card_yaml
 from tensor_digest import weights_digest
 from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
-from nst_core.pruning import prune_fine
+from nst_core.cli import main
+from nst_core.hub import render_model_card
+from nst_core.pruning import prune_fine, prune_structured
+from nst_core.weight_spec import WeightSpecError, parse_hub_spec
 from nst_core.weights import load_vgg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,8 +107,6 @@ def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
 
 
 def test_model_card_parses_with_valid_metadata(hub, pushed):
-    from huggingface_hub import ModelCard
-
     text = hub.hub.repos[("model", REPO)].resolve(pushed["commit"]).files["README.md"].decode()
     header = yaml.safe_load(text.split("---")[1])
     assert header["pipeline_tag"] == "image-to-image"
@@ -231,8 +233,6 @@ def _fake_caffe_pth(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_weights_convert_push_and_load_as_hf_spec(tmp_path, hub, hub_env, capsys):
-    from nst_core.cli import main
-
     src = tmp_path / "vgg19-d01eb7cb.pth"
     state = _fake_caffe_pth(src)
     out = tmp_path / "vgg19-caffe.safetensors"
@@ -291,9 +291,6 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
 
 
 def test_structured_card_shows_widths(tmp_path):
-    from nst_core.hub import render_model_card
-    from nst_core.pruning import prune_structured
-
     path = save_checkpoint(prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense")
     card = render_model_card(read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size})
     assert card.data.pipeline_tag == "image-to-image"
@@ -303,8 +300,6 @@ def test_structured_card_shows_widths(tmp_path):
 
 def test_stand_in_rejects_bad_card_yaml():
     """The stand-in's YAML checks can fail, so a passing push means something."""
-    from hub_server import validate_card_yaml
-
     assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-to-image\n---\nbody", "model") == []
     assert validate_card_yaml("---\npipeline_tag: painting\n---\n", "model")
     assert validate_card_yaml("---\ntags: [a, [b]]\n---\n", "model")
@@ -313,8 +308,6 @@ def test_stand_in_rejects_bad_card_yaml():
 
 
 def test_checkpoint_spec_parsing():
-    from nst_core.weight_spec import WeightSpecError, parse_hub_spec
-
     def fields(spec):
         parsed = parse_hub_spec(spec)
         return parsed.repo, parsed.filename, parsed.revision
@@ -327,8 +320,6 @@ def test_checkpoint_spec_parsing():
 
 
 def test_checkpoint_info_cli(tmp_path, capsys):
-    from nst_core.cli import main
-
     path = save_checkpoint(prune_fine(load_vgg("random:3", last_layer="relu2_1"), 0.5), tmp_path / "c.safetensors")
     assert main(["checkpoint", "info", str(path)]) == 0
     out = capsys.readouterr().out

@@ -11,6 +11,8 @@ import json
 import pytest
 import torch
 
+from nst_core.checkpoint import load_checkpoint
+from nst_core.cli import main
 from nst_core.pruning import (
     PROFILES,
     Profile,
@@ -128,7 +130,10 @@ def test_masks_reapplied_after_an_update(small):
             conv.weight.add_(1.0)  # what an optimizer step does to pruned weights
     apply_masks(pruned)
     for name in small.conv_names:
-        assert int((pruned.conv(name).weight == 0).sum()) == round(0.5 * pruned.conv(name).weight.numel())
+        weight = pruned.conv(name).weight
+        assert int((weight == 0).sum()) == round(0.5 * weight.numel())
+        assert torch.equal(weight != 0, pruned.masks[name])  # the zeros are exactly the pruned weights
+        assert not torch.signbit(weight[~pruned.masks[name]]).any()  # +0.0, never -0.0
 
 
 def test_channels_to_keep_rounding():
@@ -229,9 +234,6 @@ def test_prune_dispatches_on_method(small):
 
 
 def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
-    from nst_core.checkpoint import load_checkpoint
-    from nst_core.cli import main
-
     ckpt, report = tmp_path / "s.safetensors", tmp_path / "r.json"
     args = ["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5", "--method", "structured",
             "--save", str(ckpt), "--encoding", "dense", "--dtype", "fp32", "--json", str(report)]

@@ -9,13 +9,20 @@ import time
 import warnings
 from pathlib import Path
 
+from ..calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
+from ..checkpoint import DTYPES, ENCODINGS, load_checkpoint, save_checkpoint
 from ..errors import UserError
+from ..files import atomic_write_text
+from ..finetune import SCHEDULES, FinetuneConfig, FinetuneResult, RecoveryConfig, finetune
 from ..losses import PRESETS, get_preset
-from ..vgg import LAYER_NAMES, layer_index
+from ..pruning import load_profile, prune
+from ..vgg import LAYER_NAMES, VGGFeatures, layer_index
+from ..weights import load_vgg
 from .common import RANDOM_WARNING, add_weight_args
 
 
 def register(subparsers) -> None:
+    """Add ``nst finetune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "finetune",
         help="fine-tune a pruned network by distillation from the dense one",
@@ -56,7 +63,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument("--max-side", type=int, default=512, help="calibration images are shrunk to this longer side when loaded")
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (peak)")
-    p.add_argument("--schedule", default="cosine", choices=("cosine", "constant"), help="learning-rate schedule")
+    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine schedule ends at lr times this")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
@@ -70,8 +77,8 @@ def register(subparsers) -> None:
     p.add_argument("--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed")
     p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
     p.add_argument("--stop-after", type=int, default=None, metavar="K", help="stop after K steps of this run (state saved; run again to resume)")
-    p.add_argument("--encoding", default="packed", choices=("packed", "dense"), help="checkpoint encoding (packed: bit-packed masks + kept values)")
-    p.add_argument("--dtype", default="fp16", choices=("fp16", "bf16", "fp32"), help="stored weight precision (measurements use fp32)")
+    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: bit-packed masks + kept values)")
+    p.add_argument("--dtype", default="fp16", choices=list(DTYPES), help="stored weight precision (measurements use fp32)")
     p.add_argument("--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON")
     p.set_defaults(func=run)
 
@@ -88,40 +95,8 @@ def _parse_layers(text: str | None) -> list[str] | None:
     return layers
 
 
-def _load_pair(args, last_layer: str):
-    """(teacher, student): the dense network and the pruned network to fine-tune."""
-    from ..checkpoint import load_checkpoint
-    from ..pruning import load_profile, prune
-    from ..weights import load_vgg
-
-    if args.checkpoint:
-        student = load_checkpoint(args.checkpoint, device=args.device)
-        if not student.masks and not student.kept_channels:
-            raise UserError(f"{args.checkpoint} is a dense network (no masks, no kept channels): nothing to recover")
-        # The teacher is the dense network the student was pruned from, unless told otherwise.
-        weights = student.weight_source if args.weights == "auto" else args.weights
-        if weights in ("unset", ""):
-            raise UserError(f"{args.checkpoint} does not record its dense weights; pass --weights")
-        preprocessing = args.preprocessing or student.preprocessing.name
-        teacher = load_vgg(weights, last_layer=last_layer, pooling=student.pooling, preprocessing=preprocessing, device=args.device)
-        if weights != student.weight_source:
-            print(f"note: the student was pruned from {student.weight_source}; the teacher is {weights}", file=sys.stderr)
-    else:
-        profile = load_profile(args.profile)  # validated before any weights are loaded
-        teacher = load_vgg("caffe" if args.weights == "auto" else args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
-        student = prune(teacher, profile)
-    if teacher.has_random_weights:
-        print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
-    return teacher, student
-
-
-def run(args) -> int:
-    from ..calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
-    from ..checkpoint import save_checkpoint
-    from ..files import atomic_write_text
-    from ..finetune import FinetuneConfig, RecoveryConfig, finetune
-
-    started = time.perf_counter()
+def _output_path(args) -> Path:
+    """The checkpoint to write (its folder created); the run's length checked before any work."""
     output = Path(args.output)
     if output.suffix != ".safetensors":
         raise UserError(f"output {output} must end in .safetensors")
@@ -130,20 +105,50 @@ def run(args) -> int:
         raise UserError(f"--steps must be at least 1, not {args.steps}")
     if args.epochs is not None and not args.epochs > 0:
         raise UserError(f"--epochs must be positive, not {args.epochs}")
-    layers = _parse_layers(args.layers)
-    preset = get_preset(args.preset)
-    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
-    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
+    return output
 
+
+def _load_images(args) -> tuple[list[CalibrationImage], list[CalibrationImage]]:
+    """(training images, held-out images); unreadable files are reported and skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SkippedImageWarning)
         images = load_folder(args.images, max_side=args.max_side)
     for warning in caught:
         print(f"warning: {warning.message}", file=sys.stderr)
-    train_images, heldout = split_heldout(images, args.heldout, args.seed)
+    return split_heldout(images, args.heldout, args.seed)
 
-    teacher, student = _load_pair(args, last_layer)
 
+def _pair_from_checkpoint(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
+    student = load_checkpoint(args.checkpoint, device=args.device)
+    if not student.masks and not student.kept_channels:
+        raise UserError(f"{args.checkpoint} is a dense network (no masks, no kept channels): nothing to recover")
+    # The teacher is the dense network the student was pruned from, unless told otherwise.
+    weights = student.weight_source if args.weights == "auto" else args.weights
+    if weights in ("unset", ""):
+        raise UserError(f"{args.checkpoint} does not record its dense weights; pass --weights")
+    preprocessing = args.preprocessing or student.preprocessing.name
+    teacher = load_vgg(weights, last_layer=last_layer, pooling=student.pooling, preprocessing=preprocessing, device=args.device)
+    if weights != student.weight_source:
+        print(f"note: the student was pruned from {student.weight_source}; the teacher is {weights}", file=sys.stderr)
+    return teacher, student
+
+
+def _pair_from_profile(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
+    profile = load_profile(args.profile)  # validated before any weights are loaded
+    teacher = load_vgg("caffe" if args.weights == "auto" else args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
+    return teacher, prune(teacher, profile)
+
+
+def _load_pair(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
+    """(teacher, student): the dense network and the pruned network to fine-tune."""
+    teacher, student = _pair_from_checkpoint(args, last_layer) if args.checkpoint else _pair_from_profile(args, last_layer)
+    if teacher.has_random_weights:
+        print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
+    return teacher, student
+
+
+def _configs(args, layers: list[str] | None, train_images: list[CalibrationImage]) -> tuple[FinetuneConfig, RecoveryConfig]:
+    """The training and recovery settings the flags ask for (--epochs turned into steps)."""
     steps = args.steps
     if steps is None:
         per_epoch = CropSampler(train_images, args.crop_size, args.batch_size).steps_per_epoch()
@@ -174,31 +179,14 @@ def run(args) -> int:
         stylize_iterations=args.judge_iterations,
         seed=args.seed,
     )
-    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+    return config, recovery
 
-    print(
-        f"student: {student.provenance.get('method', 'pruned')} pruned, {len(train_images)} training image(s), "
-        f"held out: {', '.join(im.name for im in heldout)}; {steps} steps of batch {config.batch_size} "
-        f"at {config.crop_size} px; distilled layers: {', '.join(config.distilled_layers)}",
-        file=sys.stderr,
-    )
-    if state_path.exists():
-        print(f"resuming from {state_path}", file=sys.stderr)
-    try:
-        result = finetune(
-            teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
-        )
-    except KeyboardInterrupt:
-        if state_path.exists():
-            print(f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume", file=sys.stderr)
-        raise
-    if result.train.resumed_from is not None:
-        print(f"resumed at step {result.train.resumed_from} of {steps}", file=sys.stderr)
-    if not result.train.finished:
-        print(f"stopped at step {result.train.step} of {steps}; state saved to {state_path}; run the same command again to resume")
-        return 0
 
-    after = result.after
+def _save_and_report(
+    args, output: Path, result: FinetuneResult, teacher: VGGFeatures, heldout: list[CalibrationImage], started: float
+) -> None:
+    """Write the fine-tuned checkpoint (with its held-out metrics), print the recovery table, log JSON."""
+    student, after = result.student, result.after
     metrics = {
         "content_ratio": after["content_ratio"],
         "style_ratio": after["style_ratio"],
@@ -213,7 +201,7 @@ def run(args) -> int:
     random_note = " (random weights: numbers are mechanically right, not meaningful)" if teacher.has_random_weights else ""
     print(f"recovery on {len(heldout)} held-out image(s){random_note}:")
     print(result.table)
-    print(f"wrote {output} in {elapsed:.1f} s (training {result.train.seconds:.1f} s over {steps} steps)")
+    print(f"wrote {output} in {elapsed:.1f} s (training {result.train.seconds:.1f} s over {result.train.step} steps)")
     if args.log_json:
         payload = {
             "history": result.train.history,
@@ -226,6 +214,43 @@ def run(args) -> int:
             "weights": teacher.weight_source,
         }
         atomic_write_text(args.log_json, json.dumps(payload, indent=2))
+
+
+def run(args: argparse.Namespace) -> int:
+    """``nst finetune``: exit status 0 on success (errors are raised as ``UserError``)."""
+    started = time.perf_counter()
+    output = _output_path(args)
+    layers = _parse_layers(args.layers)
+    preset = get_preset(args.preset)
+    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
+    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
+    train_images, heldout = _load_images(args)
+    teacher, student = _load_pair(args, last_layer)
+    config, recovery = _configs(args, layers, train_images)
+    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+
+    print(
+        f"student: {student.provenance.get('method', 'pruned')} pruned, {len(train_images)} training image(s), "
+        f"held out: {', '.join(im.name for im in heldout)}; {config.steps} steps of batch {config.batch_size} "
+        f"at {config.crop_size} px; distilled layers: {', '.join(config.distilled_layers)}",
+        file=sys.stderr,
+    )
+    if state_path.exists():
+        print(f"resuming from {state_path}", file=sys.stderr)
+    try:
+        result = finetune(
+            teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
+        )
+    except KeyboardInterrupt:
+        if state_path.exists():
+            print(f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume", file=sys.stderr)
+        raise
+    if result.train.resumed_from is not None:
+        print(f"resumed at step {result.train.resumed_from} of {config.steps}", file=sys.stderr)
+    if not result.train.finished:
+        print(f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; run the same command again to resume")
+        return 0
+    _save_and_report(args, output, result, teacher, heldout, started)
     if not args.keep_state and state_path.exists():
         state_path.unlink()
     return 0

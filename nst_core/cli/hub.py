@@ -6,13 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-from ..checkpoint import DTYPES, read_checkpoint_info
+from ..checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
+from ..hub import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
 from ..vgg import PREPROCESSINGS
-
-MiB = 2**20
 
 
 def register(subparsers) -> None:
+    """Add ``nst push``, ``pull``, ``push-space``, ``weights convert`` and ``checkpoint info``."""
     p = subparsers.add_parser(
         "push",
         help="upload a checkpoint to a Hugging Face model repo, with config.json and a model card",
@@ -29,7 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--private", action="store_true", default=None, help="create the repo as private")
     p.add_argument("--revision", help="branch to commit to (default: main)")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--license", default="cc-by-4.0", help="licence in the model card (VGG-19 weights are CC BY 4.0)")
+    p.add_argument("--license", default=DEFAULT_LICENSE, help="licence in the model card (VGG-19 weights are CC BY 4.0)")
     p.set_defaults(func=_push)
 
     p = subparsers.add_parser(
@@ -95,8 +95,6 @@ def register(subparsers) -> None:
 
 
 def _push(args) -> int:
-    from ..hub import push_checkpoint
-
     result = push_checkpoint(
         args.repo,
         args.checkpoint,
@@ -114,12 +112,8 @@ def _push(args) -> int:
 
 
 def _pull(args) -> int:
-    from ..hub import pull
-
     path = pull(args.repo, args.file, revision=args.revision, local_dir=args.local_dir)
     if args.check:
-        from ..checkpoint import load_checkpoint
-
         model = load_checkpoint(path)
         print(f"loaded {len(model.conv_names)} convs up to {model.last_layer}; masks: {len(model.masks)}; "
               f"structured: {len(model.kept_channels)}")
@@ -128,8 +122,6 @@ def _pull(args) -> int:
 
 
 def _push_space(args) -> int:
-    from ..hub import push_space
-
     result = push_space(args.repo, root=args.root, private=args.private, commit_message=args.message)
     print(f"pushed {len(result.files)} files to {result.repo_url} (commit {result.commit})")
     for name in result.missing:
@@ -138,8 +130,6 @@ def _push_space(args) -> int:
 
 
 def _convert(args) -> int:
-    from ..hub import convert_vgg_weights
-
     path = convert_vgg_weights(args.source, args.output, preprocessing=args.preprocessing, dtype=args.dtype)
     print(f"wrote {path} ({path.stat().st_size / MiB:.2f} MiB, {args.preprocessing} preprocessing)")
     return 0

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from ..checkpoint import DTYPES, ENCODINGS, save_checkpoint
 from ..errors import UserError
 from ..files import atomic_write_text
 from ..losses import PRESETS
@@ -14,6 +15,7 @@ from .common import add_weight_args, load_model_from_args
 
 
 def register(subparsers) -> None:
+    """Add ``nst prune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "prune",
         help="prune VGG-19 (fine-grained or structured) and report per-layer sparsity",
@@ -33,13 +35,14 @@ def register(subparsers) -> None:
     p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network")
     p.add_argument("--last-layer", default=None, help="truncate after this layer instead of the preset's deepest loss layer")
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
-    p.add_argument("--encoding", choices=("packed", "dense"), default="packed", help="checkpoint encoding (packed stores masks + kept values)")
-    p.add_argument("--dtype", choices=("fp32", "fp16", "bf16"), default="fp16", help="checkpoint weight dtype")
+    p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``nst prune``: exit status 0 on success (errors are raised as ``UserError``)."""
     last_layer = args.last_layer or PRESETS[args.preset].last_layer
     if args.save and not args.save.endswith(".safetensors"):
         raise UserError(f"--save {args.save}: checkpoint files must end in .safetensors")
@@ -68,10 +71,6 @@ def run(args) -> int:
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.save:
-        try:
-            from ..checkpoint import save_checkpoint
-        except ImportError:
-            raise UserError("saving checkpoints needs nst_core.checkpoint, which is not installed in this tree") from None
         path = save_checkpoint(pruned, args.save, encoding=args.encoding, dtype=args.dtype)
         print(f"wrote {path} ({Path(path).stat().st_size / 2**20:.2f} MiB on disk, {args.encoding}, {args.dtype})")
     return 0

@@ -24,7 +24,7 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, 
 from safetensors import safe_open
 
 from .checkpoint import is_checkpoint, load_checkpoint
-from .errors import UserError
+from .errors import UserError, first_line
 from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, freeze, layer_index, random_state_dict
 from .weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
 
@@ -114,7 +114,7 @@ def _download_hf(parsed: WeightSpec) -> Path:
             + HOW_TO_GET_WEIGHTS.format(url=f"the file {filename} from {repo}")
         ) from None
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        raise WeightsError(f"{spec}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise WeightsError(f"{spec}: {type(exc).__name__}: {first_line(exc)}") from None
     except Exception as exc:
         raise WeightsError(f"{spec}: could not download: {exc}") from None
 
@@ -135,7 +135,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path}: not a loadable PyTorch weights file ({str(exc).splitlines()[0]})") from None
+        raise WeightsError(f"{path}: not a loadable PyTorch weights file ({first_line(exc)})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -36,6 +36,7 @@ import safetensors.torch
 import torch
 
 from . import __version__
+from .devices import resolve_device
 from .errors import UserError
 from .files import atomic_path
 from .vgg import LAYER_NAMES, Preprocessing, VGGFeatures, freeze, layer_index
@@ -424,6 +425,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
     tensor(0.1000)
     """
+    target = resolve_device(device)  # a missing GPU is reported before the file is read
     path = Path(path)
     _, metadata, _ = read_safetensors_header(path)
     _check_ours(path, metadata)
@@ -451,7 +453,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     model.kept_channels = kept_channels
     model.weight_source = metadata.get("weight_source", "unset")
     model.provenance = _json_field(path, metadata, "provenance", {})
-    return freeze(model.to(device))
+    return freeze(model.to(target))
 
 
 def is_checkpoint(path: str | os.PathLike) -> bool:

@@ -24,6 +24,7 @@ from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, 
 from safetensors import safe_open
 
 from .checkpoint import is_checkpoint, load_checkpoint
+from .devices import resolve_device
 from .errors import UserError, first_line
 from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, freeze, layer_index, random_state_dict
 from .weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
@@ -219,8 +220,11 @@ def load_vgg(
     >>> model = load_vgg("random:0", last_layer="relu4_2")
     >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"]))
     ['relu4_2']
+
+    ``device``: cpu, cuda, cuda:N, mps, or auto (the fastest present; see ``nst_core.devices``).
     """
     layer_index(last_layer)  # validate early, before any download
+    target = resolve_device(device)
     parsed = parse_weight_spec(spec)
     if parsed.kind == "random":
         seed = parsed.seed
@@ -233,5 +237,5 @@ def load_vgg(
         model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
         model.load_state_dict(match_state_dict(model, state, description))
         model.weight_source = description
-    return freeze(model.to(device))
+    return freeze(model.to(target))
 

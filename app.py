@@ -161,6 +161,7 @@ class RunValues:
         return settings
 
     def pruned_spec(self) -> str:
+        """The pruned-network widgets -> one spec (an upload or a repo id wins over the dropdown)."""
         return compare.pruned_spec_from_ui(self.pruned_choice, self.pruned_upload, self.hub_repo)
 
 

@@ -18,7 +18,9 @@ import logging
 import os
 import threading
 import traceback
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Iterator
 
 import gradio as gr
 
@@ -58,7 +60,7 @@ def pass_upload_path_unopened(image: gr.Image) -> gr.Image:
 def zero_gpu(duration: int):
     """``spaces.GPU`` on a ZeroGPU Space; a no-op decorator everywhere else (package absent)."""
     try:
-        import spaces  # only installed on Hugging Face Spaces
+        import spaces  # only installed on Hugging Face Spaces, so imported here and optional
     except ImportError:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
@@ -113,171 +115,283 @@ def _status(text: str) -> str:
     return f"**Status:** {text}"
 
 
-def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None) -> gr.Blocks:
-    """The interface, bound to an already loaded dense network."""
-    defaults = compare.default_settings()
-    choices = compare.named_choices(pruned_files)
-    device = compare.device()
-
-    with gr.Blocks(title="Pruned VGG-19 style transfer") as demo:
-        gr.Markdown(
-            "# Dense vs pruned VGG-19 style transfer\n"
-            "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
-            "VGG-19 and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
-            f"and by SSIM against the dense output. Running on **{device}** with weights `{dense.model.weight_source}`."
-        )
-        banner = dense.banner()
-        gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
-
-        with gr.Row():
-            with gr.Column(scale=1):
-                content = pass_upload_path_unopened(
-                    gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
-                )
-                styles = gr.File(
-                    label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
-                    file_count="multiple",
-                    file_types=["image"],
-                    type="filepath",
-                    elem_id="style-files",
-                )
-                style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
-                with gr.Accordion("Settings", open=True):
-                    with gr.Row():
-                        size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
-                        iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
-                    with gr.Row():
-                        optimizer = gr.Radio(list(compare.OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
-                        preserve_color = gr.Checkbox(value=defaults.preserve_color, label="Keep the content's colours")
-                    with gr.Row():
-                        strength = gr.Slider(
-                            *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
-                        )
-                        # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
-                        tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (smoothness, 0 to 1)")
-                        seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
-                with gr.Accordion("Pruned network", open=True):
-                    pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with")
-                    with gr.Row():
-                        pruned_upload = gr.File(
-                            label="...or upload a profile (.json) or checkpoint (.safetensors)",
-                            file_types=[".json", ".safetensors"],
-                            type="filepath",
-                        )
-                        hub_repo = gr.Textbox(label="...or a Hub repo id", placeholder="OWNER/NAME[:FILE][@REVISION]")
-                with gr.Row():
-                    run = gr.Button("Run dense and pruned", variant="primary", elem_id="run")
-                    stop = gr.Button("Cancel", variant="stop", elem_id="cancel")
-
-            with gr.Column(scale=2):
-                status = gr.Markdown(_status("ready."), elem_id="status")
-                preview = gr.Image(label="Live preview", format="png", interactive=False, height=200, elem_id="preview")
-                slider = gr.ImageSlider(label="Dense (left) vs pruned (right)", format="png", interactive=False, elem_id="slider")
-                with gr.Row():
-                    dense_out = gr.Image(label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"])
-                    pruned_out = gr.Image(label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"])
-                summary = gr.Dataframe(
-                    headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary",
-                    wrap=True, column_widths=["36%", "32%", "32%"],
-                )
-                layers = gr.Dataframe(
-                    headers=["layer", "channels (pruned / dense)", "weights", "nonzeros", "fraction of dense weights removed"],
-                    label="Per-layer sparsity of the pruned network",
-                    interactive=False,
-                )
-
-        rows = example_rows()
-        if rows:
-            # cache_examples must be explicit: on Spaces Gradio otherwise runs every example at start-up.
-            gr.Examples(rows, inputs=[content, styles], cache_examples=False, label="Examples (click, then Run)")
-
-        styles.change(lambda files: files or [], inputs=styles, outputs=style_gallery, api_visibility="private")
-
-        outputs = [status, preview, slider, dense_out, pruned_out, summary, layers]
-
-        @zero_gpu(duration=240)
-        def comparison_updates(content_path, style_paths, settings, spec, cancel):
-            # Everything yielded is plain data (images, text, rows) so it can cross ZeroGPU's process boundary.
-            net = compare.resolve_pruned(spec, dense.model)
-            for event in compare.run_comparison(dense.model, net, content_path, style_paths, settings, cancel=cancel):
-                if isinstance(event, compare.Comparison):
-                    headline = (
-                        f"done: dense {event.dense_seconds:.1f} s, pruned {event.pruned_seconds:.1f} s "
-                        f"({event.speedup:.2f}x), SSIM {event.judged['ssim']:.3f}."
-                        + "".join(f"<br>Note: {n}" for n in net.notes)
-                    )
-                    yield ("done", event.dense.image, event.pruned.image, event.summary_rows(), event.sparsity_rows(), headline)
-                else:
-                    yield ("progress", event.message, event.progress.preview if event.progress else None)
-
-        def on_run(content_path, style_paths, size_v, iters_v, opt_v, strength_v, tv_v, seed_v, keep_v, choice, upload, repo,
-                   request: gr.Request):
-            session = request.session_hash or "anonymous"
-            cancel = None
-            try:
-                settings = compare.CompareSettings(
-                    size=_int(size_v, "size"), iterations=_int(iters_v, "iterations"), optimizer=opt_v,
-                    style_strength=_float(strength_v, "style strength"), tv_weight=_float(tv_v, "TV weight"),
-                    seed=_int(seed_v, "seed"), preserve_color=bool(keep_v),
-                )
-                compare.validate_settings(settings)
-                spec = compare.pruned_spec_from_ui(choice, upload, repo)
-                cancel = CANCELS.new(session)
-                yield {status: _status(f"preparing {compare.describe_pruned_spec(spec)}..."), preview: None, slider: None,
-                       dense_out: None, pruned_out: None, summary: None, layers: None}
-                for update in comparison_updates(content_path, style_paths, settings, spec, cancel):
-                    if update[0] == "progress":
-                        _, message, image = update
-                        changes = {status: _status(message)}
-                        if image is not None:
-                            changes[preview] = image
-                        yield changes
-                    else:
-                        _, d_img, p_img, summary_rows, layer_rows, headline = update
-                        yield {
-                            status: _status(headline),
-                            slider: (d_img, p_img),
-                            dense_out: d_img,
-                            pruned_out: p_img,
-                            summary: summary_rows,
-                            layers: layer_rows,
-                        }
-            except compare.Cancelled:
-                yield {status: _status("cancelled.")}
-            except UserError as exc:
-                raise gr.Error(str(exc), print_exception=False) from None
-            except gr.Error:
-                raise
-            except Exception as exc:  # a bug, not the user's fault: log the traceback, show one line
-                log.error("comparison failed:\n%s", traceback.format_exc())
-                raise gr.Error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details") from None
-            finally:
-                if cancel is not None:
-                    CANCELS.finish(session, cancel)
-
-        def on_cancel(request: gr.Request):
-            stopped = CANCELS.cancel(request.session_hash or "anonymous")
-            return _status("cancelled." if stopped else "nothing is running.")
-
-        inputs = [content, styles, size, iterations, optimizer, strength, tv_weight, seed, preserve_color,
-                  pruned_choice, pruned_upload, hub_repo]
-        run_event = run.click(on_run, inputs=inputs, outputs=outputs, api_name="compare", concurrency_limit="default")
-        stop.click(on_cancel, inputs=None, outputs=status, cancels=[run_event], api_name="cancel", queue=False)
-    return demo
-
-
-def _int(value, name: str) -> int:
+def _int(value: object, name: str) -> int:
     try:
         return int(value)
     except (TypeError, ValueError):
         raise UserError(f"{name} must be a whole number, not {value!r}") from None
 
 
-def _float(value, name: str) -> float:
+def _float(value: object, name: str) -> float:
     try:
         return float(value)
     except (TypeError, ValueError):
         raise UserError(f"{name} must be a number, not {value!r}") from None
+
+
+# --- the input column ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunValues:
+    """What one click of Run reads. Each field is named after the ``InputColumn`` component it
+    comes from, and the field order is the order of the ``/compare`` API's parameters."""
+
+    content: str | None
+    styles: list[str] | None
+    size: float
+    iterations: float
+    optimizer: str
+    style_strength: float
+    tv_weight: float
+    seed: float
+    preserve_color: bool
+    pruned_choice: str | None
+    pruned_upload: str | None
+    hub_repo: str | None
+
+    def settings(self) -> compare.CompareSettings:
+        """The settings widgets -> checked ``CompareSettings`` (a UserError names a bad one)."""
+        settings = compare.CompareSettings(
+            size=_int(self.size, "size"), iterations=_int(self.iterations, "iterations"), optimizer=self.optimizer,
+            style_strength=_float(self.style_strength, "style strength"), tv_weight=_float(self.tv_weight, "TV weight"),
+            seed=_int(self.seed, "seed"), preserve_color=bool(self.preserve_color),
+        )
+        compare.validate_settings(settings)
+        return settings
+
+    def pruned_spec(self) -> str:
+        """The pruned-network widgets -> one spec (an upload or a repo id wins over the dropdown)."""
+        return compare.pruned_spec_from_ui(self.pruned_choice, self.pruned_upload, self.hub_repo)
+
+
+@dataclass(frozen=True)
+class InputColumn:
+    """The left column: images, settings, the pruned network to compare with, Run and Cancel."""
+
+    content: gr.Image
+    styles: gr.File
+    style_gallery: gr.Gallery
+    size: gr.Slider
+    iterations: gr.Slider
+    optimizer: gr.Radio
+    preserve_color: gr.Checkbox
+    style_strength: gr.Slider
+    tv_weight: gr.Number
+    seed: gr.Number
+    pruned_choice: gr.Dropdown
+    pruned_upload: gr.File
+    hub_repo: gr.Textbox
+    run: gr.Button
+    cancel: gr.Button
+
+    def run_inputs(self) -> dict[str, gr.components.Component]:
+        """The components Run reads, keyed by ``RunValues`` field (Gradio passes them as keyword arguments)."""
+        return {f.name: getattr(self, f.name) for f in fields(RunValues)}
+
+
+def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[str, str]]) -> InputColumn:
+    """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
+    with gr.Column(scale=1):
+        content = pass_upload_path_unopened(
+            gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
+        )
+        styles = gr.File(
+            label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
+            file_count="multiple",
+            file_types=["image"],
+            type="filepath",
+            elem_id="style-files",
+        )
+        style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
+        with gr.Accordion("Settings", open=True):
+            with gr.Row():
+                size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
+                iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
+            with gr.Row():
+                optimizer = gr.Radio(list(compare.OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
+                preserve_color = gr.Checkbox(value=defaults.preserve_color, label="Keep the content's colours")
+            with gr.Row():
+                style_strength = gr.Slider(
+                    *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
+                )
+                # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
+                tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (smoothness, 0 to 1)")
+                seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
+        with gr.Accordion("Pruned network", open=True):
+            pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with")
+            with gr.Row():
+                pruned_upload = gr.File(
+                    label="...or upload a profile (.json) or checkpoint (.safetensors)",
+                    file_types=[".json", ".safetensors"],
+                    type="filepath",
+                )
+                hub_repo = gr.Textbox(label="...or a Hub repo id", placeholder="OWNER/NAME[:FILE][@REVISION]")
+        with gr.Row():
+            run = gr.Button("Run dense and pruned", variant="primary", elem_id="run")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
+    return InputColumn(
+        content, styles, style_gallery, size, iterations, optimizer, preserve_color, style_strength, tv_weight, seed,
+        pruned_choice, pruned_upload, hub_repo, run, cancel,
+    )
+
+
+# --- the output column ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputColumn:
+    """The right column: status, live preview, the two results and the tables. Field order is
+    the order of Run's outputs (the ``/compare`` API's return values)."""
+
+    status: gr.Markdown
+    preview: gr.Image
+    slider: gr.ImageSlider
+    dense_image: gr.Image
+    pruned_image: gr.Image
+    summary: gr.Dataframe
+    layers: gr.Dataframe
+
+    def components(self) -> list[gr.components.Component]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def cleared(self, message: str) -> dict:
+        """A new run starts: every output emptied, the status says what is being prepared."""
+        return {component: None for component in self.components()} | {self.status: _status(message)}
+
+    def shown(self, update: tuple) -> dict:
+        """One update from :func:`comparison_updates` -> the widgets it changes."""
+        if update[0] == "progress":
+            _, message, image = update
+            return {self.status: _status(message)} | ({self.preview: image} if image is not None else {})
+        _, headline, dense_image, pruned_image, summary_rows, layer_rows = update
+        return {
+            self.status: _status(headline),
+            self.slider: (dense_image, pruned_image),
+            self.dense_image: dense_image,
+            self.pruned_image: pruned_image,
+            self.summary: summary_rows,
+            self.layers: layer_rows,
+        }
+
+
+def build_output_column() -> OutputColumn:
+    """Lay out the output column inside the current ``gr.Row``."""
+    with gr.Column(scale=2):
+        status = gr.Markdown(_status("ready."), elem_id="status")
+        preview = gr.Image(label="Live preview", format="png", interactive=False, height=200, elem_id="preview")
+        slider = gr.ImageSlider(label="Dense (left) vs pruned (right)", format="png", interactive=False, elem_id="slider")
+        with gr.Row():
+            dense_image = gr.Image(label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"])
+            pruned_image = gr.Image(label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"])
+        summary = gr.Dataframe(
+            headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary",
+            wrap=True, column_widths=["36%", "32%", "32%"],
+        )
+        layers = gr.Dataframe(
+            headers=["layer", "channels (pruned / dense)", "weights", "nonzeros", "fraction of dense weights removed"],
+            label="Per-layer sparsity of the pruned network",
+            interactive=False,
+        )
+    return OutputColumn(status, preview, slider, dense_image, pruned_image, summary, layers)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+
+@zero_gpu(duration=240)
+def comparison_updates(
+    dense: compare.DenseNetwork, content: str | None, styles: list[str] | None, settings: compare.CompareSettings,
+    spec: str, cancel: threading.Event,
+) -> Iterator[tuple]:
+    """The comparison as plain data, so it can cross ZeroGPU's process boundary:
+    ``("progress", message, preview or None)`` per step, then
+    ``("done", headline, dense image, pruned image, summary rows, layer rows)``."""
+    net = compare.resolve_pruned(spec, dense.model)
+    for event in compare.run_comparison(dense.model, net, content, styles, settings, cancel=cancel):
+        if isinstance(event, compare.Comparison):
+            headline = (
+                f"done: dense {event.dense_seconds:.1f} s, pruned {event.pruned_seconds:.1f} s "
+                f"({event.speedup:.2f}x), SSIM {event.judged['ssim']:.3f}."
+                + "".join(f"<br>Note: {n}" for n in net.notes)
+            )
+            yield ("done", headline, event.dense.image, event.pruned.image, event.summary_rows(), event.sparsity_rows())
+        else:
+            yield ("progress", event.message, event.progress.preview if event.progress else None)
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hashable by identity (a DenseNetwork is not hashable)
+class RunHandler:
+    """What the Run button does, bound to the dense network and the outputs it fills."""
+
+    dense: compare.DenseNetwork
+    outputs: OutputColumn
+
+    def run(self, request: gr.Request, **values: object) -> Iterator[dict]:
+        """Run the dense and the pruned network on the same inputs, streaming the status, a live
+        preview, both results and the tables.
+
+        Gradio passes the ``RunValues`` fields as keyword arguments and takes each yielded dict
+        as the outputs that change. A person's mistake becomes a ``gr.Error`` with its message;
+        a bug is logged with its traceback and shown as one line.
+        """
+        session = request.session_hash or "anonymous"
+        cancel = None
+        try:
+            run = RunValues(**values)
+            settings = run.settings()
+            spec = run.pruned_spec()
+            cancel = CANCELS.new(session)
+            yield self.outputs.cleared(f"preparing {compare.describe_pruned_spec(spec)}...")
+            for update in comparison_updates(self.dense, run.content, run.styles, settings, spec, cancel):
+                yield self.outputs.shown(update)
+        except compare.Cancelled:
+            yield {self.outputs.status: _status("cancelled.")}
+        except UserError as exc:
+            raise gr.Error(str(exc), print_exception=False) from None
+        except gr.Error:
+            raise
+        except Exception as exc:  # a bug, not the user's fault: log the traceback, show one line
+            log.error("comparison failed:\n%s", traceback.format_exc())
+            raise gr.Error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details") from None
+        finally:
+            if cancel is not None:
+                CANCELS.finish(session, cancel)
+
+
+def cancel_run(request: gr.Request) -> str:
+    """What the Cancel button does: stop this session's run, if one is going."""
+    stopped = CANCELS.cancel(request.session_hash or "anonymous")
+    return _status("cancelled." if stopped else "nothing is running.")
+
+
+def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None) -> gr.Blocks:
+    """The interface, bound to an already loaded dense network."""
+    with gr.Blocks(title="Pruned VGG-19 style transfer") as demo:
+        gr.Markdown(
+            "# Dense vs pruned VGG-19 style transfer\n"
+            "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
+            "VGG-19 and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
+            f"and by SSIM against the dense output. Running on **{compare.device()}** with weights `{dense.model.weight_source}`."
+        )
+        banner = dense.banner()
+        gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
+        with gr.Row():
+            inputs = build_input_column(compare.default_settings(), compare.named_choices(pruned_files))
+            outputs = build_output_column()
+
+        rows = example_rows()
+        if rows:
+            # cache_examples must be explicit: on Spaces Gradio otherwise runs every example at start-up.
+            gr.Examples(rows, inputs=[inputs.content, inputs.styles], cache_examples=False, label="Examples (click, then Run)")
+
+        inputs.styles.change(lambda files: files or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private")
+        run_event = inputs.run.click(
+            RunHandler(dense, outputs).run, inputs_kwargs=inputs.run_inputs(), outputs=outputs.components(),
+            api_name="compare", concurrency_limit="default",
+        )
+        inputs.cancel.click(cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False)
+    return demo
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

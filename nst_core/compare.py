@@ -25,27 +25,34 @@ import functools
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
 import torch
 from PIL import Image
 
+from . import hub
+from .checkpoint import load_checkpoint
 from .errors import UserError
-from .images import input_label, load_image
+from .images import ImageSource, input_label, load_image
 from .losses import get_preset
+from .pruning import PROFILES, Profile, load_profile, prune, sparsity_report
+from .quality import Judge
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
-from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, min_input_side
-from .weight_spec import parse_hub_spec
-from .weights import WeightsError, load_vgg
+from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, layer_index, min_input_side
+from .weight_spec import HUB_PREFIX, parse_hub_spec
+from .weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg
 
 PRESET = "seed"
 #: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
 DEFAULT_WEIGHTS = "caffe"
 RANDOM_WEIGHTS = "random:0"
-DEFAULT_PRUNED = "profile:seed"
-STRUCTURED_DEMO = "structured:0.5"
+#: Prefixes of the pruned-network specs pruned on the fly (the module docstring lists every form).
+PROFILE_PREFIX = "profile:"
+STRUCTURED_PREFIX = "structured:"
+DEFAULT_PRUNED = PROFILE_PREFIX + "seed"
+STRUCTURED_DEMO = STRUCTURED_PREFIX + "0.5"
 
 # Bounds every caller is held to (the app's sliders use the same numbers). The upper size
 # bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
@@ -71,6 +78,7 @@ class CompareSettings:
     preserve_color: bool = False
 
     def to_config(self, preview_every: int = 0) -> StylizeConfig:
+        """The one config both runs use (content init, the preset's weights scaled by ``style_strength``)."""
         preset = get_preset(PRESET)
         return StylizeConfig(
             preset=PRESET,
@@ -87,6 +95,7 @@ class CompareSettings:
 
 
 def device() -> str:
+    """Where the app's networks run: ``"cuda"`` when a GPU is present, else ``"cpu"``."""
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -104,7 +113,7 @@ def default_settings(cuda: bool | None = None) -> CompareSettings:
     return CompareSettings(size=192, iterations=40)
 
 
-def _check_range(name: str, value, bounds) -> None:
+def _check_range(name: str, value: float | None, bounds: tuple[float, float]) -> None:
     low, high = bounds
     if value is None or not (low <= value <= high):
         raise UserError(f"{name} must be between {low} and {high}, not {value}")
@@ -128,35 +137,47 @@ def validate_settings(s: CompareSettings) -> None:
 
 @dataclass
 class DenseNetwork:
+    """The app's dense VGG-19, and why it has random weights when it does."""
+
     model: VGGFeatures
     requested: str  # the weight spec asked for
     fallback_reason: str | None = None  # why random weights are used instead, if they are
 
     @property
     def random(self) -> bool:
+        """Whether the weights are seeded random ones (then every result must say so)."""
         return self.model.has_random_weights
 
     def banner(self) -> str | None:
         """The warning every screen showing results from random weights must carry (None for real weights)."""
         if not self.random:
             return None
-        # The loader's message ends with its own how-to; the banner gives the app's version of it.
-        reason = self.fallback_reason.split(" Provide weights")[0].rstrip(". ") if self.fallback_reason else ""
         why = (
-            f"The VGG-19 weights `{self.requested}` could not be loaded ({reason})."
+            f"The VGG-19 weights `{self.requested}` could not be loaded ({_without_how_to(self.fallback_reason)})."
             if self.fallback_reason
             else "The app was started with `--weights random`."
         )
+        caffe = URL_SOURCES[DEFAULT_WEIGHTS]
         return (
             "**Random weights: results are not meaningful.** "
             + why
             + " The network has seeded random weights, so the pipeline runs end to end but the images"
             " and quality numbers say nothing about style transfer. To use real weights, start the app"
             " with network access once (they are cached), or download"
-            " `https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth` and run"
-            " `python app.py --weights /path/to/vgg19-d01eb7cb.pth` (or `--weights hf:OWNER/REPO` for a"
+            f" `{caffe.url}` and run"
+            f" `python app.py --weights /path/to/{caffe.filename}` (or `--weights {HUB_PREFIX}OWNER/REPO` for a"
             " safetensors copy on the Hub)."
         )
+
+
+def _without_how_to(loader_message: str) -> str:
+    """A weights loader's error without the how-to it may end with (the banner gives the app's own).
+
+    The how-to is ``weights.HOW_TO_GET_WEIGHTS`` with a URL filled in; its text up to the URL
+    placeholder marks where it starts.
+    """
+    how_to_opening = HOW_TO_GET_WEIGHTS.partition("{url}")[0]
+    return loader_message.partition(how_to_opening)[0].rstrip(". ")
 
 
 @functools.lru_cache(maxsize=2)
@@ -193,6 +214,8 @@ def warm_up(model: VGGFeatures) -> None:
 
 @dataclass
 class PrunedNetwork:
+    """A pruned network ready to compare, with where it came from and caveats to show."""
+
     model: VGGFeatures
     spec: str
     label: str
@@ -203,25 +226,35 @@ class PrunedNetwork:
 def named_choices(server_files: list[str] | None = None) -> list[tuple[str, str]]:
     """(label, spec) pairs the app offers in its dropdown: named profiles, a structured
     example, and files given on the command line with ``--pruned``."""
-    from .pruning import PROFILES
+    specs = [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO] + list(server_files or [])
+    return [(describe_pruned_spec(spec), spec) for spec in specs]
 
-    choices = [(describe_pruned_spec(f"profile:{name}"), f"profile:{name}") for name in PROFILES]
-    choices.append((describe_pruned_spec(STRUCTURED_DEMO), STRUCTURED_DEMO))
-    for path in server_files or []:
-        choices.append((describe_pruned_spec(path), path))
-    return choices
+
+def _split_pruned_spec(spec: str) -> tuple[str, str]:
+    """A pruned spec -> (form, argument): ("profile", NAME), ("structured", RATIO), ("hub", OWNER/NAME...)
+    or ("file", PATH). Whether the argument is valid is for the caller to find out."""
+    for form, prefix in (("profile", PROFILE_PREFIX), ("structured", STRUCTURED_PREFIX), ("hub", HUB_PREFIX)):
+        if spec.startswith(prefix):
+            return form, spec.removeprefix(prefix)
+    return "file", spec
 
 
 def describe_pruned_spec(spec: str) -> str:
-    if spec.startswith("profile:"):
-        return f"{spec[8:]} profile (fine-grained, pruned on the fly)"
-    if spec.startswith("structured:"):
+    """How the app names a pruned spec (in its dropdown, status line and table).
+
+    >>> describe_pruned_spec("structured:0.5")
+    'structured: 50% of filters removed (pruned on the fly)'
+    """
+    form, argument = _split_pruned_spec(spec)
+    if form == "profile":
+        return f"{argument} profile (fine-grained, pruned on the fly)"
+    if form == "structured":
         try:
-            return f"structured: {float(spec[11:]):.0%} of filters removed (pruned on the fly)"
+            return f"structured: {float(argument):.0%} of filters removed (pruned on the fly)"
         except ValueError:
             return spec
-    if spec.startswith("hf:"):
-        return f"Hub checkpoint {spec[3:]}"
+    if form == "hub":
+        return f"Hub checkpoint {argument}"
     kind = "profile" if spec.endswith(".json") else "checkpoint"
     return f"{kind} file {Path(spec).name}"
 
@@ -236,10 +269,9 @@ def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | 
         return str(upload)
     repo = (hub_repo or "").strip()
     if repo:
-        spec = repo if repo.startswith("hf:") else f"hf:{repo}"
+        spec = repo if repo.startswith(HUB_PREFIX) else HUB_PREFIX + repo
         if any(ch.isspace() for ch in spec):
             raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")
-
         parse_hub_spec(spec)  # a malformed id is the person's typo: say so before touching the network
         return spec
     if not choice:
@@ -247,20 +279,16 @@ def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | 
     return choice
 
 
-def _structured_profile(ratio_text: str):
-    from .pruning import Profile
-
+def _structured_profile(ratio_text: str) -> Profile:
     try:
         ratio = float(ratio_text)
     except ValueError:
         raise UserError(f"structured:RATIO needs a number, not {ratio_text!r}") from None
-    return Profile("structured", {name: ratio for name in CONV_NAMES}, {"profile": f"structured:{ratio_text}"})
+    return Profile("structured", {name: ratio for name in CONV_NAMES}, {"profile": STRUCTURED_PREFIX + ratio_text})
 
 
 def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> list[str]:
     """Refuse networks the comparison cannot use; return notes on ones it can but that need a caveat."""
-    from .vgg import layer_index
-
     if layer_index(pruned.last_layer) < layer_index(dense.last_layer):
         raise UserError(
             f"{origin}: the network stops at {pruned.last_layer} but the comparison needs layers up to {dense.last_layer}"
@@ -277,15 +305,11 @@ def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> l
 
 
 def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
-    from .checkpoint import load_checkpoint
-
     model = load_checkpoint(path, device=device())
     return PrunedNetwork(model, spec, label, path.stat().st_size, _check_compatible(model, dense, label))
 
 
 def _hub_checkpoint(spec: str, dense: VGGFeatures) -> PrunedNetwork:
-    from . import hub
-
     path = Path(hub.download_checkpoint(spec))
     return _file_checkpoint(path, dense, spec, describe_pruned_spec(spec))
 
@@ -305,14 +329,13 @@ def resolve_pruned(spec: str, dense: VGGFeatures) -> PrunedNetwork:
     with _pruned_lock:
         if key in _PRUNED_CACHE:
             return _PRUNED_CACHE[key]
-    from .pruning import prune, load_profile
-
     label = describe_pruned_spec(spec) if spec else spec
-    if spec.startswith("profile:"):
-        net = PrunedNetwork(prune(dense, load_profile(spec[8:])), spec, label)
-    elif spec.startswith("structured:"):
-        net = PrunedNetwork(prune(dense, _structured_profile(spec[11:])), spec, label)
-    elif spec.startswith("hf:"):
+    form, argument = _split_pruned_spec(spec)
+    if form == "profile":
+        net = PrunedNetwork(prune(dense, load_profile(argument)), spec, label)
+    elif form == "structured":
+        net = PrunedNetwork(prune(dense, _structured_profile(argument)), spec, label)
+    elif form == "hub":
         net = _hub_checkpoint(spec, dense)
     else:
         path = Path(spec)
@@ -348,6 +371,8 @@ class RunProgress:
 
 @dataclass
 class Comparison:
+    """Both runs' results, their timings and the dense judge's verdict: the end of a comparison."""
+
     dense: StylizeResult
     pruned: StylizeResult
     dense_seconds: float
@@ -361,12 +386,11 @@ class Comparison:
 
     @property
     def speedup(self) -> float:
+        """Dense wall time over pruned wall time (NaN when the pruned run took no measurable time)."""
         return self.dense_seconds / self.pruned_seconds if self.pruned_seconds > 0 else float("nan")
 
     def summary_rows(self) -> list[list[str]]:
         """[metric, dense, pruned] rows for the results table."""
-        from .pruning import sparsity_report
-
         d_rep, p_rep = sparsity_report(self.dense_network), sparsity_report(self.pruned_network.model)
         d_params = d_rep.total_weights + d_rep.total_biases
         p_params = p_rep.total_weights + p_rep.total_biases
@@ -396,8 +420,6 @@ class Comparison:
 
     def sparsity_rows(self) -> list[list]:
         """[layer, channels, weights, nonzeros, sparsity vs dense] per conv of the pruned network."""
-        from .pruning import sparsity_report
-
         rows = []
         for r in sparsity_report(self.pruned_network.model).rows:
             width = self.pruned_network.model.widths[r.name]
@@ -410,7 +432,9 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:.2f} MiB"
 
 
-def load_inputs(content, styles: list, size: int) -> tuple[Image.Image, list[Image.Image]]:
+def load_inputs(
+    content: ImageSource | None, styles: list[ImageSource | None] | None, size: int
+) -> tuple[Image.Image, list[Image.Image]]:
     """Uploads -> RGB images at most ``size`` px, with errors that name the file."""
     if content is None:
         raise UserError("upload a content image")
@@ -434,8 +458,8 @@ class Cancelled(UserError):
 def run_comparison(
     dense: VGGFeatures,
     pruned: PrunedNetwork,
-    content,
-    styles: list,
+    content: ImageSource | None,
+    styles: list[ImageSource | None] | None,
     settings: CompareSettings,
     cancel: threading.Event | None = None,
     previews: int = 8,
@@ -469,8 +493,6 @@ def run_comparison(
                 if result.stopped == "cancelled":
                     raise Cancelled("cancelled")
             events.put(RunProgress("judge", None, "judging both outputs with the dense network"))
-            from .quality import Judge
-
             judge = Judge(dense, PRESET, content_img, style_imgs, int(settings.size), preserve_color=settings.preserve_color)
             (d_res, d_s), (p_res, p_s) = results["dense"], results["pruned"]
             judged = judge.compare(p_res.image, d_res.image)
@@ -496,7 +518,3 @@ def run_comparison(
         # Reached on normal end, on error, and when the consumer closes us (cancel): stop the work.
         cancel.set()
         worker.join(timeout=30)
-
-
-def settings_dict(s: CompareSettings) -> dict:
-    return asdict(s)

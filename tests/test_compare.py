@@ -15,7 +15,7 @@ from nst_core import compare
 from nst_core.checkpoint import save_checkpoint
 from nst_core.errors import UserError
 from nst_core.pruning import Profile, prune, save_profile
-from nst_core.weights import load_vgg
+from nst_core.weights import URL_SOURCES, load_vgg
 
 TINY = compare.CompareSettings(size=64, iterations=3)
 
@@ -86,6 +86,19 @@ def test_dense_falls_back_to_random_weights_with_a_banner(tmp_path):
     assert "results are not meaningful" in banner and "--weights" in banner
     with pytest.raises(UserError, match="vgg19.pth"):
         compare.load_dense(str(missing), fallback=False)
+
+
+def test_banner_gives_the_loaders_reason_and_the_apps_own_how_to(tmp_path, monkeypatch):
+    """Offline with nothing cached: the loader's error ends with its CLI how-to, which the banner
+    replaces with the app's (the URL of the Caffe file and the app's own flag)."""
+    monkeypatch.setenv("NST_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    net = compare.load_dense("caffe")
+    assert net.random and "Provide weights" in net.fallback_reason
+    banner = net.banner()
+    assert "(vgg19-d01eb7cb.pth is not cached and offline mode is set)" in banner
+    assert "Provide weights" not in banner
+    assert f"download `{URL_SOURCES['caffe'].url}`" in banner and "python app.py --weights /path/to/vgg19-d01eb7cb.pth" in banner
 
 
 def test_real_weights_have_no_banner(tmp_path):

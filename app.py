@@ -25,6 +25,7 @@ from typing import Iterator
 import gradio as gr
 
 from nst_core import compare
+from nst_core.devices import DEVICE_CHOICES
 from nst_core.errors import UserError
 from nst_core.images import find_images
 
@@ -372,12 +373,12 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
             "# Dense vs pruned VGG-19 style transfer\n"
             "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
             "VGG-19 and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
-            f"and by SSIM against the dense output. Running on **{compare.device()}** with weights `{dense.model.weight_source}`."
+            f"and by SSIM against the dense output. Running on **{dense.device}** with weights `{dense.model.weight_source}`."
         )
         banner = dense.banner()
         gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
         with gr.Row():
-            inputs = build_input_column(compare.default_settings(), compare.named_choices(pruned_files))
+            inputs = build_input_column(compare.default_settings(gpu=dense.device.type != "cpu"), compare.named_choices(pruned_files))
             outputs = build_output_column()
 
         rows = example_rows()
@@ -404,6 +405,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default=env("NST_WEIGHTS") or compare.DEFAULT_WEIGHTS,
                         help="VGG-19 weights: caffe | torchvision | hf:REPO[:FILE][@REV] | PATH.pth/.safetensors | random[:SEED] "
                              "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be loaded)")
+    parser.add_argument("--device", default=env("NST_DEVICE") or "auto", choices=DEVICE_CHOICES,
+                        help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)")
     parser.add_argument("--pruned", action="append", default=[], metavar="PATH",
                         help="a pruned checkpoint (.safetensors) or profile (.json) on this machine to offer in the dropdown (repeatable)")
     parser.add_argument("--queue-size", type=int, default=int(env("NST_QUEUE_SIZE") or 16),
@@ -420,7 +423,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.queue_size < 1 or args.concurrency < 1:
         raise SystemExit("app.py: error: --queue-size and --concurrency must be at least 1")
-    dense = compare.load_dense(args.weights)
+    try:
+        dense = compare.load_dense(args.weights, device=args.device)
+    except UserError as exc:
+        raise SystemExit(f"app.py: error: {exc}") from None
     if dense.fallback_reason:
         log.warning("using random weights: %s", dense.fallback_reason)
     for path in args.pruned:

@@ -13,7 +13,7 @@ Which pruned network: a spec string, the same in the app, its flags and tests:
     PATH.safetensors    a pruned checkpoint saved by ``nst prune --save`` / fine-tuning
     hf:OWNER/NAME[:FILE][@REV]   a pruned checkpoint on the Hugging Face Hub
 
->>> s = default_settings(cuda=False)
+>>> s = default_settings(gpu=False)
 >>> validate_settings(s)
 >>> describe_pruned_spec("profile:seed")
 'seed profile (fine-grained, pruned on the fly)'
@@ -34,6 +34,7 @@ from PIL import Image
 
 from . import hub
 from .checkpoint import load_checkpoint
+from .devices import resolve_device
 from .errors import UserError
 from .images import ImageSource, input_label, load_image
 from .losses import get_preset
@@ -94,21 +95,16 @@ class CompareSettings:
         )
 
 
-def device() -> str:
-    """Where the app's networks run: ``"cuda"`` when a GPU is present, else ``"cpu"``."""
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def default_settings(cuda: bool | None = None) -> CompareSettings:
+def default_settings(gpu: bool | None = None) -> CompareSettings:
     """Defaults that finish one click (dense + pruned) in about a minute on a 2-core CPU;
     full quality (512 px, the seed's Adam at more iterations) when a GPU is present.
 
     CPU numbers were measured on the 2-core build machine (see the README's app section):
     at 192 px one Adam iteration of the relu5_3-deep network takes about 0.4 s.
     """
-    if cuda is None:
-        cuda = torch.cuda.is_available()
-    if cuda:
+    if gpu is None:
+        gpu = resolve_device("auto").type != "cpu"
+    if gpu:
         return CompareSettings(size=512, iterations=300)
     return CompareSettings(size=192, iterations=40)
 
@@ -142,6 +138,11 @@ class DenseNetwork:
     model: VGGFeatures
     requested: str  # the weight spec asked for
     fallback_reason: str | None = None  # why random weights are used instead, if they are
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks run (pruned ones are loaded beside the dense one)."""
+        return next(self.model.parameters()).device
 
     @property
     def random(self) -> bool:
@@ -185,19 +186,20 @@ def _load_cached(spec: str, last_layer: str, dev: str) -> VGGFeatures:
     return load_vgg(spec, last_layer=last_layer, device=dev)
 
 
-def load_dense(spec: str = DEFAULT_WEIGHTS, fallback: bool = True) -> DenseNetwork:
+def load_dense(spec: str = DEFAULT_WEIGHTS, fallback: bool = True, device: str = "auto") -> DenseNetwork:
     """The dense network for the app, loaded once per process (cached by spec).
 
     With ``fallback`` a spec that cannot be loaded (offline, nothing cached, bad file) gives
     random weights and the reason, instead of an app that does not start.
     """
     last_layer = get_preset(PRESET).last_layer
+    where = str(resolve_device(device))  # a missing GPU is the person's error, never a fallback
     try:
-        return DenseNetwork(_load_cached(spec, last_layer, device()), spec)
+        return DenseNetwork(_load_cached(spec, last_layer, where), spec)
     except WeightsError as exc:
         if not fallback:
             raise
-        return DenseNetwork(_load_cached(RANDOM_WEIGHTS, last_layer, device()), spec, str(exc))
+        return DenseNetwork(_load_cached(RANDOM_WEIGHTS, last_layer, where), spec, str(exc))
 
 
 def warm_up(model: VGGFeatures) -> None:
@@ -305,7 +307,7 @@ def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> l
 
 
 def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
-    model = load_checkpoint(path, device=device())
+    model = load_checkpoint(path, device=next(dense.parameters()).device)
     return PrunedNetwork(model, spec, label, path.stat().st_size, _check_compatible(model, dense, label))
 
 

@@ -41,7 +41,7 @@ def last(events):
 
 
 def test_defaults_are_valid_and_grow_on_a_gpu():
-    cpu, gpu = compare.default_settings(cuda=False), compare.default_settings(cuda=True)
+    cpu, gpu = compare.default_settings(gpu=False), compare.default_settings(gpu=True)
     compare.validate_settings(cpu)
     compare.validate_settings(gpu)
     assert gpu.size == 512 and gpu.iterations > cpu.iterations and cpu.size < 512

@@ -33,6 +33,7 @@ class Cell(NamedTuple):
 
     @property
     def key(self) -> str:
+        """The cell's name in records and tables (see :func:`cell_key`)."""
         return cell_key(self.layer, self.sparsity)
 
 
@@ -91,6 +92,7 @@ class ScanConfig:
 
     @property
     def preset(self) -> LossPreset:
+        """The loss preset of the stylize settings."""
         return get_preset(self.stylize.preset)
 
     def available_layers(self) -> list[str]:

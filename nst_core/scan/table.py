@@ -66,10 +66,12 @@ class ScanTable:
 
     @property
     def full(self) -> bool:
+        """Whether cells were stylized and judged (``full`` mode), not only proxied."""
         return self.scan.get("mode") == "full"
 
     @property
     def metrics(self) -> list[str]:
+        """The metric columns of the rows: judged ones (full scans) first, then the proxies."""
         names = list(PROXY)
         if self.full:
             names = [*JUDGED, *ABSOLUTE, *names]
@@ -77,6 +79,7 @@ class ScanTable:
 
     @property
     def default_degradation(self) -> str:
+        """``worst`` for full scans, ``proxy`` for proxy scans."""
         return "worst" if self.full else "proxy"
 
     def layers(self) -> list[str]:

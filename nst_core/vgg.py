@@ -124,6 +124,7 @@ TORCHVISION = Preprocessing(
     "torchvision", bgr=False, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
 )
 PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCHVISION)}
+POOLINGS = ("max", "avg")  # VGG's own max pooling, or Gatys et al.'s average pooling
 
 
 class VGGFeatures(nn.Module):
@@ -143,7 +144,7 @@ class VGGFeatures(nn.Module):
         preprocessing: Preprocessing = CAFFE,
     ):
         super().__init__()
-        if pooling not in ("max", "avg"):
+        if pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         self.last_layer = last_layer
         self.pooling = pooling

@@ -1,3 +1,5 @@
+"""`python -m nst_core.cli`: the `nst` command (torchrun can launch it as a module)."""
+
 import sys
 
 from . import main

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from typing import Any, Mapping
 
-from ..stylize import StylizeConfig
-from ..vgg import PREPROCESSINGS
+from ..losses import PRESETS
+from ..stylize import INITS, OPTIMIZERS, StylizeConfig
+from ..vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
 from ..weights import load_vgg
 
 RANDOM_WARNING = (
@@ -17,6 +19,7 @@ RANDOM_WARNING = (
 
 
 def add_weight_args(parser: argparse.ArgumentParser) -> None:
+    """``--weights``, ``--preprocessing``, ``--pooling`` and ``--device``: which VGG-19 to load, and where."""
     parser.add_argument(
         "--weights",
         default="caffe",
@@ -28,11 +31,50 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PREPROCESSINGS),
         help="override the preprocessing that belongs to the weights (caffe: BGR 0..255 minus mean; torchvision: RGB 0..1, mean/std)",
     )
-    parser.add_argument("--pooling", default="max", choices=("max", "avg"), help="pooling layers: max (VGG) or avg (Gatys' choice)")
+    parser.add_argument("--pooling", default="max", choices=POOLINGS, help="pooling layers: max (VGG) or avg (Gatys' choice)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
 
 
-def load_model_from_args(args, last_layer: str):
+# How each StylizeConfig field is read from the command line, in the order --help lists them.
+# Defaults come from StylizeConfig itself; help texts from each command (see add_stylize_args).
+_STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
+    "preset": {"choices": sorted(PRESETS)},
+    "size": {"type": int},
+    "iterations": {"type": int},
+    "optimizer": {"choices": OPTIMIZERS},
+    "lr": {"type": float},
+    "init": {"choices": INITS},
+    "seed": {"type": int},
+    "content_weight": {"type": float},
+    "style_weight": {"type": float},
+    "tv_weight": {"type": float},
+    "style_blend": {"type": float, "nargs": "+", "metavar": "W"},
+    "preserve_color": {"action": "store_true"},
+    "scales": {"type": int},
+    "tolerance": {"type": float},
+}
+
+
+def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | None]) -> None:
+    """A flag for each :class:`StylizeConfig` field named in ``helps`` (field -> help text, None for none).
+
+    Each command picks the settings it exposes and describes them in its own words; the type,
+    choices and default of a flag are the same everywhere. :func:`stylize_config_from_args`
+    reads them back.
+
+    >>> add_stylize_args(parser, {"preset": "loss preset", "size": "longer side in px"})   # doctest: +SKIP
+    """
+    unknown = set(helps) - set(_STYLIZE_FLAGS)
+    if unknown:
+        raise ValueError(f"no stylize flag for {', '.join(sorted(unknown))}")
+    defaults = StylizeConfig()
+    for name, spec in _STYLIZE_FLAGS.items():
+        if name in helps:
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(flag, default=getattr(defaults, name), help=helps[name], **spec)
+
+
+def load_model_from_args(args: argparse.Namespace, last_layer: str) -> VGGFeatures:
     """The frozen VGG trunk the arguments ask for; warns on stderr when the weights are random."""
     model = load_vgg(args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
     if model.has_random_weights:
@@ -40,7 +82,7 @@ def load_model_from_args(args, last_layer: str):
     return model
 
 
-def stylize_config_from_args(args, **overrides) -> StylizeConfig:
+def stylize_config_from_args(args: argparse.Namespace, **overrides: Any) -> StylizeConfig:
     """A StylizeConfig from the parsed flags whose names match its fields (others keep defaults)."""
     fields = {f.name for f in dataclasses.fields(StylizeConfig)}
     values = {name: value for name, value in vars(args).items() if name in fields}

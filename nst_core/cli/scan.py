@@ -5,16 +5,31 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from datetime import timedelta
 from pathlib import Path
 
-from ..losses import PRESETS
+import torch.distributed as dist
+
 from ..pruning import METHODS, save_profile
-from ..stylize import INITS, OPTIMIZERS
+from ..scan import (
+    DEGRADATIONS,
+    MODES,
+    ScanConfig,
+    merge_scan,
+    parse_shard,
+    parse_sparsities,
+    plot_scan,
+    run_scan,
+    select_profile,
+    shard_from_env,
+    write_tables,
+)
 from ..weight_spec import is_random_source
-from .common import RANDOM_WARNING, add_weight_args, stylize_config_from_args
+from .common import RANDOM_WARNING, add_stylize_args, add_weight_args, stylize_config_from_args
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `nst scan run|merge|select|plot` to the `nst` command."""
     scan = subparsers.add_parser(
         "scan",
         help="pruning sensitivity scan: layers x sparsities, judged against the dense network",
@@ -38,30 +53,31 @@ def register(subparsers) -> None:
     run.add_argument("--out", required=True, help="scan folder (one configuration per folder)")
     add_weight_args(run)
     run.add_argument("--method", choices=METHODS, default="fine", help="fine: zero weights; structured: remove filters")
-    run.add_argument("--mode", choices=("full", "proxy"), default="full", help="full: stylize and judge each cell; proxy: feature distortion only")
+    run.add_argument("--mode", choices=MODES, default="full", help="full: stylize and judge each cell; proxy: feature distortion only")
     run.add_argument("--layers", default=None, help="comma-separated convs to scan (default: every conv the preset's losses need)")
     run.add_argument("--sparsities", default="0.4:0.9:0.1", help="levels: 0.4,0.6,0.8 or START:STOP:STEP")
     run.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun")
     run.add_argument("--save-images", action="store_true", help="keep each cell's stylized image in OUT/images/")
-    run.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset")
-    run.add_argument("--size", type=int, default=512, help="longer side in px")
-    run.add_argument("--iterations", type=int, default=500, help="iterations per cell (and for the dense baseline)")
-    run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
-    run.add_argument("--lr", type=float, default=None, help="learning rate (default: 10 Adam, 1 L-BFGS)")
-    run.add_argument("--init", default="content", choices=INITS)
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--content-weight", type=float, default=None)
-    run.add_argument("--style-weight", type=float, default=None)
-    run.add_argument("--tv-weight", type=float, default=None)
-    run.add_argument("--style-blend", type=float, nargs="+", default=None, metavar="W")
-    run.add_argument("--scales", type=int, default=1)
+    # Not --preserve-color or --tolerance: every cell runs all its iterations in full colour, as the dense baseline does.
+    add_stylize_args(run, {
+        "preset": "loss preset",
+        "size": "longer side in px",
+        "iterations": "iterations per cell (and for the dense baseline)",
+        "optimizer": None,
+        "lr": "learning rate (default: 10 Adam, 1 L-BFGS)",
+        "init": None,
+        "seed": None,
+        "content_weight": None,
+        "style_weight": None,
+        "tv_weight": None,
+        "style_blend": None,
+        "scales": None,
+    })
     run.set_defaults(func=cmd_run)
 
     merge = sub.add_parser("merge", help="merge every shard's records into table.csv and table.json", formatter_class=fmt)
     merge.add_argument("folder", help="scan folder")
     merge.set_defaults(func=cmd_merge)
-
-    from ..scan_table import DEGRADATIONS
 
     select = sub.add_parser(
         "select",
@@ -87,24 +103,26 @@ def register(subparsers) -> None:
     scan.set_defaults(func=lambda args: scan.print_help() or 2)
 
 
-def _distributed():
-    """A gloo process group when launched by torchrun with more than one process, else None."""
+def _join_process_group() -> bool:
+    """Join a gloo process group when launched by torchrun with more than one process; False when not."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "MASTER_ADDR" not in os.environ:
-        return None
-    from datetime import timedelta
-
-    import torch.distributed as dist
-
+        return False
     if not dist.is_initialized():
         # Only a barrier goes over it; shards can take very different times, so wait long.
         dist.init_process_group("gloo", timeout=timedelta(days=7))
-    return dist
+    return True
 
 
-def cmd_run(args) -> int:
-    from ..scan import ScanConfig, parse_shard, parse_sparsities, run_scan, shard_from_env
-    from ..scan_table import merge_scan, write_tables
+def _merge_and_report(folder: str | os.PathLike) -> None:
+    """Merge the folder's records into table.csv/table.json and print the table."""
+    table = merge_scan(folder)
+    paths = write_tables(table, folder)
+    print(table.to_text())
+    print("wrote " + ", ".join(str(p) for p in paths))
 
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`nst scan run`: run this process's shard, then merge if the grid is complete."""
     config = ScanConfig(
         content=args.content,
         styles=list(args.style),
@@ -123,13 +141,13 @@ def cmd_run(args) -> int:
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:
         device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
-    dist = _distributed()
+    distributed = _join_process_group()
     summary = run_scan(config, args.out, shard=shard, save_images=args.save_images, device=device)
     print(
         f"shard {shard[0]}/{shard[1]}: {summary.ran} cell(s) run, {summary.skipped} already done, "
         f"of {summary.shard_cells} in this shard ({summary.grid_cells} in the grid); config {summary.config_hash}"
     )
-    if dist is not None:
+    if distributed:
         dist.barrier()  # every rank has appended its records
         complete = merge_scan(args.out).missing == []
         leader = dist.get_rank() == 0
@@ -137,28 +155,20 @@ def cmd_run(args) -> int:
     else:
         complete, leader = summary.complete, True
     if complete and leader:
-        table = merge_scan(args.out)
-        paths = write_tables(table, args.out)
-        print(table.to_text())
-        print("wrote " + ", ".join(str(p) for p in paths))
+        _merge_and_report(args.out)
     elif not complete:
         print(f"the grid is not complete yet; run the other shards, then `nst scan merge {args.out}`")
     return 0
 
 
-def cmd_merge(args) -> int:
-    from ..scan_table import merge_scan, write_tables
-
-    table = merge_scan(args.folder)
-    paths = write_tables(table, args.folder)
-    print(table.to_text())
-    print("wrote " + ", ".join(str(p) for p in paths))
+def cmd_merge(args: argparse.Namespace) -> int:
+    """`nst scan merge`: every shard's records into table.csv and table.json."""
+    _merge_and_report(args.folder)
     return 0
 
 
-def cmd_select(args) -> int:
-    from ..scan_table import merge_scan, select_profile
-
+def cmd_select(args: argparse.Namespace) -> int:
+    """`nst scan select`: a per-layer profile within the tolerance, written as JSON."""
     table = merge_scan(args.folder)
     if table.missing:
         print(f"warning: {len(table.missing)} cell(s) of the grid are not finished; selecting from what is there", file=sys.stderr)
@@ -174,10 +184,8 @@ def cmd_select(args) -> int:
     return 0
 
 
-def cmd_plot(args) -> int:
-    from ..scan_plots import plot_scan
-    from ..scan_table import merge_scan
-
+def cmd_plot(args: argparse.Namespace) -> int:
+    """`nst scan plot`: curves.png and heatmap.png of the merged table."""
     table = merge_scan(args.folder)
     paths = plot_scan(table, args.out or Path(args.folder) / "plots")
     print("wrote " + ", ".join(str(p) for p in paths))

@@ -8,14 +8,17 @@ import sys
 import threading
 from pathlib import Path
 
+from tqdm import tqdm
+
 from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..losses import PRESETS
-from ..stylize import INITS, OPTIMIZERS, stylize
-from .common import add_weight_args, load_model_from_args, stylize_config_from_args
+from ..stylize import Progress, stylize
+from .common import add_stylize_args, add_weight_args, load_model_from_args, stylize_config_from_args
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `nst stylize` to the `nst` command."""
     p = subparsers.add_parser(
         "stylize",
         help="stylize a content image with one or more style images",
@@ -30,26 +33,29 @@ def register(subparsers) -> None:
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
     add_weight_args(p)
-    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss layers, weights and normalisations")
-    p.add_argument("--size", type=int, default=512, help="longer side of the output in px")
-    p.add_argument("--iterations", type=int, default=500, help="optimiser iterations in total (over all scales)")
-    p.add_argument("--optimizer", default="adam", choices=OPTIMIZERS, help="Adam (seed) or L-BFGS (fewer iterations)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)")
-    p.add_argument("--init", default="content", choices=INITS, help="start from the content, seeded noise, or the style")
-    p.add_argument("--seed", type=int, default=0, help="random seed (noise init); same seed + settings = same image")
-    p.add_argument("--content-weight", type=float, default=None, help="content loss weight (default: the preset's)")
-    p.add_argument("--style-weight", type=float, default=None, help="style loss weight (default: the preset's)")
-    p.add_argument("--tv-weight", type=float, default=None, help="total-variation weight (default: the preset's)")
-    p.add_argument("--style-blend", type=float, nargs="+", default=None, metavar="W", help="one weight per style image")
-    p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance-only transfer)")
-    p.add_argument("--scales", type=int, default=1, help="coarse-to-fine scales (3 = size/4, size/2, size)")
-    p.add_argument("--tolerance", type=float, default=None, help="stop early when the loss changes less than this (relative) over 10 iterations")
+    add_stylize_args(p, {
+        "preset": "loss layers, weights and normalisations",
+        "size": "longer side of the output in px",
+        "iterations": "optimiser iterations in total (over all scales)",
+        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
+        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
+        "init": "start from the content, seeded noise, or the style",
+        "seed": "random seed (noise init); same seed + settings = same image",
+        "content_weight": "content loss weight (default: the preset's)",
+        "style_weight": "style loss weight (default: the preset's)",
+        "tv_weight": "total-variation weight (default: the preset's)",
+        "style_blend": "one weight per style image",
+        "preserve_color": "keep the content's colours (luminance-only transfer)",
+        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
+        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
+    })
     p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
     p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
+    """`nst stylize`: stylize, write the output (and previews, a JSON log); 0 on success."""
     output = Path(args.output)
     if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"output {output} must end in .png, .jpg or .webp")
@@ -58,12 +64,9 @@ def run(args) -> int:
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every))
     config.validate()
     model = load_model_from_args(args, PRESETS[args.preset].last_layer)
-
-    from tqdm import tqdm
-
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
-    def on_progress(progress) -> None:
+    def on_progress(progress: Progress) -> None:
         bar.update(progress.iteration - bar.n)
         bar.set_postfix(loss=f"{progress.losses['total']:.4g}", content=f"{progress.losses['content']:.3g}", style=f"{progress.losses['style']:.3g}")
         if progress.preview is not None:

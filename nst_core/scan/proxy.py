@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from .losses import LossPreset, gram_matrix, normalise_blend
-from .vgg import VGGFeatures, conv_feeding
+from ..losses import LossPreset, gram_matrix, normalise_blend
+from ..vgg import VGGFeatures, conv_feeding
 
 
 def _teacher_channels(model: VGGFeatures, layer: str, activation: torch.Tensor, dense_width: int) -> torch.Tensor:
@@ -44,7 +44,14 @@ class ProxyProbe:
     {'feature_distortion': 0.12, 'gram_distortion': 0.08, 'proxy': 0.10}
     """
 
-    def __init__(self, dense: VGGFeatures, preset: LossPreset, content: torch.Tensor, styles: list[torch.Tensor], blend=None):
+    def __init__(
+        self,
+        dense: VGGFeatures,
+        preset: LossPreset,
+        content: torch.Tensor,
+        styles: list[torch.Tensor],
+        blend: list[float] | None = None,
+    ):
         self.preset = preset
         self.content = content
         self.styles = styles
@@ -53,7 +60,7 @@ class ProxyProbe:
         self.dense_content, self.dense_grams = self._features(dense)
 
     @torch.no_grad()
-    def _features(self, model: VGGFeatures):
+    def _features(self, model: VGGFeatures) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
         content_layers = list(self.preset.content_layers)
         style_layers = list(self.preset.style_layers)
         feats = model(self.content, content_layers)
@@ -65,6 +72,7 @@ class ProxyProbe:
         return content, grams
 
     def measure(self, pruned: VGGFeatures) -> dict[str, float]:
+        """Feature and Gram distortion of ``pruned`` against the dense network, and their mean (``proxy``)."""
         content, grams = self._features(pruned)
         cw = self.preset.content_layers
         sw = self.preset.style_layers

@@ -1,7 +1,8 @@
 """PNG plots of a scan: per-layer curves of each metric vs sparsity, and a layer x sparsity heatmap.
 
 matplotlib runs with the Agg backend (no display needed) through its object API, so plotting
-never touches global pyplot state that a notebook or the app might be using.
+never touches global pyplot state that a notebook or the app might be using. It is imported
+only when a plot is drawn: it is the heaviest import of the package and most uses never plot.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ import io
 import math
 from pathlib import Path
 
-from .files import atomic_write_bytes
-from .weight_spec import is_random_source
-from .scan_table import JUDGED, PROXY, ScanTable, degradation
+import numpy as np
+
+from ..files import atomic_write_bytes
+from ..weight_spec import is_random_source
+from .folder import ScanError
+from .table import JUDGED, PROXY, ScanTable, degradation
 
 LABELS = {
     "content_ratio": "content-loss ratio vs dense (dense judge)",
@@ -27,7 +31,7 @@ DENSE_VALUE = {"content_ratio": 1.0, "style_ratio": 1.0, "ssim": 1.0, "feature_d
 
 
 def _figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy, optional at import time: see the module docstring
 
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
 
@@ -54,7 +58,7 @@ def plot_curves(table: ScanTable, path: str | Path) -> Path:
     columns = min(3, len(metrics))
     rows = math.ceil(len(metrics) / columns)
     fig = _figure(5.0 * columns, 3.6 * rows + 0.6)
-    import matplotlib
+    import matplotlib  # heavy, optional at import time: see the module docstring
 
     colours = matplotlib.colormaps["viridis"]
     axes = fig.subplots(rows, columns, squeeze=False).flatten()
@@ -79,8 +83,6 @@ def plot_curves(table: ScanTable, path: str | Path) -> Path:
 
 def plot_heatmap(table: ScanTable, path: str | Path, metric: str | None = None) -> Path:
     """Layers (rows) x sparsities (columns), coloured by degradation; each cell annotated."""
-    import numpy as np
-
     metric = metric or table.default_degradation
     layers, levels = table.layers(), table.sparsities()
     grid = np.full((len(layers), len(levels)), np.nan)
@@ -113,7 +115,5 @@ def plot_scan(table: ScanTable, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if not table.rows:
-        from .scan import ScanError
-
         raise ScanError("the scan has no finished cells to plot")
     return [plot_curves(table, folder / "curves.png"), plot_heatmap(table, folder / "heatmap.png")]

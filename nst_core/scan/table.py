@@ -22,11 +22,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .files import atomic_write_text
-from .pruning import Profile
-from .scan import ScanError, cell_key, finished_records, load_scan_json
-from .vgg import CONV_NAMES
-from .weight_spec import is_random_source
+import numpy as np
+
+from ..files import atomic_write_text
+from ..pruning import Profile
+from ..vgg import CONV_NAMES
+from ..weight_spec import is_random_source
+from .folder import ScanError, cell_key, finished_records, load_scan_json
 
 JUDGED = ("content_ratio", "style_ratio", "ssim")
 PROXY = ("feature_distortion", "gram_distortion", "proxy")
@@ -64,10 +66,12 @@ class ScanTable:
 
     @property
     def full(self) -> bool:
+        """Whether cells were stylized and judged (``full`` mode), not only proxied."""
         return self.scan.get("mode") == "full"
 
     @property
     def metrics(self) -> list[str]:
+        """The metric columns of the rows: judged ones (full scans) first, then the proxies."""
         names = list(PROXY)
         if self.full:
             names = [*JUDGED, *ABSOLUTE, *names]
@@ -75,23 +79,24 @@ class ScanTable:
 
     @property
     def default_degradation(self) -> str:
+        """``worst`` for full scans, ``proxy`` for proxy scans."""
         return "worst" if self.full else "proxy"
 
     def layers(self) -> list[str]:
+        """Layers with at least one finished cell, in network order."""
         present = {row["layer"] for row in self.rows}
         return [name for name in CONV_NAMES if name in present]
 
     def sparsities(self) -> list[float]:
+        """Sparsity levels with at least one finished cell, ascending."""
         return sorted({row["sparsity"] for row in self.rows})
 
-    def lookup(self, layer: str, sparsity: float) -> dict | None:
-        key = cell_key(layer, sparsity)
-        return next((row for row in self.rows if cell_key(row["layer"], row["sparsity"]) == key), None)
-
     def agreement(self) -> list[dict]:
+        """:func:`rank_agreement` of the rows (full scans only: a proxy scan has nothing judged)."""
         return rank_agreement(self.rows) if self.full else []
 
     def to_dict(self) -> dict:
+        """The contents of ``table.json``."""
         return {
             "format": TABLE_FORMAT,
             "config_hash": self.scan["config_hash"],
@@ -109,6 +114,7 @@ class ScanTable:
         }
 
     def to_csv(self) -> str:
+        """The contents of ``table.csv``: one line per row, every digit kept."""
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         columns = ["layer", "sparsity", *self.metrics, "degradation"]
@@ -119,6 +125,7 @@ class ScanTable:
         return buffer.getvalue()
 
     def to_text(self) -> str:
+        """The table for a terminal: rows, unfinished cells, and the proxy's rank agreement."""
         shown = [m for m in self.metrics if m not in ABSOLUTE]
         header = f"{'layer':<8} {'sparsity':>8} " + " ".join(f"{m:>18}" for m in shown) + f" {'degradation':>12}"
         lines = [header]
@@ -134,7 +141,7 @@ class ScanTable:
         return "\n".join(lines)
 
 
-def _fmt(value) -> str:
+def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.3f}"
 
 
@@ -174,15 +181,57 @@ def write_tables(table: ScanTable, folder: str | os.PathLike) -> list[Path]:
     return [csv_path, json_path]
 
 
-def load_table(folder: str | os.PathLike) -> ScanTable:
-    """The table of a scan folder, merged fresh from its records."""
-    return merge_scan(folder)
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks; tied values share the mean of the ranks they span (``[5, 7, 7] -> [1, 2.5, 2.5]``)."""
+    _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+    last = np.cumsum(counts)  # rank of each distinct value's last occurrence
+    return ((last - counts + 1 + last) / 2)[inverse.ravel()]
+
+
+def _paired_ranks(xs: list[float], ys: list[float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Average ranks of both samples; None where no rank correlation is defined (< 2 pairs, a NaN)."""
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} values paired with {len(y)}")
+    if len(x) < 2 or np.isnan(x).any() or np.isnan(y).any():
+        return None
+    # Ranks, not values, from here on: the order is the same and inf - inf (NaN) never happens.
+    return _average_ranks(x), _average_ranks(y)
+
+
+def spearman_rho(xs: list[float], ys: list[float]) -> float | None:
+    """Spearman's rank correlation: Pearson's r of the average ranks (ties handled as scipy does).
+
+    None when it is undefined: fewer than two pairs, a NaN, or a constant sample.
+    """
+    ranks = _paired_ranks(xs, ys)
+    if ranks is None:
+        return None
+    rx, ry = (r - r.mean() for r in ranks)
+    denominator = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    return float(rx @ ry) / denominator if denominator > 0 else None
+
+
+def kendall_tau_b(xs: list[float], ys: list[float]) -> float | None:
+    """Kendall's tau-b (scipy's default): (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y).
+
+    A pair tied in x or y counts as neither concordant nor discordant, and tau-b's denominator
+    leaves it out, so a monotone relation with ties still scores 1 (tau-a would not).
+    None when it is undefined: fewer than two pairs, a NaN, or a constant sample.
+    """
+    ranks = _paired_ranks(xs, ys)
+    if ranks is None:
+        return None
+    pairs = np.triu_indices(len(ranks[0]), k=1)  # every unordered pair once
+    sx, sy = (np.sign(r[:, None] - r[None, :])[pairs] for r in ranks)
+    untied_x, untied_y = np.count_nonzero(sx), np.count_nonzero(sy)
+    if untied_x == 0 or untied_y == 0:
+        return None
+    return float(sx @ sy) / math.sqrt(float(untied_x) * float(untied_y))
 
 
 def rank_agreement(rows: list[dict]) -> list[dict]:
-    """Spearman and Kendall rank correlation of each proxy with the judged metric it stands for."""
-    from scipy.stats import kendalltau, spearmanr
-
+    """Spearman's rho and Kendall's tau-b of each proxy with the judged degradation it stands for."""
     pairs = (
         ("feature_distortion", "content", "content_ratio - 1"),
         ("gram_distortion", "style", "style_ratio - 1"),
@@ -195,15 +244,10 @@ def rank_agreement(rows: list[dict]) -> list[dict]:
         ys = [degradation(row, kind) for row in rows]
         spearman = kendall = None
         if len(rows) >= 3 and len(set(xs)) > 1 and len(set(ys)) > 1:
-            spearman = _finite(spearmanr(xs, ys).statistic)
-            kendall = _finite(kendalltau(xs, ys).statistic)
+            spearman = spearman_rho(xs, ys)
+            kendall = kendall_tau_b(xs, ys)
         out.append({"proxy": proxy, "judged": label, "spearman": spearman, "kendall": kendall, "cells": len(rows)})
     return out
-
-
-def _finite(value) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def select_sparsity(levels: list[tuple[float, float]], tolerance: float) -> float:

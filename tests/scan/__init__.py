@@ -1,0 +1,1 @@
+"""Tests of nst_core.scan, one file per module (a package, so their names cannot clash with other folders')."""

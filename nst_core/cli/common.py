@@ -8,7 +8,8 @@ import sys
 from typing import Any, Mapping
 
 from ..losses import PRESETS
-from ..stylize import INITS, OPTIMIZERS, StylizeConfig
+from ..devices import DEVICE_CHOICES
+from ..stylize import INITS, OPTIMIZERS, PRECISIONS, StylizeConfig
 from ..vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
 from ..weights import load_vgg
 
@@ -32,7 +33,11 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
         help="override the preprocessing that belongs to the weights (caffe: BGR 0..255 minus mean; torchvision: RGB 0..1, mean/std)",
     )
     parser.add_argument("--pooling", default="max", choices=POOLINGS, help="pooling layers: max (VGG) or avg (Gatys' choice)")
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help=f"where to run: {', '.join(DEVICE_CHOICES)} or cuda:N; auto picks CUDA, then Apple's MPS, then the CPU",
+    )
 
 
 # How each StylizeConfig field is read from the command line, in the order --help lists them.
@@ -52,6 +57,8 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
     "preserve_color": {"action": "store_true"},
     "scales": {"type": int},
     "tolerance": {"type": float},
+    "precision": {"choices": PRECISIONS},
+    "channels_last": {"action": argparse.BooleanOptionalAction},
 }
 
 

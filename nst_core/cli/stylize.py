@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "preserve_color": "keep the content's colours (luminance-only transfer)",
         "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
         "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
+        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
+        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
     })
     p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
     p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")

@@ -313,6 +313,7 @@ def _train_step(
     step: int,
 ) -> dict:
     """One Adam step of 0-based ``step`` on ``batch``; returns its history record."""
+    batch = batch.to(next(student.parameters()).device)  # the sampler makes batches on the CPU
     with torch.no_grad():
         targets = teacher_at_kept_channels(teacher(batch, layers), student)
     terms = distillation_terms(student(batch, layers), targets, config.weights)
@@ -428,7 +429,7 @@ def distortion(
     """
     per_layer = {layer: {"feature": 0.0, "gram": 0.0} for layer in layers}
     for image in images:
-        x = _fit(image.pixels, max_side)
+        x = _fit(image.pixels, max_side).to(next(student.parameters()).device)
         targets = teacher_at_kept_channels(teacher(x, layers), student)
         acts = student(x, layers)
         for layer in layers:

@@ -8,8 +8,10 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import torch
 import torch.distributed as dist
 
+from ..devices import resolve_device
 from ..pruning import METHODS, save_profile
 from ..scan import (
     DEGRADATIONS,
@@ -138,9 +140,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     if is_random_source(args.weights):
         print(RANDOM_WARNING.format(source=args.weights), file=sys.stderr)
-    device = args.device
-    if device == "cuda" and "LOCAL_RANK" in os.environ:
-        device = f"cuda:{os.environ['LOCAL_RANK']}"  # one GPU per torchrun process
+    device = resolve_device(args.device)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))  # one GPU per torchrun process
     distributed = _join_process_group()
     summary = run_scan(config, args.out, shard=shard, save_images=args.save_images, device=device)
     print(

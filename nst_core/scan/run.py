@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..devices import resolve_device
 from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..images import pil_to_tensor
@@ -70,7 +72,8 @@ def prepare_folder(config: ScanConfig, folder: str | os.PathLike) -> dict:
 class CellEvaluator:
     """Holds the dense network, the judge, the dense baseline and the proxy probe for one scan."""
 
-    def __init__(self, config: ScanConfig, folder: Path, device: str = "cpu"):
+    def __init__(self, config: ScanConfig, folder: Path, device: str | torch.device = "cpu"):
+        device = resolve_device(device)
         self.config = config
         self.folder = folder
         preset = config.preset

@@ -1,17 +1,10 @@
-"""The scan package's own import graph: each part imports only the parts below it.
-
-Read from the source (module-level and function-level imports alike), so a lazy import
-inside a function cannot hide an upward dependency.
-"""
+"""The scan package's own import graph: each part imports only the parts below it, and reading a
+finished scan folder (table, plots) needs none of the machinery that produces one."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
+from import_graph import import_graph, module_names
 
-import nst_core.scan
-
-PACKAGE = Path(nst_core.scan.__file__).parent
 # Within the package, a module may import only the modules listed for it.
 ALLOWED = {
     "folder": set(),
@@ -21,30 +14,22 @@ ALLOWED = {
     "table": {"folder"},
     "plots": {"folder", "table"},
 }
-# Reading a finished folder (table, plots) needs none of the machinery that produces one.
 RUNNER_ONLY = {"stylize", "quality", "weights", "checkpoint", "losses", "images"}
 
 
 def _imports(module: str) -> tuple[set[str], set[str]]:
-    """(sibling modules of the scan package, nst_core modules) that ``module`` imports."""
-    siblings, core = set(), set()
-    for node in ast.walk(ast.parse((PACKAGE / f"{module}.py").read_text())):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            siblings.add(node.module or "")
-        elif isinstance(node, ast.ImportFrom) and node.level == 2:
-            core.add((node.module or "").split(".")[0])
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-            core.update(n.split(".")[1] for n in names if n and n.startswith("nst_core."))
-    return siblings, core
+    """(sibling modules of the scan package, other nst_core modules) that scan.``module`` imports."""
+    targets = import_graph()[f"scan.{module}"]
+    siblings = {t.removeprefix("scan.") for t in targets if t.startswith("scan.")}
+    return siblings, {t for t in targets if not t.startswith("scan")}
 
 
 def test_every_part_imports_only_the_parts_below_it():
-    assert {p.stem for p in PACKAGE.glob("*.py")} == {*ALLOWED, "__init__"}
+    assert {name.removeprefix("scan.") for name in module_names() if name.startswith("scan.")} == set(ALLOWED)
     for module, allowed in ALLOWED.items():
         siblings, core = _imports(module)
         assert siblings <= allowed, f"{module} imports {sorted(siblings - allowed)}"
-        assert "cli" not in core and "scan" not in core, module
+        assert not any(name.startswith("cli") for name in core) and "scan" not in import_graph()[f"scan.{module}"], module
 
 
 def test_table_and_plots_do_not_import_the_runner_or_what_it_needs():

@@ -1,0 +1,77 @@
+"""The package's layering, checked on its own imports: no cycle, and no import that runs back up.
+
+A module may import modules of its own layer or of lower ones (never higher), and the graph as a
+whole has no cycle, so two modules of one layer never import each other either.
+"""
+
+from __future__ import annotations
+
+from import_graph import import_graph, module_names
+
+# Lowest first; "scan.*" and "cli.*" stand for every module of those packages.
+LAYERS = [
+    {"", "errors", "files", "weight_spec", "devices"},
+    {"vgg", "images", "color"},
+    {"losses", "cost", "checkpoint", "pruning"},
+    {"weights"},
+    {"stylize"},
+    {"quality", "calibration"},
+    {"scan.*", "finetune"},
+    {"hub"},
+    {"compare"},
+    {"cli.*"},
+]
+
+
+def layer_of(module: str) -> int:
+    for index, layer in enumerate(LAYERS):
+        if module in layer or f"{module.split('.')[0]}.*" in layer:
+            return index
+    raise AssertionError(f"nst_core.{module} is in no layer: add it to LAYERS")
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path that returns to its start, or None."""
+    state: dict[str, str] = {}
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [nxt])):
+                return found
+        state[node] = "done"
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [start])):
+            return found
+    return None
+
+
+def test_every_module_has_a_layer_and_imports_only_its_own_or_lower_layers():
+    upward = [
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in import_graph().items()
+        for target in targets
+        if layer_of(target) > layer_of(module)
+    ]
+    assert upward == []
+
+
+def test_no_import_cycle():
+    assert find_cycle(import_graph()) is None
+
+
+def test_the_checks_can_fail():
+    """The cycle finder and the layer rule see a planted cycle and an upward import."""
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+    assert layer_of("checkpoint") < layer_of("weights")  # the cycle the first version had, now one way
+    assert "weights" not in import_graph()["checkpoint"] and "checkpoint" in import_graph()["weights"]
+
+
+def test_the_library_never_imports_gradio():
+    for module, path in module_names().items():
+        assert "import gradio" not in path.read_text(), f"nst_core.{module} imports gradio; only app.py may"

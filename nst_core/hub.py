@@ -11,7 +11,6 @@ This module never reads, prints or writes the token.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from huggingface_hub.errors import (
 
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
 from .errors import UserError, first_line
+from .files import file_sha256
 from .vgg import DENSE_CONV_WEIGHTS, DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures, conv_weight_counts
 from .weight_spec import check_repo_id, is_random_source, parse_hub_spec
 from .weights import WeightsError, match_state_dict, read_state_dict
@@ -310,12 +310,8 @@ def convert_vgg_weights(
     state, _ = read_state_dict(source)
     model = VGGFeatures("relu5_4", preprocessing=PREPROCESSINGS[preprocessing])
     model.load_state_dict(match_state_dict(model, state, str(source)))
-    digest = hashlib.sha256()
-    with source.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
     model.weight_source = f"{preprocessing}:{source.name}"
-    model.provenance = {"method": "none", "converted_from": source.name, "source_sha256": digest.hexdigest()}
+    model.provenance = {"method": "none", "converted_from": source.name, "source_sha256": file_sha256(source)}
     try:
         return save_checkpoint(model, output, encoding="dense", dtype=dtype)
     except CheckpointError as exc:

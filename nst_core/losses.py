@@ -72,6 +72,7 @@ PRESETS: dict[str, LossPreset] = {
 
 
 def get_preset(name: str) -> LossPreset:
+    """The preset called ``name`` (a UserError listing the presets otherwise)."""
     try:
         return PRESETS[name]
     except KeyError:
@@ -124,6 +125,7 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
+    """Content loss of one layer: "mse" (seed) or "half_sum" (0.5 * sum of squares, the paper)."""
     if norm == "mse":
         return F.mse_loss(features, target)
     if norm == "half_sum":
@@ -132,6 +134,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor, norm: str) -> tor
 
 
 def style_layer_loss(gram: torch.Tensor, target: torch.Tensor, norm: str) -> torch.Tensor:
+    """Style loss of one layer's Gram matrix: "mse_c2" (seed: MSE / C^2) or "paper" (sum of squares / 4C^2)."""
     channels = gram.shape[-1]
     if norm == "mse_c2":
         return F.mse_loss(gram, target) / channels**2
@@ -161,12 +164,15 @@ class Targets:
 
 @dataclass(frozen=True)
 class LossWeights:
+    """Weights of the content, style and TV terms in the total loss."""
+
     content: float
     style: float
     tv: float
 
     @classmethod
     def from_preset(cls, preset: LossPreset, content=None, style=None, tv=None) -> "LossWeights":
+        """The preset's weights, each replaced by the given value where one is given (not None)."""
         pick = lambda value, default: default if value is None else float(value)  # noqa: E731
         return cls(pick(content, preset.content_weight), pick(style, preset.style_weight), pick(tv, preset.tv_weight))
 

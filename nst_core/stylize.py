@@ -57,6 +57,7 @@ class StylizeConfig:
     channels_last: bool = True  # NHWC activations: oneDNN's and cuDNN's fastest conv layout
 
     def validate(self) -> None:
+        """A UserError naming the first setting that is out of range."""
         if self.optimizer not in OPTIMIZERS:
             raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {self.optimizer!r}")
         if self.precision not in PRECISIONS:
@@ -79,11 +80,14 @@ class StylizeConfig:
 
     @property
     def learning_rate(self) -> float:
+        """``lr``, or the optimiser's default when it is None."""
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
 
 
 @dataclass
 class Progress:
+    """What a progress callback receives after each iteration."""
+
     iteration: int  # 1-based, counted over all scales
     total: int
     losses: dict[str, float]
@@ -94,6 +98,8 @@ class Progress:
 
 @dataclass
 class StylizeResult:
+    """The output image, the per-iteration loss history, timings (s) and why the run stopped."""
+
     image: Image.Image
     history: list[dict] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -132,6 +138,7 @@ def scale_sizes(width: int, height: int, scales: int) -> list[tuple[int, int]]:
 
 
 def split_iterations(total: int, scales: int) -> list[int]:
+    """``total`` iterations shared over ``scales``; the finer scales get the remainder."""
     base, extra = divmod(total, scales)
     return [base + (1 if i >= scales - extra else 0) for i in range(scales)]
 

@@ -112,10 +112,12 @@ class Preprocessing:
     std: tuple[float, float, float]
 
     def to_dict(self) -> dict:
+        """A JSON-ready dict (stored in checkpoint headers and weight-file metadata)."""
         return {"name": self.name, "bgr": self.bgr, "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Preprocessing":
+        """The inverse of :meth:`to_dict`."""
         return cls(data["name"], bool(data["bgr"]), float(data["scale"]), tuple(data["mean"]), tuple(data["std"]))
 
 
@@ -180,6 +182,7 @@ class VGGFeatures(nn.Module):
 
     @property
     def conv_names(self) -> list[str]:
+        """The convs this trunk has, in order."""
         return convs_up_to(self.last_layer)
 
     def conv(self, name: str) -> nn.Conv2d:
@@ -187,6 +190,7 @@ class VGGFeatures(nn.Module):
         return self.features[layer_index(name)]
 
     def convs(self) -> dict[str, nn.Conv2d]:
+        """Every conv module by layer name, in order."""
         return {name: self.conv(name) for name in self.conv_names}
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:

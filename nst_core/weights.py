@@ -36,6 +36,8 @@ class WeightsError(UserError):
 
 @dataclass(frozen=True)
 class UrlWeights:
+    """Weights downloaded from a fixed URL into torch hub's cache, with their preprocessing."""
+
     url: str
     filename: str  # torch hub checks the sha256 prefix embedded after the dash
     preprocessing: Preprocessing
@@ -62,6 +64,7 @@ DOWNLOAD_TIMEOUT_S = float(os.environ.get("NST_DOWNLOAD_TIMEOUT", "10"))
 
 
 def offline() -> bool:
+    """Whether HF_HUB_OFFLINE or NST_OFFLINE asks for no network access."""
     return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "NST_OFFLINE"))
 
 

@@ -18,6 +18,7 @@ from .. import __version__
 from ..losses import LossPreset, get_preset
 from ..pruning import METHODS
 from ..stylize import StylizeConfig
+from ..files import file_sha256
 from ..vgg import CONV_NAMES, PREPROCESSINGS, convs_up_to
 from .folder import SCAN_FORMAT, ScanError, cell_key
 
@@ -41,7 +42,7 @@ def _file_sha256(path: str) -> str:
     p = Path(path)
     if not p.is_file():
         raise ScanError(f"image {path} does not exist (a scan needs local image files)")
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    return file_sha256(p)
 
 
 @dataclass

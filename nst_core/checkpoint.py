@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -37,9 +40,10 @@ import torch
 
 from . import __version__
 from .devices import resolve_device
-from .errors import UserError
+from .errors import UserError, first_line
 from .files import atomic_path
-from .vgg import LAYER_NAMES, Preprocessing, VGGFeatures, freeze, layer_index
+from .validation import Fields, cut, parse_json, shown
+from .vgg import DENSE_WIDTHS, LAYER_NAMES, POOLINGS, PREPROCESSINGS, Preprocessing, VGGFeatures, convs_up_to, freeze, layer_index
 
 FORMAT_NAME = "nst-vgg19-checkpoint"
 FORMAT_VERSION = 1
@@ -52,6 +56,10 @@ _KEPT_PREFIX = "kept_channels."
 _CHUNK_BYTES = 1 << 20
 # safetensors refuses headers above 100 MB; anything near that is not ours.
 _MAX_HEADER_BYTES = 100_000_000
+# Bytes per element of each safetensors dtype (sub-byte and newer ones are left to safetensors).
+_SAFETENSORS_ITEMSIZE = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2,
+                         "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+_SAFETENSORS_DTYPE = {"fp32": "F32", "fp16": "F16", "bf16": "BF16"}
 
 
 class CheckpointError(UserError):
@@ -246,6 +254,9 @@ def save_checkpoint(
 def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:
     """(tensor entries, metadata, data start offset), validated against the file's size.
 
+    Every entry has a dtype, a shape of non-negative ints and ``data_offsets`` that are ints, in
+    order, back to back and inside the file, with as many bytes as dtype and shape need (the rules
+    safetensors itself enforces, checked here first so a bad file gets a one-line error).
     Raises CheckpointError for a missing, non-safetensors, truncated or malformed file.
     """
     path = Path(path)
@@ -266,50 +277,207 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, st
         header = json.loads(raw.decode("utf-8"))
         if not isinstance(header, dict):
             raise ValueError("header is not a JSON object")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a safetensors file or corrupt header ({exc})") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: not a safetensors file or corrupt header ({cut(first_line(exc))})") from None
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: corrupt header: __metadata__ must map strings to strings")
     data_start = 8 + header_len
-    data_len = size - data_start
-    end = 0
-    for key, entry in header.items():
-        try:
-            begin, stop = entry["data_offsets"]
-        except (TypeError, KeyError, ValueError):
-            raise CheckpointError(f"{path}: corrupt header: tensor {key!r} has no data_offsets") from None
-        end = max(end, stop)
-    if end > data_len:
-        raise CheckpointError(f"{path}: truncated: tensor data needs {end} bytes, the file has {data_len}")
+    _check_data_offsets(path, header, size - data_start)
     return header, metadata, data_start
 
 
-def _json_field(path: Path, metadata: dict[str, str], key: str, default=None):
-    if key not in metadata:
-        if default is not None:
-            return default
-        raise CheckpointError(f"{path}: header has no {key!r} entry")
-    try:
-        return json.loads(metadata[key])
-    except ValueError:
-        raise CheckpointError(f"{path}: header entry {key!r} is not valid JSON") from None
+def _check_data_offsets(path: Path, header: dict, data_len: int) -> None:
+    """Each tensor entry well-formed; together they tile the data section exactly."""
+    spans = []
+    for key, entry in header.items():
+        where = f"{path}: corrupt header: tensor {shown(key)}"
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{where} is not an object")
+        dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise CheckpointError(f"{where} has no dtype")
+        if not isinstance(shape, list) or not all(_is_count(d) for d in shape):
+            raise CheckpointError(f"{where}: shape {shown(shape)} is not a list of non-negative integers")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(o) for o in offsets)):
+            raise CheckpointError(f"{where} has no data_offsets (two non-negative integers), found {shown(offsets)}")
+        begin, stop = offsets
+        if stop < begin:
+            raise CheckpointError(f"{where}: data_offsets {offsets} end before they begin")
+        itemsize = _SAFETENSORS_ITEMSIZE.get(dtype)
+        if itemsize is not None and math.prod(shape) * itemsize != stop - begin:
+            raise CheckpointError(f"{where}: {dtype} {shape} needs {math.prod(shape) * itemsize} bytes, data_offsets give {stop - begin}")
+        spans.append((begin, stop, key))
+    position = 0
+    for begin, stop, key in sorted(spans):
+        if begin != position:
+            raise CheckpointError(f"{path}: corrupt header: tensor {shown(key)} starts at byte {begin}, expected {position} "
+                                  "(tensors overlap or leave a gap)")
+        position = stop
+    if position > data_len:
+        raise CheckpointError(f"{path}: truncated: tensor data needs {position} bytes, the file has {data_len}")
+    if position < data_len:
+        raise CheckpointError(f"{path}: corrupt: {data_len - position} bytes after the last tensor")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _check_ours(path: Path, metadata: dict[str, str]) -> None:
     if metadata.get("format") != FORMAT_NAME:
         found = metadata.get("format")
-        what = f"format {found!r}" if found else "no 'format' in its header"
+        what = f"format {shown(found)}" if found else "no 'format' in its header"
         raise CheckpointError(
             f"{path}: not an nst checkpoint ({what}); plain VGG-19 weights load with --weights {path}"
         )
     version = metadata.get("format_version", "")
-    if not version.isdigit():
-        raise CheckpointError(f"{path}: header has a bad format_version {version!r}")
+    if not re.fullmatch(r"[0-9]{1,6}", version):
+        raise CheckpointError(f"{path}: header field 'format_version' is {shown(version)}, expected a number")
     if int(version) > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: format version {version} is newer than this nst_core reads ({FORMAT_VERSION}); upgrade nst_core"
         )
+
+
+def parse_preprocessing(raw: str, where: str, error: type[UserError] = CheckpointError) -> Preprocessing:
+    """A header's ``preprocessing`` entry (a known name or ``Preprocessing.to_dict()`` as JSON), checked.
+
+    Checkpoints and plain weight files store it the same way; ``where`` names the file in errors.
+    """
+    if raw in PREPROCESSINGS:
+        return PREPROCESSINGS[raw]
+    fields = Fields(parse_json(raw, f"{where}: field 'preprocessing'", error), where, error, prefix="preprocessing.")
+    name = fields.string("name")
+    return Preprocessing(
+        cut(name, 40),
+        fields.boolean("bgr"),
+        fields.number("scale", positive=True),
+        tuple(fields.numbers("mean", length=3)),
+        # A std of 0 divides by zero: every input becomes inf and the optimisation "diverges".
+        tuple(fields.numbers("std", length=3, positive=True)),
+    )
+
+
+@dataclass
+class _Header:
+    """A checkpoint header that passed the schema: everything a loader may allocate is bounded by it."""
+
+    entries: dict
+    metadata: dict[str, str]
+    data_start: int
+    encoding: str
+    dtype: str
+    last_layer: str
+    pooling: str
+    widths: dict[str, int]
+    preprocessing: Preprocessing
+    masked: list[str]
+    structured: list[str]
+    masks: str
+    decoded: dict  # the JSON fields, decoded (for read_checkpoint_info)
+
+
+def _read_header(path: Path) -> _Header:
+    """The header of an nst checkpoint, checked field by field (``_check_tensor_table`` checks its tensors)."""
+    entries, metadata, data_start = read_safetensors_header(path)
+    _check_ours(path, metadata)
+    fields = Fields(metadata, str(path), CheckpointError)
+    if fields.has("arch"):
+        fields.string("arch", ("vgg19",))
+    encoding = fields.string("encoding", ENCODINGS)
+    dtype = fields.string("dtype", tuple(DTYPES))
+    last_layer = fields.string("last_layer", LAYER_NAMES)
+    pooling = fields.string("pooling", POOLINGS)
+    convs = convs_up_to(last_layer)
+    widths = _widths(fields, convs)
+    preprocessing = parse_preprocessing(fields.string("preprocessing"), str(path))
+    decoded = {
+        "widths": widths,
+        "preprocessing": preprocessing.to_dict(),
+        "sparsity": _sparsity(fields, convs),
+        "masked_layers": _conv_list(fields, "masked_layers", convs),
+        "structured": _conv_list(fields, "structured", convs),
+        "provenance": _json_object(fields, "provenance"),
+    }
+    if fields.has("metrics"):
+        decoded["metrics"] = _json_object(fields, "metrics")
+    for key in ("conv_weights", "conv_weights_kept"):
+        if fields.has(key):
+            text = fields.string(key)
+            if not re.fullmatch(r"[0-9]{1,12}", text):
+                fields.fail(key, f"is {shown(text)}, expected a count")
+            decoded[key] = int(text)
+    header = _Header(
+        entries, metadata, data_start, encoding, dtype, last_layer, pooling, widths,
+        preprocessing, decoded["masked_layers"], decoded["structured"],
+        fields.string("masks", ("none", "packed", "from_zeros", "stored"), default="none"), decoded,
+    )
+    return header
+
+
+def _widths(fields: Fields, convs: list[str]) -> dict[str, int]:
+    """Each conv's width: an int from 1 to the dense VGG-19's, for exactly the convs up to last_layer."""
+    widths = Fields(fields.json_text("widths"), fields.where, CheckpointError, prefix="widths.")
+    extra = sorted(set(widths.data) - set(convs), key=str)
+    if extra:
+        fields.fail("widths", f"names {shown(extra)}, which a network up to {convs[-1]} does not have")
+    return {name: widths.integer(name, 1, DENSE_WIDTHS[name]) for name in convs}
+
+
+def _sparsity(fields: Fields, convs: list[str]) -> dict[str, float]:
+    sparsity = Fields(fields.json_text("sparsity", {}), fields.where, CheckpointError, prefix="sparsity.")
+    extra = sorted(set(sparsity.data) - set(convs), key=str)
+    if extra:
+        fields.fail("sparsity", f"names {shown(extra)}, which this network does not have")
+    return {name: sparsity.number(name, 0.0, 1.0) for name in convs if sparsity.has(name)}
+
+
+def _conv_list(fields: Fields, key: str, convs: list[str]) -> list[str]:
+    return Fields({key: fields.json_text(key, [])}, fields.where, CheckpointError).names(key, convs)
+
+
+def _json_object(fields: Fields, key: str) -> dict:
+    value = fields.json_text(key, {})
+    if not isinstance(value, dict):
+        fields.fail(key, f"must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _check_tensor_table(path: Path, header: _Header) -> None:
+    """Every tensor the widths call for, with the header's dtype and the widths' shapes, and nothing else."""
+    stored = _SAFETENSORS_DTYPE[header.dtype]
+    expected: dict[str, tuple[str, list[int] | int]] = {}  # key -> (dtype, shape, or the most values allowed)
+    in_channels = 3
+    for name, width in header.widths.items():
+        shape = [width, in_channels, 3, 3]
+        count = math.prod(shape)
+        wkey = _weight_key(name)
+        expected[_bias_key(name)] = (stored, [width])
+        if header.encoding == "packed" and name in header.masked:
+            expected[wkey + _MASK_SUFFIX] = ("U8", [(count + 7) // 8])
+            expected[wkey + _VALUES_SUFFIX] = (stored, count)
+        else:
+            expected[wkey] = (stored, shape)
+            if name in header.masked and header.masks == "stored":
+                expected[wkey + _MASK_SUFFIX] = ("U8", [(count + 7) // 8])
+        in_channels = width
+    for name in header.structured:
+        expected[_KEPT_PREFIX + name] = ("I64", [header.widths[name]])
+    for key, (dtype, shape) in expected.items():
+        if key not in header.entries:
+            raise CheckpointError(f"{path}: missing tensor {key!r}")
+        entry = header.entries[key]
+        if entry["dtype"] != dtype:
+            raise CheckpointError(f"{path}: tensor {key!r} has dtype {shown(entry['dtype'])}, the header says {dtype}")
+        if isinstance(shape, int):
+            if len(entry["shape"]) != 1 or entry["shape"][0] > shape:
+                raise CheckpointError(f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected at most {shape} values")
+        elif entry["shape"] != shape:
+            raise CheckpointError(f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected {shape} from the header's widths")
+    extra = sorted(set(header.entries) - set(expected))
+    if extra:
+        raise CheckpointError(f"{path}: unexpected tensors {shown(extra[:4])} (not described by the header)")
 
 
 def read_checkpoint_info(path: str | os.PathLike) -> dict:
@@ -319,19 +487,13 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
     0.9
     """
     path = Path(path)
-    header, metadata, data_start = read_safetensors_header(path)
-    _check_ours(path, metadata)
-    info: dict = dict(metadata)
-    for key in ("widths", "preprocessing", "sparsity", "masked_layers", "structured", "provenance", "metrics"):
-        if key in metadata:
-            info[key] = _json_field(path, metadata, key)
-    info["format_version"] = int(metadata["format_version"])
-    for key in ("conv_weights", "conv_weights_kept"):
-        if key in metadata:
-            info[key] = int(metadata[key])
+    header = _read_header(path)
+    info: dict = dict(header.metadata)
+    info.update(header.decoded)
+    info["format_version"] = int(header.metadata["format_version"])
     info["file_bytes"] = path.stat().st_size
-    info["header_bytes"] = data_start
-    info["tensors"] = {key: {"dtype": e["dtype"], "shape": e["shape"]} for key, e in header.items()}
+    info["header_bytes"] = header.data_start
+    info["tensors"] = {key: {"dtype": e["dtype"], "shape": e["shape"]} for key, e in header.entries.items()}
     return info
 
 
@@ -342,84 +504,56 @@ def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: corrupt safetensors data ({exc})") from None
 
 
-def _take(path: Path, tensors: dict[str, torch.Tensor], key: str, shape: list[int] | None, dtype: torch.dtype | None):
-    if key not in tensors:
-        raise CheckpointError(f"{path}: missing tensor {key!r}")
-    t = tensors.pop(key)
-    if dtype is not None and t.dtype != dtype:
-        raise CheckpointError(f"{path}: tensor {key!r} has dtype {t.dtype}, the header says {dtype}")
-    if shape is not None and list(t.shape) != list(shape):
-        raise CheckpointError(f"{path}: tensor {key!r} has shape {list(t.shape)}, expected {shape} from the header's widths")
-    return t
+def _take(tensors: dict[str, torch.Tensor], key: str) -> torch.Tensor:
+    # Dtypes and shapes were checked against the header's table before loading.
+    return tensors.pop(key)
 
 
-def _unpack_mask(path: Path, key: str, bits: torch.Tensor, shape: list[int]) -> torch.Tensor:
-    count = int(np.prod(shape))
-    if bits.dtype != torch.uint8 or bits.dim() != 1 or bits.numel() != (count + 7) // 8:
-        raise CheckpointError(f"{path}: mask {key!r} holds {bits.numel()} bytes, expected {(count + 7) // 8} for shape {shape}")
-    mask = np.unpackbits(bits.numpy(), count=count).astype(bool)
+def _unpack_mask(bits: torch.Tensor, shape: list[int]) -> torch.Tensor:
+    mask = np.unpackbits(bits.numpy(), count=math.prod(shape)).astype(bool)
     return torch.from_numpy(mask).reshape(shape)
 
 
-def _architecture(path: Path, metadata: dict[str, str]) -> VGGFeatures:
-    """An untrained ``VGGFeatures`` of the shape the header describes (encoding and dtype checked too)."""
-    for key in ("encoding", "dtype", "last_layer", "pooling"):
-        if key not in metadata:
-            raise CheckpointError(f"{path}: header has no {key!r} entry")
-    encoding, dtype_name = metadata["encoding"], metadata["dtype"]
-    if encoding not in ENCODINGS or dtype_name not in DTYPES:
-        raise CheckpointError(f"{path}: unknown encoding {encoding!r} or dtype {dtype_name!r} in the header")
-    if metadata["last_layer"] not in LAYER_NAMES:
-        raise CheckpointError(f"{path}: unknown last_layer {metadata['last_layer']!r} in the header")
-    widths = _json_field(path, metadata, "widths")
-    try:
-        preprocessing = Preprocessing.from_dict(_json_field(path, metadata, "preprocessing"))
-        model = VGGFeatures(metadata["last_layer"], widths=widths, pooling=metadata["pooling"], preprocessing=preprocessing)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: header does not describe a VGG-19 ({exc})") from None
-    if set(widths) != set(model.conv_names):
-        raise CheckpointError(f"{path}: header widths name {sorted(widths)}, but a network up to {model.last_layer} has {model.conv_names}")
-    return model
-
-
 def _decode_conv(
-    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], name: str, shape: list[int], masked: bool
+    path: Path, tensors: dict[str, torch.Tensor], header: _Header, name: str, shape: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(fp32 weight, fp32 bias, mask or None) of one conv, taken out of ``tensors``."""
-    torch_dtype = DTYPES[metadata["dtype"]]
     wkey = _weight_key(name)
-    bias = _take(path, tensors, _bias_key(name), [shape[0]], torch_dtype).float()
-    if metadata["encoding"] == "packed" and masked:
-        bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
-        mask = _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
-        values = _take(path, tensors, wkey + _VALUES_SUFFIX, None, torch_dtype)
+    masked = name in header.masked
+    bias = _take(tensors, _bias_key(name)).float()
+    if header.encoding == "packed" and masked:
+        mask = _unpack_mask(_take(tensors, wkey + _MASK_SUFFIX), shape)
+        values = _take(tensors, wkey + _VALUES_SUFFIX)
         kept = int(mask.sum())
         if list(values.shape) != [kept]:
             raise CheckpointError(f"{path}: {wkey + _VALUES_SUFFIX!r} holds {values.numel()} values, its mask keeps {kept}")
         weight = torch.zeros(shape, dtype=torch.float32)
         weight[mask] = values.float()
         return weight, bias, mask
-    weight = _take(path, tensors, wkey, shape, torch_dtype).float()
+    weight = _take(tensors, wkey).float()
     if not masked:
         return weight, bias, None
-    if metadata.get("masks", "none") == "stored":
-        bits = _take(path, tensors, wkey + _MASK_SUFFIX, None, torch.uint8)
-        return weight, bias, _unpack_mask(path, wkey + _MASK_SUFFIX, bits, shape)
+    if header.masks == "stored":
+        return weight, bias, _unpack_mask(_take(tensors, wkey + _MASK_SUFFIX), shape)
     return weight, bias, weight != 0
 
 
-def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str], model: VGGFeatures) -> dict[str, torch.Tensor]:
-    """Per structured-pruned conv, the teacher channels it kept, taken out of ``tensors``."""
+def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], header: _Header) -> dict[str, torch.Tensor]:
+    """Per structured-pruned conv, the teacher channels it kept (distinct, within the dense width)."""
     kept_channels = {}
-    for name in _json_field(path, metadata, "structured", []):
-        if name not in model.widths:
-            raise CheckpointError(f"{path}: kept channels for {name}, which this network does not have")
-        kept_channels[name] = _take(path, tensors, _KEPT_PREFIX + name, [model.widths[name]], torch.int64)
+    for name in header.structured:
+        kept = _take(tensors, _KEPT_PREFIX + name)
+        if kept.numel() and (int(kept.min()) < 0 or int(kept.max()) >= DENSE_WIDTHS[name] or kept.unique().numel() != kept.numel()):
+            raise CheckpointError(f"{path}: tensor {_KEPT_PREFIX + name!r} must hold distinct channels in [0, {DENSE_WIDTHS[name]})")
+        kept_channels[name] = kept
     return kept_channels
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGFeatures:
     """A frozen ``VGGFeatures`` rebuilt from a checkpoint: weights (as fp32), masks, kept channels, provenance.
+
+    The whole header is checked (widths bounded by the dense VGG-19's, every tensor's dtype,
+    shape and offsets) before the network or any tensor is allocated.
 
     >>> model = load_checkpoint("seed.safetensors")  # doctest: +SKIP
     >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
@@ -427,32 +561,27 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """
     target = resolve_device(device)  # a missing GPU is reported before the file is read
     path = Path(path)
-    _, metadata, _ = read_safetensors_header(path)
-    _check_ours(path, metadata)
-    model = _architecture(path, metadata)
+    header = _read_header(path)
+    _check_tensor_table(path, header)
+    expected = Fields(header.metadata, str(path), CheckpointError).string("tensors_sha256", default="")
+    model = VGGFeatures(header.last_layer, widths=header.widths, pooling=header.pooling, preprocessing=header.preprocessing)
 
     tensors = _load_tensors(path)
-    expected = metadata.get("tensors_sha256")
-    if expected is None or tensors_digest(tensors) != expected:
+    if tensors_digest(tensors) != expected:
         raise CheckpointError(f"{path}: corrupt: tensor data does not match the header's tensors_sha256")
 
-    masked = set(_json_field(path, metadata, "masked_layers", []))
     state: dict[str, torch.Tensor] = {}
     masks: dict[str, torch.Tensor] = {}
     for name in model.conv_names:
         shape = list(model.conv(name).weight.shape)
-        state[_weight_key(name)], state[_bias_key(name)], mask = _decode_conv(path, tensors, metadata, name, shape, name in masked)
+        state[_weight_key(name)], state[_bias_key(name)], mask = _decode_conv(path, tensors, header, name, shape)
         if mask is not None:
             masks[name] = mask
-    kept_channels = _kept_channels(path, tensors, metadata, model)
-    if tensors:
-        raise CheckpointError(f"{path}: unexpected tensors {sorted(tensors)[:4]} (not described by the header)")
-
+    model.kept_channels = _kept_channels(path, tensors, header)
     model.load_state_dict(state)
     model.masks = masks
-    model.kept_channels = kept_channels
-    model.weight_source = metadata.get("weight_source", "unset")
-    model.provenance = _json_field(path, metadata, "provenance", {})
+    model.weight_source = header.metadata.get("weight_source", "unset")
+    model.provenance = header.decoded["provenance"]
     return freeze(model.to(target))
 
 
@@ -475,6 +604,7 @@ __all__ = [
     "is_checkpoint",
     "layer_sparsity",
     "load_checkpoint",
+    "parse_preprocessing",
     "read_checkpoint_info",
     "save_checkpoint",
 ]

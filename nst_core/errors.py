@@ -6,9 +6,9 @@ class UserError(Exception):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message ("" when it has none), for one-line error reports.
+    """The first line of an exception's message (its class name when it has none), for one-line error reports.
 
     >>> raise UserError(f"cannot read weights ({first_line(exc)})")  # doctest: +SKIP
     """
     lines = str(exc).splitlines()
-    return lines[0] if lines else ""
+    return next((line for line in lines if line.strip()), type(exc).__name__)

@@ -37,14 +37,16 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from .calibration import CalibrationImage, CropSampler
-from .errors import UserError, first_line
+from .errors import UserError
 from .files import atomic_path
 from .images import tensor_to_pil
 from .losses import get_preset, gram_matrix
 from .pruning import apply_masks
 from .quality import Judge
 from .stylize import StylizeConfig, stylize
+from .validation import Fields
 from .vgg import VGGFeatures, conv_feeding, freeze, layer_index
+from .weights import load_torch_file
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "constant")
@@ -235,13 +237,29 @@ def run_fingerprint(config: FinetuneConfig, teacher: VGGFeatures, student: VGGFe
 
 
 def load_state(path: Path) -> dict:
-    """A state file written by ``train``; a damaged or foreign file gets a clear error."""
+    """A state file written by ``train``, its fields checked; a damaged or foreign file gets a clear error."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(f"fine-tuning state {path} cannot be read ({first_line(exc)}); delete it to start over") from None
+        state = load_torch_file(path, "fine-tuning state")
+    except UserError as exc:
+        raise UserError(f"{exc}: it cannot be read; delete it to start over") from None
     if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a fine-tuning state file of version {STATE_VERSION}; delete it to start over")
+    fields = Fields(state, str(path), UserError)
+    fields.string("fingerprint")
+    fields.integer("step", low=0)
+    fields.number("seconds", low=0.0)
+    fields.sequence("history")
+    fields.mapping("extra")
+    student = fields.mapping("student")
+    if not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in student.items()):
+        fields.fail("student", "must map parameter names to tensors")
+    optimizer = fields.nested("optimizer")
+    optimizer.mapping("state")
+    optimizer.sequence("param_groups")
+    rng = fields.get("torch_rng")
+    expected_rng = torch.get_rng_state()
+    if not isinstance(rng, torch.Tensor) or rng.dtype != expected_rng.dtype or rng.shape != expected_rng.shape:
+        fields.fail("torch_rng", f"must be a {expected_rng.dtype} tensor of shape {list(expected_rng.shape)}")
     return state
 
 

@@ -30,11 +30,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 
 from .errors import UserError
 from .files import atomic_write_text
+from .validation import Fields, check_number, read_json_file, shown
 from .vgg import CONV_NAMES, DENSE_CONV_WEIGHTS, DENSE_WIDTHS, VGGFeatures
 
 PROFILE_FORMAT = "nst-profile/1"
@@ -83,35 +85,32 @@ class Profile:
 
     @classmethod
     def from_dict(cls, data: dict, origin: str = "profile") -> "Profile":
-        """A profile from its JSON object; errors name ``origin`` (e.g. the file it came from)."""
-        if not isinstance(data, dict):
-            raise ProfileError(f"{origin}: expected a JSON object")
-        if data.get("format") != PROFILE_FORMAT:
-            raise ProfileError(f"{origin}: 'format' is {data.get('format')!r}, expected {PROFILE_FORMAT!r}")
-        for key in ("method", "sparsity"):
-            if key not in data:
-                raise ProfileError(f"{origin}: missing key {key!r}")
-        if not isinstance(data["sparsity"], dict):
-            raise ProfileError(f"{origin}: 'sparsity' must be an object of conv name -> fraction")
+        """A profile from its JSON object; errors name ``origin`` (e.g. the file it came from) and the field."""
+        fields = Fields(data, origin, ProfileError)
+        found = fields.get("format", None)
+        if found != PROFILE_FORMAT:
+            fields.fail("format", f"is {shown(found)}, expected {PROFILE_FORMAT!r}")
+        method = fields.string("method", METHODS)
+        sparsity = fields.mapping("sparsity")
+        source = fields.mapping("source", {})
         try:
-            return cls(data["method"], data["sparsity"], dict(data.get("source") or {}))
+            return cls(method, sparsity, dict(source))
         except ProfileError as exc:
-            raise ProfileError(f"{origin}: {exc}") from None
+            raise ProfileError(f"{origin}: field 'sparsity': {exc}") from None
 
 
 def _validate_sparsity(sparsity: dict, method: str) -> dict[str, float]:
     out: dict[str, float] = {}
-    upper_ok = (lambda v: v <= 1.0) if method == "fine" else (lambda v: v < 1.0)
     for name, value in sparsity.items():
         if name not in DENSE_WIDTHS:
-            raise ProfileError(f"unknown conv layer {name!r} in sparsity; valid names: {', '.join(CONV_NAMES)}")
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ProfileError(f"sparsity of {name} must be a number, not {value!r}") from None
-        if not (0.0 <= value and upper_ok(value)):
-            bound = "[0, 1]" if method == "fine" else "[0, 1)"
-            raise ProfileError(f"sparsity of {name} is {value}; it must be in {bound}")
+            raise ProfileError(f"unknown conv layer {shown(name)} in sparsity; valid names: {', '.join(CONV_NAMES)}")
+
+        def refuse(problem: str, name=name) -> NoReturn:
+            raise ProfileError(f"sparsity of {name} {problem}")
+
+        value = check_number(value, refuse, 0.0, 1.0)
+        if value == 1.0 and method != "fine":
+            refuse("is 1.0; it must be in [0, 1): structured pruning keeps at least one filter")
         out[name] = value
     # Keep network order whatever order the user wrote.
     return {name: out[name] for name in CONV_NAMES if name in out}
@@ -128,12 +127,8 @@ def load_profile(name_or_path: str | os.PathLike) -> Profile:
         return Profile("fine", dict(PROFILES[key]), {"profile": key})
     path = Path(key)
     if not path.exists():
-        raise ProfileError(f"no profile named {key!r} and no such file; named profiles: {', '.join(PROFILES)}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProfileError(f"{path}: not a readable JSON profile ({exc})") from None
-    return Profile.from_dict(data, origin=str(path))
+        raise ProfileError(f"no profile named {shown(key)} and no such file; named profiles: {', '.join(PROFILES)}")
+    return Profile.from_dict(read_json_file(path, "a profile", ProfileError), origin=str(path))
 
 
 def save_profile(profile: Profile, path: str | os.PathLike) -> None:

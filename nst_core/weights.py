@@ -10,12 +10,13 @@ to provide weights, instead of hanging.
 
 from __future__ import annotations
 
-import json
 import os
+import pickle
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -23,9 +24,10 @@ from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 from safetensors import safe_open
 
-from .checkpoint import is_checkpoint, load_checkpoint
+from .checkpoint import is_checkpoint, load_checkpoint, parse_preprocessing
 from .devices import resolve_device
 from .errors import UserError, first_line
+from .validation import cut
 from .vgg import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, VGGFeatures, freeze, layer_index, random_state_dict
 from .weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
 
@@ -123,8 +125,38 @@ def _download_hf(parsed: WeightSpec) -> Path:
         raise WeightsError(f"{spec}: could not download: {exc}") from None
 
 
+def load_torch_file(path: str | os.PathLike, what: str, error: type[UserError] = UserError) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors: an empty, foreign or unsafe file is ``error``.
+
+    A pickle that needs code or objects other than plain tensors is refused for safety; the
+    message says so instead of PyTorch's advice to load it unsafely.
+
+    >>> state = load_torch_file("vgg19.pth", "PyTorch weights file", WeightsError)  # doctest: +SKIP
+    """
+    path = Path(path)
+    refused = f"{path}: not a loadable {what}"
+    try:
+        if path.stat().st_size == 0:
+            raise error(f"{refused}: the file is empty (0 bytes)")
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise error(f"{refused}: refused for safety, because the file contains code or objects that are not plain tensors") from None
+        raise error(f"{refused} ({cut(first_line(exc))})") from None
+    except OSError as exc:
+        raise error(f"{refused} ({exc.strerror or first_line(exc)})") from None
+    except Exception as exc:  # torch.load raises many kinds (RuntimeError, KeyError, EOFError, ...) for foreign bytes
+        raise error(f"{refused} ({type(exc).__name__}: {cut(first_line(exc))})") from None
+
+
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and (for safetensors) header metadata of a local weights file."""
+    """Tensors and (for safetensors) header metadata of a local weights file.
+
+    A pickle is loaded with ``weights_only=True`` (plain tensors only; anything else is refused
+    for safety); a ``preprocessing`` entry in the metadata is checked here, naming the file.
+    """
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file {path} does not exist")
@@ -133,16 +165,16 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
                 keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())
-                return {k: f.get_tensor(k) for k in keys}, metadata
-        except Exception as exc:
-            raise WeightsError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{path}: not a loadable PyTorch weights file ({first_line(exc)})") from None
+                state = {k: f.get_tensor(k) for k in keys}
+        except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) for every malformed file
+            raise WeightsError(f"{path}: not a readable safetensors file ({cut(first_line(exc))})") from None
+        if "preprocessing" in metadata:
+            parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
+        return state, metadata
+    state = load_torch_file(path, "PyTorch weights file", WeightsError)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise WeightsError(f"{path}: expected a dict of tensors (a state_dict)")
     return state, {}
 
@@ -178,8 +210,7 @@ def _preprocessing_from(metadata: dict[str, str], declared: str | None, default:
     if declared:
         return PREPROCESSINGS[declared]
     if "preprocessing" in metadata:
-        raw = metadata["preprocessing"]
-        return PREPROCESSINGS[raw] if raw in PREPROCESSINGS else Preprocessing.from_dict(json.loads(raw))
+        return parse_preprocessing(metadata["preprocessing"], "the weights' metadata", WeightsError)
     return default
 
 

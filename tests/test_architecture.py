@@ -10,7 +10,7 @@ from import_graph import import_graph, module_names
 
 # Lowest first; "scan.*" and "cli.*" stand for every module of those packages.
 LAYERS = [
-    {"", "errors", "files", "weight_spec", "devices"},
+    {"", "errors", "files", "weight_spec", "devices", "validation"},
     {"vgg", "images", "color"},
     {"losses", "cost", "checkpoint", "pruning"},
     {"weights"},

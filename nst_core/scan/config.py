@@ -20,9 +20,9 @@ from ..pruning import METHODS
 from ..stylize import StylizeConfig
 from ..files import file_sha256
 from ..vgg import CONV_NAMES, PREPROCESSINGS, convs_up_to
-from .folder import SCAN_FORMAT, ScanError, cell_key
+from .folder import SCAN_FORMAT, SCAN_MODES, ScanError, cell_key
 
-MODES = ("full", "proxy")
+MODES = SCAN_MODES  # defined beside the reader of scan.json, which checks it
 DEFAULT_SPARSITIES = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 

@@ -22,9 +22,11 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import UserError
+from ..validation import Fields, read_json_file, shown
 
 SCAN_FORMAT = "nst-scan/1"
 RECORD_FORMAT = "nst-scan-record/1"
+SCAN_MODES = ("full", "proxy")
 
 
 class ScanError(UserError):
@@ -94,9 +96,26 @@ def read_records(path: str | os.PathLike) -> list[dict]:
             if not is_torn_tail:
                 warnings.warn(f"{path}:{number}: skipping a line that is not valid JSON", stacklevel=2)
             continue
-        if isinstance(record, dict):
-            records.append(record)
+        problem = _record_problem(record)
+        if problem:
+            warnings.warn(f"{path}:{number}: skipping a record that {problem}", stacklevel=2)
+            continue
+        records.append(record)
     return records
+
+
+def _record_problem(record) -> str | None:
+    """Why a decoded line is not a usable record (None when it is): the fields readers index."""
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    for key in ("cell", "config_hash"):
+        if key in record and not isinstance(record[key], str):
+            return f"has a {key!r} that is not a string"
+    metrics = record.get("metrics", {})
+    # inf and NaN are results (a cell whose stylization diverged); strings and booleans are not.
+    if not isinstance(metrics, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()):
+        return "has 'metrics' that are not an object of numbers"
+    return None
 
 
 def read_folder(folder: str | os.PathLike) -> list[dict]:
@@ -114,23 +133,47 @@ def finished_records(folder: str | os.PathLike, config_hash: str) -> dict[str, d
     """Finished cells of this configuration, by cell key (first record wins if a cell was run twice)."""
     out: dict[str, dict] = {}
     for record in read_folder(Path(folder) / "records"):
-        if record.get("config_hash") == config_hash and record.get("cell") and record["cell"] not in out:
+        finished = record.get("cell") and "metrics" in record
+        if record.get("config_hash") == config_hash and finished and record["cell"] not in out:
             out[record["cell"]] = record
     return out
 
 
 def load_scan_json(folder: str | os.PathLike) -> dict:
-    """The configuration a scan folder holds (its ``scan.json``); :class:`ScanError` if there is none."""
+    """The configuration a scan folder holds (its ``scan.json``), checked; :class:`ScanError` if there is none."""
     path = Path(folder) / "scan.json"
     if not path.is_file():
         raise ScanError(f"{folder} is not a scan folder (no scan.json); run `nst scan run --out {folder}` first")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ScanError(f"{path}: unreadable ({exc})") from None
-    if data.get("format") != SCAN_FORMAT:
-        raise ScanError(f"{path}: format {data.get('format')!r}, expected {SCAN_FORMAT!r}")
+    data = read_json_file(path, "a scan configuration", ScanError)
+    fields = Fields(data, str(path), ScanError)
+    found = fields.get("format", None)
+    if found != SCAN_FORMAT:
+        fields.fail("format", f"is {shown(found)}, expected {SCAN_FORMAT!r}")
+    fields.string("config_hash")
+    fields.mapping("identity", {})
+    fields.string("method")
+    fields.string("mode", SCAN_MODES)
+    fields.string("weights")
+    fields.names("layers")
+    fields.numbers("sparsities", low=0.0)
+    for i, value in enumerate(data["sparsities"]):
+        if value > 1.0:
+            fields.fail(f"sparsities[{i}]", f"is {value}; it must be in [0, 1]")
     return data
+
+
+def read_dense_info(folder: str | os.PathLike, config_hash: str) -> dict | None:
+    """The dense baseline's ``dense.json`` of this configuration (losses checked), or None if there is none yet."""
+    path = Path(folder) / "dense.json"
+    if not path.is_file():
+        return None
+    fields = Fields(read_json_file(path, "the dense baseline", ScanError), str(path), ScanError)
+    if fields.get("config_hash", None) != config_hash:
+        return None
+    losses = fields.nested("losses")
+    losses.number("content")
+    losses.number("style")
+    return fields.data
 
 
 @contextmanager

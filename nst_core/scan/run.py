@@ -32,7 +32,8 @@ from ..stylize import prepare_inputs, stylize
 from ..vgg import VGGFeatures
 from ..weights import load_vgg
 from .config import Cell, ScanConfig, shard_cells
-from .folder import RECORD_FORMAT, ScanError, append_record, finished_records, folder_lock, load_scan_json, shard_file
+from .folder import (RECORD_FORMAT, ScanError, append_record, finished_records, folder_lock, load_scan_json,
+                     read_dense_info, shard_file)
 from .proxy import ProxyProbe
 
 
@@ -99,11 +100,10 @@ class CellEvaluator:
         image_path, info_path = self.folder / "dense.png", self.folder / "dense.json"
         config_hash = self.config.config_hash()
         with folder_lock(self.folder / ".dense.lock"):
-            if image_path.exists() and info_path.exists():
-                info = json.loads(info_path.read_text())
-                if info.get("config_hash") == config_hash:
-                    with Image.open(image_path) as img:
-                        return img.convert("RGB"), info
+            info = read_dense_info(self.folder, config_hash)
+            if info is not None and image_path.exists():
+                with Image.open(image_path) as img:
+                    return img.convert("RGB"), info
             started = time.perf_counter()
             result = stylize(self.dense, self.config.content, self.config.styles, self.config.stylize)
             info = {

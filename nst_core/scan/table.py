@@ -28,7 +28,7 @@ from ..files import atomic_write_text
 from ..pruning import Profile
 from ..vgg import CONV_NAMES
 from ..weight_spec import is_random_source
-from .folder import ScanError, cell_key, finished_records, load_scan_json
+from .folder import ScanError, cell_key, finished_records, load_scan_json, read_dense_info
 
 JUDGED = ("content_ratio", "style_ratio", "ssim")
 PROXY = ("feature_distortion", "gram_distortion", "proxy")
@@ -163,12 +163,10 @@ def merge_scan(folder: str | os.PathLike) -> ScanTable:
             row["degradation"] = degradation(metrics, degradation_kind)
             rows.append(row)
     baseline = None
-    dense_json = folder / "dense.json"
-    if scan["mode"] == "full" and dense_json.exists():
-        info = json.loads(dense_json.read_text())
-        if info.get("config_hash") == scan["config_hash"]:
-            baseline = {"content": info["losses"]["content"], "style": info["losses"]["style"],
-                        "content_ratio": 1.0, "style_ratio": 1.0, "ssim": 1.0}
+    info = read_dense_info(folder, scan["config_hash"]) if scan["mode"] == "full" else None
+    if info is not None:
+        baseline = {"content": info["losses"]["content"], "style": info["losses"]["style"],
+                    "content_ratio": 1.0, "style_ratio": 1.0, "ssim": 1.0}
     return ScanTable(scan, rows, missing, baseline)
 
 

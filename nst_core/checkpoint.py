@@ -251,15 +251,8 @@ def save_checkpoint(
 # Reading
 # ---------------------------------------------------------------------------------------------
 
-def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:
-    """(tensor entries, metadata, data start offset), validated against the file's size.
-
-    Every entry has a dtype, a shape of non-negative ints and ``data_offsets`` that are ints, in
-    order, back to back and inside the file, with as many bytes as dtype and shape need (the rules
-    safetensors itself enforces, checked here first so a bad file gets a one-line error).
-    Raises CheckpointError for a missing, non-safetensors, truncated or malformed file.
-    """
-    path = Path(path)
+def _read_header_json(path: Path) -> tuple[dict, dict[str, str], int]:
+    """(tensor entries, metadata, data start offset) as the file states them; only their JSON shape is checked."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     size = path.stat().st_size
@@ -282,8 +275,19 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, st
     metadata = header.pop("__metadata__", None) or {}
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(f"{path}: corrupt header: __metadata__ must map strings to strings")
-    data_start = 8 + header_len
-    _check_data_offsets(path, header, size - data_start)
+    return header, metadata, 8 + header_len
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, dict[str, str], int]:
+    """(tensor entries, metadata, data start offset), validated against the file's size.
+
+    Every entry has a dtype, a shape of non-negative ints and ``data_offsets`` that are ints, in
+    order, back to back and inside the file, with as many bytes as dtype and shape need (the rules
+    safetensors itself enforces, checked here first so a bad file gets a one-line error).
+    Raises CheckpointError for a missing, non-safetensors, truncated or malformed file.
+    """
+    header, metadata, data_start = _read_header_json(Path(path))
+    _check_data_offsets(Path(path), header, Path(path).stat().st_size - data_start)
     return header, metadata, data_start
 
 
@@ -588,7 +592,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 def is_checkpoint(path: str | os.PathLike) -> bool:
     """True when ``path`` is a safetensors file written by ``save_checkpoint`` (header only)."""
     try:
-        _, metadata, _ = read_safetensors_header(path)
+        # What the header claims decides: a broken nst checkpoint then gets the checkpoint loader's errors.
+        _, metadata, _ = _read_header_json(Path(path))
     except CheckpointError:
         return False
     return metadata.get("format") == FORMAT_NAME

@@ -242,7 +242,8 @@ def load_state(path: Path) -> dict:
         state = load_torch_file(path, "fine-tuning state")
     except UserError as exc:
         raise UserError(f"{exc}: it cannot be read; delete it to start over") from None
-    if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+    # type() first: a hostile file's "version" may be a tensor, whose comparison has no truth value.
+    if not isinstance(state, dict) or type(state.get("version")) is not int or state["version"] != STATE_VERSION:
         raise UserError(f"{path} is not a fine-tuning state file of version {STATE_VERSION}; delete it to start over")
     fields = Fields(state, str(path), UserError)
     fields.string("fingerprint")

@@ -88,8 +88,9 @@ def parse_weight_spec(spec: str) -> WeightSpec:
         return parse_hub_spec(spec)
     if spec == RANDOM or spec.startswith(RANDOM + ":"):
         seed_text = spec[len(RANDOM) + 1 :] or "0"
-        if not seed_text.isdigit():
-            raise WeightSpecError(f"bad weight spec {spec!r}: the seed in random:SEED must be a non-negative integer")
+        # ASCII digits only ("²".isdigit() is true), and a seed torch.Generator accepts (64 bits).
+        if not (seed_text.isascii() and seed_text.isdigit()) or int(seed_text) >= 2**64:
+            raise WeightSpecError(f"bad weight spec {spec[:80]!r}: the seed in random:SEED must be a non-negative integer below 2**64")
         return WeightSpec(spec, "random", seed=int(seed_text))
     path = Path(spec)
     if path.suffix in WEIGHT_FILE_SUFFIXES:

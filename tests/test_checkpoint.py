@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from pathlib import Path
 
 import pytest
 import torch
@@ -293,3 +294,34 @@ def test_failed_write_leaves_old_file(tmp_path, small_fine, monkeypatch, failure
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.safetensors"]  # no temp file left
     assert read_checkpoint_info(path)["dtype"] == "fp32"
+
+
+def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
+    """A killed atomic write leaves `.NAME.XXXXXXXX.tmp`; the next write to NAME removes it once it is stale."""
+    import subprocess
+    import sys
+    import time
+
+    from nst_core.files import STALE_TEMP_SECONDS, atomic_write_text
+
+    target = tmp_path / "out.json"
+    # A real writer killed mid-write: it creates its temp file through atomic_path, then dies.
+    script = ("import os, sys; from nst_core.files import atomic_path\n"
+              "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os._exit(9)\n")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    assert subprocess.run([sys.executable, "-c", script, str(target)], env=env).returncode == 9
+    (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.json.")]
+    fresh = tmp_path / ".out.json.abcd_123.tmp"  # a write in progress (in another process, say)
+    fresh.write_text("busy")
+    other = tmp_path / ".out.json.bak.abcd1234.tmp"  # a temp file of another target, `out.json.bak`
+    unrelated = tmp_path / ".out.json.notes.tmp"
+    for path in (other, unrelated):
+        path.write_text("keep")
+    old = time.time() - STALE_TEMP_SECONDS - 5
+    for path in (killed, other, unrelated):
+        os.utime(path, (old, old))
+
+    atomic_write_text(target, "{}")
+    assert target.read_text() == "{}"
+    assert not killed.exists()
+    assert fresh.exists() and other.exists() and unrelated.exists()

@@ -1,0 +1,251 @@
+"""Hypothesis strategies for every file format nst reads, each grown from a real, valid file.
+
+A generated file is a valid one with a few fields replaced, dropped or broken (the mistakes
+people and attackers make), or pure noise; the fuzz tests feed them to the real loaders.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from hypothesis import strategies as st
+
+from nst_core.checkpoint import save_checkpoint
+from nst_core.pruning import PROFILE_FORMAT, Profile, prune_fine, prune_structured
+from nst_core.scan.folder import RECORD_FORMAT, SCAN_FORMAT
+from nst_core.vgg import CONV_NAMES, LAYER_NAMES
+from nst_core.weights import load_vgg
+
+# Any JSON value, small: what a careless edit or a hostile upload puts where a field belongs.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+conv_names = st.sampled_from(CONV_NAMES) | st.text(max_size=8)
+# Numbers that sit on every boundary a schema has.
+edgy_numbers = st.sampled_from([0, 1, -1, 0.0, 1.0, 0.5, 1e-300, 1e300, 2**63, -(2**63), 8000, 25_000, True, False]) | st.floats()
+
+
+def text_or_json(values=json_values):
+    """A header value: a JSON document of ``values`` or any text (headers store strings)."""
+    return values.map(lambda v: json.dumps(v, allow_nan=True)) | st.text(max_size=30)
+
+
+def safetensors_bytes(entries: dict, metadata: dict | None, data: bytes) -> bytes:
+    """A safetensors file from its parts, written by hand so that every part can be wrong."""
+    header = dict(entries)
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header, allow_nan=True).encode()
+    return struct.pack("<Q", len(raw)) + raw + data
+
+
+def split_safetensors(blob: bytes) -> tuple[dict, dict, bytes]:
+    (length,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + length])
+    metadata = header.pop("__metadata__")
+    return header, metadata, blob[8 + length :]
+
+
+@lru_cache(maxsize=None)
+def valid_checkpoints() -> tuple[bytes, ...]:
+    """Small real checkpoints (up to relu2_1): fine-grained packed, fine-grained dense, structured."""
+    import tempfile
+
+    model = load_vgg("random:0", last_layer="relu2_1")
+    out = []
+    with tempfile.TemporaryDirectory() as folder:
+        for i, (net, encoding) in enumerate(((prune_fine(model, 0.5), "packed"), (prune_fine(model, 0.5), "dense"),
+                                              (prune_structured(model, 0.5), "dense"))):
+            path = save_checkpoint(net, Path(folder) / f"{i}.safetensors", encoding=encoding, dtype="fp16")
+            out.append(path.read_bytes())
+    return tuple(out)
+
+
+METADATA_KEYS = ["format", "format_version", "encoding", "dtype", "arch", "last_layer", "pooling", "widths",
+                 "preprocessing", "masks", "masked_layers", "structured", "sparsity", "provenance", "metrics",
+                 "conv_weights", "conv_weights_kept", "tensors_sha256", "weight_source"]
+ENTRY_KEYS = ["dtype", "shape", "data_offsets"]
+
+
+def _widths_value():
+    widths = st.dictionaries(conv_names, st.integers(-5, 30_000) | edgy_numbers | json_values, max_size=6)
+    return widths.map(json.dumps)
+
+
+def _preprocessing_value():
+    fields = st.fixed_dictionaries(
+        {},
+        optional={
+            "name": st.sampled_from(["caffe", "torchvision"]) | json_values,
+            "bgr": st.booleans() | json_values,
+            "scale": edgy_numbers | json_values,
+            "mean": st.lists(edgy_numbers, max_size=4) | json_values,
+            "std": st.lists(edgy_numbers, max_size=4) | json_values,
+        },
+    )
+    return fields.map(lambda d: json.dumps(d, allow_nan=True)) | text_or_json() | st.sampled_from(["caffe", "torchvision"])
+
+
+@st.composite
+def metadata_edit(draw, metadata: dict) -> None:
+    key = draw(st.sampled_from(METADATA_KEYS) | st.text(max_size=8))
+    action = draw(st.sampled_from(["replace", "delete", "widths", "preprocessing", "layer"]))
+    if action == "delete":
+        metadata.pop(key, None)
+    elif action == "widths":
+        metadata["widths"] = draw(_widths_value())
+    elif action == "preprocessing":
+        metadata["preprocessing"] = draw(_preprocessing_value())
+    elif action == "layer":
+        metadata[draw(st.sampled_from(["last_layer", "masked_layers", "structured"]))] = draw(
+            st.sampled_from(LAYER_NAMES) | st.lists(conv_names, max_size=4).map(json.dumps))
+    else:
+        metadata[key] = draw(text_or_json())
+
+
+@st.composite
+def entry_edit(draw, entries: dict) -> None:
+    if not entries:
+        return
+    name = draw(st.sampled_from(sorted(entries)))
+    action = draw(st.sampled_from(["field", "offsets", "shape", "delete", "rename", "not-an-object"]))
+    entry = dict(entries[name])
+    if action == "field":
+        entry[draw(st.sampled_from(ENTRY_KEYS))] = draw(json_values)
+    elif action == "offsets":
+        entry["data_offsets"] = draw(st.lists(st.integers(-10, 10**12) | edgy_numbers | st.text(max_size=3), max_size=3))
+    elif action == "shape":
+        entry["shape"] = draw(st.lists(st.integers(-2, 10**9) | edgy_numbers, max_size=5))
+    elif action == "delete":
+        del entries[name]
+        return
+    elif action == "rename":
+        entries[draw(st.text(max_size=20))] = entries.pop(name)
+        return
+    else:
+        entry = draw(json_values)
+    entries[name] = entry
+
+
+@st.composite
+def checkpoint_files(draw) -> bytes:
+    """A checkpoint's bytes: a valid one with 1-4 header, tensor-table or data edits, or noise."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(st.binary(max_size=300))
+    entries, metadata, data = split_safetensors(draw(st.sampled_from(valid_checkpoints())))
+    for _ in range(draw(st.integers(1, 4))):
+        target = draw(st.sampled_from(["metadata", "metadata", "entries", "data"]))
+        if target == "metadata":
+            draw(metadata_edit(metadata))
+        elif target == "entries":
+            draw(entry_edit(entries))
+        else:
+            cut = draw(st.integers(0, len(data)))
+            data = data[:cut] + draw(st.binary(max_size=16))
+    return safetensors_bytes(entries, metadata, data)
+
+
+@st.composite
+def plain_weight_files(draw) -> bytes:
+    """Plain safetensors weights (``features.N.*``) whose ``preprocessing`` metadata is anything."""
+    state = {"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
+    from safetensors.torch import save
+
+    metadata = {"preprocessing": draw(_preprocessing_value())} if draw(st.booleans()) else None
+    return save(state, metadata=metadata)
+
+
+@st.composite
+def pickle_files(draw) -> bytes:
+    """A .pth file: noise, a truncated pickle, or torch.save of a random structure of tensors and values."""
+    import io
+
+    kind = draw(st.sampled_from(["noise", "structure", "truncated", "empty"]))
+    if kind == "noise":
+        return draw(st.binary(max_size=200))
+    if kind == "empty":
+        return b""
+    leaves = json_values | st.integers(0, 3).map(lambda n: torch.zeros(n))
+    value = draw(st.dictionaries(st.sampled_from(["features.0.weight", "features.0.bias", "state_dict"]) | st.text(max_size=5),
+                                 leaves, max_size=4) | leaves)
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    blob = buffer.getvalue()
+    return blob[: draw(st.integers(0, len(blob)))] if kind == "truncated" else blob
+
+
+def profile_documents():
+    """A profile JSON document: mostly well-shaped with wrong values, sometimes any JSON."""
+    valid = Profile("fine", {"conv1_1": 0.5}, {"profile": "x"}).to_dict()
+    shaped = st.fixed_dictionaries(
+        {},
+        optional={
+            "format": st.just(PROFILE_FORMAT) | json_values,
+            "method": st.sampled_from(["fine", "structured"]) | json_values,
+            "sparsity": st.dictionaries(conv_names, edgy_numbers | json_values, max_size=5) | json_values,
+            "source": st.dictionaries(st.text(max_size=5), json_values, max_size=3) | json_values,
+        },
+    )
+    return st.just(valid) | shaped | json_values
+
+
+def scan_documents():
+    """A scan.json document (a grid's configuration) with wrong values, or any JSON."""
+    shaped = st.fixed_dictionaries(
+        {
+            "format": st.just(SCAN_FORMAT) | json_values,
+            "config_hash": st.just("abc") | json_values,
+            "mode": st.sampled_from(["full", "proxy"]) | json_values,
+            "layers": st.lists(conv_names, max_size=3) | json_values,
+            "sparsities": st.lists(edgy_numbers, max_size=3) | json_values,
+        },
+        optional={"method": st.just("fine") | json_values, "weights": st.just("random:0") | json_values,
+                  "identity": json_values},
+    )
+    valid = {"format": SCAN_FORMAT, "config_hash": "abc", "identity": {}, "method": "fine", "mode": "proxy",
+             "weights": "random:0", "layers": ["conv1_1", "conv1_2"], "sparsities": [0.5]}
+    return st.just(valid) | st.builds(lambda key, value: {**valid, key: value}, st.sampled_from(sorted(valid)), json_values) \
+        | shaped | json_values
+
+
+def record_lines():
+    """JSONL record lines of a scan folder: records of the right hash with broken fields, noise, torn lines."""
+    record = st.fixed_dictionaries(
+        {"format": st.just(RECORD_FORMAT), "config_hash": st.just("abc") | json_values,
+         "cell": st.sampled_from(["conv1_1@0.5000", "conv1_2@0.5000"]) | json_values},
+        optional={"metrics": st.dictionaries(st.sampled_from(["content_ratio", "style_ratio", "ssim",
+                                                              "feature_distortion", "gram_distortion"]) | st.text(max_size=4),
+                                             edgy_numbers | json_values, max_size=5) | json_values},
+    )
+    line = record.map(lambda r: json.dumps(r, allow_nan=True)) | json_values.map(json.dumps) | st.text(max_size=20)
+    return st.lists(line, max_size=5)
+
+
+def finetune_states():
+    """A fine-tuning state object: the real keys with values of any type."""
+    tensors = st.integers(0, 3).map(lambda n: torch.zeros(n)) | st.just(torch.get_rng_state())
+    value = json_values | tensors | st.dictionaries(st.text(max_size=5), tensors, max_size=2)
+    valid = {"version": 1, "fingerprint": "f", "step": 0, "student": {"features.0.bias": torch.zeros(2)},
+             "optimizer": {"state": {}, "param_groups": []}, "torch_rng": torch.get_rng_state(), "history": [],
+             "seconds": 0.0, "extra": {}}
+    one_field_wrong = st.builds(lambda key, v: {**valid, key: v}, st.sampled_from(sorted(valid)), value)
+    return st.just(valid) | one_field_wrong | st.fixed_dictionaries(
+        {"version": st.just(1) | json_values},
+        optional={key: value for key in ("fingerprint", "step", "student", "optimizer", "torch_rng", "history", "seconds", "extra")},
+    )
+
+
+weight_specs = (
+    st.text(max_size=30)
+    | st.builds(lambda s: "random:" + s, st.text(max_size=25))
+    | st.builds(lambda s: "hf:" + s, st.text(max_size=40))
+    | st.sampled_from(["random", "random:0", "random:-1", "random:abc", "random:²", "random:" + "9" * 30, "hf:", "hf:a/b@",
+                       "hf:a/b:", "hf:/", "x.pth", "x.safetensors", "caffe", "torchvision"])
+)

@@ -116,7 +116,7 @@ def entry_edit(draw, entries: dict) -> None:
         return
     name = draw(st.sampled_from(sorted(entries)))
     action = draw(st.sampled_from(["field", "offsets", "shape", "delete", "rename", "not-an-object"]))
-    entry = dict(entries[name])
+    entry = dict(entries[name]) if isinstance(entries[name], dict) else {}  # an earlier edit may have broken it
     if action == "field":
         entry[draw(st.sampled_from(ENTRY_KEYS))] = draw(json_values)
     elif action == "offsets":

@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
     p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
+    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         pruned = prune_fine(model, global_threshold=threshold)
         label = f"global fine sparsity {args.global_sparsity} (|w| < {threshold:.4g})"
 
-    report = sparsity_report(pruned)
+    report = sparsity_report(pruned, args.size)
     print(f"VGG-19 up to {last_layer}, weights {model.weight_source}, {label}")
     print(report.to_text())
     if args.json:

@@ -51,3 +51,51 @@ def test_help_explains_flags():
     assert proc.returncode == 0
     for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer"):
         assert flag in proc.stdout
+
+
+def offline_env(tmp_path):
+    """No network and nothing cached: loading the default (caffe) weights would fail."""
+    import os
+
+    return {**os.environ, "NST_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}
+
+
+def nst_env(env, *args):
+    return subprocess.run([sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_inputs_and_outputs_are_checked_before_the_weights(tmp_path):
+    """Offline with default weights, a typo in any input or output is what the person is told about."""
+    env, style = offline_env(tmp_path), str(EXAMPLES / "style" / "swirls.jpg")
+    content = str(EXAMPLES / "content" / "lakeside.jpg")
+    folder = tmp_path / "a_folder.png"
+    folder.mkdir()
+    cases = [
+        (["stylize", str(tmp_path / "lakesid.jpg"), style, "-o", str(tmp_path / "o.png")], "lakesid.jpg"),
+        (["stylize", content, str(tmp_path / "swirl.jpg"), "-o", str(tmp_path / "o.png")], "swirl.jpg"),
+        (["stylize", content, style, "-o", str(folder)], "is a folder"),
+        (["stylize", content, style, "-o", str(tmp_path / "missing" / "o.png")], "does not exist"),
+        (["stylize", content, style, "-o", str(tmp_path / "o.png"), "--log-json", str(tmp_path)], "--log-json"),
+        (["stylize", content, style, "-o", "/proc/o.png"], "not writable"),
+        (["prune", "--profile", "seed", "--save", "/proc/x.safetensors"], "not writable"),
+    ]
+    for args, expected in cases:
+        proc = nst_env(env, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr and "weights" not in proc.stderr.lower(), (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # With every input right, the same offline run does reach the weights and says so.
+    proc = nst_env(env, "stylize", content, style, "-o", str(tmp_path / "o.png"))
+    assert proc.returncode == 2 and "offline" in proc.stderr
+
+
+def test_missing_gpu_is_one_line_and_exit_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return  # a GPU is there: --device cuda is right on this machine
+    content, style = str(EXAMPLES / "content" / "lakeside.jpg"), str(EXAMPLES / "style" / "swirls.jpg")
+    for device, expected in (("cuda", "no CUDA GPU is available"), ("gpu", "a GPU is 'cuda'")):
+        proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--device", device)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

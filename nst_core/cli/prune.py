@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..files import atomic_write_text
 from ..losses import PRESETS
 from ..pruning import METHODS, PROFILES, Profile, load_profile, prune, prune_fine, sparsity_report, threshold_for_global_sparsity
-from .common import add_weight_args, load_model_from_args
+from .common import add_weight_args, check_output_path, load_model_from_args
 
 
 def register(subparsers) -> None:
@@ -45,8 +45,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """``nst prune``: exit status 0 on success (errors are raised as ``UserError``)."""
     last_layer = args.last_layer or PRESETS[args.preset].last_layer
-    if args.save and not args.save.endswith(".safetensors"):
-        raise UserError(f"--save {args.save}: checkpoint files must end in .safetensors")
+    save = check_output_path(args.save, "--save", (".safetensors",)) if args.save else None
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(args.json, "--json")
     profile = load_profile(args.profile) if args.profile else None  # a bad profile fails before weights load
     model = load_model_from_args(args, last_layer)
     if profile is not None:
@@ -68,10 +70,9 @@ def run(args: argparse.Namespace) -> int:
     print(report.to_text())
     if args.json:
         data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance, "report": report.to_dict()}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
-    if args.save:
-        path = save_checkpoint(pruned, args.save, encoding=args.encoding, dtype=args.dtype)
+    if save:
+        path = save_checkpoint(pruned, save, encoding=args.encoding, dtype=args.dtype)
         print(f"wrote {path} ({Path(path).stat().st_size / 2**20:.2f} MiB on disk, {args.encoding}, {args.dtype})")
     return 0

@@ -6,15 +6,20 @@ import argparse
 import json
 import sys
 import threading
-from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..losses import PRESETS
 from ..stylize import Progress, stylize
-from .common import add_stylize_args, add_weight_args, load_model_from_args, stylize_config_from_args
+from .common import (
+    add_stylize_args,
+    add_weight_args,
+    check_output_path,
+    load_images_from_args,
+    load_model_from_args,
+    stylize_config_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,13 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`nst stylize`: stylize, write the output (and previews, a JSON log); 0 on success."""
-    output = Path(args.output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UserError(f"output {output} must end in .png, .jpg or .webp")
-    if not output.parent.exists():
-        raise UserError(f"output folder {output.parent} does not exist")
+    # Everything a person typed is checked before the network loads: a typo costs seconds, not a run.
+    output = check_output_path(args.output, "-o", (".png", ".jpg", ".jpeg", ".webp"))
+    log_json = check_output_path(args.log_json, "--log-json") if args.log_json else None
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every))
     config.validate()
+    content, styles = load_images_from_args(args.content, args.styles, config.size)
     model = load_model_from_args(args, PRESETS[args.preset].last_layer)
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
@@ -76,13 +80,13 @@ def run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     try:
-        result = stylize(model, args.content, args.styles, config, callback=on_progress, cancel=cancel)
+        result = stylize(model, content, styles, config, callback=on_progress, cancel=cancel)
     finally:
         bar.close()
     atomic_save_image(result.image, output)
-    if args.log_json:
+    if log_json:
         log = {"config": vars(config), "weights": model.weight_source, "stopped": result.stopped, "timings": result.timings, "history": result.history}
-        atomic_write_text(Path(args.log_json), json.dumps(log, indent=1))
+        atomic_write_text(log_json, json.dumps(log, indent=1))
     per_it = result.timings["per_iteration"]
     print(f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
           f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})")

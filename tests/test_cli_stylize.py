@@ -53,6 +53,31 @@ def test_help_explains_flags():
         assert flag in proc.stdout
 
 
+def test_help_shows_each_default_once_and_every_flag_explained():
+    """No "(default: None)", no default said twice, no flag without a help text."""
+    import argparse
+
+    from nst_core.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    for parser in parsers(build_parser()):
+        text = " ".join(parser.format_help().split())  # argparse wraps lines; join them back
+        assert "(default: None)" not in text and "(default: False)" not in text, parser.prog
+        for action in parser._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                assert action.help, f"{parser.prog} {action.option_strings[0]} has no help text"
+                help_text = parser._get_formatter()._expand_help(action)
+                assert help_text.count("(default") <= 1, f"{parser.prog} {action.option_strings[0]}: {help_text}"
+    stylize_help = " ".join(nst("stylize", "--help").stdout.split())
+    assert "(default: 10 Adam, 1 L-BFGS)" in stylize_help and "--seed SEED random seed (noise init); same seed + settings = same image (default: 0)" in stylize_help
+
+
 def offline_env(tmp_path):
     """No network and nothing cached: loading the default (caffe) weights would fail."""
     import os

@@ -69,6 +69,38 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: What each stylize flag means, for every command that offers it.
+STYLIZE_HELP: dict[str, str] = {
+        "preset": "loss layers, weights and normalisations",
+        "size": "longer side of the output in px",
+        "iterations": "optimiser iterations in total (over all scales)",
+        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
+        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
+        "init": "start from the content, seeded noise, or the style",
+        "seed": "random seed (noise init); same seed + settings = same image",
+        "content_weight": "content loss weight (default: the preset's)",
+        "style_weight": "style loss weight (default: the preset's)",
+        "tv_weight": "total-variation weight (default: the preset's)",
+        "style_blend": "one weight per style image",
+        "preserve_color": "keep the content's colours (luminance-only transfer)",
+        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
+        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
+        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
+        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
+    }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it says something: not for None or False, not for a required
+    flag, and not where the help text already explains its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.required or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | None]) -> None:
     """A flag for each :class:`StylizeConfig` field named in ``helps`` (field -> help text, None for none).
 

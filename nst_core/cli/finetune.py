@@ -18,7 +18,7 @@ from ..losses import PRESETS, get_preset
 from ..pruning import load_profile, prune
 from ..vgg import LAYER_NAMES, VGGFeatures, layer_index
 from ..weights import load_vgg
-from .common import RANDOM_WARNING, add_weight_args, check_output_path
+from .common import RANDOM_WARNING, HelpFormatter, add_weight_args, check_output_path
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
             "The run is resumable: run the same command again after an interruption. "
             "Example: nst finetune --profile seed --weights random --steps 20 -o tuned.safetensors"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--profile", help="prune the dense network with this profile (a name such as 'seed' or a profile JSON), then fine-tune")

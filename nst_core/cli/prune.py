@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..files import atomic_write_text
 from ..losses import PRESETS
 from ..pruning import METHODS, PROFILES, Profile, load_profile, prune, prune_fine, sparsity_report, threshold_for_global_sparsity
-from .common import add_weight_args, check_output_path, load_model_from_args
+from .common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
             "not pruned) and print weights, nonzeros and sparsity per conv. "
             "Example: nst prune --weights random --profile seed"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_weight_args(p)
     what = p.add_mutually_exclusive_group(required=True)

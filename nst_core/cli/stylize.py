@@ -13,6 +13,8 @@ from ..files import atomic_save_image, atomic_write_text
 from ..losses import PRESETS
 from ..stylize import Progress, stylize
 from .common import (
+    STYLIZE_HELP,
+    HelpFormatter,
     add_stylize_args,
     add_weight_args,
     check_output_path,
@@ -32,30 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "STYLE (Gatys et al. 2016), with a total-variation smoothness term. "
             "Example: nst stylize examples/content/lakeside.jpg examples/style/swirls.jpg -o out.png"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("content", help="content image (photo) path")
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
     add_weight_args(p)
-    add_stylize_args(p, {
-        "preset": "loss layers, weights and normalisations",
-        "size": "longer side of the output in px",
-        "iterations": "optimiser iterations in total (over all scales)",
-        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
-        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
-        "init": "start from the content, seeded noise, or the style",
-        "seed": "random seed (noise init); same seed + settings = same image",
-        "content_weight": "content loss weight (default: the preset's)",
-        "style_weight": "style loss weight (default: the preset's)",
-        "tv_weight": "total-variation weight (default: the preset's)",
-        "style_blend": "one weight per style image",
-        "preserve_color": "keep the content's colours (luminance-only transfer)",
-        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
-        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
-        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
-        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
-    })
+    add_stylize_args(p, STYLIZE_HELP)
     p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
     p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")
     p.set_defaults(func=run)

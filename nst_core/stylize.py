@@ -201,6 +201,7 @@ def stylize(
     prepare_backend(device)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(config.seed)
+
     def picture(image: torch.Tensor) -> Image.Image:
         """What a person sees of the optimised tensor: with --preserve-color, its luminance on the content's colours."""
         result = tensor_to_pil(image.detach().cpu())

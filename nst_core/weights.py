@@ -317,7 +317,8 @@ def _plain_weights(parsed: WeightSpec, path: Path, preprocessing: str | None) ->
 def _checkpoint_network(
     path: Path, spec: str, last_layer: str, pooling: str, preprocessing: str | None
 ) -> VGGFeatures:
-    """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``."""
+    """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``,
+    with the caller's pooling (a run setting, as for plain weights)."""
     stored = load_checkpoint(path)
     if layer_index(stored.last_layer) < layer_index(last_layer):
         raise WeightsError(f"{spec}: the checkpoint's network stops at {stored.last_layer}, but layers up to {last_layer} are needed")

@@ -37,14 +37,19 @@ def register(subparsers) -> None:
         help="download a checkpoint from the Hub through the Hugging Face cache (like `hf download`)",
         description=(
             "Download FILE (default: the checkpoint named in the repo's config.json) and print its local path. "
-            "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the cache. "
+            "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the file from "
+            "where it was downloaded to: the cache, or the folder given with --local-dir. "
             "Example: nst pull me/vgg19-seed seed.safetensors --revision COMMIT"
         ),
     )
     p.add_argument("repo", help="OWNER/NAME of the model repo")
     p.add_argument("file", nargs="?", help="file in the repo (default: the one config.json names)")
     p.add_argument("--revision", help="branch, tag or commit")
-    p.add_argument("--local-dir", help="also place the file in this folder (as `hf download --local-dir` does)")
+    p.add_argument(
+        "--local-dir",
+        help="download into this folder instead of the Hugging Face cache (as `hf download --local-dir` does); "
+        "offline, give the same folder",
+    )
     p.add_argument("--check", action="store_true", help="load the checkpoint after downloading and print its summary")
     p.set_defaults(func=_pull)
 

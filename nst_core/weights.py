@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -359,17 +360,40 @@ def load_vgg(
     target = resolve_device(device)
     parsed = parse_weight_spec(spec)
     if parsed.kind == "random":
-        seed = parsed.seed
         prep = PREPROCESSINGS[preprocessing or "caffe"]
         model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
-        model.load_state_dict(random_state_dict(last_layer, seed))
-        model.weight_source = f"random:{seed}"
-        return freeze(model.to(target))
-    path = locate_weights(spec)
-    if path.suffix == ".safetensors" and is_checkpoint(path):
-        return freeze(_checkpoint_network(path, spec, last_layer, pooling, preprocessing).to(target))
-    state, prep, description = _plain_weights(parsed, path, preprocessing)
-    model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
-    model.load_state_dict(match_state_dict(model, state, description))
-    model.weight_source = description
+        model.load_state_dict(random_state_dict(last_layer, parsed.seed))
+        model.weight_source = f"random:{parsed.seed}"
+    else:
+        path = locate_weights(spec)
+        if path.suffix == ".safetensors" and is_checkpoint(path):
+            model = _checkpoint_network(path, spec, last_layer, pooling, preprocessing)
+        else:
+            state, prep, description = _plain_weights(parsed, path, preprocessing)
+            model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+            model.load_state_dict(match_state_dict(model, state, description))
+            model.weight_source = description
+    if model.has_random_weights:
+        _warn_random_once(model.weight_source)
     return freeze(model.to(target))
+
+
+class RandomWeightsWarning(UserWarning):
+    """A network with seeded random weights was loaded: its results are mechanically right, visually meaningless."""
+
+
+_random_warned = False
+
+
+def _warn_random_once(source: str) -> None:
+    # Once per process: a library user sees it, a loop that loads many networks is not flooded.
+    # The CLI and the app say it their own way and filter this category out.
+    global _random_warned
+    if not _random_warned:
+        _random_warned = True
+        warnings.warn(
+            f"VGG-19 weights are random ({source}): results are mechanically right but visually meaningless; "
+            "load real weights with load_vgg('caffe'), 'torchvision', 'hf:OWNER/NAME' or a file",
+            RandomWeightsWarning,
+            stacklevel=3,
+        )

@@ -75,6 +75,8 @@ def test_help_shows_each_default_once_and_every_flag_explained():
                 help_text = parser._get_formatter()._expand_help(action)
                 assert help_text.count("(default") <= 1, f"{parser.prog} {action.option_strings[0]}: {help_text}"
     stylize_help = " ".join(nst("stylize", "--help").stdout.split())
+    convert_help = " ".join(nst("weights", "convert", "--help").stdout.split())
+    assert "(default: caffe)" in convert_help and "(default: fp32)" in convert_help  # defaults shown, once
     assert "(default: 10 Adam, 1 L-BFGS)" in stylize_help and "--seed SEED random seed (noise init); same seed + settings = same image (default: 0)" in stylize_help
 
 

@@ -32,7 +32,6 @@ from typing import Iterator
 import torch
 from PIL import Image
 
-from . import hub
 from .checkpoint import load_checkpoint
 from .devices import resolve_device
 from .errors import UserError
@@ -43,7 +42,7 @@ from .quality import Judge
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, layer_index, min_input_side
 from .weight_spec import HUB_PREFIX, parse_hub_spec
-from .weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg
+from .weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg, locate_weights
 
 PRESET = "seed"
 #: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
@@ -312,7 +311,7 @@ def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> P
 
 
 def _hub_checkpoint(spec: str, dense: VGGFeatures) -> PrunedNetwork:
-    path = Path(hub.download_checkpoint(spec))
+    path = locate_weights(spec)  # the spec means the same file here as in `--weights`
     return _file_checkpoint(path, dense, spec, describe_pruned_spec(spec))
 
 

@@ -18,34 +18,21 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from huggingface_hub import HfApi, ModelCard, ModelCardData, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import HfApi, ModelCard, ModelCardData
 
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
-from .errors import UserError, first_line
+from .errors import UserError
 from .files import file_sha256
 from .vgg import DENSE_CONV_WEIGHTS, DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures, conv_weight_counts
-from .weight_spec import check_repo_id, is_random_source, parse_hub_spec
-from .weights import WeightsError, match_state_dict, read_state_dict
+from .weight_spec import check_repo_id, is_random_source
+from .weights import CONFIG_NAME, HubError, WeightsError, checkpoint_in_repo, hub_download, hub_error, match_state_dict, read_state_dict
 
-CONFIG_NAME = "config.json"
 PLOT_NAME = "sensitivity.png"
 TEMPLATE_PATH = Path(__file__).resolve().parent.parent / "hub_cards" / "model_card.md.j2"
 #: VGG-19's weights (Simonyan & Zisserman) are released under CC BY 4.0; pruned copies inherit it.
 DEFAULT_LICENSE = "cc-by-4.0"
 CARD_TAGS = ["neural-style-transfer", "style-transfer", "vgg19", "pruning", "safetensors", "nst-core"]
 MiB = 2**20
-
-
-class HubError(UserError):
-    """A Hub repo, file or revision is missing, or the Hub refused or could not be reached."""
 
 
 @dataclass
@@ -58,27 +45,6 @@ class PushResult:
     commit_url: str
     files: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # expected files that were not there to push
-
-
-def _hub_error(exc: Exception, what: str) -> HubError:
-    """Turn huggingface_hub's typed errors into one line that names the repo, file or revision."""
-    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
-    if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
-        return HubError(
-            f"{what}: not in the local Hugging Face cache, and the Hub cannot be reached "
-            "(offline mode or no network); download it once while online"
-        )
-    if isinstance(exc, RepositoryNotFoundError):
-        return HubError(f"{what}: repository not found (or it is private and you are not logged in: `hf auth login`)")
-    if isinstance(exc, RevisionNotFoundError):
-        return HubError(f"{what}: revision not found in the repository")
-    if isinstance(exc, EntryNotFoundError):
-        return HubError(f"{what}: file not found in the repository at that revision")
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else "?"
-        hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""
-        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {first_line(exc)}")
-    return HubError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +202,7 @@ def push_checkpoint(
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             commit = api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=message, revision=revision)
         except Exception as exc:
-            raise _hub_error(exc, f"pushing to {repo_id}") from None
+            raise hub_error(exc, f"pushing to {repo_id}") from None
     return PushResult(repo_id, str(repo_url), commit.oid, commit.commit_url, files)
 
 
@@ -247,39 +213,22 @@ def pull(
     local_dir: str | os.PathLike | None = None,
     repo_type: str | None = None,
 ) -> Path:
-    """Download one file through the Hugging Face cache (like ``hf download REPO FILE``).
+    """Download one file through the Hugging Face cache, or into ``local_dir`` (like ``hf download REPO FILE``).
 
     Without ``filename`` the checkpoint named in the repo's config.json is fetched.
-    ``revision`` pins a branch, tag or commit oid. Works offline (``HF_HUB_OFFLINE=1``)
-    once the file is cached.
+    ``revision`` pins a branch, tag or commit oid. Offline (``HF_HUB_OFFLINE=1``) it reads the
+    file from where it was downloaded to: the cache, or the same ``local_dir``.
 
     >>> pull("me/vgg19-seed", revision="a1b2...")  # doctest: +SKIP
     PosixPath('.../snapshots/a1b2.../seed.safetensors')
     """
     check_repo_id(repo_id)
-    where = f"{repo_id}" + (f"@{revision}" if revision else "")
     if filename is None:
-        config_path = pull(repo_id, CONFIG_NAME, revision, local_dir, repo_type)
-        try:
-            filename = json.loads(Path(config_path).read_text())["checkpoint"]
-        except (ValueError, KeyError, TypeError):
-            raise HubError(f"{where}: {CONFIG_NAME} does not name a checkpoint; give the file name") from None
-    try:
-        path = hf_hub_download(
-            repo_id, filename, revision=revision, local_dir=local_dir, repo_type=repo_type
-        )
-    except Exception as exc:
-        raise _hub_error(exc, f"{where} file {filename}") from None
-    return Path(path)
-
-
-def download_checkpoint(spec: str) -> Path:
-    """Local path of a checkpoint named by 'hf:OWNER/NAME[:FILE][@REV]' (downloaded through the cache).
-
-    >>> download_checkpoint("hf:me/vgg19-seed@a1b2c3...")  # doctest: +SKIP
-    """
-    parsed = parse_hub_spec(spec)
-    return pull(parsed.repo, parsed.filename, parsed.revision)
+        filename = checkpoint_in_repo(repo_id, revision, local_dir)
+        if filename is None:
+            where = repo_id + (f"@{revision}" if revision else "")
+            raise HubError(f"{where}: {CONFIG_NAME} does not name an nst checkpoint; give the file name")
+    return hub_download(repo_id, filename, revision, local_dir, repo_type)
 
 
 def load_from_hub(repo_id: str, filename: str | None = None, revision: str | None = None) -> VGGFeatures:
@@ -387,5 +336,5 @@ def push_space(
                 repo_id=repo_id, repo_type="space", folder_path=tmp, commit_message=commit_message or "Update the Space"
             )
         except Exception as exc:
-            raise _hub_error(exc, f"pushing the Space {repo_id}") from None
+            raise hub_error(exc, f"pushing the Space {repo_id}") from None
     return PushResult(repo_id, str(repo_url), commit.oid, commit.commit_url, files, missing)

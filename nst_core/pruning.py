@@ -34,6 +34,7 @@ from typing import NoReturn
 
 import torch
 
+from .cost import conv_macs
 from .errors import UserError
 from .files import atomic_write_text
 from .validation import Fields, check_number, read_json_file, shown
@@ -353,11 +354,24 @@ class LayerSparsity:
     dense_weights: int  # weights the same conv has in the unpruned VGG-19
     nonzeros: int
     biases: int = 0  # never pruned, but stored: the seed's 20,024,384 "conv weights" include them
+    filters: int = 0  # output channels now (fewer than dense when structured-pruned)
+    macs: int = 0  # conv MACs of one stylization iteration (forward + backward to the image) at the report's size
+    dense_macs: int = 0  # the same for the unpruned conv
+
+    @property
+    def dense_filters(self) -> int:
+        """Output channels of this conv in the unpruned VGG-19."""
+        return DENSE_WIDTHS[self.name]
 
     @property
     def sparsity(self) -> float:
-        """Fraction of this conv's current weights that are zero."""
+        """Fraction of this conv's current weights that are zero (0 for a structured conv: it is smaller, not sparser)."""
         return 1.0 - self.nonzeros / self.weights if self.weights else 0.0
+
+    @property
+    def removed(self) -> float:
+        """Fraction of the dense conv's weights that are gone: removed with their filter, or zero."""
+        return 1.0 - self.nonzeros / self.dense_weights if self.dense_weights else 0.0
 
 
 @dataclass
@@ -365,6 +379,22 @@ class PruneReport:
     """Per-conv weight counts of a network, and totals against dense VGG-19 (same depth)."""
 
     rows: list[LayerSparsity]
+    size: tuple[int, int] = (512, 512)  # (height, width) the MACs are counted at
+
+    @property
+    def total_macs(self) -> int:
+        """Conv MACs of one stylization iteration of this network at ``size``."""
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def total_dense_macs(self) -> int:
+        """The same for dense VGG-19 up to the same layer."""
+        return sum(r.dense_macs for r in self.rows)
+
+    @property
+    def predicted_speedup(self) -> float:
+        """Dense MACs / these MACs: the per-iteration speedup that less arithmetic predicts."""
+        return self.total_dense_macs / self.total_macs if self.total_macs else float("inf")
 
     @property
     def total_weights(self) -> int:
@@ -417,6 +447,11 @@ class PruneReport:
                     "nonzeros": r.nonzeros,
                     "biases": r.biases,
                     "sparsity": r.sparsity,
+                    "filters": r.filters,
+                    "dense_filters": r.dense_filters,
+                    "removed": r.removed,
+                    "macs": r.macs,
+                    "dense_macs": r.dense_macs,
                 }
                 for r in self.rows
             ],
@@ -427,16 +462,27 @@ class PruneReport:
             "total_kept_parameters": self.total_kept_parameters,
             "sparsity": self.sparsity,
             "compression": self.compression,
+            "mac_size": list(self.size),
+            "total_macs": self.total_macs,
+            "total_dense_macs": self.total_dense_macs,
+            "predicted_speedup": self.predicted_speedup,
         }
 
     def to_text(self) -> str:
         """A plain-text table, one row per conv, then totals and compression (what ``nst prune`` prints)."""
-        header = f"{'layer':<8} {'weights':>10} {'nonzeros':>10} {'sparsity':>9}"
+        h, w = self.size
+        header = f"{'layer':<8} {'filters':>11} {'weights':>10} {'nonzeros':>10} {'removed':>8} {'GMAC/it':>8}"
         lines = [header, "-" * len(header)]
         for r in self.rows:
-            lines.append(f"{r.name:<8} {r.weights:>10,} {r.nonzeros:>10,} {r.sparsity:>9.3f}")
+            filters = f"{r.filters}/{r.dense_filters}"
+            lines.append(f"{r.name:<8} {filters:>11} {r.weights:>10,} {r.nonzeros:>10,} {r.removed:>8.1%} {r.macs / 1e9:>8.2f}")
         lines.append("-" * len(header))
-        lines.append(f"{'total':<8} {self.total_weights:>10,} {self.total_nonzeros:>10,} {1 - self.total_nonzeros / max(1, self.total_weights):>9.3f}")
+        kept_filters = f"{sum(r.filters for r in self.rows)}/{sum(r.dense_filters for r in self.rows)}"
+        lines.append(
+            f"{'total':<8} {kept_filters:>11} {self.total_weights:>10,} {self.total_nonzeros:>10,} "
+            f"{self.sparsity:>8.1%} {self.total_macs / 1e9:>8.2f}"
+        )
+        # 'removed' is against dense VGG-19: a structured conv is smaller, not sparser.
         if self.total_weights != self.total_dense_weights:
             lines.append(f"dense VGG-19 convs to this depth: {self.total_dense_weights:,} weights")
         lines.append(
@@ -444,14 +490,29 @@ class PruneReport:
             f"({self.total_dense_weights:,} -> {self.total_nonzeros:,} nonzero conv weights; "
             f"with biases {self.total_dense_parameters:,} -> {self.total_kept_parameters:,} parameters)"
         )
+        lines.append(
+            f"work per stylization iteration at {w}x{h} px: {self.total_dense_macs / 1e9:.2f} -> {self.total_macs / 1e9:.2f} "
+            f"GMAC (conv forward + backward to the image): predicted speedup {self.predicted_speedup:.2f}x"
+            + ("; zeros inside a conv still cost MACs with dense kernels" if self.total_nonzeros < self.total_weights else "")
+        )
         return "\n".join(lines)
 
 
-def sparsity_report(model: VGGFeatures) -> PruneReport:
-    """Weights, nonzeros and sparsity per conv (counted from the weights, not the masks)."""
+def sparsity_report(model: VGGFeatures, size: int | tuple[int, int] = 512) -> PruneReport:
+    """Per conv: filters, weights, nonzeros (counted from the weights, not the masks), and the MACs of
+    one stylization iteration at ``size`` (a side in px, or (height, width)) against dense VGG-19.
+
+    >>> print(sparsity_report(prune_structured(model, 0.5)).to_text())  # doctest: +SKIP
+    """
+    height, width = (size, size) if isinstance(size, int) else size
+    macs = conv_macs(model.widths, height, width)
+    dense_macs = conv_macs({name: DENSE_WIDTHS[name] for name in model.widths}, height, width)
     rows = []
     for name, conv in model.convs().items():
         weight = conv.weight.detach()
         biases = conv.bias.numel() if conv.bias is not None else 0
-        rows.append(LayerSparsity(name, weight.numel(), DENSE_CONV_WEIGHTS[name], int(torch.count_nonzero(weight)), biases))
-    return PruneReport(rows)
+        rows.append(LayerSparsity(
+            name, weight.numel(), DENSE_CONV_WEIGHTS[name], int(torch.count_nonzero(weight)), biases,
+            filters=conv.out_channels, macs=2 * macs[name], dense_macs=2 * dense_macs[name],
+        ))
+    return PruneReport(rows, (height, width))

@@ -201,7 +201,13 @@ def stylize(
     prepare_backend(device)
     layout = torch.channels_last if config.channels_last else torch.contiguous_format
     generator = torch.Generator().manual_seed(config.seed)
-    run = _RunState(config, callback, cancel)
+
+    def picture(image: torch.Tensor) -> Image.Image:
+        """What a person sees of the optimised tensor: with --preserve-color, its luminance on the content's colours."""
+        result = tensor_to_pil(image.detach().cpu())
+        return combine_luminance_chroma(result, prepared.content) if config.preserve_color else result
+
+    run = _RunState(config, picture, callback, cancel)
     image = _initial_image(config, prepared, sizes[0], generator).to(device)
     for scale, (wh, steps) in enumerate(zip(sizes, split_iterations(config.iterations, config.scales))):
         if scale > 0:
@@ -221,9 +227,7 @@ def stylize(
         if run.stopped != "done":
             break
 
-    result = tensor_to_pil(image.detach().cpu())
-    if config.preserve_color:
-        result = combine_luminance_chroma(result, prepared.content)
+    result = picture(image)
     run.timings["total"] = time.perf_counter() - run.started
     run.timings["per_iteration"] = run.timings["optimize"] / max(1, len(run.history))
     return StylizeResult(image=result, history=run.history, timings=run.timings, stopped=run.stopped)
@@ -234,6 +238,7 @@ class _RunState:
     """The loop state that carries across scales: iterations done, the loss history, timings, why it stopped."""
 
     config: StylizeConfig
+    picture: Callable[[torch.Tensor], Image.Image]  # the same conversion for previews and the result
     callback: Callable[[Progress], None] | None
     cancel: threading.Event | None
     started: float = field(default_factory=time.perf_counter)
@@ -257,7 +262,7 @@ class _RunState:
         self.history.append({"iteration": self.done, "scale": scale, **terms})
         if self.callback is not None:
             every = self.config.preview_every
-            preview = tensor_to_pil(image.detach().cpu()) if every and self.done % every == 0 else None
+            preview = self.picture(image) if every and self.done % every == 0 else None
             elapsed = time.perf_counter() - self.started
             self.callback(Progress(self.done, self.config.iterations, dict(terms), preview, elapsed, scale))
 

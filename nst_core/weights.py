@@ -1,7 +1,10 @@
 """Where VGG-19 weights come from, and loading them into a ``VGGFeatures``.
 
 A weight spec is one string (its grammar is in ``nst_core.weight_spec``); this module turns
-it into tensors. For plain weights on the Hub the file defaults to ``model.safetensors``.
+it into a network. A spec that names an nst checkpoint (a local ``.safetensors`` written by
+``save_checkpoint``, or a Hub repo holding one) means that network, pruned widths and masks
+included, wherever the spec is used. For a Hub repo named without a file, the file is the
+checkpoint its ``config.json`` names, else ``model.safetensors``.
 
 Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
 With no network and nothing cached, loading fails within seconds with a message saying how
@@ -10,9 +13,11 @@ to provide weights, instead of hanging.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import socket
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +26,17 @@ from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import safe_open
 
-from .checkpoint import is_checkpoint, load_checkpoint, parse_preprocessing
+from .checkpoint import FORMAT_NAME, is_checkpoint, load_checkpoint, parse_preprocessing
 from .devices import resolve_device
 from .errors import UserError, first_line
 from .validation import cut
@@ -34,6 +46,18 @@ from .weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
 
 class WeightsError(UserError):
     """Weights could not be found, downloaded or matched to the network."""
+
+
+class HubError(UserError):
+    """A Hub repo, file or revision is missing, or the Hub refused or could not be reached."""
+
+
+class HubUnreachableError(HubError):
+    """The Hub cannot be reached (offline mode or no network) and the file is not on this machine."""
+
+
+class HubFileMissingError(HubError):
+    """The repo has no such file at that revision."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ URL_SOURCES = {
 
 assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree
 DEFAULT_HUB_FILE = "model.safetensors"
+CONFIG_NAME = "config.json"  # in a repo `nst push` wrote: names the checkpoint file
 
 HOW_TO_GET_WEIGHTS = (
     "Provide weights one of these ways: run once with network access so they are cached; "
@@ -107,22 +132,100 @@ def endpoint_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _download_hf(parsed: WeightSpec) -> Path:
-    spec, repo, revision = parsed.text, parsed.repo, parsed.revision
-    filename = parsed.filename or DEFAULT_HUB_FILE
+def hub_error(exc: Exception, what: str, local_dir: str | os.PathLike | None = None) -> HubError:
+    """huggingface_hub's errors (or a failed connection) as one line naming ``what`` was asked for.
+
+    >>> raise hub_error(exc, "pushing to me/vgg19-seed") from None  # doctest: +SKIP
+    """
+    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
+    if isinstance(exc, LocalEntryNotFoundError):
+        where = local_dir or "the local Hugging Face cache"
+        return HubUnreachableError(
+            f"{what}: not in {where}, and the Hub cannot be reached (offline mode or no network); download it once while online"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"{what}: repository not found (or it is private and you are not logged in: `hf auth login`)")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"{what}: revision not found in the repository")
+    if isinstance(exc, EntryNotFoundError):
+        return HubFileMissingError(f"{what}: file not found in the repository at that revision")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""
+        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {first_line(exc)}")
+    # Anything else without an HTTP answer is a failed connection when the endpoint does not answer now;
+    # the transport's own exception classes change between huggingface_hub versions, a TCP probe does not.
+    if isinstance(exc, OfflineModeIsEnabled) or not endpoint_reachable():
+        cause = "offline mode is on (HF_HUB_OFFLINE is set)" if offline() else f"no answer from {constants.ENDPOINT}"
+        return HubUnreachableError(
+            f"{what}: the Hub cannot be reached: {cause}; check your network connection, HF_ENDPOINT and HF_HUB_OFFLINE"
+        )
+    return HubError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
+
+
+def hub_download(
+    repo_id: str,
+    filename: str,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    repo_type: str | None = None,
+) -> Path:
+    """One file of a Hub repo, through the Hugging Face cache or into ``local_dir`` (as ``hf download`` does).
+
+    Offline (HF_HUB_OFFLINE or NST_OFFLINE), or when the Hub does not answer, the file comes from
+    the cache or from ``local_dir``, whichever the call names. Errors are one-line ``HubError``s.
+
+    >>> hub_download("me/vgg19-seed", "seed.safetensors", revision="a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
+    what = repo_id + (f"@{revision}" if revision else "") + f" file {filename}"
     # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
     local_only = offline() or not endpoint_reachable()
     try:
-        return Path(hf_hub_download(repo, filename, revision=revision, etag_timeout=DOWNLOAD_TIMEOUT_S, local_files_only=local_only))
-    except LocalEntryNotFoundError:  # before EntryNotFoundError: it is a subclass
-        raise WeightsError(
-            f"{spec}: not in the local Hugging Face cache and the Hub cannot be reached. "
-            + HOW_TO_GET_WEIGHTS.format(url=f"the file {filename} from {repo}")
-        ) from None
-    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as exc:
-        raise WeightsError(f"{spec}: {type(exc).__name__}: {first_line(exc)}") from None
+        return Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision, local_dir=local_dir, repo_type=repo_type,
+                etag_timeout=DOWNLOAD_TIMEOUT_S, local_files_only=local_only,
+            )
+        )
     except Exception as exc:
-        raise WeightsError(f"{spec}: could not download: {exc}") from None
+        raise hub_error(exc, what, local_dir) from None
+
+
+def checkpoint_in_repo(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> str | None:
+    """The checkpoint file a repo's config.json names when ``nst push`` wrote it; None for any other repo."""
+    try:
+        path = hub_download(repo_id, CONFIG_NAME, revision, local_dir)
+    except HubFileMissingError:
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        return None
+    name = config.get("checkpoint")
+    if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
+        raise HubError(f"{repo_id}: {CONFIG_NAME} names a bad checkpoint file {str(name)[:80]!r}")
+    return name
+
+
+def _named_checkpoint_or_default(parsed: WeightSpec) -> str:
+    try:
+        return checkpoint_in_repo(parsed.repo, parsed.revision) or DEFAULT_HUB_FILE
+    except HubUnreachableError:
+        return DEFAULT_HUB_FILE  # offline without config.json cached: the default file may still be
+
+
+def _hub_weights_file(parsed: WeightSpec) -> Path:
+    """The local file of a hub spec: FILE, else the repo's nst checkpoint, else ``model.safetensors``."""
+    try:
+        filename = parsed.filename or _named_checkpoint_or_default(parsed)
+        return hub_download(parsed.repo, filename, parsed.revision)
+    except HubUnreachableError as exc:
+        raise WeightsError(f"{parsed.text}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=f"the file from {parsed.repo}")) from None
+    except HubError as exc:
+        raise WeightsError(f"{parsed.text}: {exc}") from None
 
 
 def load_torch_file(path: str | os.PathLike, what: str, error: type[UserError] = UserError) -> Any:
@@ -214,32 +317,56 @@ def _preprocessing_from(metadata: dict[str, str], declared: str | None, default:
     return default
 
 
-def resolve_weights(spec: str, preprocessing: str | None = None) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
-    """Weight spec -> (state dict, preprocessing, human description). Random weights are not resolved here."""
-    if preprocessing is not None and preprocessing not in PREPROCESSINGS:
-        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
+def locate_weights(spec: str) -> Path:
+    """The local file a named, hub or file weight spec stands for, downloaded through the caches if need be.
+
+    The one place a spec becomes a file: ``load_vgg`` and the app's pruned-network slot both use it.
+
+    >>> locate_weights("hf:me/vgg19-seed-pruned@a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
     parsed = parse_weight_spec(spec)
     if parsed.kind == "named":
-        source = URL_SOURCES[parsed.name]
-        path = _download_url_weights(source)
-        state, _ = read_state_dict(path)
-        return state, PREPROCESSINGS[preprocessing] if preprocessing else source.preprocessing, spec
+        return _download_url_weights(URL_SOURCES[parsed.name])
     if parsed.kind == "hub":
-        path = _download_hf(parsed)
-        state, metadata = read_state_dict(path)
-        return state, _preprocessing_from(metadata, preprocessing, TORCHVISION), spec
-    if parsed.kind != "file":
-        raise WeightsError(f"{spec}: random weights are made by load_vgg, not resolved from a file")
-    path = parsed.path
-    if path.suffix == ".safetensors" and path.exists() and is_checkpoint(path):
-        # A project checkpoint, possibly packed: decode it to plain weights.
-        model = load_checkpoint(path)
-        prep = PREPROCESSINGS[preprocessing] if preprocessing else model.preprocessing
-        return model.state_dict(), prep, str(path)
+        return _hub_weights_file(parsed)
+    if parsed.kind == "file":
+        return parsed.path
+    raise WeightsError(f"{spec}: random weights are made by load_vgg, not read from a file")
+
+
+def _plain_weights(parsed: WeightSpec, path: Path, preprocessing: str | None) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
+    """A plain weights file -> (state dict, preprocessing, human description)."""
     state, metadata = read_state_dict(path)
-    # A .pth of unknown origin is most likely the seed's Caffe conversion.
-    default = TORCHVISION if path.suffix == ".safetensors" else CAFFE
-    return state, _preprocessing_from(metadata, preprocessing, default), str(path)
+    if parsed.kind == "named":
+        default = URL_SOURCES[parsed.name].preprocessing
+    elif parsed.kind == "file" and path.suffix != ".safetensors":
+        default = CAFFE  # a .pth of unknown origin is most likely the seed's Caffe conversion
+    else:
+        default = TORCHVISION
+    return state, _preprocessing_from(metadata, preprocessing, default), str(path) if parsed.kind == "file" else parsed.text
+
+
+def _checkpoint_network(
+    path: Path, spec: str, last_layer: str, pooling: str, preprocessing: str | None
+) -> VGGFeatures:
+    """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``,
+    with the caller's pooling (a run setting, as for plain weights)."""
+    stored = load_checkpoint(path)
+    if layer_index(stored.last_layer) < layer_index(last_layer):
+        raise WeightsError(f"{spec}: the checkpoint's network stops at {stored.last_layer}, but layers up to {last_layer} are needed")
+    prep = PREPROCESSINGS[preprocessing] if preprocessing else stored.preprocessing
+    model = VGGFeatures(last_layer, widths=stored.widths, pooling=pooling, preprocessing=prep)
+    wanted = model.state_dict()
+    model.load_state_dict({key: value for key, value in stored.state_dict().items() if key in wanted})
+    model.masks = {name: mask for name, mask in stored.masks.items() if name in model.widths}
+    model.kept_channels = {name: kept for name, kept in stored.kept_channels.items() if name in model.widths}
+    model.provenance = stored.provenance
+    # A pruned network records the dense weights it came from (the app shows the same); a dense file
+    # is itself the weights, so its spec names them, unless they are random and must stay labelled so.
+    pruned = bool(stored.masks or stored.kept_channels)
+    model.weight_source = stored.weight_source if pruned or stored.has_random_weights else spec
+    return model
 
 
 def load_vgg(
@@ -255,21 +382,50 @@ def load_vgg(
     >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"]))
     ['relu4_2']
 
-    ``device``: cpu, cuda, cuda:N, mps, or auto (the fastest present; see ``nst_core.devices``).
+    A spec naming an nst checkpoint (local or on the Hub) gives that network: its pruned widths
+    and masks, cut after ``last_layer`` (an error when it stops before). ``device``: cpu, cuda,
+    cuda:N, mps, or auto (the fastest present; see ``nst_core.devices``).
     """
     layer_index(last_layer)  # validate early, before any download
+    if preprocessing is not None and preprocessing not in PREPROCESSINGS:
+        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
     target = resolve_device(device)
     parsed = parse_weight_spec(spec)
     if parsed.kind == "random":
-        seed = parsed.seed
         prep = PREPROCESSINGS[preprocessing or "caffe"]
         model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
-        model.load_state_dict(random_state_dict(last_layer, seed))
-        model.weight_source = f"random:{seed}"
+        model.load_state_dict(random_state_dict(last_layer, parsed.seed))
+        model.weight_source = f"random:{parsed.seed}"
     else:
-        state, prep, description = resolve_weights(spec, preprocessing)
-        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
-        model.load_state_dict(match_state_dict(model, state, description))
-        model.weight_source = description
+        path = locate_weights(spec)
+        if path.suffix == ".safetensors" and is_checkpoint(path):
+            model = _checkpoint_network(path, spec, last_layer, pooling, preprocessing)
+        else:
+            state, prep, description = _plain_weights(parsed, path, preprocessing)
+            model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+            model.load_state_dict(match_state_dict(model, state, description))
+            model.weight_source = description
+    if model.has_random_weights:
+        _warn_random_once(model.weight_source)
     return freeze(model.to(target))
 
+
+class RandomWeightsWarning(UserWarning):
+    """A network with seeded random weights was loaded: its results are mechanically right, visually meaningless."""
+
+
+_random_warned = False
+
+
+def _warn_random_once(source: str) -> None:
+    # Once per process: a library user sees it, a loop that loads many networks is not flooded.
+    # The CLI and the app say it their own way and filter this category out.
+    global _random_warned
+    if not _random_warned:
+        _random_warned = True
+        warnings.warn(
+            f"VGG-19 weights are random ({source}): results are mechanically right but visually meaningless; "
+            "load real weights with load_vgg('caffe'), 'torchvision', 'hf:OWNER/NAME' or a file",
+            RandomWeightsWarning,
+            stacklevel=3,
+        )

@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from nst_core.checkpoint import save_checkpoint
 from nst_core.errors import UserError
 from nst_core.finetune import load_state
 from nst_core.weights import load_vgg
-from tests.fuzz.formats import safetensors_bytes, split_safetensors
+from fuzz.formats import safetensors_bytes, split_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -210,3 +212,43 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path, good_checkpoint):
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
     assert stderr == "", stderr
+
+
+class RefusesEveryone(BaseHTTPRequestHandler):
+    """A Hub endpoint that answers 401 to everything, as the real Hub does for a gated repo without a token."""
+
+    def _refuse(self, body: bool = True) -> None:
+        data = json.dumps({"error": "Invalid credentials in Authorization header"}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def do_GET(self):
+        self._refuse()
+
+    def do_HEAD(self):
+        self._refuse(body=False)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_hub_weights_refused_with_401_are_one_line(tmp_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), RefusesEveryone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "NST_OFFLINE")}
+        env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+                   HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+        proc = subprocess.run([sys.executable, "-m", "nst_core.cli", "prune", "--weights", "hf:me/gated-vgg",
+                               "--last-layer", "relu1_1", "--sparsity", "0.5"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nst: error: hf:me/gated-vgg"), proc.stderr
+    assert "401" in proc.stderr

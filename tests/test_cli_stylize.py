@@ -51,3 +51,78 @@ def test_help_explains_flags():
     assert proc.returncode == 0
     for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer"):
         assert flag in proc.stdout
+
+
+def test_help_shows_each_default_once_and_every_flag_explained():
+    """No "(default: None)", no default said twice, no flag without a help text."""
+    import argparse
+
+    from nst_core.cli import build_parser
+
+    def parsers(parser):
+        yield parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from parsers(sub)
+
+    for parser in parsers(build_parser()):
+        text = " ".join(parser.format_help().split())  # argparse wraps lines; join them back
+        assert "(default: None)" not in text and "(default: False)" not in text, parser.prog
+        for action in parser._actions:
+            if action.option_strings and action.help != argparse.SUPPRESS:
+                assert action.help, f"{parser.prog} {action.option_strings[0]} has no help text"
+                help_text = parser._get_formatter()._expand_help(action)
+                assert help_text.count("(default") <= 1, f"{parser.prog} {action.option_strings[0]}: {help_text}"
+    stylize_help = " ".join(nst("stylize", "--help").stdout.split())
+    convert_help = " ".join(nst("weights", "convert", "--help").stdout.split())
+    assert "(default: caffe)" in convert_help and "(default: fp32)" in convert_help  # defaults shown, once
+    assert "(default: 10 Adam, 1 L-BFGS)" in stylize_help and "--seed SEED random seed (noise init); same seed + settings = same image (default: 0)" in stylize_help
+
+
+def offline_env(tmp_path):
+    """No network and nothing cached: loading the default (caffe) weights would fail."""
+    import os
+
+    return {**os.environ, "NST_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "TORCH_HOME": str(tmp_path / "torch")}
+
+
+def nst_env(env, *args):
+    return subprocess.run([sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_inputs_and_outputs_are_checked_before_the_weights(tmp_path):
+    """Offline with default weights, a typo in any input or output is what the person is told about."""
+    env, style = offline_env(tmp_path), str(EXAMPLES / "style" / "swirls.jpg")
+    content = str(EXAMPLES / "content" / "lakeside.jpg")
+    folder = tmp_path / "a_folder.png"
+    folder.mkdir()
+    cases = [
+        (["stylize", str(tmp_path / "lakesid.jpg"), style, "-o", str(tmp_path / "o.png")], "lakesid.jpg"),
+        (["stylize", content, str(tmp_path / "swirl.jpg"), "-o", str(tmp_path / "o.png")], "swirl.jpg"),
+        (["stylize", content, style, "-o", str(folder)], "is a folder"),
+        (["stylize", content, style, "-o", str(tmp_path / "missing" / "o.png")], "does not exist"),
+        (["stylize", content, style, "-o", str(tmp_path / "o.png"), "--log-json", str(tmp_path)], "--log-json"),
+        (["stylize", content, style, "-o", "/proc/o.png"], "not writable"),
+        (["prune", "--profile", "seed", "--save", "/proc/x.safetensors"], "not writable"),
+    ]
+    for args, expected in cases:
+        proc = nst_env(env, *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert expected in proc.stderr and "weights" not in proc.stderr.lower(), (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    # With every input right, the same offline run does reach the weights and says so.
+    proc = nst_env(env, "stylize", content, style, "-o", str(tmp_path / "o.png"))
+    assert proc.returncode == 2 and "offline" in proc.stderr
+
+
+def test_missing_gpu_is_one_line_and_exit_2(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        return  # a GPU is there: --device cuda is right on this machine
+    content, style = str(EXAMPLES / "content" / "lakeside.jpg"), str(EXAMPLES / "style" / "swirls.jpg")
+    for device, expected in (("cuda", "no CUDA GPU is available"), ("gpu", "a GPU is 'cuda'")):
+        proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--device", device)
+        assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr

@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import uuid
@@ -31,8 +33,9 @@ from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_chec
 from nst_core.cli import main
 from nst_core.hub import render_model_card
 from nst_core.pruning import prune_fine, prune_structured
+from nst_core.stylize import StylizeConfig, stylize
 from nst_core.weight_spec import WeightSpecError, parse_hub_spec
-from nst_core.weights import load_vgg
+from nst_core.weights import WeightsError, load_vgg
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_BIN = str(Path(sys.executable).with_name("hf"))
@@ -61,9 +64,9 @@ def hub_env(hub, tmp_path_factory):
     return env
 
 
-def run(cmd: list[str], env: dict, check: bool = True, **changes) -> subprocess.CompletedProcess:
+def run(cmd: list[str], env: dict, check: bool = True, cwd: Path = ROOT, **changes) -> subprocess.CompletedProcess:
     env = {**env, **changes}
-    result = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
         raise AssertionError(f"{cmd[-6:]} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     assert DUMMY_TOKEN not in result.stdout + result.stderr, "the token was printed"
@@ -144,9 +147,12 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
         "from nst_core.hub import load_from_hub, pull, HubError\n"
         f"pinned = load_from_hub({REPO!r}, 'seed-fp16.safetensors', revision={pushed['commit']!r})\n"
         f"latest = load_from_hub({REPO!r})\n"
-        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.hub import download_checkpoint\n"
-        f"by_spec = load_checkpoint(download_checkpoint('hf:{REPO}@{pushed['commit']}'))\n"
+        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.weights import load_vgg, locate_weights\n"
+        f"by_spec = load_checkpoint(locate_weights('hf:{REPO}@{pushed['commit']}'))\n"
         "assert weights_digest(by_spec) == weights_digest(pinned)\n"
+        # The CLI's --weights reads the same spec as the same network, masks included.
+        f"as_weights = load_vgg('hf:{REPO}@{pushed['commit']}', last_layer='relu3_1')\n"
+        "assert weights_digest(as_weights) == weights_digest(pinned) and as_weights.masks.keys() == pinned.masks.keys()\n"
         "try:\n"
         f"    pull({REPO!r}, 'other.safetensors')\n"
         "    missing = 'no error'\n"
@@ -349,3 +355,183 @@ def test_live_hub_round_trip(tmp_path):
         assert weights_digest(load_checkpoint(tmp_path / "d" / "live.safetensors")) == weights_digest(load_checkpoint(path))
     finally:
         python(f"from huggingface_hub import delete_repo; delete_repo({repo!r}, missing_ok=True)", env)
+
+
+# ---------------------------------------------------------------------------------------------
+# README's Hub recipe, run as printed
+# ---------------------------------------------------------------------------------------------
+
+README_REPO = "me/vgg19-seed-pruned"  # the README's placeholders, and what stands in for them here
+STAND_IN_REPO = "tester/readme-seed-pruned"
+
+
+def readme_hub_lines() -> list[str]:
+    """The commands of the first bash block in README's "Sharing on the Hugging Face Hub" section."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Sharing on the Hugging Face Hub", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def run_readme_line(line: str, env: dict, cwd: Path, commit: str | None) -> tuple[subprocess.CompletedProcess, dict]:
+    """One README line as a subprocess: placeholders replaced, leading NAME=VALUE words as the environment."""
+    line = line.replace(README_REPO, STAND_IN_REPO)
+    if commit:
+        line = line.replace("COMMIT", commit)
+    words = shlex.split(line)
+    changes = {}
+    while "=" in words[0]:
+        name, _, value = words.pop(0).partition("=")
+        changes[name] = value
+    program = {"nst": NST, "hf": [HF_BIN]}[words[0]]
+    return run(program + words[1:], env, cwd=cwd, **changes), changes
+
+
+def run_readme_recipe(lines: list[str], hub, env: dict, cwd: Path, seed: Path) -> None:
+    """Each line must exit 0; downloads land where they say, offline lines send nothing and load the network."""
+    commit = None
+    for line in lines:
+        seen = len(hub.hub.requests)
+        result, changes = run_readme_line(line, env, cwd, commit)
+        words = shlex.split(line)
+        if "push" in words:
+            commit = result.stdout.split("commit ")[1].split()[0]
+        if "--local-dir" in words:
+            folder = cwd / words[words.index("--local-dir") + 1]
+            assert (folder / seed.name).read_bytes() == seed.read_bytes(), line
+        if changes.get("HF_HUB_OFFLINE") == "1":
+            assert len(hub.hub.requests) == seen, f"{line}: talked to the Hub"
+        if "--check" in words:
+            assert "loaded 3 convs up to relu2_1; masks: 3" in result.stdout, line
+            where = cwd / words[words.index("--local-dir") + 1] if "--local-dir" in words else Path(env["HF_HOME"])
+            assert Path(result.stdout.splitlines()[-1]).is_relative_to(where), line
+
+
+@pytest.fixture
+def recipe_folder(tmp_path):
+    """A fresh working folder with the README's seed.safetensors and scan/curves.png, and its own HF_HOME."""
+    folder = tmp_path / "work"
+    (folder / "scan").mkdir(parents=True)
+    save_checkpoint(prune_fine(load_vgg("random:9", last_layer="relu2_1"), 0.5), folder / "seed.safetensors")
+    Image.new("RGB", (32, 24), (20, 90, 200)).save(folder / "scan" / "curves.png")
+    return folder
+
+
+def test_readme_hub_recipe_runs_as_printed(hub, hub_env, recipe_folder, tmp_path):
+    lines = readme_hub_lines()
+    # The recipe keeps its offline steps: from a --local-dir folder and from the cache.
+    offline = [line for line in lines if line.startswith("HF_HUB_OFFLINE=1 ")]
+    assert any("--local-dir" in line for line in offline) and any("--local-dir" not in line for line in offline)
+    env = {**hub_env, "HF_HOME": str(tmp_path / "hf_home")}
+    run_readme_recipe(lines, hub, env, recipe_folder, recipe_folder / "seed.safetensors")
+
+
+def test_readme_hub_recipe_with_hf_download_alone(hub, hub_env, recipe_folder, tmp_path):
+    """The README calls its two --local-dir downloads equivalent: `hf download` alone must do for the offline step."""
+    lines = readme_hub_lines()
+    push = next(line for line in lines if line.startswith("nst push "))
+    download = next(line for line in lines if line.startswith("hf download ") and "--local-dir" in line)
+    offline = next(line for line in lines if line.startswith("HF_HUB_OFFLINE=1 ") and "--local-dir" in line)
+    env = {**hub_env, "HF_HOME": str(tmp_path / "hf_home")}
+    run_readme_recipe([push, download, offline], hub, env, recipe_folder, recipe_folder / "seed.safetensors")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pushing without the Hub
+# ---------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize("offline_mode", [False, True], ids=["dead-endpoint", "HF_HUB_OFFLINE"])
+def test_push_without_the_hub_says_it_cannot_be_reached(hub, hub_env, tmp_path, offline_mode):
+    ckpt = save_checkpoint(load_vgg("random:1", last_layer="relu1_1"), tmp_path / "tiny.safetensors")
+    calls = [["push", "tester/unsent", str(ckpt)], ["push-space", "tester/unsent-space", "--root", str(ROOT)]]
+    dead = f"http://127.0.0.1:{free_port()}"
+    changes = {"HF_HUB_OFFLINE": "1"} if offline_mode else {"HF_ENDPOINT": dead}
+    seen = len(hub.hub.requests)
+    result = python(cli_calls(calls), hub_env, **changes)
+    assert result.stdout.split() == ["exit", "2", "exit", "2"]
+    lines = result.stderr.splitlines()
+    # One line per command, then the marker cli_calls prints after it.
+    assert lines[1::2] == ["--- end of push", "--- end of push-space"] and len(lines) == 4, result.stderr
+    push_err, space_err = lines[0::2]
+    assert push_err.startswith("nst: error: pushing to tester/unsent: the Hub cannot be reached")
+    assert space_err.startswith("nst: error: pushing the Space tester/unsent-space: the Hub cannot be reached")
+    for err in (push_err, space_err):
+        assert "network" in err and "HF_ENDPOINT" in err and "HF_HUB_OFFLINE" in err
+        assert "cache" not in err and "download it once" not in err
+        assert ("offline mode is on" in err) == offline_mode and (dead in err) == (not offline_mode)
+    assert len(hub.hub.requests) == seen
+
+
+# ---------------------------------------------------------------------------------------------
+# A checkpoint as --weights: the network itself, locally and on the Hub
+# ---------------------------------------------------------------------------------------------
+
+CONTENT = str(ROOT / "examples" / "content" / "lakeside.jpg")
+STYLE = str(ROOT / "examples" / "style" / "swirls.jpg")
+TINY_RUN = StylizeConfig(size=32, iterations=2)
+
+
+def loss_history(model) -> list[dict]:
+    return stylize(model, CONTENT, [STYLE], TINY_RUN).history
+
+
+def test_local_checkpoint_as_weights_is_that_network_cut_to_the_layers_needed(tmp_path):
+    structured = prune_structured(load_vgg("random:21", last_layer="relu4_1"), 0.5)
+    fine = prune_fine(load_vgg("random:22", last_layer="relu3_1"), 0.5)
+    s_path = save_checkpoint(structured, tmp_path / "s.safetensors")
+    f_path = save_checkpoint(fine, tmp_path / "f.safetensors", dtype="fp32")
+    cut = load_vgg(str(s_path), last_layer="relu3_1")
+    assert cut.last_layer == "relu3_1" and cut.widths == {n: structured.widths[n] for n in cut.conv_names}
+    assert cut.widths["conv3_1"] == 128 and sorted(cut.kept_channels) == cut.conv_names
+    assert cut.weight_source == "random:21" and cut.has_random_weights  # the source it was pruned from
+    whole = load_vgg(str(f_path), last_layer="relu3_1")
+    stored = load_checkpoint(f_path)
+    assert weights_digest(whole) == weights_digest(stored) and whole.masks.keys() == fine.masks.keys()
+    with pytest.raises(WeightsError, match="stops at relu3_1, but layers up to relu5_3 are needed"):
+        load_vgg(str(f_path), last_layer="relu5_3")
+
+
+def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_env, tmp_path):
+    """`nst stylize --weights hf:OWNER/NAME` (and a checkpoint path) runs the pruned network itself.
+
+    The CLI's loss history must match a run with ``load_checkpoint``'s network, and differ from
+    the dense network it was pruned from.
+    """
+    dense = {"structured": load_vgg("random:21", last_layer="relu5_4"), "fine": load_vgg("random:22", last_layer="relu5_3")}
+    networks = {"structured": prune_structured(dense["structured"], 0.5), "fine": prune_fine(dense["fine"], "seed")}
+    paths = {
+        "structured": save_checkpoint(networks["structured"], tmp_path / "structured.safetensors", encoding="dense"),
+        "fine": save_checkpoint(networks["fine"], tmp_path / "fine.safetensors"),
+    }
+    pushes = python(cli_calls([["push", f"tester/{kind}-net", str(path)] for kind, path in paths.items()]), hub_env)
+    fine_commit = pushes.stdout.split("commit ")[2].split()[0]
+    specs = {
+        "hub-structured": ("structured", "hf:tester/structured-net"),
+        "hub-fine": ("fine", f"hf:tester/fine-net@{fine_commit}"),
+        "file-structured": ("structured", str(paths["structured"])),
+        "file-fine": ("fine", str(paths["fine"])),
+    }
+    calls = [
+        ["stylize", CONTENT, STYLE, "-o", str(tmp_path / f"{name}.png"), "--weights", spec, "--size", "32",
+         "--iterations", "2", "--device", "cpu", "--log-json", str(tmp_path / f"{name}.json")]
+        for name, (_, spec) in specs.items()
+    ]
+    result = python(cli_calls(calls), hub_env)
+    assert result.stdout.count("exit 0") == len(calls), result.stderr
+    expected = {kind: loss_history(load_checkpoint(path)) for kind, path in paths.items()}
+    for kind in expected:  # the comparison can tell the pruned network from its dense parent
+        assert [h["total"] for h in expected[kind]] != pytest.approx([h["total"] for h in loss_history(dense[kind])], rel=1e-2)
+    for name, (kind, spec) in specs.items():
+        log = json.loads((tmp_path / f"{name}.json").read_text())
+        assert log["weights"] == networks[kind].weight_source, name  # random:N, so the run says so
+        assert [h["total"] for h in log["history"]] == pytest.approx([h["total"] for h in expected[kind]], rel=1e-3), name
+        assert [h["style"] for h in log["history"]] == pytest.approx([h["style"] for h in expected[kind]], rel=1e-3), name
+    per_call = result.stderr.split("--- end of stylize")[: len(calls)]
+    assert all("weights are random" in err for err in per_call), result.stderr

@@ -13,6 +13,7 @@ import torch
 
 from nst_core.checkpoint import load_checkpoint
 from nst_core.cli import main
+from nst_core.cost import iteration_macs
 from nst_core.pruning import (
     PROFILES,
     Profile,
@@ -248,3 +249,25 @@ def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
     assert main(["prune", "--weights", "random", "--profile", "seed", "--save", str(tmp_path / "x.pth")]) == 2
     assert "must end in .safetensors" in capsys.readouterr().err
     assert main(["prune", "--weights", "random", "--profile", str(tmp_path / "missing.json")]) == 2
+
+
+def test_structured_report_shows_what_was_removed_and_the_work_saved(capsys):
+    """A structured network is smaller, not sparser: the report shows filters kept of dense, the
+    fraction of dense weights removed, and the MACs of an iteration (not 'sparsity 0.000')."""
+    assert main(["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5",
+                 "--method", "structured", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("conv")}
+    assert rows["conv1_1"][1] == "32/64" and rows["conv1_2"][1] == "32/64" and rows["conv2_1"][1] == "64/128"
+    assert rows["conv1_1"][4] == "50.0%" and rows["conv1_2"][4] == "75.0%"  # conv1_2 also lost half its inputs
+    dense = {"conv1_1": 64, "conv1_2": 64, "conv2_1": 128}
+    pruned = {"conv1_1": 32, "conv1_2": 32, "conv2_1": 64}
+    expected = iteration_macs(dense, 64, 64) / iteration_macs(pruned, 64, 64)
+    assert f"predicted speedup {expected:.2f}x" in out and "at 64x64 px" in out
+    report = sparsity_report(prune_structured(load_vgg("random:3", last_layer="relu2_1"), 0.5), 64)
+    assert report.total_macs == iteration_macs(pruned, 64, 64) and report.predicted_speedup == pytest.approx(expected)
+
+    # Fine-grained zeros do not shrink the work: same MACs as dense, and the report says why.
+    assert main(["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5", "--size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "predicted speedup 1.00x" in out and "zeros inside a conv still cost MACs" in out

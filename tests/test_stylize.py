@@ -87,10 +87,20 @@ def test_several_styles_blend(random_model, content_image, style_image):
 
 
 def test_preserve_color_keeps_the_content_chroma(random_model, content_image, style_image):
-    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=5, preserve_color=True))
-    out = np.asarray(result.image.convert("YCbCr"), dtype=np.float64)
+    previews = []
+    config = StylizeConfig(size=64, iterations=5, preserve_color=True, preview_every=2)
+    result = stylize(random_model, content_image, [style_image], config, callback=lambda p: previews.append(p.preview))
     ref = np.asarray(content_image.resize(result.image.size).convert("YCbCr"), dtype=np.float64)
-    assert np.abs(out[..., 1:] - ref[..., 1:]).mean() < 3.0  # chroma is the content's (rounding aside)
+
+    def chroma_error(image):
+        return np.abs(np.asarray(image.convert("YCbCr"), dtype=np.float64)[..., 1:] - ref[..., 1:]).mean()
+
+    assert chroma_error(result.image) < 3.0  # chroma is the content's (rounding aside)
+    # Previews show what the result will look like: in colour, not the grey luminance being optimised.
+    shown = [p for p in previews if p is not None]
+    assert len(shown) == 2 and all(chroma_error(p) < 3.0 for p in shown)
+    grey = np.asarray(shown[0].convert("YCbCr"), dtype=np.float64)[..., 1:]
+    assert np.abs(grey - 128).mean() > 5  # the test images are colourful, so a grey preview would fail
 
 
 def test_cancel_stops_at_once(random_model, content_image, style_image):

@@ -206,3 +206,20 @@ def test_a_packed_project_checkpoint_loads_as_weights(tmp_path):
     model = load_vgg(str(path), last_layer="relu3_1")
     assert torch.equal(model.conv("conv3_1").weight, pruned.conv("conv3_1").weight)
     assert model.preprocessing == pruned.preprocessing
+
+
+def test_python_api_warns_once_about_random_weights():
+    """Library users see the random-weights warning too (the CLI and the app say it their own way)."""
+    code = (
+        "import warnings\n"
+        "warnings.simplefilter('always')\n"
+        "from nst_core.weights import RandomWeightsWarning, load_vgg\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    load_vgg('random:0', 'relu1_1'); load_vgg('random:1', 'relu1_1')\n"
+        "print(sum(issubclass(w.category, RandomWeightsWarning) for w in seen))\n"
+        "print(seen[0].message)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    count, message = proc.stdout.splitlines()[:2]
+    assert count == "1" and "random (random:0)" in message and "meaningless" in message

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any, Mapping
 
 from ..losses import PRESETS
+from PIL import Image
+
 from ..devices import DEVICE_CHOICES
+from ..errors import UserError
+from ..images import input_label, load_image
 from ..stylize import INITS, OPTIMIZERS, PRECISIONS, StylizeConfig
 from ..vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
 from ..weights import load_vgg
@@ -62,6 +69,38 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: What each stylize flag means, for every command that offers it.
+STYLIZE_HELP: dict[str, str] = {
+        "preset": "loss layers, weights and normalisations",
+        "size": "longer side of the output in px",
+        "iterations": "optimiser iterations in total (over all scales)",
+        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
+        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
+        "init": "start from the content, seeded noise, or the style",
+        "seed": "random seed (noise init); same seed + settings = same image",
+        "content_weight": "content loss weight (default: the preset's)",
+        "style_weight": "style loss weight (default: the preset's)",
+        "tv_weight": "total-variation weight (default: the preset's)",
+        "style_blend": "one weight per style image",
+        "preserve_color": "keep the content's colours (luminance-only transfer)",
+        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
+        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
+        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
+        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
+    }
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a flag's default only where it says something: not for None or False, not for a required
+    flag, and not where the help text already explains its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default is None or action.default is False or action.required or "(default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | None]) -> None:
     """A flag for each :class:`StylizeConfig` field named in ``helps`` (field -> help text, None for none).
 
@@ -79,6 +118,36 @@ def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | 
         if name in helps:
             flag = "--" + name.replace("_", "-")
             parser.add_argument(flag, default=getattr(defaults, name), help=helps[name], **spec)
+
+
+def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """``path`` as a Path if a file can be written there, else a one-line UserError naming ``flag``.
+
+    Checked before any network loads or work starts, so a typo never costs a finished run.
+
+    >>> check_output_path("out/result.png", "-o", (".png", ".jpg"))   # doctest: +SKIP
+    """
+    target = Path(path)
+    if suffixes and target.suffix.lower() not in suffixes:
+        raise UserError(f"{flag} {target}: must end in {', '.join(suffixes)}")
+    if target.is_dir():
+        raise UserError(f"{flag} {target}: is a folder; give a file name")
+    folder = target.parent if str(target.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{flag} {target}: the folder {folder} does not exist")
+    try:  # really create a file there: permission bits say nothing for root or for /proc-like folders
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise UserError(f"{flag} {target}: not writable ({exc.strerror or type(exc).__name__})") from None
+    return target
+
+
+def load_images_from_args(content: str, styles: list[str], size: int) -> tuple[Image.Image, list[Image.Image]]:
+    """The content and style images, read and validated (at most ``size`` px) before any network loads."""
+    content_image = load_image(content, max_side=size, name=input_label("content image", content))
+    style_images = [load_image(s, max_side=size, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
+    return content_image, style_images
 
 
 def load_model_from_args(args: argparse.Namespace, last_layer: str) -> VGGFeatures:

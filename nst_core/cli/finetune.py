@@ -18,7 +18,7 @@ from ..losses import PRESETS, get_preset
 from ..pruning import load_profile, prune
 from ..vgg import LAYER_NAMES, VGGFeatures, layer_index
 from ..weights import load_vgg
-from .common import RANDOM_WARNING, add_weight_args
+from .common import RANDOM_WARNING, HelpFormatter, add_weight_args, check_output_path
 
 
 def register(subparsers) -> None:
@@ -34,7 +34,7 @@ def register(subparsers) -> None:
             "The run is resumable: run the same command again after an interruption. "
             "Example: nst finetune --profile seed --weights random --steps 20 -o tuned.safetensors"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--profile", help="prune the dense network with this profile (a name such as 'seed' or a profile JSON), then fine-tune")
@@ -97,10 +97,11 @@ def _parse_layers(text: str | None) -> list[str] | None:
 
 def _output_path(args) -> Path:
     """The checkpoint to write (its folder created); the run's length checked before any work."""
-    output = Path(args.output)
-    if output.suffix != ".safetensors":
-        raise UserError(f"output {output} must end in .safetensors")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    if Path(args.output).suffix == ".safetensors":
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    output = check_output_path(args.output, "-o", (".safetensors",))
+    if args.state:
+        check_output_path(args.state, "--state")
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, not {args.steps}")
     if args.epochs is not None and not args.epochs > 0:

@@ -9,12 +9,14 @@ from pathlib import Path
 from ..checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
 from ..hub import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
 from ..vgg import PREPROCESSINGS
+from .common import HelpFormatter
 
 
 def register(subparsers) -> None:
     """Add ``nst push``, ``pull``, ``push-space``, ``weights convert`` and ``checkpoint info``."""
     p = subparsers.add_parser(
         "push",
+        formatter_class=HelpFormatter,
         help="upload a checkpoint to a Hugging Face model repo, with config.json and a model card",
         description=(
             "Create the model repo if needed and commit the checkpoint, config.json, README.md (a model card "
@@ -34,22 +36,29 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "pull",
+        formatter_class=HelpFormatter,
         help="download a checkpoint from the Hub through the Hugging Face cache (like `hf download`)",
         description=(
             "Download FILE (default: the checkpoint named in the repo's config.json) and print its local path. "
-            "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the cache. "
+            "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the file from "
+            "where it was downloaded to: the cache, or the folder given with --local-dir. "
             "Example: nst pull me/vgg19-seed seed.safetensors --revision COMMIT"
         ),
     )
     p.add_argument("repo", help="OWNER/NAME of the model repo")
     p.add_argument("file", nargs="?", help="file in the repo (default: the one config.json names)")
     p.add_argument("--revision", help="branch, tag or commit")
-    p.add_argument("--local-dir", help="also place the file in this folder (as `hf download --local-dir` does)")
+    p.add_argument(
+        "--local-dir",
+        help="download into this folder instead of the Hugging Face cache (as `hf download --local-dir` does); "
+        "offline, give the same folder",
+    )
     p.add_argument("--check", action="store_true", help="load the checkpoint after downloading and print its summary")
     p.set_defaults(func=_pull)
 
     p = subparsers.add_parser(
         "push-space",
+        formatter_class=HelpFormatter,
         help="upload the Gradio app (space/, app.py, nst_core/, requirements.txt, examples/) as a Hugging Face Space",
         description=(
             "Assemble space/* (README.md with the Space's YAML header), app.py, nst_core/, requirements.txt "
@@ -64,10 +73,11 @@ def register(subparsers) -> None:
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=_push_space)
 
-    weights = subparsers.add_parser("weights", help="VGG-19 weight files: convert for hosting")
+    weights = subparsers.add_parser("weights", formatter_class=HelpFormatter, help="VGG-19 weight files: convert for hosting")
     weights_sub = weights.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
     p = weights_sub.add_parser(
         "convert",
+        formatter_class=HelpFormatter,
         help="turn a VGG-19 .pth into a features-only safetensors file with its preprocessing in the metadata",
         description=(
             "Read a VGG-19 .pth (keys features.N.* and classifier.*), drop the classifier, and write the 16 conv "
@@ -82,10 +92,11 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="stored dtype")
     p.set_defaults(func=_convert)
 
-    checkpoint = subparsers.add_parser("checkpoint", help="inspect checkpoint files")
+    checkpoint = subparsers.add_parser("checkpoint", formatter_class=HelpFormatter, help="inspect checkpoint files")
     checkpoint_sub = checkpoint.add_subparsers(dest="checkpoint_command", metavar="COMMAND", required=True)
     p = checkpoint_sub.add_parser(
         "info",
+        formatter_class=HelpFormatter,
         help="show a checkpoint's header and sizes without loading its tensors",
         description="Example: nst checkpoint info seed.safetensors",
     )

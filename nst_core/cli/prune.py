@@ -11,7 +11,7 @@ from ..errors import UserError
 from ..files import atomic_write_text
 from ..losses import PRESETS
 from ..pruning import METHODS, PROFILES, Profile, load_profile, prune, prune_fine, sparsity_report, threshold_for_global_sparsity
-from .common import add_weight_args, load_model_from_args
+from .common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
 
 
 def register(subparsers) -> None:
@@ -24,7 +24,7 @@ def register(subparsers) -> None:
             "not pruned) and print weights, nonzeros and sparsity per conv. "
             "Example: nst prune --weights random --profile seed"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_weight_args(p)
     what = p.add_mutually_exclusive_group(required=True)
@@ -37,6 +37,7 @@ def register(subparsers) -> None:
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
     p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
+    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -44,8 +45,10 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """``nst prune``: exit status 0 on success (errors are raised as ``UserError``)."""
     last_layer = args.last_layer or PRESETS[args.preset].last_layer
-    if args.save and not args.save.endswith(".safetensors"):
-        raise UserError(f"--save {args.save}: checkpoint files must end in .safetensors")
+    save = check_output_path(args.save, "--save", (".safetensors",)) if args.save else None
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        check_output_path(args.json, "--json")
     profile = load_profile(args.profile) if args.profile else None  # a bad profile fails before weights load
     model = load_model_from_args(args, last_layer)
     if profile is not None:
@@ -62,15 +65,14 @@ def run(args: argparse.Namespace) -> int:
         pruned = prune_fine(model, global_threshold=threshold)
         label = f"global fine sparsity {args.global_sparsity} (|w| < {threshold:.4g})"
 
-    report = sparsity_report(pruned)
+    report = sparsity_report(pruned, args.size)
     print(f"VGG-19 up to {last_layer}, weights {model.weight_source}, {label}")
     print(report.to_text())
     if args.json:
         data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance, "report": report.to_dict()}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
-    if args.save:
-        path = save_checkpoint(pruned, args.save, encoding=args.encoding, dtype=args.dtype)
+    if save:
+        path = save_checkpoint(pruned, save, encoding=args.encoding, dtype=args.dtype)
         print(f"wrote {path} ({Path(path).stat().st_size / 2**20:.2f} MiB on disk, {args.encoding}, {args.dtype})")
     return 0

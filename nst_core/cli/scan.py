@@ -27,7 +27,7 @@ from ..scan import (
     write_tables,
 )
 from ..weight_spec import is_random_source
-from .common import RANDOM_WARNING, add_stylize_args, add_weight_args, stylize_config_from_args
+from .common import RANDOM_WARNING, STYLIZE_HELP, HelpFormatter, add_stylize_args, add_weight_args, stylize_config_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Scan how much pruning each layer hurts style transfer, then pick a per-layer profile.",
     )
     sub = scan.add_subparsers(dest="scan_command", metavar="ACTION")
-    fmt = argparse.ArgumentDefaultsHelpFormatter
+    fmt = HelpFormatter
 
     run = sub.add_parser(
         "run",
@@ -61,19 +61,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun")
     run.add_argument("--save-images", action="store_true", help="keep each cell's stylized image in OUT/images/")
     # Not --preserve-color or --tolerance: every cell runs all its iterations in full colour, as the dense baseline does.
+    shared = ("preset", "size", "optimizer", "lr", "init", "seed", "content_weight", "style_weight", "tv_weight", "style_blend", "scales")
     add_stylize_args(run, {
-        "preset": "loss preset",
-        "size": "longer side in px",
+        **{name: STYLIZE_HELP[name] for name in shared},
         "iterations": "iterations per cell (and for the dense baseline)",
-        "optimizer": None,
-        "lr": "learning rate (default: 10 Adam, 1 L-BFGS)",
-        "init": None,
-        "seed": None,
-        "content_weight": None,
-        "style_weight": None,
-        "tv_weight": None,
-        "style_blend": None,
-        "scales": None,
     })
     run.set_defaults(func=cmd_run)
 

@@ -6,15 +6,22 @@ import argparse
 import json
 import sys
 import threading
-from pathlib import Path
 
 from tqdm import tqdm
 
-from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..losses import PRESETS
 from ..stylize import Progress, stylize
-from .common import add_stylize_args, add_weight_args, load_model_from_args, stylize_config_from_args
+from .common import (
+    STYLIZE_HELP,
+    HelpFormatter,
+    add_stylize_args,
+    add_weight_args,
+    check_output_path,
+    load_images_from_args,
+    load_model_from_args,
+    stylize_config_from_args,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,30 +34,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "STYLE (Gatys et al. 2016), with a total-variation smoothness term. "
             "Example: nst stylize examples/content/lakeside.jpg examples/style/swirls.jpg -o out.png"
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("content", help="content image (photo) path")
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
     add_weight_args(p)
-    add_stylize_args(p, {
-        "preset": "loss layers, weights and normalisations",
-        "size": "longer side of the output in px",
-        "iterations": "optimiser iterations in total (over all scales)",
-        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
-        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
-        "init": "start from the content, seeded noise, or the style",
-        "seed": "random seed (noise init); same seed + settings = same image",
-        "content_weight": "content loss weight (default: the preset's)",
-        "style_weight": "style loss weight (default: the preset's)",
-        "tv_weight": "total-variation weight (default: the preset's)",
-        "style_blend": "one weight per style image",
-        "preserve_color": "keep the content's colours (luminance-only transfer)",
-        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
-        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
-        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
-        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
-    })
+    add_stylize_args(p, STYLIZE_HELP)
     p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
     p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")
     p.set_defaults(func=run)
@@ -58,13 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """`nst stylize`: stylize, write the output (and previews, a JSON log); 0 on success."""
-    output = Path(args.output)
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise UserError(f"output {output} must end in .png, .jpg or .webp")
-    if not output.parent.exists():
-        raise UserError(f"output folder {output.parent} does not exist")
+    # Everything a person typed is checked before the network loads: a typo costs seconds, not a run.
+    output = check_output_path(args.output, "-o", (".png", ".jpg", ".jpeg", ".webp"))
+    log_json = check_output_path(args.log_json, "--log-json") if args.log_json else None
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every))
     config.validate()
+    content, styles = load_images_from_args(args.content, args.styles, config.size)
     model = load_model_from_args(args, PRESETS[args.preset].last_layer)
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
@@ -76,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     try:
-        result = stylize(model, args.content, args.styles, config, callback=on_progress, cancel=cancel)
+        result = stylize(model, content, styles, config, callback=on_progress, cancel=cancel)
     finally:
         bar.close()
     atomic_save_image(result.image, output)
-    if args.log_json:
+    if log_json:
         log = {"config": vars(config), "weights": model.weight_source, "stopped": result.stopped, "timings": result.timings, "history": result.history}
-        atomic_write_text(Path(args.log_json), json.dumps(log, indent=1))
+        atomic_write_text(log_json, json.dumps(log, indent=1))
     per_it = result.timings["per_iteration"]
     print(f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
           f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})")

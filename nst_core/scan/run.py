@@ -179,6 +179,17 @@ class RunSummary:
     complete: bool  # every cell of the grid has a record (over all shards)
 
 
+def _forget_folder(folder: Path) -> None:
+    """Undo what a scan that never started left: its scan.json, and the folder if nothing else is in it."""
+    if not any((folder / "records").glob("*.jsonl")):
+        (folder / "scan.json").unlink(missing_ok=True)
+        for empty in (folder / "records", folder):
+            try:
+                empty.rmdir()
+            except OSError:  # not empty (or not there): keep it
+                pass
+
+
 def run_scan(
     config: ScanConfig,
     folder: str | os.PathLike,
@@ -193,6 +204,7 @@ def run_scan(
     """
     config.validate()
     folder = Path(folder)
+    fresh = not (folder / "scan.json").exists()
     scan = prepare_folder(config, folder)
     hash_ = scan["config_hash"]
     cells = config.cells()
@@ -201,7 +213,12 @@ def run_scan(
     todo = [cell for cell in mine if cell.key not in done]
     records_path = shard_file(folder / "records", *shard)
     if todo:
-        evaluator = CellEvaluator(config, folder, device=device)
+        try:
+            evaluator = CellEvaluator(config, folder, device=device)
+        except BaseException:
+            if fresh:
+                _forget_folder(folder)
+            raise
         label = f"scan {config.method}/{config.mode}" + (f" shard {shard[0]}/{shard[1]}" if shard[1] > 1 else "")
         bar = tqdm(total=len(mine), initial=len(mine) - len(todo), unit="cell", desc=label, file=sys.stderr,
                    disable=None if progress else True, dynamic_ncols=True)

@@ -25,3 +25,20 @@ def test_cli_plot_and_select_on_a_finished_scan(tmp_path, reference, capsys):
     assert profile.sparsity == {"conv1_2": 0.9, "conv3_1": 0.9}  # a huge tolerance accepts every level
     assert main(["prune", "--weights", "random", "--profile", str(profile_path)]) == 0
     assert "conv3_1" in capsys.readouterr().out
+
+
+def test_a_scan_that_cannot_start_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
+    """Offline with default weights the scan fails at once, and no scan.json litters the folder."""
+    from .tiny import CONTENT, STYLE
+
+    monkeypatch.setenv("NST_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    out = tmp_path / "scan"
+    code = main(["scan", "run", "--content", CONTENT, "--style", STYLE, "--out", str(out), "--size", "64", "--iterations", "1"])
+    assert code == 2 and "offline" in capsys.readouterr().err
+    assert not out.exists()
+    # A folder that already held something keeps it.
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["scan", "run", "--content", CONTENT, "--style", STYLE, "--out", str(out), "--size", "64", "--iterations", "1"]) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -12,8 +12,10 @@ import difflib
 import os
 import sys
 import traceback
+import warnings
 
 from ..errors import UserError, first_line
+from ..weights import RandomWeightsWarning
 from . import finetune, hub, prune, scan, stylize
 
 # Each module adds its subcommands; order here is the order in `nst --help`.
@@ -98,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     debug = "--debug" in argv  # known before parsing, so an error while parsing honours it too
     try:
-        code = _run(argv)
+        with warnings.catch_warnings():
+            # Every command prints its own one-line random-weights warning (cli.common.RANDOM_WARNING).
+            warnings.simplefilter("ignore", RandomWeightsWarning)
+            code = _run(argv)
         sys.stdout.flush()  # inside the try: a reader that went away is reported here, not at exit
         return code
     except KeyboardInterrupt:

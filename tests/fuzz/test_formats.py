@@ -8,7 +8,6 @@ NST_FUZZ_EXAMPLES=N sets the count of either profile.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 from hypothesis import currently_in_test_context, event, given
@@ -26,8 +25,15 @@ from nst_core.weights import load_vgg, read_state_dict
 
 from . import formats
 
-# Weight specs must never reach the network from a test.
-os.environ["NST_OFFLINE"] = "1"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def offline():
+    """Weight specs must never reach the network from these tests; set for this module only, so the
+    Hub tests that run later in the same session still talk to their stand-in."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NST_OFFLINE", "1")
+        yield
 
 
 def note(outcome: str) -> None:

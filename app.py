@@ -14,15 +14,18 @@ GRADIO_SERVER_PORT (what a Hugging Face Space sets), then the defaults above.
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import os
 import threading
 import traceback
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
 
 import gradio as gr
+from gradio.processing_utils import save_pil_to_cache
+from gradio.utils import get_function_description
 
 from nst_core import compare
 from nst_core.devices import DEVICE_CHOICES
@@ -31,7 +34,13 @@ from nst_core.images import find_images
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
+EXAMPLE_CONTENT, EXAMPLE_STYLE = EXAMPLES / "content", EXAMPLES / "style"
 log = logging.getLogger("nst.app")
+#: How long uploads and results stay on the server: long enough to download a result, short
+#: enough that a public Space's disk does not fill up.
+KEEP_FILES_S = 3600
+
+UploadInput = TypeVar("UploadInput", gr.Image, gr.File)
 
 CSS = """
 #weights-banner { border: 2px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px; padding: 4px 12px; }
@@ -39,23 +48,30 @@ CSS = """
 """
 
 
-def pass_upload_path_unopened(image: gr.Image) -> gr.Image:
-    """Make a ``gr.Image`` input hand over the uploaded file's path without opening it.
+def pass_upload_paths(component: UploadInput) -> UploadInput:
+    """Make an upload input hand over the uploaded files' paths as they are.
 
-    Stock ``gr.Image`` opens uploads with PIL before the handler runs, so a file that is not
-    an image fails inside Gradio with an internal message; this way ``nst_core.images``
-    validates it and the person reads an error that names the file. (Patched on the
-    instance: a subclass would make Gradio write an ``app.pyi`` stub beside this file.)
+    Stock ``gr.Image`` opens uploads with PIL before the handler runs, so a file that is not an
+    image fails inside Gradio with an internal message; stock ``gr.File`` leaves an empty
+    temporary file in Gradio's cache for every file uploaded, which ``delete_cache`` never
+    removes (Gradio 6.31). This way ``nst_core`` checks each file and the person reads an error
+    that names it. (Patched on the instance: a subclass would make Gradio write an ``app.pyi``
+    stub beside this file.)
     """
-    stock = image.preprocess
+    stock = component.preprocess
 
     def preprocess(payload):
-        if payload is not None and payload.path and not (payload.url or "").startswith("data:"):
+        if payload is None:
+            return None
+        files = getattr(payload, "root", None)  # several files (file_count="multiple")
+        if isinstance(files, list):
+            return [str(f.path) for f in files]
+        if payload.path and not (payload.url or "").startswith("data:"):
             return str(payload.path)
         return stock(payload)
 
-    image.preprocess = preprocess
-    return image
+    component.preprocess = preprocess
+    return component
 
 
 def zero_gpu(duration: int):
@@ -105,7 +121,7 @@ def example_rows() -> list[list]:
     def images(folder: Path) -> list[str]:
         return [str(p) for p in find_images(folder, recursive=False)]
 
-    contents, styles = images(EXAMPLES / "content"), images(EXAMPLES / "style")
+    contents, styles = images(EXAMPLE_CONTENT), images(EXAMPLE_STYLE)
     if not contents or not styles:
         return []
     count = max(len(contents), len(styles))
@@ -133,37 +149,18 @@ def _float(value: object, name: str) -> float:
 # --- the input column ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RunValues:
-    """What one click of Run reads. Each field is named after the ``InputColumn`` component it
-    comes from, and the field order is the order of the ``/compare`` API's parameters."""
-
-    content: str | None
-    styles: list[str] | None
-    size: float
-    iterations: float
-    optimizer: str
-    style_strength: float
-    tv_weight: float
-    seed: float
-    preserve_color: bool
-    pruned_choice: str | None
-    pruned_upload: str | None
-    hub_repo: str | None
-
-    def settings(self) -> compare.CompareSettings:
-        """The settings widgets -> checked ``CompareSettings`` (a UserError names a bad one)."""
-        settings = compare.CompareSettings(
-            size=_int(self.size, "size"), iterations=_int(self.iterations, "iterations"), optimizer=self.optimizer,
-            style_strength=_float(self.style_strength, "style strength"), tv_weight=_float(self.tv_weight, "TV weight"),
-            seed=_int(self.seed, "seed"), preserve_color=bool(self.preserve_color),
-        )
-        compare.validate_settings(settings)
-        return settings
-
-    def pruned_spec(self) -> str:
-        """The pruned-network widgets -> one spec (an upload or a repo id wins over the dropdown)."""
-        return compare.pruned_spec_from_ui(self.pruned_choice, self.pruned_upload, self.hub_repo)
+def checked_settings(
+    size: object, iterations: object, optimizer: str, style_strength: object, tv_weight: object, seed: object,
+    preserve_color: object,
+) -> compare.CompareSettings:
+    """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one)."""
+    settings = compare.CompareSettings(
+        size=_int(size, "size"), iterations=_int(iterations, "iterations"), optimizer=optimizer,
+        style_strength=_float(style_strength, "style strength"), tv_weight=_float(tv_weight, "TV weight"),
+        seed=_int(seed, "seed"), preserve_color=bool(preserve_color),
+    )
+    compare.validate_settings(settings)
+    return settings
 
 
 @dataclass(frozen=True)
@@ -186,48 +183,57 @@ class InputColumn:
     run: gr.Button
     cancel: gr.Button
 
-    def run_inputs(self) -> dict[str, gr.components.Component]:
-        """The components Run reads, keyed by ``RunValues`` field (Gradio passes them as keyword arguments)."""
-        return {f.name: getattr(self, f.name) for f in fields(RunValues)}
+    def parameters_of(self, handler: Callable) -> dict[str, gr.components.Component]:
+        """The components that fill ``handler``'s parameters, keyed by parameter name, in the
+        signature's order (Gradio passes them as keyword arguments; the order is the API's)."""
+        names = [name for name in inspect.signature(handler).parameters if name != "request"]
+        return {name: getattr(self, name) for name in names}
 
 
 def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[str, str]]) -> InputColumn:
     """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
-    with gr.Column(scale=1):
-        content = pass_upload_path_unopened(
+    with gr.Column(scale=2, min_width=400):
+        content = pass_upload_paths(
             gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
         )
-        styles = gr.File(
-            label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
-            file_count="multiple",
-            file_types=["image"],
-            type="filepath",
-            elem_id="style-files",
+        styles = pass_upload_paths(
+            gr.File(
+                label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
+                file_count="multiple",
+                file_types=["image"],
+                type="filepath",
+                elem_id="style-files",
+            )
         )
         style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
+        # One slider per line: side by side their labels wrap and crowd the number boxes.
         with gr.Accordion("Settings", open=True):
-            with gr.Row():
-                size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
-                iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
+            size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
+            iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
+            style_strength = gr.Slider(
+                *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
+            )
             with gr.Row():
                 optimizer = gr.Radio(list(compare.OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
                 preserve_color = gr.Checkbox(value=defaults.preserve_color, label="Keep the content's colours")
             with gr.Row():
-                style_strength = gr.Slider(
-                    *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
-                )
                 # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
-                tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (smoothness, 0 to 1)")
-                seed = gr.Number(value=defaults.seed, precision=0, label="Seed")
+                tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (0 to 1)", info="smoothness")
+                seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
         with gr.Accordion("Pruned network", open=True):
-            pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with")
-            with gr.Row():
-                pruned_upload = gr.File(
-                    label="...or upload a profile (.json) or checkpoint (.safetensors)",
+            pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with", elem_id="pruned-choice")
+            pruned_upload = pass_upload_paths(
+                gr.File(
+                    label="Or upload a profile (.json) or checkpoint (.safetensors)",
                     file_types=[".json", ".safetensors"],
                     type="filepath",
+                    elem_id="pruned-upload",
                 )
-                hub_repo = gr.Textbox(label="...or a Hub repo id", placeholder="OWNER/NAME[:FILE][@REVISION]")
+            )
+            hub_repo = gr.Textbox(
+                label="Or a pruned checkpoint on the Hugging Face Hub", placeholder="OWNER/NAME[:FILE][@REVISION]",
+                max_lines=1, elem_id="hub-repo",
+            )
         with gr.Row():
             run = gr.Button("Run dense and pruned", variant="primary", elem_id="run")
             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -253,46 +259,56 @@ class OutputColumn:
     summary: gr.Dataframe
     layers: gr.Dataframe
 
+    def named(self) -> dict[str, gr.components.Component]:
+        """The outputs by field name (the names the handler's docstring describes them by)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def components(self) -> list[gr.components.Component]:
-        return [getattr(self, f.name) for f in fields(self)]
+        return list(self.named().values())
 
     def cleared(self, message: str) -> dict:
         """A new run starts: every output emptied, the status says what is being prepared."""
         return {component: None for component in self.components()} | {self.status: _status(message)}
 
-    def shown(self, update: tuple) -> dict:
-        """One update from :func:`comparison_updates` -> the widgets it changes."""
-        if update[0] == "progress":
-            _, message, image = update
-            return {self.status: _status(message)} | ({self.preview: image} if image is not None else {})
-        _, headline, dense_image, pruned_image, summary_rows, layer_rows = update
-        return {
-            self.status: _status(headline),
-            self.slider: (dense_image, pruned_image),
-            self.dense_image: dense_image,
-            self.pruned_image: pruned_image,
-            self.summary: summary_rows,
-            self.layers: layer_rows,
-        }
+    def shown(self, message: str, preview: str | None, results: tuple | None = None) -> dict:
+        """The status line, the latest preview (a file) and, once done, ``results``: the dense
+        image, the pruned image, the summary rows and the layer rows.
+
+        Every update sets every output that holds a file, if only to keep it as it is: the first
+        time an update leaves an output out, Gradio (6.31) gives the session its own copy of that
+        component, and the files written for the copy escape ``delete_cache``.
+        """
+        values = {self.status: _status(message), self.preview: preview, self.slider: None, self.dense_image: None, self.pruned_image: None}
+        if results is not None:
+            dense_image, pruned_image, summary_rows, layer_rows = results
+            values |= {
+                self.slider: (dense_image, pruned_image),
+                self.dense_image: dense_image,
+                self.pruned_image: pruned_image,
+                self.summary: summary_rows,
+                self.layers: layer_rows,
+            }
+        return values
 
 
 def build_output_column() -> OutputColumn:
     """Lay out the output column inside the current ``gr.Row``."""
-    with gr.Column(scale=2):
-        status = gr.Markdown(_status("ready."), elem_id="status")
+    with gr.Column(scale=3):
+        status = gr.Markdown(_status("ready."), label="Status", elem_id="status")
         preview = gr.Image(label="Live preview", format="png", interactive=False, height=200, elem_id="preview")
         slider = gr.ImageSlider(label="Dense (left) vs pruned (right)", format="png", interactive=False, elem_id="slider")
         with gr.Row():
             dense_image = gr.Image(label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"])
             pruned_image = gr.Image(label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"])
+        # max_height "none": both tables are short (14 and at most 16 rows) and are read whole, not scrolled.
         summary = gr.Dataframe(
             headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary",
-            wrap=True, column_widths=["36%", "32%", "32%"],
+            wrap=True, column_widths=["40%", "30%", "30%"], max_height="none",
         )
         layers = gr.Dataframe(
             headers=["layer", "channels (pruned / dense)", "weights", "nonzeros", "fraction of dense weights removed"],
-            label="Per-layer sparsity of the pruned network",
-            interactive=False,
+            label="Per-layer sparsity of the pruned network", interactive=False, elem_id="layers", max_height="none",
+            wrap=True, column_widths=["12%", "24%", "18%", "18%", "28%"],
         )
     return OutputColumn(status, preview, slider, dense_image, pruned_image, summary, layers)
 
@@ -321,6 +337,36 @@ def comparison_updates(
             yield ("progress", event.message, event.progress.preview if event.progress else None)
 
 
+def describe_in_api(component: gr.components.Component, description: str, as_input: bool) -> None:
+    """Make ``component``'s API info (what gradio_client's ``view_api`` and the API page show for a
+    parameter or a returned value) carry ``description``. Patched on the instance, like
+    :func:`pass_upload_paths`; Gradio reads these methods when it builds the app's config."""
+    if as_input:
+        stock_input = component.api_info_as_input
+        component.api_info_as_input = lambda: {**stock_input(), "additional_description": description}
+    else:
+        stock_output = component.api_info_as_output
+        component.api_info_as_output = lambda: {**stock_output(), "description": description}
+
+
+def document_endpoint(
+    handler: Callable, inputs: dict[str, gr.components.Component], outputs: dict[str, gr.components.Component]
+) -> None:
+    """Give the components of ``handler``'s endpoint the descriptions of its docstring.
+
+    Gradio's MCP server reads the Args and Returns sections itself (one ``name: description``
+    line each); gradio_client reads the components' API info, so both say the same. A parameter
+    or output the docstring leaves out is a bug, reported when the app is built.
+    """
+    _, parameters, returns = get_function_description(handler)
+    returned = dict(line.split(": ", 1) for line in returns if ": " in line)
+    for described, components, as_input in ((parameters, inputs, True), (returned, outputs, False)):
+        for name, component in components.items():
+            if not described.get(name):
+                raise ValueError(f"{handler.__qualname__}'s docstring does not describe {name!r}")
+            describe_in_api(component, described[name], as_input)
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: hashable by identity (a DenseNetwork is not hashable)
 class RunHandler:
     """What the Run button does, bound to the dense network and the outputs it fills."""
@@ -328,47 +374,103 @@ class RunHandler:
     dense: compare.DenseNetwork
     outputs: OutputColumn
 
-    def run(self, request: gr.Request, **values: object) -> Iterator[dict]:
-        """Run the dense and the pruned network on the same inputs, streaming the status, a live
-        preview, both results and the tables.
+    # The signature and docstring below are the /compare API: Gradio names the parameters after the
+    # signature (a default of None makes one optional), its MCP server reads the Args and Returns
+    # sections, and document_endpoint copies them to the components for gradio_client's view_api.
+    # Gradio's docstring parser reads one line per parameter, so each description stays on one line.
+    def run(
+        self,
+        request: gr.Request,
+        content: str | None,
+        styles: list[str] | None,
+        size: float,
+        iterations: float,
+        optimizer: str,
+        style_strength: float,
+        tv_weight: float,
+        seed: float,
+        preserve_color: bool,
+        pruned_choice: str | None,
+        pruned_upload: str | None = None,
+        hub_repo: str | None = None,
+    ) -> Iterator[dict]:
+        """Stylize a content image twice, with the dense VGG-19 and with a pruned one (same seed, same starting
+        image), and compare the two: time, size, and quality judged by the dense network (content and style loss)
+        and by SSIM against the dense result. The status and a preview stream while it runs.
 
-        Gradio passes the ``RunValues`` fields as keyword arguments and takes each yielded dict
-        as the outputs that change. A person's mistake becomes a ``gr.Error`` with its message;
-        a bug is logged with its traceback and shown as one line.
+        Args:
+            content: The content image (PNG, JPEG, WebP, ...); scaled so that its longer side is `size`.
+            styles: One to four style images, blended with equal weights.
+            size: Longer side of the results in pixels, 64 to 1024.
+            iterations: Optimisation steps of each run, 1 to 1000.
+            optimizer: adam or lbfgs.
+            style_strength: Multiplies the preset's style weight, 0 to 20 (1 is the preset).
+            tv_weight: Total-variation (smoothness) weight, 0 to 1.
+            seed: Random seed of both runs, 0 to 2147483647.
+            preserve_color: Keep the content image's colours (only the luminance is stylized).
+            pruned_choice: The pruned network to compare with: profile:seed (the seed's fine-grained profile), structured:0.5 (half of every conv's filters removed), or a file the server offers.
+            pruned_upload: Optional. Your own pruned network instead of pruned_choice: a profile (.json, from `nst scan select`) or a checkpoint (.safetensors, from `nst prune --save`).
+            hub_repo: Optional. A pruned checkpoint on the Hugging Face Hub instead of pruned_choice, OWNER/NAME[:FILE][@REVISION] (an upload wins over it).
+
+        Returns:
+            status: One line: what is running, or the timings and SSIM when done.
+            preview: The image being optimised, while it runs.
+            slider: The dense and the pruned result, as a pair (before/after slider).
+            dense_image: The dense network's result (PNG).
+            pruned_image: The pruned network's result (PNG).
+            summary: Table, dense vs pruned: time, speedup, parameters, compression, checkpoint size, and the judge's SSIM, content and style loss.
+            layers: Table, one row per conv of the pruned network: channels, weights, nonzeros, fraction of the dense weights removed.
         """
+        # Each yielded dict holds the outputs to set (OutputColumn.shown says why it is every file output).
+        # A person's mistake becomes a gr.Error with its message; a bug is logged with its traceback and
+        # shown as one line. Neither shows the server's path of an upload.
         session = request.session_hash or "anonymous"
-        cancel = None
+        uploads = [content, *(styles or []), pruned_upload]
+        cancel, preview = None, None
         try:
-            run = RunValues(**values)
-            settings = run.settings()
-            spec = run.pruned_spec()
+            settings = checked_settings(size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color)
+            spec = compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)
             yield self.outputs.cleared(f"preparing {compare.describe_pruned_spec(spec)}...")
-            for update in comparison_updates(self.dense, run.content, run.styles, settings, spec, cancel):
-                yield self.outputs.shown(update)
+            for update in comparison_updates(self.dense, content, styles, settings, spec, cancel):
+                if update[0] == "progress":
+                    _, message, image = update
+                    if image is not None:  # saved once; every later update re-sends the same file
+                        preview = save_pil_to_cache(image, self.outputs.preview.GRADIO_CACHE, format="png")
+                    yield self.outputs.shown(message, preview)
+                else:
+                    _, headline, *results = update
+                    yield self.outputs.shown(headline, preview, tuple(results))
         except compare.Cancelled:
-            yield {self.outputs.status: _status("cancelled.")}
+            yield self.outputs.shown("cancelled.", preview)
         except UserError as exc:
-            raise gr.Error(str(exc), print_exception=False) from None
+            raise gr.Error(compare.public_message(str(exc), uploads), print_exception=False) from None
         except gr.Error:
             raise
         except Exception as exc:  # a bug, not the user's fault: log the traceback, show one line
             log.error("comparison failed:\n%s", traceback.format_exc())
-            raise gr.Error(f"internal error ({type(exc).__name__}: {exc}); the server log has the details") from None
+            raise gr.Error(
+                compare.public_message(f"internal error ({type(exc).__name__}: {exc}); the server log has the details", uploads)
+            ) from None
         finally:
             if cancel is not None:
                 CANCELS.finish(session, cancel)
 
 
 def cancel_run(request: gr.Request) -> str:
-    """What the Cancel button does: stop this session's run, if one is going."""
+    """Stop the comparison this session started, if one is running (the Cancel button).
+
+    Returns:
+        status: "cancelled." or "nothing is running."
+    """
     stopped = CANCELS.cancel(request.session_hash or "anonymous")
     return _status("cancelled." if stopped else "nothing is running.")
 
 
-def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None) -> gr.Blocks:
-    """The interface, bound to an already loaded dense network."""
-    with gr.Blocks(title="Pruned VGG-19 style transfer") as demo:
+def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S) -> gr.Blocks:
+    """The interface, bound to an already loaded dense network. Uploads and results are deleted
+    once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often)."""
+    with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
         gr.Markdown(
             "# Dense vs pruned VGG-19 style transfer\n"
             "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
@@ -383,13 +485,19 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
 
         rows = example_rows()
         if rows:
+            # Served from examples/ as they are: copies in Gradio's cache would be deleted by
+            # delete_cache (it keeps the content examples but not the style files), and the
+            # examples would stop loading once the app has run that long.
+            gr.set_static_paths([EXAMPLE_CONTENT, EXAMPLE_STYLE])
             # cache_examples must be explicit: on Spaces Gradio otherwise runs every example at start-up.
             gr.Examples(rows, inputs=[inputs.content, inputs.styles], cache_examples=False, label="Examples (click, then Run)")
 
         inputs.styles.change(lambda files: files or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private")
+        handler = RunHandler(dense, outputs)
+        run_inputs = inputs.parameters_of(handler.run)
+        document_endpoint(handler.run, run_inputs, outputs.named())
         run_event = inputs.run.click(
-            RunHandler(dense, outputs).run, inputs_kwargs=inputs.run_inputs(), outputs=outputs.components(),
-            api_name="compare", concurrency_limit="default",
+            handler.run, inputs_kwargs=run_inputs, outputs=outputs.components(), api_name="compare", concurrency_limit="default",
         )
         inputs.cancel.click(cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False)
     return demo
@@ -413,6 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="requests that may wait; more are told the queue is full (env NST_QUEUE_SIZE; default 16)")
     parser.add_argument("--concurrency", type=int, default=int(env("NST_CONCURRENCY") or 1),
                         help="comparisons run at once (env NST_CONCURRENCY; default 1: each one uses every core)")
+    parser.add_argument("--keep-files", type=int, default=int(env("NST_KEEP_FILES") or KEEP_FILES_S), metavar="SECONDS",
+                        help="uploads and results are deleted once they are this old, checked as often "
+                             f"(env NST_KEEP_FILES; default {KEEP_FILES_S})")
     parser.add_argument("--max-file-size", default=env("NST_MAX_FILE_SIZE") or "10mb",
                         help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)")
     return parser.parse_args(argv)
@@ -421,8 +532,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
-    if args.queue_size < 1 or args.concurrency < 1:
-        raise SystemExit("app.py: error: --queue-size and --concurrency must be at least 1")
+    if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1:
+        raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1")
     try:
         dense = compare.load_dense(args.weights, device=args.device)
     except UserError as exc:
@@ -436,7 +547,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
     compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
     compare.warm_up(dense.model)
-    demo = build_app(dense, args.pruned)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(
         server_name=args.host,

@@ -27,7 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import torch
 from PIL import Image
@@ -63,6 +63,12 @@ STYLE_STRENGTH_RANGE = (0.0, 20.0)
 TV_WEIGHT_RANGE = (0.0, 1.0)
 SEED_RANGE = (0, 2**31 - 1)
 MAX_STYLES = 4
+# Error messages go back to whoever sent the request, so they repeat no value whole (a pasted
+# 100,000-character "repo id" must not come back) and stay one readable line. A Hub OWNER and
+# NAME are at most 96 characters each; the rest leaves room for :FILE and @REVISION.
+ECHO_LIMIT = 80
+MESSAGE_LIMIT = 500
+HUB_SPEC_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,30 @@ def describe_pruned_spec(spec: str) -> str:
     return f"{kind} file {Path(spec).name}"
 
 
+def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` whole up to ``limit`` characters, else its start and its length.
+
+    >>> shorten("ab" * 50, limit=10)
+    'ababababa… (100 characters)'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 1]}… ({len(text):,} characters)"
+
+
+def public_message(message: str, uploads: Iterable[str | None] = ()) -> str:
+    """An error message as the app shows it: each uploaded file named by its own file name,
+    never by the server's temporary path, and the whole cut to ``MESSAGE_LIMIT`` characters.
+
+    >>> public_message("/tmp/gradio/3f2a/evil.safetensors: not a safetensors file", ["/tmp/gradio/3f2a/evil.safetensors"])
+    'evil.safetensors: not a safetensors file'
+    """
+    for path in uploads:
+        if path:
+            message = message.replace(str(path), Path(path).name)
+    return shorten(message)
+
+
 def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | None) -> str:
     """The app's three widgets (dropdown, file upload, repo id box) -> one pruned spec.
 
@@ -270,6 +300,11 @@ def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | 
         return str(upload)
     repo = (hub_repo or "").strip()
     if repo:
+        if len(repo) > HUB_SPEC_LIMIT:  # checked first: every later message may repeat the id
+            raise UserError(
+                f"the Hub repo id {repo[:ECHO_LIMIT]!r}... is {len(repo):,} characters long; expected"
+                f" OWNER/NAME[:FILE][@REVISION], at most {HUB_SPEC_LIMIT} characters"
+            )
         spec = repo if repo.startswith(HUB_PREFIX) else HUB_PREFIX + repo
         if any(ch.isspace() for ch in spec):
             raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")

@@ -1,4 +1,5 @@
-"""Start and stop `python app.py` in a subprocess on a free port (shared by the app and browser tests)."""
+"""Start and stop `python app.py` in a subprocess on a free port (shared by the app and browser tests
+and docs/take_screenshot.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The browser that tests/app_browser.py drives (Debian's chromium; Playwright cannot download one here).
+CHROMIUM = os.environ.get("NST_CHROMIUM", "/usr/bin/chromium")
 
 
 def free_port() -> int:

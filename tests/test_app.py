@@ -11,6 +11,7 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -24,10 +25,14 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
+from gradio.utils import get_function_description  # noqa: E402
+
+import app  # noqa: E402
+from nst_core.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
 from nst_core.cost import iteration_macs  # noqa: E402
 from nst_core.vgg import DENSE_WIDTHS  # noqa: E402
 from hub_server import HubServer  # noqa: E402
-from app_server import free_port, start_server, stop_server, wait_until_serving  # noqa: E402
+from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 
 QUEUE_SIZE = 2
 HUB_REPO = "tester/vgg19-seed-app"
@@ -306,3 +311,119 @@ def test_uploads_over_the_size_limit_are_refused(server, images, tmp_path):
     # ...and small uploads still work.
     status, *_ = client.predict(*job_args(images, iterations=1), api_name="/compare")
     assert "done" in status
+
+
+# --- the API as gradio_client and an MCP client see it -----------------------------------------
+
+COMPARE_PARAMETERS = [
+    "content", "styles", "size", "iterations", "optimizer", "style_strength", "tv_weight", "seed", "preserve_color",
+    "pruned_choice", "pruned_upload", "hub_repo",
+]
+COMPARE_RETURNS = [
+    "Status", "Live preview", "Dense (left) vs pruned (right)", "Dense result", "Pruned result",
+    "Timing, size and judged quality", "Per-layer sparsity of the pruned network",
+]
+
+
+def test_the_api_names_and_describes_every_parameter_and_output(server, images):
+    client = Client(server, verbose=False)
+    api = client.view_api(return_format="dict", print_info=False)
+    assert set(api["named_endpoints"]) == {"/compare", "/cancel"} and not api["unnamed_endpoints"]
+    compare_api = api["named_endpoints"]["/compare"]
+
+    # The endpoint says what it does for its user, not how the handler is wired.
+    assert compare_api["description"].startswith("Stylize a content image twice")
+    assert "Gradio" not in compare_api["description"] and "RunValues" not in compare_api["description"]
+
+    parameters = {p["parameter_name"]: p for p in compare_api["parameters"]}
+    assert list(parameters) == COMPARE_PARAMETERS
+    # The content and the styles are required; the upload and the Hub id are optional and default to
+    # nothing, so a client can leave them out; the settings default to the page's values.
+    required = {name for name, p in parameters.items() if not p["parameter_has_default"]}
+    assert required == {"content", "styles"}
+    assert parameters["pruned_upload"]["parameter_default"] is None and parameters["hub_repo"]["parameter_default"] is None
+    assert parameters["pruned_choice"]["parameter_default"] == "profile:seed"
+    # Every parameter has a description, the same one an MCP client reads from the handler's docstring.
+    _, mcp_descriptions, mcp_returns = get_function_description(app.RunHandler.run)
+    for name, p in parameters.items():
+        assert len(p["python_type"]["description"]) > 10, name
+        assert p["python_type"]["description"] == mcp_descriptions[name], name
+        assert not p["label"].startswith(("...", "value_", "parameter_", "param_")), p["label"]
+    assert parameters["pruned_upload"]["python_type"]["description"].startswith("Optional.")
+    assert parameters["hub_repo"]["python_type"]["description"].startswith("Optional.")
+
+    returns = compare_api["returns"]
+    assert [r["label"] for r in returns] == COMPARE_RETURNS
+    assert all(len(r["python_type"]["description"]) > 10 for r in returns)
+    assert len(mcp_returns) == len(returns)
+    assert [r["label"] for r in api["named_endpoints"]["/cancel"]["returns"]] == ["Status"]
+
+    # What gradio_client prints for a person: the call with its names, no internal ones.
+    text = client.view_api(print_info=False, return_format="str")
+    assert "predict(content, styles, size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color," in text
+    assert "pruned_upload: filepath | None (not required" in text
+    assert "value_" not in text and "param_" not in text
+    # ...and a call may leave the optional inputs out, by name.
+    status, *_ = client.predict(
+        content=handle_file(str(images["content"])), styles=[handle_file(str(images["style"]))],
+        size=64, iterations=1, api_name="/compare",
+    )
+    assert "done" in status
+
+
+# --- what errors repeat back, and what the server keeps -----------------------------------------
+
+
+@pytest.mark.parametrize("name, data", [("evil.safetensors", b"\x00" * 64), ("evil.json", b"{not json")])
+def test_a_bad_upload_is_named_by_its_own_file_name_never_a_server_path(server, images, tmp_path, name, data):
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    client = Client(server, verbose=False)
+    with pytest.raises(AppError) as info:
+        client.predict(*job_args(images, upload=bad), api_name="/compare")
+    text = str(info.value)
+    assert name in text
+    # The server saved the upload under its temp folder; none of that path comes back.
+    assert tempfile.gettempdir() not in text and "/gradio/" not in text and str(tmp_path) not in text
+    assert "Traceback" not in text
+
+
+def test_a_huge_repo_id_is_refused_and_not_echoed_whole(server, images):
+    client = Client(server, verbose=False)
+    huge = "me/" + "x" * 100_000
+    with pytest.raises(AppError) as info:
+        client.predict(*job_args(images, hub=huge), api_name="/compare")
+    text = str(info.value)
+    assert "100,003 characters long" in text and f"at most {HUB_SPEC_LIMIT} characters" in text
+    assert len(text) < MESSAGE_LIMIT
+    # A long id within the limit reaches the Hub lookup and is refused there, still readably.
+    with pytest.raises(AppError) as info:
+        client.predict(*job_args(images, hub="me/" + "y" * 200), api_name="/compare")
+    assert len(str(info.value)) <= MESSAGE_LIMIT + 30 and "Traceback" not in str(info.value)
+
+
+def test_uploads_and_results_are_deleted_once_they_are_old(images, tmp_path):
+    """`--keep-files` sets Gradio's delete_cache: files the app received or wrote go once they are
+    that old, and the bundled examples, served from examples/ itself, keep working."""
+    cache = tmp_path / "gradio-cache"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    proc = start_server(port, "--weights", "random", "--keep-files", "3", env={"GRADIO_TEMP_DIR": str(cache)})
+    try:
+        wait_until_serving(proc, url)
+        before = {p for p in cache.rglob("*") if p.is_file()}
+        assert not {p.name for p in before} & {p.name for p in (ROOT / "examples").rglob("*.jpg")}  # never copied
+        status, *_ = Client(url, verbose=False).predict(*job_args(images, iterations=1), api_name="/compare")
+        assert "done" in status
+        made = {p for p in cache.rglob("*") if p.is_file()} - before
+        assert {"content.png", "style.jpg"} <= {p.name for p in made}  # the uploads...
+        assert any(p.suffix == ".png" and p.name != "content.png" for p in made)  # ...and the results
+        deadline = time.time() + 60
+        while any(p.exists() for p in made):
+            assert time.time() < deadline, f"still there after 60 s: {sorted(str(p) for p in made if p.exists())}"
+            time.sleep(1)
+        for example in (ROOT / "examples" / "content" / "lakeside.jpg", ROOT / "examples" / "style" / "swirls.jpg"):
+            response = httpx.get(f"{url}gradio_api/file={example}", timeout=10)
+            assert response.status_code == 200 and response.content == example.read_bytes()
+    finally:
+        stop_server(proc)

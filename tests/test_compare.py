@@ -78,6 +78,27 @@ def test_ui_widgets_to_a_pruned_spec():
         compare.pruned_spec_from_ui(None, None, "")
 
 
+def test_a_huge_repo_id_is_refused_before_anything_repeats_it():
+    huge = "me/" + "x" * 100_000
+    with pytest.raises(UserError) as info:
+        compare.pruned_spec_from_ui(None, None, huge)
+    message = str(info.value)
+    assert "100,003 characters long" in message and f"at most {compare.HUB_SPEC_LIMIT}" in message
+    assert len(message) < 300
+    longest = "o" * 96 + "/" + "n" * 96 + ":pruned/seed.safetensors@" + "0" * 38  # a real id at the Hub's limits
+    assert len(longest) <= compare.HUB_SPEC_LIMIT
+    assert compare.pruned_spec_from_ui(None, None, longest) == "hf:" + longest
+
+
+def test_public_messages_name_uploads_by_their_own_name_and_stay_short(tmp_path):
+    upload = tmp_path / "gradio" / "3f2a9c" / "evil.safetensors"
+    message = f"{upload}: not a safetensors file (bad header length)"
+    assert compare.public_message(message, [None, str(upload)]) == "evil.safetensors: not a safetensors file (bad header length)"
+    assert compare.public_message("plain", []) == "plain"
+    long = compare.public_message("x" * 100_000)
+    assert len(long) < compare.MESSAGE_LIMIT + 30 and long.endswith("(100,000 characters)")
+
+
 def test_dense_falls_back_to_random_weights_with_a_banner(tmp_path):
     missing = tmp_path / "vgg19.pth"
     net = compare.load_dense(str(missing))

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 import traceback
+import warnings
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
@@ -31,6 +32,7 @@ from nst_core import compare
 from nst_core.devices import DEVICE_CHOICES
 from nst_core.errors import UserError
 from nst_core.images import find_images
+from nst_core.weights import RandomWeightsWarning
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
@@ -531,6 +533,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # every page carries its own banner
     args = parse_args(argv)
     if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1:
         raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1")

@@ -41,6 +41,7 @@ from .pruning import PROFILES, Profile, load_profile, prune, sparsity_report
 from .quality import Judge
 from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, layer_index, min_input_side
+from .validation import cut
 from .weight_spec import HUB_PREFIX, parse_hub_spec
 from .weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg, locate_weights
 
@@ -266,17 +267,6 @@ def describe_pruned_spec(spec: str) -> str:
     return f"{kind} file {Path(spec).name}"
 
 
-def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
-    """``text`` whole up to ``limit`` characters, else its start and its length.
-
-    >>> shorten("ab" * 50, limit=10)
-    'ababababa… (100 characters)'
-    """
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit - 1]}… ({len(text):,} characters)"
-
-
 def public_message(message: str, uploads: Iterable[str | None] = ()) -> str:
     """An error message as the app shows it: each uploaded file named by its own file name,
     never by the server's temporary path, and the whole cut to ``MESSAGE_LIMIT`` characters.
@@ -287,7 +277,7 @@ def public_message(message: str, uploads: Iterable[str | None] = ()) -> str:
     for path in uploads:
         if path:
             message = message.replace(str(path), Path(path).name)
-    return shorten(message)
+    return cut(message, MESSAGE_LIMIT)
 
 
 def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | None) -> str:

@@ -27,8 +27,15 @@ _SHOWN_CHARS = 60
 
 
 def cut(text: str, limit: int = 120) -> str:
-    """``text`` cut to ``limit`` characters (with "..."): a hostile file's values are echoed, never whole."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """``text`` whole up to ``limit`` characters, else its start and its length: values from a hostile
+    file or request are echoed, never whole.
+
+    >>> cut("ab" * 50, limit=10)
+    'ababababa… (100 characters)'
+    """
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit - 1]}… ({len(text):,} characters)"
 
 
 def shown(value: Any, limit: int = _SHOWN_CHARS) -> str:

@@ -81,7 +81,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argpa
     """``parser.parse_args``, except that an unknown option is reported by the subcommand it was given to."""
     args, extras = parser.parse_known_args(argv)
     if extras:
-        _chosen_parser(parser, args).error(_unknown_arguments(_chosen_parser(parser, args), extras))
+        chosen = _chosen_parser(parser, args)
+        chosen.error(_unknown_arguments(chosen, extras))
     return args
 
 

@@ -267,12 +267,14 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
+                if "preprocessing" in metadata:  # checked before any tensor is read
+                    parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
                 keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())
                 state = {k: f.get_tensor(k) for k in keys}
+        except WeightsError:
+            raise
         except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) for every malformed file
             raise WeightsError(f"{path}: not a readable safetensors file ({cut(first_line(exc))})") from None
-        if "preprocessing" in metadata:
-            parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
         return state, metadata
     state = load_torch_file(path, "PyTorch weights file", WeightsError)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):

@@ -9,6 +9,10 @@ widget updates; every computation lives in ``nst_core``.
 
 Flags fall back to NST_HOST / NST_PORT / NST_WEIGHTS, then GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT (what a Hugging Face Space sets), then the defaults above.
+
+On a Space (``SPACE_ID`` set) the app refuses to serve random weights: it shows an error page
+instead, unless ``NST_ALLOW_RANDOM=1``. On ZeroGPU (``SPACES_ZERO_GPU`` set) the start-up work
+stays on the CPU and CUDA is used only inside the ``spaces.GPU`` function.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import os
 import threading
 import traceback
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
@@ -29,7 +33,8 @@ from gradio.processing_utils import save_pil_to_cache
 from gradio.utils import get_function_description
 
 from nst_core import compare
-from nst_core.devices import DEVICE_CHOICES
+from nst_core.cost import iteration_macs
+from nst_core.devices import DEVICE_CHOICES, resolve_device
 from nst_core.errors import UserError
 from nst_core.images import find_images
 from nst_core.weights import RandomWeightsWarning
@@ -41,6 +46,19 @@ log = logging.getLogger("nst.app")
 #: How long uploads and results stay on the server: long enough to download a result, short
 #: enough that a public Space's disk does not fill up.
 KEEP_FILES_S = 3600
+#: How long one comparison may run before it is stopped, so one huge job cannot hold the only
+#: worker for hours (a 1024 px, 1000-iteration CPU run would). Gradio's own ``time_limit`` applies
+#: only to streaming events (``.stream()``, Gradio 6.31), so the run's cancel flag enforces it.
+TIME_LIMIT_S = 300
+#: Set by Hugging Face on every Space; there random weights are refused unless NST_ALLOW_RANDOM=1.
+SPACE_ENV, ALLOW_RANDOM_ENV = "SPACE_ID", "NST_ALLOW_RANDOM"
+#: Set by Hugging Face on a ZeroGPU Space: CUDA work is allowed only inside ``spaces.GPU`` functions.
+ZERO_GPU_ENV = "SPACES_ZERO_GPU"
+# What a ZeroGPU request asks for (spaces.GPU's duration): an estimate, not measured here (no GPU
+# on the build machine): fixed costs (copying the networks to the GPU, CUDA start, the judge) plus
+# the conv MACs of both runs at an assumed, deliberately low fp32 throughput of a ZeroGPU slice.
+GPU_FIXED_S = 20
+GPU_MACS_PER_S = 5e12
 
 UploadInput = TypeVar("UploadInput", gr.Image, gr.File)
 
@@ -50,39 +68,77 @@ CSS = """
 """
 
 
-def pass_upload_paths(component: UploadInput) -> UploadInput:
-    """Make an upload input hand over the uploaded files' paths as they are.
+def upload_path(payload: dict | None) -> str | None:
+    """An upload as the run event receives it (``preprocess=False``: Gradio's file data, already
+    moved into its cache and checked to come from its upload folder) -> the file's path, unopened.
 
-    Stock ``gr.Image`` opens uploads with PIL before the handler runs, so a file that is not an
-    image fails inside Gradio with an internal message; stock ``gr.File`` leaves an empty
-    temporary file in Gradio's cache for every file uploaded, which ``delete_cache`` never
-    removes (Gradio 6.31). This way ``nst_core`` checks each file and the person reads an error
-    that names it. (Patched on the instance: a subclass would make Gradio write an ``app.pyi``
-    stub beside this file.)
+    Stock ``gr.Image`` preprocessing opens uploads with PIL before the handler runs, so a file
+    that is not an image fails inside Gradio with an internal message; stock ``gr.File`` leaves
+    an empty temporary file in Gradio's cache for every file, which ``delete_cache`` never
+    removes (Gradio 6.31). Unpreprocessed, ``nst_core`` checks each file and the person reads an
+    error that names it.
     """
-    stock = component.preprocess
-
-    def preprocess(payload):
-        if payload is None:
-            return None
-        files = getattr(payload, "root", None)  # several files (file_count="multiple")
-        if isinstance(files, list):
-            return [str(f.path) for f in files]
-        if payload.path and not (payload.url or "").startswith("data:"):
-            return str(payload.path)
-        return stock(payload)
-
-    component.preprocess = preprocess
-    return component
+    if not payload:
+        return None
+    path = payload.get("path") if isinstance(payload, dict) else None
+    if not path:
+        raise UserError("an upload arrived without a file; upload it as a file")
+    return str(path)
 
 
-def zero_gpu(duration: int):
-    """``spaces.GPU`` on a ZeroGPU Space; a no-op decorator everywhere else (package absent)."""
+def upload_paths(payload: list[dict] | None) -> list[str] | None:
+    """Several uploads (``file_count="multiple"``) -> their paths (see :func:`upload_path`)."""
+    if payload is None:
+        return None
+    return [path for path in map(upload_path, payload) if path]
+
+
+def zero_gpu(duration: Callable[..., int]):
+    """``spaces.GPU`` on a ZeroGPU Space; a no-op decorator everywhere else (package absent).
+
+    ``duration`` is called with the decorated function's arguments and returns the seconds to
+    ask for (spaces' dynamic duration), so a small job does not reserve a GPU for long.
+    """
     try:
         import spaces  # only installed on Hugging Face Spaces, so imported here and optional
     except ImportError:
         return lambda fn: fn
     return spaces.GPU(duration=duration)
+
+
+def on_zero_gpu() -> bool:
+    """Whether this process runs on a ZeroGPU Space (where CUDA exists only inside ``spaces.GPU``)."""
+    return os.environ.get(ZERO_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def random_weights_refusal(dense: compare.DenseNetwork) -> str | None:
+    """Why a Space must not serve this network, as the page's Markdown (None when it may).
+
+    A public Space showing results of random weights would look like a broken style transfer:
+    with ``SPACE_ID`` set (every Space) random weights are refused unless ``NST_ALLOW_RANDOM=1``.
+    """
+    env = os.environ.get
+    if not dense.random or not env(SPACE_ENV) or env(ALLOW_RANDOM_ENV, "").strip() == "1":
+        return None
+    why = (
+        f"the weights `{dense.requested}` could not be loaded ({dense.fallback_reason})"
+        if dense.fallback_reason else f"it was started with random weights (`{dense.requested}`)"
+    )
+    return (
+        "# This Space has no VGG-19 weights\n"
+        f"**It serves no results:** {why}, and results of random weights would mean nothing.\n\n"
+        "To fix it (Space settings): set the variable `NST_WEIGHTS` to a weights file on the Hub, e.g."
+        " `hf:OWNER/vgg19-caffe:vgg19-caffe.safetensors`, list the same repo under `preload_from_hub` in the"
+        " Space's README so it is downloaded at build time, and restart the Space. To demonstrate the pipeline"
+        f" with random weights anyway, set `{ALLOW_RANDOM_ENV}=1` (every page then says the results are not meaningful)."
+    )
+
+
+def build_refusal_app(message: str) -> gr.Blocks:
+    """The page a Space shows instead of the app when it would serve random weights: no endpoints."""
+    with gr.Blocks(title="Pruned VGG-19 style transfer: no weights") as demo:
+        gr.Markdown(message, elem_id="refusal")
+    return demo
 
 
 class CancelRegistry:
@@ -195,17 +251,13 @@ class InputColumn:
 def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[str, str]]) -> InputColumn:
     """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
     with gr.Column(scale=2, min_width=400):
-        content = pass_upload_paths(
-            gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
-        )
-        styles = pass_upload_paths(
-            gr.File(
-                label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
-                file_count="multiple",
-                file_types=["image"],
-                type="filepath",
-                elem_id="style-files",
-            )
+        content = gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
+        styles = gr.File(
+            label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
+            file_count="multiple",
+            file_types=["image"],
+            type="filepath",
+            elem_id="style-files",
         )
         style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
         # One slider per line: side by side their labels wrap and crowd the number boxes.
@@ -224,13 +276,11 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
         with gr.Accordion("Pruned network", open=True):
             pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with", elem_id="pruned-choice")
-            pruned_upload = pass_upload_paths(
-                gr.File(
-                    label="Or upload a profile (.json) or checkpoint (.safetensors)",
-                    file_types=[".json", ".safetensors"],
-                    type="filepath",
-                    elem_id="pruned-upload",
-                )
+            pruned_upload = gr.File(
+                label="Or upload a profile (.json) or checkpoint (.safetensors)",
+                file_types=[".json", ".safetensors"],
+                type="filepath",
+                elem_id="pruned-upload",
             )
             hub_repo = gr.Textbox(
                 label="Or a pruned checkpoint on the Hugging Face Hub", placeholder="OWNER/NAME[:FILE][@REVISION]",
@@ -318,31 +368,75 @@ def build_output_column() -> OutputColumn:
 # --- running ---------------------------------------------------------------------------------------
 
 
-@zero_gpu(duration=240)
+@dataclass(frozen=True)
+class RunLimits:
+    """How each comparison runs: plain data, so it crosses ZeroGPU's process boundary."""
+
+    time_limit: float = TIME_LIMIT_S  # seconds, then the run is stopped
+    device: str = "auto"  # resolved inside the GPU function: on ZeroGPU CUDA exists only there
+
+
+def gpu_seconds(
+    dense: compare.DenseNetwork, content: str | None, styles: list[str] | None, settings: compare.CompareSettings,
+    spec: str, cancel: threading.Event, limits: RunLimits,
+) -> int:
+    """The seconds of GPU a comparison asks ZeroGPU for (``spaces.GPU``'s dynamic duration; it is
+    called with :func:`comparison_updates`' arguments): the fixed costs plus both runs' conv MACs
+    at a square ``size`` (the most an image of that longer side costs), never more than the time
+    limit allows (the run is stopped then)."""
+    side = int(settings.size)
+    work = 2 * int(settings.iterations) * iteration_macs(dense.model.widths, side, side)  # dense + pruned (at most dense)
+    return int(min(GPU_FIXED_S + work / GPU_MACS_PER_S, GPU_FIXED_S + limits.time_limit)) + 1
+
+
+@zero_gpu(duration=gpu_seconds)
 def comparison_updates(
     dense: compare.DenseNetwork, content: str | None, styles: list[str] | None, settings: compare.CompareSettings,
-    spec: str, cancel: threading.Event,
+    spec: str, cancel: threading.Event, limits: RunLimits,
 ) -> Iterator[tuple]:
     """The comparison as plain data, so it can cross ZeroGPU's process boundary:
     ``("progress", message, preview or None)`` per step, then
-    ``("done", headline, dense image, pruned image, summary rows, layer rows)``."""
-    net = compare.resolve_pruned(spec, dense.model)
-    for event in compare.run_comparison(dense.model, net, content, styles, settings, cancel=cancel):
-        if isinstance(event, compare.Comparison):
-            headline = (
-                f"done: dense {event.dense_seconds:.1f} s, pruned {event.pruned_seconds:.1f} s "
-                f"({event.speedup:.2f}x), SSIM {event.judged['ssim']:.3f}."
-                + "".join(f"<br>Note: {n}" for n in net.notes)
-            )
-            yield ("done", headline, event.dense.image, event.pruned.image, event.summary_rows(), event.sparsity_rows())
-        else:
-            yield ("progress", event.message, event.progress.preview if event.progress else None)
+    ``("done", headline, dense image, pruned image, summary rows, layer rows)``, or
+    ``("stopped", message, None)`` when ``limits.time_limit`` ran out first."""
+    timed_out = threading.Event()
+
+    def stop() -> None:
+        timed_out.set()
+        cancel.set()
+
+    timer = threading.Timer(limits.time_limit, stop)
+    timer.daemon = True
+    timer.start()
+    try:
+        net = compare.resolve_pruned(spec, dense.model)  # where start-up put it (on ZeroGPU the CPU), cached
+        model, net = compare.placed(dense.model, net, resolve_device(limits.device))
+        for event in compare.run_comparison(model, net, content, styles, settings, cancel=cancel):
+            if isinstance(event, compare.Comparison):
+                headline = (
+                    f"done: dense {event.dense_seconds:.1f} s, pruned {event.pruned_seconds:.1f} s "
+                    f"({event.speedup:.2f}x), SSIM {event.judged['ssim']:.3f}."
+                    + "".join(f"<br>Note: {n}" for n in net.notes)
+                )
+                yield ("done", headline, event.dense.image, event.pruned.image, event.summary_rows(), event.sparsity_rows())
+            else:
+                yield ("progress", event.message, event.progress.preview if event.progress else None)
+    except compare.Cancelled:
+        if not timed_out.is_set():
+            raise
+        yield (
+            "stopped",
+            f"stopped: the time limit of {limits.time_limit:g} s per comparison was reached. Try a smaller size or fewer iterations.",
+            None,
+        )
+    finally:
+        timer.cancel()
 
 
 def describe_in_api(component: gr.components.Component, description: str, as_input: bool) -> None:
     """Make ``component``'s API info (what gradio_client's ``view_api`` and the API page show for a
-    parameter or a returned value) carry ``description``. Patched on the instance, like
-    :func:`pass_upload_paths`; Gradio reads these methods when it builds the app's config."""
+    parameter or a returned value) carry ``description``. Patched on the instance (a subclass would
+    make Gradio write an ``app.pyi`` stub beside this file); Gradio reads these methods when it
+    builds the app's config."""
     if as_input:
         stock_input = component.api_info_as_input
         component.api_info_as_input = lambda: {**stock_input(), "additional_description": description}
@@ -369,12 +463,54 @@ def document_endpoint(
             describe_in_api(component, described[name], as_input)
 
 
+def setting_problems(values: dict[str, object]) -> dict[str, str]:
+    """Each settings widget's problem, keyed by its parameter name: ``checked_settings`` judges
+    each value alone, the others at their defaults, so every bad one is named at once."""
+    defaults = asdict(compare.CompareSettings())
+    problems = {}
+    for name in defaults:
+        try:
+            checked_settings(**(defaults | {name: values.get(name)}))
+        except UserError as exc:
+            problems[name] = str(exc)
+    return problems
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: hashable by identity (a DenseNetwork is not hashable)
 class RunHandler:
     """What the Run button does, bound to the dense network and the outputs it fills."""
 
     dense: compare.DenseNetwork
     outputs: OutputColumn
+    choices: tuple[str, ...] = ()  # the dropdown's specs: nothing else is taken from pruned_choice
+    limits: RunLimits = RunLimits()
+
+    def checked_spec(self, pruned_choice: str | None, pruned_upload: str | None, hub_repo: str | None) -> str:
+        """The pruned spec of the three widgets; a choice the dropdown does not offer is refused (it
+        could name any file on the server: the event is not preprocessed, so Gradio does not check it)."""
+        if not pruned_upload and not (hub_repo or "").strip() and pruned_choice and pruned_choice not in self.choices:
+            raise UserError(f"pruned_choice {pruned_choice!r} is not one of the offered networks: {', '.join(self.choices)}")
+        return compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
+
+    def validate(self, **values: object) -> list[dict]:
+        """Gradio's ``validator=`` for /compare: it runs when a request arrives, before it takes a
+        queue slot, so a bad setting or a missing image is refused at once, each named by its input,
+        instead of after waiting for the worker. What needs the files themselves (is it an image, a
+        checkpoint that fits) is checked by the run."""
+        problems = setting_problems(values)
+        content, styles = upload_path(values.get("content")), upload_paths(values.get("styles")) or []
+        pruned_upload, hub_repo = upload_path(values.get("pruned_upload")), values.get("hub_repo")
+        if not content:
+            problems["content"] = "upload a content image"
+        if not styles or len(styles) > compare.MAX_STYLES:
+            problems["styles"] = f"upload one to {compare.MAX_STYLES} style images, not {len(styles)}"
+        try:
+            self.checked_spec(values.get("pruned_choice"), pruned_upload, hub_repo)
+        except UserError as exc:
+            problems["pruned_upload" if pruned_upload else "hub_repo" if (hub_repo or "").strip() else "pruned_choice"] = str(exc)
+        uploads = [content, *styles, pruned_upload]
+        names = [name for name in inspect.signature(self.run).parameters if name != "request"]
+        return [gr.validate(name not in problems, compare.public_message(problems.get(name, ""), uploads)) for name in names]
 
     # The signature and docstring below are the /compare API: Gradio names the parameters after the
     # signature (a default of None makes one optional), its MCP server reads the Args and Returns
@@ -383,8 +519,8 @@ class RunHandler:
     def run(
         self,
         request: gr.Request,
-        content: str | None,
-        styles: list[str] | None,
+        content: dict | None,
+        styles: list[dict] | None,
         size: float,
         iterations: float,
         optimizer: str,
@@ -393,7 +529,7 @@ class RunHandler:
         seed: float,
         preserve_color: bool,
         pruned_choice: str | None,
-        pruned_upload: str | None = None,
+        pruned_upload: dict | None = None,
         hub_repo: str | None = None,
     ) -> Iterator[dict]:
         """Stylize a content image twice, with the dense VGG-19 and with a pruned one (same seed, same starting
@@ -427,15 +563,17 @@ class RunHandler:
         # A person's mistake becomes a gr.Error with its message; a bug is logged with its traceback and
         # shown as one line. Neither shows the server's path of an upload.
         session = request.session_hash or "anonymous"
-        uploads = [content, *(styles or []), pruned_upload]
-        cancel, preview = None, None
+        cancel, preview, uploads = None, None, []
         try:
+            content, styles, pruned_upload = upload_path(content), upload_paths(styles), upload_path(pruned_upload)
+            uploads = [content, *(styles or []), pruned_upload]
+            # The validator checked these before queueing; checked again for calls that skip it.
             settings = checked_settings(size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color)
-            spec = compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
+            spec = self.checked_spec(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)
             yield self.outputs.cleared(f"preparing {compare.describe_pruned_spec(spec)}...")
-            for update in comparison_updates(self.dense, content, styles, settings, spec, cancel):
-                if update[0] == "progress":
+            for update in comparison_updates(self.dense, content, styles, settings, spec, cancel, self.limits):
+                if update[0] in ("progress", "stopped"):
                     _, message, image = update
                     if image is not None:  # saved once; every later update re-sends the same file
                         preview = save_pil_to_cache(image, self.outputs.preview.GRADIO_CACHE, format="png")
@@ -469,20 +607,38 @@ def cancel_run(request: gr.Request) -> str:
     return _status("cancelled." if stopped else "nothing is running.")
 
 
-def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S) -> gr.Blocks:
+def tool_description(handler: Callable, dense: compare.DenseNetwork, limits: RunLimits) -> str:
+    """/compare's description for the API page and MCP clients: the docstring's summary, plus
+    which weights this server runs and its time limit (what a caller cannot see otherwise)."""
+    summary = get_function_description(handler)[0]
+    weights = f"VGG-19 weights: {dense.model.weight_source}" + (" (random: results are not meaningful)" if dense.random else "")
+    return f"{summary} {weights}. Each call is stopped after {limits.time_limit:g} s."
+
+
+def build_app(
+    dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S,
+    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False,
+) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
-    once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often)."""
+    once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often). On a
+    ZeroGPU Space (``zero_gpu_space``) the network waits on the CPU and each run gets a GPU."""
+    where = "ZeroGPU (a GPU is attached for each run)" if zero_gpu_space else str(dense.device)
     with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
         gr.Markdown(
             "# Dense vs pruned VGG-19 style transfer\n"
             "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
             "VGG-19 and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
-            f"and by SSIM against the dense output. Running on **{dense.device}** with weights `{dense.model.weight_source}`."
+            f"and by SSIM against the dense output. Running on **{where}** with weights `{dense.model.weight_source}`."
         )
         banner = dense.banner()
         gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
+        gr.Markdown(
+            f"Each comparison is stopped after **{limits.time_limit:g} s** (the time limit); large sizes with many "
+            "iterations may not finish.", elem_id="time-limit",
+        )
+        choices = compare.named_choices(pruned_files)
         with gr.Row():
-            inputs = build_input_column(compare.default_settings(gpu=dense.device.type != "cpu"), compare.named_choices(pruned_files))
+            inputs = build_input_column(compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu"), choices)
             outputs = build_output_column()
 
         rows = example_rows()
@@ -494,12 +650,17 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
             # cache_examples must be explicit: on Spaces Gradio otherwise runs every example at start-up.
             gr.Examples(rows, inputs=[inputs.content, inputs.styles], cache_examples=False, label="Examples (click, then Run)")
 
-        inputs.styles.change(lambda files: files or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private")
-        handler = RunHandler(dense, outputs)
+        # preprocess=False on the events that take uploads: the handlers get the files' paths unopened (upload_path).
+        inputs.styles.change(
+            lambda files: upload_paths(files) or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private",
+            preprocess=False,
+        )
+        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits)
         run_inputs = inputs.parameters_of(handler.run)
         document_endpoint(handler.run, run_inputs, outputs.named())
         run_event = inputs.run.click(
             handler.run, inputs_kwargs=run_inputs, outputs=outputs.components(), api_name="compare", concurrency_limit="default",
+            preprocess=False, validator=handler.validate, api_description=tool_description(handler.run, dense, limits),
         )
         inputs.cancel.click(cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False)
     return demo
@@ -528,6 +689,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"(env NST_KEEP_FILES; default {KEEP_FILES_S})")
     parser.add_argument("--max-file-size", default=env("NST_MAX_FILE_SIZE") or "10mb",
                         help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)")
+    parser.add_argument("--time-limit", type=float, default=float(env("NST_TIME_LIMIT") or TIME_LIMIT_S), metavar="SECONDS",
+                        help=f"a comparison still running after this long is stopped (env NST_TIME_LIMIT; default {TIME_LIMIT_S})")
+    parser.add_argument("--mcp", action="store_true", default=env("NST_MCP", "") == "1",
+                        help="also serve /compare as an MCP tool at /gradio_api/mcp/ (env NST_MCP=1; needs gradio[mcp])")
     return parser.parse_args(argv)
 
 
@@ -535,14 +700,24 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # every page carries its own banner
     args = parse_args(argv)
-    if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1:
-        raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1")
+    if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1 or not args.time_limit > 0:
+        raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1, --time-limit above 0")
+    zero = on_zero_gpu()
+    # On ZeroGPU any CUDA work outside a spaces.GPU function fails: start-up (loading, pruning the
+    # default, warming up) stays on the CPU, and each run moves copies to the GPU it is given.
+    startup_device = "cpu" if zero else args.device
+    log.info("start-up work on %s%s", startup_device, " (ZeroGPU: CUDA only inside spaces.GPU)" if zero else "")
     try:
-        dense = compare.load_dense(args.weights, device=args.device)
+        dense = compare.load_dense(args.weights, device=startup_device)
     except UserError as exc:
         raise SystemExit(f"app.py: error: {exc}") from None
     if dense.fallback_reason:
         log.warning("using random weights: %s", dense.fallback_reason)
+    refusal = random_weights_refusal(dense)
+    if refusal:
+        log.error("refusing to serve random weights on a Space (set %s=1 to allow them)", ALLOW_RANDOM_ENV)
+        launch(build_refusal_app(refusal), args)
+        return
     for path in args.pruned:
         try:
             compare.resolve_pruned(path, dense.model)  # fail now, not on someone's first click; also caches it
@@ -550,8 +725,14 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
     compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
     compare.warm_up(dense.model)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files)
+    limits = RunLimits(time_limit=args.time_limit, device=args.device)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
+    launch(demo, args)
+
+
+def launch(demo: gr.Blocks, args: argparse.Namespace) -> None:
+    """Serve ``demo`` with the command line's server settings (blocks until stopped)."""
     demo.launch(
         server_name=args.host,
         server_port=args.port,
@@ -559,6 +740,7 @@ def main(argv: list[str] | None = None) -> None:
         show_error=True,  # errors raised before our handler runs (e.g. an unreadable upload) still show their message
         theme=gr.themes.Soft(),
         css=CSS,
+        mcp_server=args.mcp,
     )
 
 

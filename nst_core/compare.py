@@ -21,6 +21,7 @@ Which pruned network: a spec string, the same in the app, its flags and tests:
 
 from __future__ import annotations
 
+import copy
 import functools
 import queue
 import threading
@@ -381,6 +382,18 @@ def resolve_pruned(spec: str, dense: VGGFeatures) -> PrunedNetwork:
             _PRUNED_CACHE.pop(next(iter(_PRUNED_CACHE)))
         _PRUNED_CACHE[key] = net
     return net
+
+
+def placed(dense: VGGFeatures, pruned: PrunedNetwork, device: torch.device) -> tuple[VGGFeatures, PrunedNetwork]:
+    """Both networks on ``device``: themselves when they are there already, else copies moved there.
+
+    The originals stay where start-up put them: on a ZeroGPU Space that is the CPU, because CUDA
+    exists only while a ``spaces.GPU`` function runs, and the cached networks outlive each run.
+    """
+    here = next(dense.parameters()).device
+    if here.type == device.type and (device.index is None or device.index == here.index):
+        return dense, pruned
+    return copy.deepcopy(dense).to(device), replace(pruned, model=copy.deepcopy(pruned.model).to(device))
 
 
 # --- running both ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 from gradio_client.utils import QueueError  # noqa: E402
 
 from gradio.utils import get_function_description  # noqa: E402
@@ -180,26 +180,28 @@ def test_structured_choice_does_a_quarter_of_the_work_and_is_smaller(server, ima
     assert 3.9 < dense_macs / pruned_macs < 4.0
 
 
+# What needs the file itself is found by the run (AppError); bad settings and specs by the validator,
+# before the request is queued (ValidationError, naming the input: tests/test_space.py has more).
 @pytest.mark.parametrize(
-    "overrides, message",
+    "overrides, error, message",
     [
-        ({"content": "text"}, "content image 'notes.png': not an image"),
-        ({"styles": ["text"]}, "style image 1 'notes.png': not an image"),
-        ({"size": 4096}, "greater than maximum value 1024"),
-        ({"iterations": 0}, "less than minimum value 1"),
-        ({"tv": -1.0}, "TV weight must be between 0.0 and 1.0, not -1.0"),
-        ({"choice": "profile:nope"}, "profile:nope is not in the list of choices"),
-        ({"hub": "not a repo id"}, "not a repo id"),
+        ({"content": "text"}, AppError, "content image 'notes.png': not an image"),
+        ({"styles": ["text"]}, AppError, "style image 1 'notes.png': not an image"),
+        ({"size": 4096}, ValidationError, "- size: size must be between 64 and 1024, not 4096"),
+        ({"iterations": 0}, ValidationError, "- iterations: iterations must be between 1 and 1000, not 0"),
+        ({"tv": -1.0}, ValidationError, "- tv_weight: TV weight must be between 0.0 and 1.0, not -1.0"),
+        ({"choice": "profile:nope"}, ValidationError, "pruned_choice 'profile:nope' is not one of the offered networks"),
+        ({"hub": "not a repo id"}, ValidationError, "- hub_repo: 'not a repo id' is not a Hub repo id"),
     ],
 )
-def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(server, images, overrides, message):
+def test_bad_input_is_a_readable_error_and_the_server_keeps_serving(server, images, overrides, error, message):
     client = Client(server, verbose=False)
     kwargs = dict(overrides)
     if "content" in kwargs:
         kwargs["content"] = images[kwargs["content"]]
     if "styles" in kwargs:
         kwargs["styles"] = [images[s] for s in kwargs["styles"]]
-    with pytest.raises(AppError) as info:
+    with pytest.raises(error) as info:
         client.predict(*job_args(images, **kwargs), api_name="/compare")
     text = str(info.value)
     assert message in text
@@ -391,7 +393,7 @@ def test_a_bad_upload_is_named_by_its_own_file_name_never_a_server_path(server, 
 def test_a_huge_repo_id_is_refused_and_not_echoed_whole(server, images):
     client = Client(server, verbose=False)
     huge = "me/" + "x" * 100_000
-    with pytest.raises(AppError) as info:
+    with pytest.raises(ValidationError) as info:  # refused by the validator, before queueing
         client.predict(*job_args(images, hub=huge), api_name="/compare")
     text = str(info.value)
     assert "100,003 characters long" in text and f"at most {HUB_SPEC_LIMIT} characters" in text

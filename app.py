@@ -498,12 +498,21 @@ class RunHandler:
         instead of after waiting for the worker. What needs the files themselves (is it an image, a
         checkpoint that fits) is checked by the run."""
         problems = setting_problems(values)
-        content, styles = upload_path(values.get("content")), upload_paths(values.get("styles")) or []
-        pruned_upload, hub_repo = upload_path(values.get("pruned_upload")), values.get("hub_repo")
+
+        def files(name: str, convert: Callable):
+            try:
+                return convert(values.get(name))
+            except UserError as exc:
+                problems[name] = str(exc)
+                return None
+
+        content, styles = files("content", upload_path), files("styles", upload_paths) or []
+        pruned_upload, hub_repo = files("pruned_upload", upload_path), values.get("hub_repo")
+        hub_repo = None if hub_repo is None else str(hub_repo)  # unpreprocessed: an API caller may send any JSON
         if not content:
-            problems["content"] = "upload a content image"
+            problems.setdefault("content", "upload a content image")
         if not styles or len(styles) > compare.MAX_STYLES:
-            problems["styles"] = f"upload one to {compare.MAX_STYLES} style images, not {len(styles)}"
+            problems.setdefault("styles", f"upload one to {compare.MAX_STYLES} style images, not {len(styles)}")
         try:
             self.checked_spec(values.get("pruned_choice"), pruned_upload, hub_repo)
         except UserError as exc:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 import app  # noqa: E402
 from nst_core import compare  # noqa: E402
 from nst_core.cost import iteration_macs  # noqa: E402
+from nst_core.weight_spec import parse_hub_spec  # noqa: E402
 from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 
 STANDIN = Path(__file__).resolve().parent / "spaces_standin"
@@ -84,6 +86,22 @@ def test_a_space_refuses_random_weights_with_an_error_page(tmp_path, weights):
     finally:
         log = stop_server(proc)
     assert "refusing to serve random weights" in log
+
+
+def test_the_space_readme_preloads_the_file_that_nst_weights_names():
+    """space/README.md's YAML (read by huggingface_hub, as the Hub reads it) preloads the weights
+    repo it lists under models, and the NST_WEIGHTS its steps set names a file of that preload."""
+    from huggingface_hub import metadata_load
+
+    readme = ROOT / "space" / "README.md"
+    meta = metadata_load(readme)
+    assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+    repo, files = meta["preload_from_hub"][0].split()[:2]
+    assert meta["models"] == [repo] and "timm/vgg19.tv_in1k" not in readme.read_text()
+    specs = set(re.findall(r"`NST_WEIGHTS` = `(hf:[^`]+)`", readme.read_text()))
+    assert len(specs) == 1
+    spec = parse_hub_spec(specs.pop())
+    assert spec.repo == repo and spec.filename in files.split(",") and "config.json" in files.split(",")
 
 
 @pytest.fixture(scope="module")

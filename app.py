@@ -26,7 +26,7 @@ import traceback
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterator
 
 import gradio as gr
 from gradio.processing_utils import save_pil_to_cache
@@ -60,7 +60,6 @@ ZERO_GPU_ENV = "SPACES_ZERO_GPU"
 GPU_FIXED_S = 20
 GPU_MACS_PER_S = 5e12
 
-UploadInput = TypeVar("UploadInput", gr.Image, gr.File)
 
 CSS = """
 #weights-banner { border: 2px solid #d97706; background: #fef3c7; color: #78350f; border-radius: 8px; padding: 4px 12px; }

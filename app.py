@@ -18,6 +18,7 @@ stays on the CPU and CUDA is used only inside the ``spaces.GPU`` function.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import logging
 import os
@@ -483,6 +484,21 @@ class RunHandler:
     outputs: OutputColumn
     choices: tuple[str, ...] = ()  # the dropdown's specs: nothing else is taken from pruned_choice
     limits: RunLimits = RunLimits()
+    defaults: compare.CompareSettings = compare.CompareSettings()  # the page's settings; examples run with them
+
+    def example(self, content: dict | None, styles: list[dict] | None) -> dict:
+        """A bundled example pair compared at the page's default settings with the default pruned
+        network: what Gradio's lazy example cache computes on the pair's first click and keeps. A
+        run that did not finish (time limit) is an error, so it is not cached."""
+        s, final = self.defaults, {}
+        for update in self.run(
+            None, content, styles, s.size, s.iterations, s.optimizer, s.style_strength, s.tv_weight, s.seed,
+            s.preserve_color, compare.DEFAULT_PRUNED,
+        ):
+            final |= update
+        if "done" not in str(final.get(self.outputs.status)):
+            raise gr.Error(f"the example did not finish: {final.get(self.outputs.status)}", print_exception=False)
+        return final
 
     def checked_spec(self, pruned_choice: str | None, pruned_upload: str | None, hub_repo: str | None) -> str:
         """The pruned spec of the three widgets; a choice the dropdown does not offer is refused (it
@@ -570,7 +586,7 @@ class RunHandler:
         # Each yielded dict holds the outputs to set (OutputColumn.shown says why it is every file output).
         # A person's mistake becomes a gr.Error with its message; a bug is logged with its traceback and
         # shown as one line. Neither shows the server's path of an upload.
-        session = request.session_hash or "anonymous"
+        session = getattr(request, "session_hash", None) or "anonymous"  # no request: a cached example
         cancel, preview, uploads = None, None, []
         try:
             content, styles, pruned_upload = upload_path(content), upload_paths(styles), upload_path(pruned_upload)
@@ -645,9 +661,11 @@ def build_app(
             "iterations may not finish.", elem_id="time-limit",
         )
         choices = compare.named_choices(pruned_files)
+        defaults = compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu")
         with gr.Row():
-            inputs = build_input_column(compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu"), choices)
+            inputs = build_input_column(defaults, choices)
             outputs = build_output_column()
+        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits, defaults)
 
         rows = example_rows()
         if rows:
@@ -655,15 +673,19 @@ def build_app(
             # delete_cache (it keeps the content examples but not the style files), and the
             # examples would stop loading once the app has run that long.
             gr.set_static_paths([EXAMPLE_CONTENT, EXAMPLE_STYLE])
-            # cache_examples must be explicit: on Spaces Gradio otherwise runs every example at start-up.
-            gr.Examples(rows, inputs=[inputs.content, inputs.styles], cache_examples=False, label="Examples (click, then Run)")
+            # Lazy: a pair is compared (at the default settings) on its first click, then served from
+            # the cache, never at start-up. The cache folder is keyed by the weights (main()).
+            gr.Examples(
+                rows, inputs=[inputs.content, inputs.styles], outputs=outputs.components(), fn=handler.example,
+                cache_examples=True, cache_mode="lazy", preprocess=False,
+                label="Examples (a click shows the pair's result at the default settings; the first click computes it)",
+            )
 
         # preprocess=False on the events that take uploads: the handlers get the files' paths unopened (upload_path).
         inputs.styles.change(
             lambda files: upload_paths(files) or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private",
             preprocess=False,
         )
-        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits)
         run_inputs = inputs.parameters_of(handler.run)
         document_endpoint(handler.run, run_inputs, outputs.named())
         run_event = inputs.run.click(
@@ -734,6 +756,10 @@ def main(argv: list[str] | None = None) -> None:
     compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
     compare.warm_up(dense.model)
     limits = RunLimits(time_limit=args.time_limit, device=args.device)
+    # Gradio keeps cached examples across restarts, keyed by component only: key the folder by what
+    # the results depend on too, so results of other weights or defaults are never served.
+    key = hashlib.sha256(f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.DEFAULT_PRUNED}".encode()).hexdigest()[:12]
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(Path(os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples") / key)
     demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     launch(demo, args)

@@ -75,12 +75,18 @@ def hub(checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint, hub):
+def examples_cache(tmp_path_factory) -> Path:
+    """Where the server caches the bundled examples' results (Gradio's GRADIO_EXAMPLES_CACHE), empty at start."""
+    return tmp_path_factory.mktemp("examples-cache")
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, hub, examples_cache):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     proc = start_server(
         port, "--weights", "random", "--queue-size", str(QUEUE_SIZE), "--concurrency", "1", "--pruned", str(checkpoint),
-        env=hub["env"], inherit_hf=False,
+        env={**hub["env"], "GRADIO_EXAMPLES_CACHE": str(examples_cache)}, inherit_hf=False,
     )
     try:
         wait_until_serving(proc, url)
@@ -371,6 +377,24 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
         size=64, iterations=1, api_name="/compare",
     )
     assert "done" in status
+
+
+def test_a_bundled_example_is_computed_on_its_first_click_then_served_from_the_cache(server, examples_cache):
+    """Lazy example caching: nothing is computed at start-up; the first click on an example (the
+    browser calls /load_example with its index) runs the comparison at the page's default settings,
+    later clicks get the same stored result without running it again."""
+    assert not list(examples_cache.rglob("log.csv"))  # not at start-up
+    client = Client(server, verbose=False)
+    first = client.predict(0, api_name="/load_example")
+    status, _preview, slider, dense, pruned, summary, _layers = first
+    assert "done" in status and Image.open(dense).size == Image.open(pruned).size
+    assert max(Image.open(dense).size) == 192  # the CPU default size
+    assert table(summary)["iterations run"] == ["40 (done)", "40 (done)"]  # the CPU default iterations
+    [indices] = examples_cache.rglob("indices.csv")
+    assert indices.read_text().split() == ["0"]
+    second = client.predict(0, api_name="/load_example")
+    assert second[0] == status  # the same run's timings: read back, not run again
+    assert indices.read_text().split() == ["0"]
 
 
 # --- what errors repeat back, and what the server keeps -----------------------------------------

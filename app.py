@@ -705,7 +705,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="port (env NST_PORT, GRADIO_SERVER_PORT; default 7860)")
     parser.add_argument("--weights", default=env("NST_WEIGHTS") or compare.DEFAULT_WEIGHTS,
                         help="VGG-19 weights: caffe | torchvision | hf:REPO[:FILE][@REV] | PATH.pth/.safetensors | random[:SEED] "
-                             "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be loaded)")
+                             "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be loaded; "
+                             "on a Space, with SPACE_ID set, random weights are refused with an error page unless NST_ALLOW_RANDOM=1)")
     parser.add_argument("--device", default=env("NST_DEVICE") or "auto", choices=DEVICE_CHOICES,
                         help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)")
     parser.add_argument("--pruned", action="append", default=[], metavar="PATH",

@@ -23,7 +23,7 @@ from PIL import Image
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
-from gradio_client.utils import QueueError  # noqa: E402
+from gradio_client.utils import QueueError, Status  # noqa: E402
 
 from gradio.utils import get_function_description  # noqa: E402
 
@@ -229,9 +229,16 @@ def test_many_clients_at_once_finish_or_hear_the_queue_is_full(server, images):
     blocker_client = Client(server, verbose=False)
     blocker = blocker_client.submit(*job_args(images, iterations=1000), api_name="/compare")
     wait_for_progress(blocker)
-    clients = [Client(server, verbose=False) for _ in range(QUEUE_SIZE + 2)]
-    jobs = [c.submit(*job_args(images, iterations=2), api_name="/compare") for c in clients]
-    time.sleep(2)  # let every submission reach the server before the worker frees up
+    # One after the other, each once the server has answered its request to join: Gradio 6.31
+    # checks the queue's size before it awaits the validator (validator=), so requests arriving at
+    # the same instant can all pass the check and overfill the queue by a few.
+    jobs = []
+    for client in [Client(server, verbose=False) for _ in range(QUEUE_SIZE + 2)]:
+        jobs.append(client.submit(*job_args(images, iterations=2), api_name="/compare"))
+        deadline = time.time() + 60
+        while jobs[-1].status().code in (Status.STARTING, Status.JOINING_QUEUE) and not jobs[-1].done():
+            assert time.time() < deadline, "the server did not answer a request to join the queue"
+            time.sleep(0.1)
     # Cancel is not queued (queue=False), so it works while the queue is full; gradio_client
     # always goes through the queue, so call the direct route as the browser does.
     response = httpx.post(

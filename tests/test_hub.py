@@ -59,6 +59,8 @@ def hub_env(hub, tmp_path_factory):
         HF_HOME=str(tmp_path_factory.mktemp("hf_home")),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_UPDATE_CHECK="1",
+        # The stand-in speaks LFS, not Xet: with Xet off the real client's LFS upload code runs.
+        HF_HUB_DISABLE_XET="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH")])),
     )
     return env
@@ -104,7 +106,7 @@ def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
     config = json.loads(files["config.json"])
     assert config["checkpoint"] == "seed-fp16.safetensors" and config["encoding"] == "packed"
     assert config["metrics"]["ssim"] == 0.93
-    assert f"hf download {REPO} seed-fp16.safetensors --revision {pushed['commit']}" in pushed["stdout"]
+    assert f"hf download {REPO} config.json seed-fp16.safetensors --revision {pushed['commit']}" in pushed["stdout"]
     # The token reached the server as a header and nowhere else.
     assert not any(DUMMY_TOKEN.encode() in data for data in hub.hub.all_file_bytes())
 
@@ -112,18 +114,24 @@ def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
 def test_model_card_parses_with_valid_metadata(hub, pushed):
     text = hub.hub.repos[("model", REPO)].resolve(pushed["commit"]).files["README.md"].decode()
     header = yaml.safe_load(text.split("---")[1])
-    assert header["pipeline_tag"] == "image-to-image"
-    assert header["library_name"] == "pytorch" and header["license"] == "cc-by-4.0"
+    assert header["pipeline_tag"] == "image-feature-extraction"
+    assert header["library_name"] == "nst-core" and header["license"] == "cc-by-4.0"
+    assert "base_model" not in header  # random weights come from no Hub repo
     assert "neural-style-transfer" in header["tags"]
     # The client sent the card to validate-yaml before committing, and it passed.
     assert ("model", []) in hub.hub.validated
     card = ModelCard(text)
-    assert card.data.pipeline_tag == "image-to-image" and card.data.license == "cc-by-4.0"
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.license == "cc-by-4.0"
+    # model-index, read back by huggingface_hub's own parser into EvalResults
+    judged = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert judged == {"content_ratio": 1.04, "style_ratio": 1.12, "ssim": 0.93}
+    assert {r.task_type for r in card.data.eval_results} == {"image-feature-extraction"}
     body = card.text
     assert "| conv1_2 | 64 | 64 | 36,864 | 3,686 | 90.0% |" in body
     assert f"| `seed-fp16.safetensors` | {pushed['path'].stat().st_size:,} |" in body
     assert "| ssim | 0.93 |" in body
-    assert f"hf download {REPO} seed-fp16.safetensors" in body
+    assert f"hf download {REPO} config.json seed-fp16.safetensors" in body
+    assert f'VGGFeatures.from_pretrained("{REPO}")' in body
     assert "![Per-layer sensitivity scan](sensitivity.png)" in body
     assert "seeded random weights" in body
     assert "scan-64px.json" in body
@@ -299,14 +307,16 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
 def test_structured_card_shows_widths(tmp_path):
     path = save_checkpoint(prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense")
     card = render_model_card(read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size})
-    assert card.data.pipeline_tag == "image-to-image"
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.eval_results is None
     assert "| conv2_1 | 64 | 128 | 18,432 | 18,432 | 0.0% |" in card.text
     assert "| pruning | structured |" in card.text and "seeded random weights" in card.text
 
 
 def test_stand_in_rejects_bad_card_yaml():
     """The stand-in's YAML checks can fail, so a passing push means something."""
-    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-to-image\n---\nbody", "model") == []
+    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-feature-extraction\nbase_model: a/b\n---\nbody", "model") == []
+    assert validate_card_yaml("---\nbase_model: vgg19\n---\n", "model")
+    assert validate_card_yaml("---\nmodel-index:\n- name: x\n  results:\n  - task: {type: t}\n    metrics: []\n---\n", "model")
     assert validate_card_yaml("---\npipeline_tag: painting\n---\n", "model")
     assert validate_card_yaml("---\ntags: [a, [b]]\n---\n", "model")
     assert validate_card_yaml("---\nlicense: [unclosed\n---\n", "model")

@@ -28,6 +28,8 @@ Missing things answer 404 with the X-Error-Code the client maps to its typed err
 header, like the Hub. Everything is kept in memory; ``requests`` records each request so tests
 can check what the client sent (that config.json was asked for, that the token never lands in a
 file); ``commit_ops`` records how each committed file travelled ("file" inline or "lfsFile").
+A request to any unknown path (say ``/_marker/NAME``) is logged too: a client can mark where
+one of its steps begins.
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ class FakeHub:
         self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, once uploaded
         self.lfs_verified: set[str] = set()
         self.lfs_tickets: dict[str, str] = {}  # upload ticket -> the oid it may upload
-        self.commit_ops: list[tuple[str, str]] = []  # (path, "file" | "lfsFile") per committed file
+        self.commit_ops: list[tuple[str, str, str]] = []  # (repo id, path, "file" | "lfsFile") per committed file
         self.lock = threading.Lock()
         self._counter = 0
 
@@ -135,13 +137,13 @@ class FakeHub:
                     if needs_lfs(value["path"], len(data), data[:512], files.get(".gitattributes", b"")):
                         raise ValueError(f"{value['path']} is a binary or LFS file and must be uploaded through LFS")
                     files[value["path"]] = data
-                    self.commit_ops.append((value["path"], key))
+                    self.commit_ops.append((repo.repo_id, value["path"], key))
                 elif key == "lfsFile":
                     oid = value["oid"]
                     if oid not in self.lfs_verified or len(self.lfs_objects[oid]) != value.get("size"):
                         raise ValueError(f"LFS object {oid} for {value['path']} was not uploaded and verified")
                     files[value["path"]] = self.lfs_objects[oid]
-                    self.commit_ops.append((value["path"], key))
+                    self.commit_ops.append((repo.repo_id, value["path"], key))
                 elif key == "deletedFile":
                     files.pop(value["path"], None)
                 elif key == "deletedFolder":

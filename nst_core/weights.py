@@ -4,7 +4,8 @@ A weight spec is one string (its grammar is in ``nst_core.weight_spec``); this m
 it into a network. A spec that names an nst checkpoint (a local ``.safetensors`` written by
 ``save_checkpoint``, or a Hub repo holding one) means that network, pruned widths and masks
 included, wherever the spec is used. For a Hub repo named without a file, the file is the
-checkpoint its ``config.json`` names, else ``model.safetensors``.
+checkpoint its ``config.json`` names, else ``model.safetensors``; config.json is requested on
+every load from the Hub (``hub_file``), since the Hub counts a model's downloads by it.
 
 Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
 With no network and nothing cached, loading fails within seconds with a message saying how
@@ -221,11 +222,6 @@ def checkpoint_named(repo_id: str, config: dict | None) -> str | None:
     if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
         raise HubError(f"{repo_id}: {CONFIG_NAME} names a bad checkpoint file {str(name)[:80]!r}")
     return name
-
-
-def checkpoint_in_repo(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> str | None:
-    """The checkpoint file a repo's config.json names when ``nst push`` wrote it; None for any other repo."""
-    return checkpoint_named(repo_id, repo_config(repo_id, revision, local_dir))
 
 
 def hub_file(

@@ -402,13 +402,22 @@ class _Handler(BaseHTTPRequestHandler):
             return self._resolve(repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head_only)
         return self._error(404, None, f"no route for GET {path}", head_only)
 
-    def _repo_info(self, repo_type: str, repo_id: str, revision: str):
+    def _commit(self, repo_type: str, repo_id: str, revision: str, head_only: bool = False) -> tuple[Repo, Commit] | None:
+        """The repo and the commit a revision names, or None after answering 404 as the Hub does."""
         repo = self._repo(repo_type, repo_id)
         if repo is None:
-            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+            self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head_only)
+            return None
         commit = repo.resolve(revision)
         if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+            return None
+        return repo, commit
+
+    def _repo_info(self, repo_type: str, repo_id: str, revision: str):
+        if (found := self._commit(repo_type, repo_id, revision)) is None:
+            return
+        repo, commit = found
         info = {
             "id": repo_id,
             "sha": commit.oid,
@@ -420,12 +429,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, info)
 
     def _tree(self, repo_type: str, repo_id: str, revision: str, folder: str):
-        repo = self._repo(repo_type, repo_id)
-        if repo is None:
-            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
-        commit = repo.resolve(revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+        if (found := self._commit(repo_type, repo_id, revision)) is None:
+            return
+        _, commit = found
         prefix = folder.rstrip("/") + "/" if folder else ""
         entries = [
             {"type": "file", "path": p, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
@@ -435,12 +441,9 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json(200, entries)  # one page: no Link header
 
     def _resolve(self, repo_type: str, repo_id: str, revision: str, filename: str, head_only: bool):
-        repo = self._repo(repo_type, repo_id)
-        if repo is None:
-            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head_only)
-        commit = repo.resolve(revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+        if (found := self._commit(repo_type, repo_id, revision, head_only)) is None:
+            return
+        _, commit = found
         if filename not in commit.files:
             return self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", head_only)
         data = commit.files[filename]

@@ -184,6 +184,25 @@ def test_push_to_a_new_branch_leaves_main_alone(hub, hub_env, pushed, tmp_path):
     assert "seed-fp16.safetensors" in repo.resolve("experiment").files  # branched from main
 
 
+def test_push_deletes_stale_files_and_names_the_base_model(hub, hub_env, tmp_path):
+    """`nst push --delete PATTERN` drops the stale checkpoint in the same commit; --base-model reaches the card."""
+    first = save_checkpoint(load_vgg("random:13", last_layer="relu1_1"), tmp_path / "a.safetensors")
+    second = save_checkpoint(load_vgg("random:14", last_layer="relu1_1"), tmp_path / "b.safetensors")
+    repo_id = "tester/stale"
+    result = python(cli_calls([
+        ["push", repo_id, str(first)],
+        ["push", repo_id, str(second), "--delete", "*.safetensors", "--base-model", "tester/vgg19-caffe"],
+        ["push", repo_id, str(second), "--base-model", "vgg19"],
+    ]), hub_env)
+    assert [line for line in result.stdout.splitlines() if line.startswith("exit")] == ["exit 0", "exit 0", "exit 2"]
+    assert "bad repo id 'vgg19'" in result.stderr
+    repo = hub.hub.repos[("model", repo_id)]
+    assert len(repo.commits) == 3  # the initial commit and two pushes: the deletion rode in the second
+    files = repo.resolve("main").files
+    assert sorted(files) == sorted([".gitattributes", "README.md", "config.json", "b.safetensors"])
+    assert ModelCard(files["README.md"].decode()).data.base_model == "tester/vgg19-caffe"
+
+
 def cli_calls(calls: list[list[str]]) -> str:
     """Python code running several `nst` commands in one interpreter (one torch import), printing exit codes."""
     return (

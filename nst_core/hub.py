@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
@@ -34,6 +33,7 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint_info, save_checkpoint
 from .errors import UserError
 from .files import file_sha256
+# VGGFeatures is also re-exported from here: imported from this module, its Hub methods work (see NstHubFormat).
 from .vgg import DENSE_CONV_WEIGHTS, DENSE_WIDTHS, PREPROCESSINGS, VGGFeatures, conv_weight_counts, register_hub_format
 from .weight_spec import WeightSpecError, check_repo_id, is_random_source, parse_weight_spec
 from .weights import (
@@ -49,8 +49,6 @@ from .weights import (
     read_state_dict,
 )
 
-__all__ = ["VGGFeatures", "push_checkpoint", "pull", "load_from_hub", "render_model_card", "convert_vgg_weights", "push_space"]
-
 PLOT_NAME = "sensitivity.png"
 # Package data (declared in pyproject.toml), so a wheel install renders cards as a checkout does.
 TEMPLATE_PATH = Path(__file__).resolve().parent / "hub_cards" / "model_card.md.j2"
@@ -59,7 +57,8 @@ DEFAULT_LICENSE = "cc-by-4.0"
 CARD_TAGS = ["neural-style-transfer", "style-transfer", "vgg19", "pruning", "safetensors", "nst-core"]
 #: The Hub task of a network that turns images into feature maps (the Hub's list of pipeline tags).
 PIPELINE_TAG = "image-feature-extraction"
-LIBRARY_NAME = "nst-core"
+#: The library the Hub knows these files by: plain PyTorch code (model-libraries has no nst_core).
+LIBRARY_NAME = "pytorch"
 #: Hub repos of the named weight sources, for ``base_model`` (the model tree). torchvision's
 #: IMAGENET1K_V1 VGG-19 is on the Hub as timm's port; the Caffe conversion is hosted with
 #: ``nst weights convert`` + ``nst push``, after which checkpoints name that repo (``hf:`` source).
@@ -252,13 +251,22 @@ def write_repo_folder(
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / filename).resolve() != checkpoint_path.resolve():
         _stage_file(checkpoint_path, folder / filename)
-    (folder / CONFIG_NAME).write_text(json.dumps(config_from_info(info, filename), indent=2) + "\n")
+    _write_config(folder, info, filename)
     if plot is not None:
         shutil.copyfile(plot, folder / PLOT_NAME)
-    sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != "README.md"}
-    card = render_model_card(info, repo_id, filename, sizes, license=license, has_plot=plot is not None, base_model=base_model)
+    card = _folder_card(folder, info, repo_id, filename, license=license, has_plot=plot is not None, base_model=base_model)
     (folder / "README.md").write_text(str(card), encoding="utf-8")
     return sorted(p.name for p in folder.iterdir())
+
+
+def _write_config(folder: Path, info: dict, filename: str) -> None:
+    (folder / CONFIG_NAME).write_text(json.dumps(config_from_info(info, filename), indent=2) + "\n")
+
+
+def _folder_card(folder: Path, info: dict, repo_id: str, filename: str, **options: Any) -> ModelCard:
+    """The card of a repo folder's checkpoint, listing every file beside it (the card itself aside)."""
+    sizes = {p.name: p.stat().st_size for p in sorted(folder.iterdir()) if p.name != "README.md"}
+    return render_model_card(info, repo_id, filename, sizes, **options)
 
 
 def push_checkpoint(
@@ -356,8 +364,7 @@ class NstHubFormat:
             path = save_checkpoint(model, save_directory / DEFAULT_HUB_FILE, encoding=self.encoding, dtype=self.dtype)
         except CheckpointError as exc:
             raise HubError(str(exc)) from None
-        info = read_checkpoint_info(path)
-        (save_directory / CONFIG_NAME).write_text(json.dumps(config_from_info(info, path.name), indent=2) + "\n")
+        _write_config(save_directory, read_checkpoint_info(path), path.name)
 
     def card(self, model: VGGFeatures, save_directory: Path | None, repo_id: str | None, **kwargs: Any) -> ModelCard:
         """The card of what :meth:`save` wrote (``ModelHubMixin.generate_model_card``); kwargs: ``license``, ``base_model``."""
@@ -366,10 +373,9 @@ class NstHubFormat:
         config = json.loads((save_directory / CONFIG_NAME).read_text())
         filename = checkpoint_named(repo_id or "the saved folder", config) or DEFAULT_HUB_FILE
         info = read_checkpoint_info(save_directory / filename)
-        sizes = {p.name: p.stat().st_size for p in sorted(save_directory.iterdir()) if p.name != "README.md"}
-        return render_model_card(
-            info, repo_id or "OWNER/NAME", filename, sizes, license=kwargs.get("license", DEFAULT_LICENSE),
-            base_model=kwargs.get("base_model"),
+        return _folder_card(
+            save_directory, info, repo_id or "OWNER/NAME", filename,
+            license=kwargs.get("license", DEFAULT_LICENSE), base_model=kwargs.get("base_model"),
         )
 
     def load(

@@ -167,7 +167,7 @@ def _registered_hub_format() -> HubFormat:
 class VGGFeatures(
     nn.Module,
     ModelHubMixin,
-    library_name="nst-core",
+    library_name="pytorch",
     pipeline_tag="image-feature-extraction",
     tags=["neural-style-transfer", "vgg19"],
 ):

@@ -115,7 +115,7 @@ def test_model_card_parses_with_valid_metadata(hub, pushed):
     text = hub.hub.repos[("model", REPO)].resolve(pushed["commit"]).files["README.md"].decode()
     header = yaml.safe_load(text.split("---")[1])
     assert header["pipeline_tag"] == "image-feature-extraction"
-    assert header["library_name"] == "nst-core" and header["license"] == "cc-by-4.0"
+    assert header["library_name"] == "pytorch" and header["license"] == "cc-by-4.0"
     assert "base_model" not in header  # random weights come from no Hub repo
     assert "neural-style-transfer" in header["tags"]
     # The client sent the card to validate-yaml before committing, and it passed.
@@ -362,6 +362,16 @@ def test_checkpoint_spec_parsing():
             parse_hub_spec(bad)
 
 
+def test_nst_pull_takes_a_spec_once(capsys):
+    """`nst pull` takes hf:/hf:// specs too; a file or revision given twice, differently, is refused before any request."""
+    assert main(["pull", "hf:me/net:a.safetensors", "b.safetensors"]) == 2
+    assert "names FILE 'a.safetensors', but 'b.safetensors' was given too" in capsys.readouterr().err
+    assert main(["pull", "hf://me/net@v1", "--revision", "v2"]) == 2
+    assert "names --revision 'v1', but 'v2' was given too" in capsys.readouterr().err
+    assert main(["pull", "hf://datasets/me/d"]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+
+
 def test_card_names_its_base_model_and_validates(tmp_path):
     """base_model comes from the weight source (or is given); the header passes huggingface_hub's
     ModelCardData round trip and the stand-in's copy of the Hub's YAML checks."""
@@ -380,7 +390,7 @@ def test_card_names_its_base_model_and_validates(tmp_path):
     data = card_for("caffe", base_model="me/vgg19-caffe")
     assert data.base_model == "me/vgg19-caffe" and data.pipeline_tag == "image-feature-extraction"
     assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [("ssim", 0.9)]
-    assert data.model_name == "b" and data.library_name == "nst-core"
+    assert data.model_name == "b" and data.library_name == "pytorch"
 
 
 def test_binary_files_are_uploaded_through_lfs(hub, pushed):
@@ -732,7 +742,7 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
     config = json.loads(head.files["config.json"])
     assert config["checkpoint"] == "model.safetensors" and config["format"] == info["format"]
     card = ModelCard(head.files["README.md"].decode())
-    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.library_name == "nst-core"
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.library_name == "pytorch"
     assert f"# {MIXIN_REPO}" in card.text and f'from_pretrained("{MIXIN_REPO}")' in card.text
     assert ("model", []) in hub.hub.validated
     # The folder save_pretrained wrote is the same layout, its card naming no repo

@@ -52,6 +52,7 @@ _GITATTRIBUTES = b"".join(
     f"{pattern} filter=lfs diff=lfs merge=lfs -text\n".encode()
     for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.npz", "*.zip", "*.tar.*")
 )
+XET_REFUSAL = "this stand-in Hub speaks LFS, not Xet: run the client with HF_HUB_DISABLE_XET=1"
 LFS_SIZE_THRESHOLD = 10 * 2**20  # the Hub sends files from 10 MiB up to LFS whatever their type
 
 
@@ -391,6 +392,9 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._authorized():
                 return self._error(401, None, "Invalid credentials in Authorization header")
             return self._json(200, {"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}})
+        if any(part.startswith("xet-") for part in parts):  # xet-write-token, xet-read-token
+            # Not a 5xx: the client would retry it. A clear refusal instead of a hang or a puzzle.
+            return self._error(400, None, XET_REFUSAL, head_only)
         if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES and parts[4] == "tree":
             return self._tree(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5], "/".join(parts[6:]))
         if len(parts) >= 4 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:

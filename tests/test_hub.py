@@ -422,6 +422,16 @@ def test_stand_in_refuses_what_the_hub_refuses():
     assert fake.commit(repo, "main", [text]).files["config.json"] == b"{}"
 
 
+def test_a_client_using_xet_fails_fast(hub, hub_env, tmp_path):
+    """The stand-in has no Xet storage: a client that tries it (HF_HUB_DISABLE_XET unset) is refused its
+    Xet token at once (hf_xet's own error line names the route), instead of hanging; nothing is committed."""
+    ckpt = save_checkpoint(load_vgg("random:15", last_layer="relu1_1"), tmp_path / "x.safetensors")
+    env = {k: v for k, v in hub_env.items() if k != "HF_HUB_DISABLE_XET"}
+    result = python(cli_calls([["push", "tester/xet", str(ckpt)]]), env)
+    assert "exit 2" in result.stdout and "xet-write-token" in result.stderr
+    assert len(hub.hub.repos[("model", "tester/xet")].commits) == 1  # the initial commit only
+
+
 MARK = "/_marker/"
 MARKER_CODE = (
     "import os, urllib.request, urllib.error\n"

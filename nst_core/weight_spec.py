@@ -33,6 +33,7 @@ from huggingface_hub import parse_hf_uri
 from huggingface_hub.errors import HfUriError
 
 from .errors import UserError
+from .validation import cut
 
 #: Weight sources known by name (their download URLs live in ``nst_core.weights``).
 NAMED_SOURCES = ("caffe", "torchvision")
@@ -75,9 +76,10 @@ def _parse_hub_uri(spec: str) -> WeightSpec:
     try:
         uri = parse_hf_uri(spec)
     except HfUriError as exc:
-        raise WeightSpecError(f"bad Hub URI {spec[:120]!r}: {exc.msg.strip()} Expected {HUB_GRAMMAR}") from None
+        # huggingface_hub's message repeats parts of the URI: cut, as every echo of input is.
+        raise WeightSpecError(f"bad Hub URI {cut(spec)!r}: {cut(exc.msg.strip(), 200)} Expected {HUB_GRAMMAR}") from None
     if uri.type != "model":
-        raise WeightSpecError(f"bad Hub URI {spec[:120]!r}: weights come from a model repo, not a {uri.type}")
+        raise WeightSpecError(f"bad Hub URI {cut(spec)!r}: weights come from a model repo, not a {uri.type}")
     return WeightSpec(spec, "hub", repo=uri.id, filename=uri.path_in_repo or None, revision=uri.revision)
 
 

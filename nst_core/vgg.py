@@ -12,8 +12,11 @@ whether the weights came from Caffe (BGR, mean only) or torchvision (RGB, mean a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import torch
+from huggingface_hub import ModelCard, ModelHubMixin
 from torch import nn
 
 from .weight_spec import is_random_source
@@ -129,13 +132,58 @@ PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCHVISION)}
 POOLINGS = ("max", "avg")  # VGG's own max pooling, or Gatys et al.'s average pooling
 
 
-class VGGFeatures(nn.Module):
+class HubFormat(Protocol):
+    """How a ``VGGFeatures`` is written to and read from a Hub repo folder.
+
+    The format (the nst checkpoint, config.json and the model card) lives in higher layers
+    (``nst_core.checkpoint``, ``nst_core.hub``); ``nst_core.hub`` registers its implementation
+    with :func:`register_hub_format` when it is imported, so this module imports none of them.
+    """
+
+    def save(self, model: "VGGFeatures", save_directory: Path) -> None: ...
+
+    def card(self, model: "VGGFeatures", save_directory: Path, repo_id: str | None, **kwargs: Any) -> ModelCard: ...
+
+    def load(self, model_id: str, config: dict | None, revision: str | None, **kwargs: Any) -> "VGGFeatures": ...
+
+
+_hub_format: HubFormat | None = None
+
+
+def register_hub_format(hub_format: HubFormat) -> None:
+    """Give ``VGGFeatures.from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` their format (see :class:`HubFormat`)."""
+    global _hub_format
+    _hub_format = hub_format
+
+
+def _registered_hub_format() -> HubFormat:
+    if _hub_format is None:
+        raise RuntimeError(
+            "VGGFeatures' Hub methods need nst_core.hub: `from nst_core.hub import VGGFeatures` (or `import nst_core.hub`) first"
+        )
+    return _hub_format
+
+
+class VGGFeatures(
+    nn.Module,
+    ModelHubMixin,
+    library_name="pytorch",
+    pipeline_tag="image-feature-extraction",
+    tags=["neural-style-transfer", "vgg19"],
+):
     """VGG-19's convolutional trunk, truncated after ``last_layer``.
 
     ``widths`` gives each conv's output channels (defaults to the dense network); a
     structured-pruned network is the same class with smaller widths, and
     ``kept_channels`` records which teacher output channels each conv kept.
     Module indices match torchvision, so ``state_dict()`` keys are ``features.N.weight``.
+
+    huggingface_hub's ``ModelHubMixin`` gives it ``from_pretrained``, ``save_pretrained`` and
+    ``push_to_hub`` in the nst checkpoint format (packed masks, config.json, model card), once
+    ``nst_core.hub`` is imported (it provides the format; see :class:`HubFormat`):
+
+    >>> from nst_core.hub import VGGFeatures                            # doctest: +SKIP
+    >>> VGGFeatures.from_pretrained("me/vgg19-seed").push_to_hub("me/copy")  # doctest: +SKIP
     """
 
     def __init__(
@@ -200,6 +248,28 @@ class VGGFeatures(nn.Module):
             x = x.flip(1)
         x = x * self.preprocessing.scale
         return (x - self._mean) / self._std
+
+    # -- huggingface_hub's ModelHubMixin: the steps it leaves to the model, all in the registered format --
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        _registered_hub_format().save(self, Path(save_directory))
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, revision: str | None, config: dict | None = None, **kwargs: Any) -> "VGGFeatures":
+        return _registered_hub_format().load(model_id, config, revision, **kwargs)
+
+    def generate_model_card(self, *args: Any, save_directory: Path | None = None, repo_id: str | None = None, **kwargs: Any) -> ModelCard:
+        """The model card of the checkpoint ``save_pretrained`` just wrote into ``save_directory``."""
+        return _registered_hub_format().card(self, save_directory, repo_id, **kwargs)
+
+    def save_pretrained(self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs: Any) -> str | None:
+        """``ModelHubMixin.save_pretrained``; the card is rendered from the files it saved (and names ``repo_id``)."""
+        card = {"repo_id": kwargs.get("repo_id"), **(model_card_kwargs or {}), "save_directory": Path(save_directory)}
+        return super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
+
+    def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs: Any) -> str:
+        """``ModelHubMixin.push_to_hub`` (``delete_patterns`` removes stale files in the same commit); the card names ``repo_id``."""
+        return super().push_to_hub(repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id}, **kwargs)
 
     def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
         """Activations of the named ``layers`` for an RGB 0..255 batch."""

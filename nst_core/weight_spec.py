@@ -6,15 +6,20 @@ and this module is the only place that reads it:
     caffe                   the Caffe VGG-19 converted to PyTorch (the seed's default)
     torchvision             torchvision's IMAGENET1K_V1 weights
     hf:OWNER/NAME[:FILE][@REV]
-                            a file in a Hugging Face Hub model repo; FILE defaults to what the
-                            caller needs (plain weights: ``model.safetensors``; a checkpoint: the
-                            one the repo's config.json names), REV to the default branch
+    hf://[models/]OWNER/NAME[@REV][/FILE]
+                            a file in a Hugging Face Hub model repo, in the project's own syntax
+                            or as huggingface_hub's ``hf://`` URI (read by its ``parse_hf_uri``);
+                            FILE defaults to what the caller needs (plain weights:
+                            ``model.safetensors``; a checkpoint: the one the repo's config.json
+                            names), REV to the default branch
     PATH.pth | PATH.pt | PATH.safetensors
                             a local file
     random[:SEED]           seeded random weights: mechanically right, visually meaningless
 
 >>> parse_weight_spec("hf:me/vgg19-seed:seed.safetensors@a1b2").revision
 'a1b2'
+>>> parse_weight_spec("hf://me/vgg19-seed@a1b2/seed.safetensors").filename
+'seed.safetensors'
 >>> parse_weight_spec("random:3").seed
 3
 """
@@ -24,14 +29,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from huggingface_hub import parse_hf_uri
+from huggingface_hub.errors import HfUriError
+
 from .errors import UserError
+from .validation import cut
 
 #: Weight sources known by name (their download URLs live in ``nst_core.weights``).
 NAMED_SOURCES = ("caffe", "torchvision")
-HUB_PREFIX = "hf:"
+HUB_PREFIX = "hf:"  # the project's own hf:OWNER/NAME[:FILE][@REV]; "hf://" URIs start with it too
+HUB_URI_PREFIX = "hf://"  # huggingface_hub's URI scheme
 RANDOM = "random"
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
-GRAMMAR = "caffe, torchvision, hf:OWNER/NAME[:FILE][@REV], a .pth/.safetensors path, or random[:SEED]"
+HUB_GRAMMAR = "hf:OWNER/NAME[:FILE][@REVISION] or hf://OWNER/NAME[@REVISION][/FILE]"
+GRAMMAR = f"caffe, torchvision, {HUB_GRAMMAR}, a .pth/.safetensors path, or random[:SEED]"
 
 
 class WeightSpecError(UserError):
@@ -60,10 +71,28 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+def _parse_hub_uri(spec: str) -> WeightSpec:
+    """'hf://[models/]OWNER/NAME[@REV][/FILE]' -> a hub WeightSpec, read by huggingface_hub's own parser."""
+    try:
+        uri = parse_hf_uri(spec)
+    except HfUriError as exc:
+        # huggingface_hub's message repeats parts of the URI: cut, as every echo of input is.
+        raise WeightSpecError(f"bad Hub URI {cut(spec)!r}: {cut(exc.msg.strip(), 200)} Expected {HUB_GRAMMAR}") from None
+    if uri.type != "model":
+        raise WeightSpecError(f"bad Hub URI {cut(spec)!r}: weights come from a model repo, not a {uri.type}")
+    return WeightSpec(spec, "hub", repo=uri.id, filename=uri.path_in_repo or None, revision=uri.revision)
+
+
 def parse_hub_spec(spec: str) -> WeightSpec:
-    """'hf:OWNER/NAME[:FILE][@REV]' -> a hub WeightSpec; an empty FILE or REV is refused."""
+    """'hf:OWNER/NAME[:FILE][@REV]' or 'hf://OWNER/NAME[@REV][/FILE]' -> a hub WeightSpec.
+
+    An empty FILE or REV is refused; an ``hf://`` URI follows huggingface_hub's grammar
+    (``hf://models/OWNER/NAME`` too; dataset, Space and bucket URIs are refused).
+    """
+    if spec.startswith(HUB_URI_PREFIX):
+        return _parse_hub_uri(spec)
     if not spec.startswith(HUB_PREFIX):
-        raise WeightSpecError(f"bad Hub spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]")
+        raise WeightSpecError(f"bad Hub spec {spec!r}: expected {HUB_GRAMMAR}")
     body, at, revision = spec[len(HUB_PREFIX) :].partition("@")
     if at and not revision:
         raise WeightSpecError(f"bad Hub spec {spec!r}: empty revision after '@'")
@@ -73,7 +102,7 @@ def parse_hub_spec(spec: str) -> WeightSpec:
     try:
         check_repo_id(repo)
     except WeightSpecError:
-        raise WeightSpecError(f"bad Hub spec {spec!r}: expected hf:OWNER/NAME[:FILE][@REVISION]") from None
+        raise WeightSpecError(f"bad Hub spec {spec!r}: expected {HUB_GRAMMAR}") from None
     return WeightSpec(spec, "hub", repo=repo, filename=filename or None, revision=revision or None)
 
 

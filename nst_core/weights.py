@@ -4,7 +4,8 @@ A weight spec is one string (its grammar is in ``nst_core.weight_spec``); this m
 it into a network. A spec that names an nst checkpoint (a local ``.safetensors`` written by
 ``save_checkpoint``, or a Hub repo holding one) means that network, pruned widths and masks
 included, wherever the spec is used. For a Hub repo named without a file, the file is the
-checkpoint its ``config.json`` names, else ``model.safetensors``.
+checkpoint its ``config.json`` names, else ``model.safetensors``; config.json is requested on
+every load from the Hub (``hub_file``), since the Hub counts a model's downloads by it.
 
 Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
 With no network and nothing cached, loading fails within seconds with a message saying how
@@ -78,7 +79,7 @@ URL_SOURCES = {
 
 assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree
 DEFAULT_HUB_FILE = "model.safetensors"
-CONFIG_NAME = "config.json"  # in a repo `nst push` wrote: names the checkpoint file
+CONFIG_NAME = constants.CONFIG_NAME  # "config.json": in a repo `nst push` wrote, names the checkpoint file
 
 HOW_TO_GET_WEIGHTS = (
     "Provide weights one of these ways: run once with network access so they are cached; "
@@ -169,31 +170,39 @@ def hub_download(
     revision: str | None = None,
     local_dir: str | os.PathLike | None = None,
     repo_type: str | None = None,
+    *,
+    local_files_only: bool = False,
+    **download_options: Any,
 ) -> Path:
     """One file of a Hub repo, through the Hugging Face cache or into ``local_dir`` (as ``hf download`` does).
 
     Offline (HF_HUB_OFFLINE or NST_OFFLINE), or when the Hub does not answer, the file comes from
     the cache or from ``local_dir``, whichever the call names. Errors are one-line ``HubError``s.
+    ``download_options`` go to ``hf_hub_download`` (``cache_dir``, ``force_download``, ``token``).
 
     >>> hub_download("me/vgg19-seed", "seed.safetensors", revision="a1b2...")  # doctest: +SKIP
     PosixPath('.../snapshots/a1b2.../seed.safetensors')
     """
     what = repo_id + (f"@{revision}" if revision else "") + f" file {filename}"
     # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
-    local_only = offline() or not endpoint_reachable()
+    local_only = local_files_only or offline() or not endpoint_reachable()
     try:
         return Path(
             hf_hub_download(
                 repo_id, filename, revision=revision, local_dir=local_dir, repo_type=repo_type,
-                etag_timeout=DOWNLOAD_TIMEOUT_S, local_files_only=local_only,
+                etag_timeout=DOWNLOAD_TIMEOUT_S, local_files_only=local_only, **download_options,
             )
         )
     except Exception as exc:
         raise hub_error(exc, what, local_dir) from None
 
 
-def checkpoint_in_repo(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> str | None:
-    """The checkpoint file a repo's config.json names when ``nst push`` wrote it; None for any other repo."""
+def repo_config(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> dict | None:
+    """A model repo's config.json as a dict; None when the repo has none (or it holds no JSON object).
+
+    Every load from the Hub asks for it first: the Hub counts a model's downloads by the requests
+    for its config.json, and for a repo ``nst push`` wrote it describes the checkpoint.
+    """
     try:
         path = hub_download(repo_id, CONFIG_NAME, revision, local_dir)
     except HubFileMissingError:
@@ -202,6 +211,11 @@ def checkpoint_in_repo(repo_id: str, revision: str | None = None, local_dir: str
         config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
+    return config if isinstance(config, dict) else None
+
+
+def checkpoint_named(repo_id: str, config: dict | None) -> str | None:
+    """The checkpoint file a config.json that ``nst push`` wrote names; None for any other config."""
     if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
         return None
     name = config.get("checkpoint")
@@ -210,18 +224,38 @@ def checkpoint_in_repo(repo_id: str, revision: str | None = None, local_dir: str
     return name
 
 
-def _named_checkpoint_or_default(parsed: WeightSpec) -> str:
+def hub_file(
+    repo_id: str,
+    filename: str | None = None,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    default: str | None = None,
+) -> Path:
+    """One file of a model repo, config.json requested first (so the Hub counts the download).
+
+    ``filename`` None means the checkpoint config.json names, else ``default``. Offline with
+    config.json not cached, a named (or default) file is still read from where it was downloaded.
+
+    >>> hub_file("me/vgg19-seed", revision="a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
     try:
-        return checkpoint_in_repo(parsed.repo, parsed.revision) or DEFAULT_HUB_FILE
+        config = repo_config(repo_id, revision, local_dir)
     except HubUnreachableError:
-        return DEFAULT_HUB_FILE  # offline without config.json cached: the default file may still be
+        if filename is None and default is None:
+            raise
+        config = None
+    name = filename or checkpoint_named(repo_id, config) or default
+    if name is None:
+        where = repo_id + (f"@{revision}" if revision else "")
+        raise HubError(f"{where}: {CONFIG_NAME} does not name an nst checkpoint; give the file name")
+    return hub_download(repo_id, name, revision, local_dir)
 
 
 def _hub_weights_file(parsed: WeightSpec) -> Path:
     """The local file of a hub spec: FILE, else the repo's nst checkpoint, else ``model.safetensors``."""
     try:
-        filename = parsed.filename or _named_checkpoint_or_default(parsed)
-        return hub_download(parsed.repo, filename, parsed.revision)
+        return hub_file(parsed.repo, parsed.filename, parsed.revision, default=DEFAULT_HUB_FILE)
     except HubUnreachableError as exc:
         raise WeightsError(f"{parsed.text}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=f"the file from {parsed.repo}")) from None
     except HubError as exc:

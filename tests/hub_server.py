@@ -1,28 +1,44 @@
 """A small Hugging Face Hub stand-in on 127.0.0.1, for testing the real huggingface_hub client offline.
 
-It implements just what ``create_repo``, ``upload_folder`` / ``create_commit``, ``repo_info`` and
-``hf_hub_download`` (and so ``hf download``) call, as checked against huggingface_hub 2.4.0:
+It implements just what ``create_repo``, ``upload_folder`` / ``create_commit``, ``repo_info``,
+``list_repo_files`` and ``hf_hub_download`` (and so ``hf download``) call, as checked against
+huggingface_hub 2.4.0:
 
     POST /api/repos/create                           -> {"url"}; 409 when it exists
-    POST /api/validate-yaml                          -> {}
-    POST /api/{type}s/{ns}/{name}/preupload/{rev}    -> every file "regular" (no LFS/Xet)
-    POST /api/{type}s/{ns}/{name}/commit/{rev}       NDJSON header + base64 files -> {"commitOid", "commitUrl"}
+    POST /api/validate-yaml                          -> {}; 400 with the errors of a bad card header
+    POST /api/{type}s/{ns}/{name}/preupload/{rev}    -> "lfs" or "regular" per file, as the Hub decides
+    POST /{type}s/{ns}/{name}.git/info/lfs/objects/batch   LFS batch API: upload + verify actions
+    PUT  /lfs-upload/{oid}/{ticket}                  the upload (a presigned-URL stand-in: no token)
+    POST /{type}s/{ns}/{name}.git/info/lfs/objects/verify  -> 200 once the object is stored intact
+    POST /api/{type}s/{ns}/{name}/commit/{rev}       NDJSON header, base64 files, lfsFile pointers
     POST /api/{type}s/{ns}/{name}/branch/{branch}    new branch from main (or startingPoint); 409 when it exists
     GET  /api/{type}s/{ns}/{name}[/revision/{rev}]   -> {"id", "sha", "siblings"}
+    GET  /api/{type}s/{ns}/{name}/tree/{rev}         -> the files (for ``delete_patterns``)
     GET  /api/whoami-v2                              -> a user named "tester"
     HEAD/GET /[{type}s/]{ns}/{name}/resolve/{rev}/{path}  with X-Repo-Commit, ETag, exact Content-Length
+
+Uploads follow the Hub's rules: a file is "lfs" when the repo's .gitattributes routes it to LFS
+(``*.safetensors`` and friends), when it is binary (a NUL byte in the sample the client sends)
+or 10 MiB and more; a commit that sends such a file inline, or points at an LFS object that was
+not uploaded and verified, is refused. (The Hub offers Xet first; clients run with
+``HF_HUB_DISABLE_XET=1`` here, so the LFS protocol is what runs.)
 
 Missing things answer 404 with the X-Error-Code the client maps to its typed errors
 (RepoNotFound, RevisionNotFound, EntryNotFound). Writes need an ``Authorization: Bearer``
 header, like the Hub. Everything is kept in memory; ``requests`` records each request so tests
-can check what the client sent (for example that the token never lands in a file).
+can check what the client sent (that config.json was asked for, that the token never lands in a
+file); ``commit_ops`` records how each committed file travelled ("file" inline or "lfsFile").
+A request to any unknown path (say ``/_marker/NAME``) is logged too: a client can mark where
+one of its steps begins.
 """
 
 from __future__ import annotations
 
 import base64
+import fnmatch
 import hashlib
 import json
+import secrets
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,7 +47,25 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 REPO_TYPES = ("model", "dataset", "space")
-_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+# A part of the .gitattributes the Hub writes into every new repo.
+_GITATTRIBUTES = b"".join(
+    f"{pattern} filter=lfs diff=lfs merge=lfs -text\n".encode()
+    for pattern in ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.npz", "*.zip", "*.tar.*")
+)
+XET_REFUSAL = "this stand-in Hub speaks LFS, not Xet: run the client with HF_HUB_DISABLE_XET=1"
+LFS_SIZE_THRESHOLD = 10 * 2**20  # the Hub sends files from 10 MiB up to LFS whatever their type
+
+
+def lfs_patterns(gitattributes: bytes) -> list[str]:
+    """The patterns a .gitattributes routes to LFS."""
+    return [line.split()[0] for line in gitattributes.decode().splitlines() if "filter=lfs" in line.split()[1:]]
+
+
+def needs_lfs(path: str, size: int, head: bytes, gitattributes: bytes) -> bool:
+    """Whether the Hub stores a file through LFS: by .gitattributes, by size, or because it is binary."""
+    name = path.rsplit("/", 1)[-1]
+    routed = any(fnmatch.fnmatch(path, p) or fnmatch.fnmatch(name, p) for p in lfs_patterns(gitattributes))
+    return routed or size >= LFS_SIZE_THRESHOLD or b"\0" in head
 
 
 @dataclass
@@ -64,6 +98,10 @@ class FakeHub:
         self.repos: dict[tuple[str, str], Repo] = {}
         self.requests: list[tuple[str, str]] = []
         self.validated: list[tuple[str, list[str]]] = []  # (repo type, errors) per README check
+        self.lfs_objects: dict[str, bytes] = {}  # sha256 -> content, once uploaded
+        self.lfs_verified: set[str] = set()
+        self.lfs_tickets: dict[str, str] = {}  # upload ticket -> the oid it may upload
+        self.commit_ops: list[tuple[str, str, str]] = []  # (repo id, path, "file" | "lfsFile") per committed file
         self.lock = threading.Lock()
         self._counter = 0
 
@@ -96,7 +134,17 @@ class FakeHub:
                 elif key == "file":
                     if value.get("encoding") != "base64":
                         raise ValueError(f"unsupported file encoding {value.get('encoding')!r}")
-                    files[value["path"]] = base64.b64decode(value["content"])
+                    data = base64.b64decode(value["content"])
+                    if needs_lfs(value["path"], len(data), data[:512], files.get(".gitattributes", b"")):
+                        raise ValueError(f"{value['path']} is a binary or LFS file and must be uploaded through LFS")
+                    files[value["path"]] = data
+                    self.commit_ops.append((repo.repo_id, value["path"], key))
+                elif key == "lfsFile":
+                    oid = value["oid"]
+                    if oid not in self.lfs_verified or len(self.lfs_objects[oid]) != value.get("size"):
+                        raise ValueError(f"LFS object {oid} for {value['path']} was not uploaded and verified")
+                    files[value["path"]] = self.lfs_objects[oid]
+                    self.commit_ops.append((repo.repo_id, value["path"], key))
                 elif key == "deletedFile":
                     files.pop(value["path"], None)
                 elif key == "deletedFolder":
@@ -114,8 +162,34 @@ class FakeHub:
 
 
 # A subset of the Hub's checks on a README's YAML header: the ones a card we render could break.
-PIPELINE_TAGS = {"image-to-image", "image-classification", "feature-extraction", "text-to-image", "other"}
+# Pipeline tags: part of the Hub's task list (huggingface.js tasks), the image ones among them.
+PIPELINE_TAGS = {
+    "image-to-image", "image-classification", "image-feature-extraction", "image-segmentation",
+    "feature-extraction", "text-to-image", "object-detection", "depth-estimation", "other",
+}
 SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
+
+
+def _model_index_errors(index) -> list[str]:
+    """The Hub's shape rules for ``model-index``: named entries whose results carry task, dataset and metrics."""
+    if not isinstance(index, list) or not index:
+        return ['"model-index" must be a non-empty list']
+    errors = []
+    for entry in index:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            errors.append('"model-index" entries need a "name"')
+            continue
+        for result in entry.get("results") or []:
+            task, dataset, metrics = result.get("task"), result.get("dataset"), result.get("metrics")
+            if not (isinstance(task, dict) and isinstance(task.get("type"), str)):
+                errors.append('"model-index" results need task.type')
+            if not (isinstance(dataset, dict) and all(isinstance(dataset.get(k), str) for k in ("type", "name"))):
+                errors.append('"model-index" results need dataset.type and dataset.name')
+            if not (isinstance(metrics, list) and metrics and all(
+                isinstance(m, dict) and isinstance(m.get("type"), str) and "value" in m for m in metrics
+            )):
+                errors.append('"model-index" results need metrics with type and value')
+    return errors
 
 
 def validate_card_yaml(content: str, repo_type: str) -> list[str]:
@@ -139,6 +213,12 @@ def validate_card_yaml(content: str, repo_type: str) -> list[str]:
         errors.append('"tags" must be a list of strings')
     if repo_type == "model" and "pipeline_tag" in header and header["pipeline_tag"] not in PIPELINE_TAGS:
         errors.append(f'"pipeline_tag" {header["pipeline_tag"]!r} is not a known task')
+    if "base_model" in header:
+        bases = header["base_model"] if isinstance(header["base_model"], list) else [header["base_model"]]
+        if not all(isinstance(b, str) and len(b.split("/")) == 2 and all(b.split("/")) for b in bases):
+            errors.append('"base_model" must be a model id OWNER/NAME or a list of them')
+    if "model-index" in header:
+        errors.extend(_model_index_errors(header["model-index"]))
     if repo_type == "space" and header.get("sdk") not in SPACE_SDKS:
         errors.append(f'"sdk" must be one of {sorted(SPACE_SDKS)}')
     return errors
@@ -159,6 +239,13 @@ class _Handler(BaseHTTPRequestHandler):
     # -- plumbing ---------------------------------------------------------------------------
 
     def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while (size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)) > 0:
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            self.rfile.readline()  # the blank line after the last chunk
+            return b"".join(chunks)
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
@@ -204,6 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
             created = self.hub.create(repo_type, repo_id, bool(payload.get("private")), payload.get("sdk"))
             url = f"{self.endpoint}/{_url_prefix(repo_type)}{repo_id}"
             return self._json(200 if created else 409, {"url": url, "name": repo_id})
+        if path.endswith(".git/info/lfs/objects/batch"):
+            return self._lfs_batch(path.removesuffix(".git/info/lfs/objects/batch"), json.loads(body))
+        if path.endswith(".git/info/lfs/objects/verify"):
+            payload = json.loads(body)
+            data = self.hub.lfs_objects.get(payload.get("oid"))
+            if data is None or len(data) != payload.get("size"):
+                return self._error(404, None, f"LFS object {payload.get('oid')} not found")
+            self.hub.lfs_verified.add(payload["oid"])
+            return self._json(200, {})
         if path == "/api/validate-yaml":
             payload = json.loads(body)
             errors = validate_card_yaml(payload.get("content", ""), payload.get("repoType", "model"))
@@ -215,9 +311,15 @@ class _Handler(BaseHTTPRequestHandler):
             if repo is None:
                 return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
             if action == "preupload":
-                files = json.loads(body)["files"]
+                head = repo.resolve(revision)
+                attributes = head.files.get(".gitattributes", b"") if head else _GITATTRIBUTES
+                modes = [
+                    (f["path"], needs_lfs(f["path"], f["size"], base64.b64decode(f.get("sample", "")), attributes))
+                    for f in json.loads(body)["files"]
+                ]
                 return self._json(
-                    200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+                    200,
+                    {"files": [{"path": p, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False} for p, lfs in modes]},
                 )
             if action == "branch":
                 start = json.loads(body or b"{}").get("startingPoint") or "main"
@@ -239,6 +341,43 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, {"commitOid": commit.oid, "commitUrl": url, "success": True})
         return self._error(404, None, f"no route for POST {path}")
 
+    def _lfs_batch(self, repo_path: str, payload: dict):
+        parts = repo_path.strip("/").split("/")
+        repo_type = "model"
+        if parts[0] in ("spaces", "datasets"):
+            repo_type, parts = parts[0][:-1], parts[1:]
+        if self._repo(repo_type, "/".join(parts)) is None:
+            return self._error(404, "RepoNotFound", f"Repository {'/'.join(parts)} not found")
+        if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", ["basic"]):
+            return self._error(400, None, "only basic uploads are served here")
+        objects = []
+        for obj in payload["objects"]:
+            oid, size = obj["oid"], obj["size"]
+            answer = {"oid": oid, "size": size, "authenticated": True}
+            if oid not in self.hub.lfs_verified:  # the Hub skips objects it already holds
+                ticket = secrets.token_hex(8)
+                self.hub.lfs_tickets[ticket] = oid
+                answer["actions"] = {
+                    "upload": {"href": f"{self.endpoint}/lfs-upload/{oid}/{ticket}", "header": {}},
+                    "verify": {"href": f"{self.endpoint}{repo_path}.git/info/lfs/objects/verify", "header": {}},
+                }
+            objects.append(answer)
+        return self._send(200, json.dumps({"transfer": "basic", "objects": objects}).encode(),
+                          {"Content-Type": "application/vnd.git-lfs+json"})
+
+    def do_PUT(self):
+        path = urlsplit(self.path).path
+        self.hub.requests.append(("PUT", path))
+        body = self._body()
+        parts = path.strip("/").split("/")
+        if len(parts) != 3 or parts[0] != "lfs-upload" or self.hub.lfs_tickets.get(parts[2]) != parts[1]:
+            return self._error(403, None, "bad or expired upload URL")
+        if hashlib.sha256(body).hexdigest() != parts[1]:
+            return self._error(400, None, "uploaded bytes do not match the object's sha256")
+        self.hub.lfs_objects[parts[1]] = body
+        del self.hub.lfs_tickets[parts[2]]
+        return self._send(200, b"", {"ETag": f'"{parts[1]}"'})
+
     def do_GET(self):
         self._get(head_only=False)
 
@@ -253,6 +392,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not self._authorized():
                 return self._error(401, None, "Invalid credentials in Authorization header")
             return self._json(200, {"type": "user", "name": "tester", "orgs": [], "auth": {"type": "access_token"}})
+        if any(part.startswith("xet-") for part in parts):  # xet-write-token, xet-read-token
+            # Not a 5xx: the client would retry it. A clear refusal instead of a hang or a puzzle.
+            return self._error(400, None, XET_REFUSAL, head_only)
+        if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES and parts[4] == "tree":
+            return self._tree(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5], "/".join(parts[6:]))
         if len(parts) >= 4 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
             return self._repo_info(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main")
         repo_type = "model"
@@ -262,13 +406,22 @@ class _Handler(BaseHTTPRequestHandler):
             return self._resolve(repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head_only)
         return self._error(404, None, f"no route for GET {path}", head_only)
 
-    def _repo_info(self, repo_type: str, repo_id: str, revision: str):
+    def _commit(self, repo_type: str, repo_id: str, revision: str, head_only: bool = False) -> tuple[Repo, Commit] | None:
+        """The repo and the commit a revision names, or None after answering 404 as the Hub does."""
         repo = self._repo(repo_type, repo_id)
         if repo is None:
-            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
+            self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head_only)
+            return None
         commit = repo.resolve(revision)
         if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+            self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+            return None
+        return repo, commit
+
+    def _repo_info(self, repo_type: str, repo_id: str, revision: str):
+        if (found := self._commit(repo_type, repo_id, revision)) is None:
+            return
+        repo, commit = found
         info = {
             "id": repo_id,
             "sha": commit.oid,
@@ -279,13 +432,22 @@ class _Handler(BaseHTTPRequestHandler):
             info["sdk"] = repo.sdk
         return self._json(200, info)
 
+    def _tree(self, repo_type: str, repo_id: str, revision: str, folder: str):
+        if (found := self._commit(repo_type, repo_id, revision)) is None:
+            return
+        _, commit = found
+        prefix = folder.rstrip("/") + "/" if folder else ""
+        entries = [
+            {"type": "file", "path": p, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+            for p, data in sorted(commit.files.items())
+            if p.startswith(prefix)
+        ]
+        return self._json(200, entries)  # one page: no Link header
+
     def _resolve(self, repo_type: str, repo_id: str, revision: str, filename: str, head_only: bool):
-        repo = self._repo(repo_type, repo_id)
-        if repo is None:
-            return self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head_only)
-        commit = repo.resolve(revision)
-        if commit is None:
-            return self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head_only)
+        if (found := self._commit(repo_type, repo_id, revision, head_only)) is None:
+            return
+        _, commit = found
         if filename not in commit.files:
             return self._error(404, "EntryNotFound", f"{filename} does not exist at {revision}", head_only)
         data = commit.files[filename]
@@ -295,6 +457,10 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
             "Accept-Ranges": "bytes",
         }
+        if needs_lfs(filename, len(data), data[:512], commit.files.get(".gitattributes", b"")):
+            # As the Hub answers for an LFS file: the etag is the content's sha256.
+            headers["X-Linked-Etag"] = f'"{hashlib.sha256(data).hexdigest()}"'
+            headers["X-Linked-Size"] = str(len(data))
         status, body = 200, data
         range_header = self.headers.get("Range", "")
         if range_header.startswith("bytes=") and "," not in range_header:

@@ -27,7 +27,7 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
-from hub_server import HubServer, validate_card_yaml
+from hub_server import FakeHub, HubServer, Repo, validate_card_yaml
 from tensor_digest import weights_digest
 from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
 from nst_core.cli import main
@@ -59,6 +59,8 @@ def hub_env(hub, tmp_path_factory):
         HF_HOME=str(tmp_path_factory.mktemp("hf_home")),
         HF_HUB_DISABLE_TELEMETRY="1",
         HF_HUB_DISABLE_UPDATE_CHECK="1",
+        # The stand-in speaks LFS, not Xet: with Xet off the real client's LFS upload code runs.
+        HF_HUB_DISABLE_XET="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "tests"), env.get("PYTHONPATH")])),
     )
     return env
@@ -104,7 +106,7 @@ def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
     config = json.loads(files["config.json"])
     assert config["checkpoint"] == "seed-fp16.safetensors" and config["encoding"] == "packed"
     assert config["metrics"]["ssim"] == 0.93
-    assert f"hf download {REPO} seed-fp16.safetensors --revision {pushed['commit']}" in pushed["stdout"]
+    assert f"hf download {REPO} config.json seed-fp16.safetensors --revision {pushed['commit']}" in pushed["stdout"]
     # The token reached the server as a header and nowhere else.
     assert not any(DUMMY_TOKEN.encode() in data for data in hub.hub.all_file_bytes())
 
@@ -112,18 +114,24 @@ def test_push_commits_checkpoint_config_card_and_plot(hub, pushed):
 def test_model_card_parses_with_valid_metadata(hub, pushed):
     text = hub.hub.repos[("model", REPO)].resolve(pushed["commit"]).files["README.md"].decode()
     header = yaml.safe_load(text.split("---")[1])
-    assert header["pipeline_tag"] == "image-to-image"
+    assert header["pipeline_tag"] == "image-feature-extraction"
     assert header["library_name"] == "pytorch" and header["license"] == "cc-by-4.0"
+    assert "base_model" not in header  # random weights come from no Hub repo
     assert "neural-style-transfer" in header["tags"]
     # The client sent the card to validate-yaml before committing, and it passed.
     assert ("model", []) in hub.hub.validated
     card = ModelCard(text)
-    assert card.data.pipeline_tag == "image-to-image" and card.data.license == "cc-by-4.0"
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.license == "cc-by-4.0"
+    # model-index, read back by huggingface_hub's own parser into EvalResults
+    judged = {r.metric_type: r.metric_value for r in card.data.eval_results}
+    assert judged == {"content_ratio": 1.04, "style_ratio": 1.12, "ssim": 0.93}
+    assert {r.task_type for r in card.data.eval_results} == {"image-feature-extraction"}
     body = card.text
     assert "| conv1_2 | 64 | 64 | 36,864 | 3,686 | 90.0% |" in body
     assert f"| `seed-fp16.safetensors` | {pushed['path'].stat().st_size:,} |" in body
     assert "| ssim | 0.93 |" in body
-    assert f"hf download {REPO} seed-fp16.safetensors" in body
+    assert f"hf download {REPO} config.json seed-fp16.safetensors" in body
+    assert f'VGGFeatures.from_pretrained("{REPO}")' in body
     assert "![Per-layer sensitivity scan](sensitivity.png)" in body
     assert "seeded random weights" in body
     assert "scan-64px.json" in body
@@ -174,6 +182,25 @@ def test_push_to_a_new_branch_leaves_main_alone(hub, hub_env, pushed, tmp_path):
     assert "exp.safetensors" in repo.resolve("experiment").files
     assert "exp.safetensors" not in repo.resolve("main").files
     assert "seed-fp16.safetensors" in repo.resolve("experiment").files  # branched from main
+
+
+def test_push_deletes_stale_files_and_names_the_base_model(hub, hub_env, tmp_path):
+    """`nst push --delete PATTERN` drops the stale checkpoint in the same commit; --base-model reaches the card."""
+    first = save_checkpoint(load_vgg("random:13", last_layer="relu1_1"), tmp_path / "a.safetensors")
+    second = save_checkpoint(load_vgg("random:14", last_layer="relu1_1"), tmp_path / "b.safetensors")
+    repo_id = "tester/stale"
+    result = python(cli_calls([
+        ["push", repo_id, str(first)],
+        ["push", repo_id, str(second), "--delete", "*.safetensors", "--base-model", "tester/vgg19-caffe"],
+        ["push", repo_id, str(second), "--base-model", "vgg19"],
+    ]), hub_env)
+    assert [line for line in result.stdout.splitlines() if line.startswith("exit")] == ["exit 0", "exit 0", "exit 2"]
+    assert "bad repo id 'vgg19'" in result.stderr
+    repo = hub.hub.repos[("model", repo_id)]
+    assert len(repo.commits) == 3  # the initial commit and two pushes: the deletion rode in the second
+    files = repo.resolve("main").files
+    assert sorted(files) == sorted([".gitattributes", "README.md", "config.json", "b.safetensors"])
+    assert ModelCard(files["README.md"].decode()).data.base_model == "tester/vgg19-caffe"
 
 
 def cli_calls(calls: list[list[str]]) -> str:
@@ -299,14 +326,16 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
 def test_structured_card_shows_widths(tmp_path):
     path = save_checkpoint(prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense")
     card = render_model_card(read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size})
-    assert card.data.pipeline_tag == "image-to-image"
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.eval_results is None
     assert "| conv2_1 | 64 | 128 | 18,432 | 18,432 | 0.0% |" in card.text
     assert "| pruning | structured |" in card.text and "seeded random weights" in card.text
 
 
 def test_stand_in_rejects_bad_card_yaml():
     """The stand-in's YAML checks can fail, so a passing push means something."""
-    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-to-image\n---\nbody", "model") == []
+    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-feature-extraction\nbase_model: a/b\n---\nbody", "model") == []
+    assert validate_card_yaml("---\nbase_model: vgg19\n---\n", "model")
+    assert validate_card_yaml("---\nmodel-index:\n- name: x\n  results:\n  - task: {type: t}\n    metrics: []\n---\n", "model")
     assert validate_card_yaml("---\npipeline_tag: painting\n---\n", "model")
     assert validate_card_yaml("---\ntags: [a, [b]]\n---\n", "model")
     assert validate_card_yaml("---\nlicense: [unclosed\n---\n", "model")
@@ -323,6 +352,148 @@ def test_checkpoint_spec_parsing():
     for bad in ("me/net", "hf:net", "hf:me/net@", "hf:a/b/c"):
         with pytest.raises(WeightSpecError, match="expected|empty revision|bad repo id"):
             parse_hub_spec(bad)
+    # huggingface_hub's hf:// URIs, read by its own parser: the same three fields
+    assert fields("hf://me/net") == ("me/net", None, None)
+    assert fields("hf://models/me/net@abc/seed.safetensors") == ("me/net", "seed.safetensors", "abc")
+    assert fields("hf://me/net@refs/pr/3/sub/seed.safetensors") == ("me/net", "sub/seed.safetensors", "refs/pr/3")
+    for bad, why in (("hf://datasets/me/d", "not a dataset"), ("hf://spaces/me/s/app.py", "not a space"),
+                     ("hf://me", "namespace/name"), ("hf://me/net@/x", "revision")):
+        with pytest.raises(WeightSpecError, match=why):
+            parse_hub_spec(bad)
+
+
+def test_nst_pull_takes_a_spec_once(capsys):
+    """`nst pull` takes hf:/hf:// specs too; a file or revision given twice, differently, is refused before any request."""
+    assert main(["pull", "hf:me/net:a.safetensors", "b.safetensors"]) == 2
+    assert "names FILE 'a.safetensors', but 'b.safetensors' was given too" in capsys.readouterr().err
+    assert main(["pull", "hf://me/net@v1", "--revision", "v2"]) == 2
+    assert "names --revision 'v1', but 'v2' was given too" in capsys.readouterr().err
+    assert main(["pull", "hf://datasets/me/d"]) == 2
+    assert "not a dataset" in capsys.readouterr().err
+
+
+def test_card_names_its_base_model_and_validates(tmp_path):
+    """base_model comes from the weight source (or is given); the header passes huggingface_hub's
+    ModelCardData round trip and the stand-in's copy of the Hub's YAML checks."""
+    def card_for(source, **kwargs):
+        model = prune_fine(load_vgg("random:4", last_layer="relu1_2"), 0.5)
+        model.weight_source = source
+        path = save_checkpoint(model, tmp_path / "b.safetensors", metrics={"ssim": 0.9, "note": "text is not a metric"})
+        card = render_model_card(read_checkpoint_info(path), "me/b", path.name, {path.name: path.stat().st_size}, **kwargs)
+        assert validate_card_yaml(str(card), "model") == []
+        return ModelCard(str(card)).data
+
+    assert card_for("hf:me/vgg19-caffe:vgg19-caffe.safetensors@abc").base_model == "me/vgg19-caffe"
+    assert card_for("hf://me/vgg19-caffe@abc/vgg19-caffe.safetensors").base_model == "me/vgg19-caffe"
+    assert card_for("torchvision").base_model == "timm/vgg19.tv_in1k"
+    assert card_for("caffe:vgg19-d01eb7cb.pth").base_model is None  # a converted file names no Hub repo
+    data = card_for("caffe", base_model="me/vgg19-caffe")
+    assert data.base_model == "me/vgg19-caffe" and data.pipeline_tag == "image-feature-extraction"
+    assert [(r.metric_type, r.metric_value) for r in data.eval_results] == [("ssim", 0.9)]
+    assert data.model_name == "b" and data.library_name == "pytorch"
+
+
+def test_binary_files_are_uploaded_through_lfs(hub, pushed):
+    """The checkpoint and the plot went through the LFS batch API, upload and verify; text went inline."""
+    ops = {path: key for repo, path, key in hub.hub.commit_ops if repo == REPO}
+    assert ops["seed-fp16.safetensors"] == "lfsFile" and ops["sensitivity.png"] == "lfsFile"
+    assert ops["config.json"] == "file" and ops["README.md"] == "file"
+    paths = [path for _, path in hub.hub.requests]
+    assert f"/{REPO}.git/info/lfs/objects/batch" in paths and f"/{REPO}.git/info/lfs/objects/verify" in paths
+    sha = hashlib.sha256(pushed["path"].read_bytes()).hexdigest()
+    assert any(p.startswith(f"/lfs-upload/{sha}/") for p in paths)
+
+
+def test_stand_in_refuses_what_the_hub_refuses():
+    """Binary bytes sent inline, and LFS pointers to objects never uploaded, are refused, so passing pushes mean something."""
+    fake = FakeHub()
+    fake.create("model", "t/r", False, None)
+    repo: Repo = fake.repos[("model", "t/r")]
+    inline = {"key": "file", "value": {"path": "w.safetensors", "encoding": "base64", "content": "AAEC"}}
+    with pytest.raises(ValueError, match="through LFS"):
+        fake.commit(repo, "main", [inline])
+    png = {"key": "file", "value": {"path": "p.png", "encoding": "base64", "content": "iVBORw0KGgoAAAANSUhEUg=="}}
+    with pytest.raises(ValueError, match="through LFS"):
+        fake.commit(repo, "main", [png])  # binary (a NUL byte) whatever its name
+    pointer = {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 3}}
+    with pytest.raises(ValueError, match="not uploaded and verified"):
+        fake.commit(repo, "main", [pointer])
+    text = {"key": "file", "value": {"path": "config.json", "encoding": "base64", "content": "e30="}}
+    assert fake.commit(repo, "main", [text]).files["config.json"] == b"{}"
+
+
+def test_a_client_using_xet_fails_fast(hub, hub_env, tmp_path):
+    """The stand-in has no Xet storage: a client that tries it (HF_HUB_DISABLE_XET unset) is refused its
+    Xet token at once (hf_xet's own error line names the route), instead of hanging; nothing is committed."""
+    ckpt = save_checkpoint(load_vgg("random:15", last_layer="relu1_1"), tmp_path / "x.safetensors")
+    env = {k: v for k, v in hub_env.items() if k != "HF_HUB_DISABLE_XET"}
+    result = python(cli_calls([["push", "tester/xet", str(ckpt)]]), env)
+    assert "exit 2" in result.stdout and "xet-write-token" in result.stderr
+    assert len(hub.hub.repos[("model", "tester/xet")].commits) == 1  # the initial commit only
+
+
+MARK = "/_marker/"
+MARKER_CODE = (
+    "import os, urllib.request, urllib.error\n"
+    "def mark(name):\n"
+    "    try:\n"
+    f"        urllib.request.urlopen(os.environ['HF_ENDPOINT'] + {MARK!r} + name)\n"
+    "    except urllib.error.HTTPError:\n"
+    "        pass  # the stand-in answers 404; the request is logged, which is the point\n"
+)
+
+
+def requests_by_step(hub, since: int) -> dict[str, list[str]]:
+    """The stand-in's request paths after ``since``, grouped under the marker the client sent before each step."""
+    steps: dict[str, list[str]] = {}
+    current = None
+    for _, path in hub.hub.requests[since:]:
+        if path.startswith(MARK):
+            current = path[len(MARK):]
+            steps[current] = []
+        elif current is not None:
+            steps[current].append(path)
+    return steps
+
+
+def test_every_pull_path_requests_config_json(hub, hub_env, pushed, tmp_path):
+    """The Hub counts downloads by config.json: each way of loading from the Hub asks for it.
+
+    Each step gets a fresh cache (huggingface_hub's HF_HUB_CACHE, read at each call), so each
+    one really downloads, and each must load the pushed network itself.
+    """
+    commit, name = pushed["commit"], "seed-fp16.safetensors"
+    steps = {
+        "nst-pull": f"assert main(['pull', {REPO!r}, {name!r}]) == 0",
+        "nst-pull-uri": f"assert main(['pull', 'hf://{REPO}@{commit}/{name}']) == 0",
+        "load_from_hub": f"got(load_from_hub({REPO!r}, {name!r}))",
+        "from_pretrained": f"got(VGGFeatures.from_pretrained({REPO!r}))",
+        "from_pretrained-pinned": f"got(VGGFeatures.from_pretrained({REPO!r}, revision={commit!r}))",
+        "weights-spec": f"got(load_vgg('hf:{REPO}:{name}', last_layer='relu3_1'))",
+        "weights-uri": f"got(load_vgg('hf://{REPO}@{commit}/{name}', last_layer='relu3_1'))",
+        "weights-repo-only": f"got(load_checkpoint(locate_weights('hf:{REPO}')))",
+    }
+    code = DIGEST_CODE + MARKER_CODE + (
+        "import tempfile\nfrom huggingface_hub import constants\nfrom nst_core.cli import main\n"
+        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.hub import VGGFeatures, load_from_hub\n"
+        "from nst_core.weights import load_vgg, locate_weights\ndigests = []\n"
+        "def got(model):\n    digests.append(weights_digest(model))\n"
+    )
+    for step, call in steps.items():
+        code += f"constants.HF_HUB_CACHE = tempfile.mkdtemp()\nmark({step!r})\n{call}\n"
+    code += "print(json.dumps(digests))\n"
+    seen = len(hub.hub.requests)
+    digests = json.loads(python(code, hub_env).stdout.splitlines()[-1])
+    assert digests == [weights_digest(pushed["model"])] * 6
+    # The card's own command, as printed there
+    run([HF_BIN, "download", REPO, "config.json", name, "--local-dir", str(tmp_path / "d")], hub_env)
+    by_step = requests_by_step(hub, seen)
+    assert list(by_step) == list(steps)
+    by_step["hf-download"] = [p for _, p in hub.hub.requests[seen:]][-4:]
+    for step, paths in by_step.items():
+        config = [p for p in paths if p.startswith(f"/{REPO}/resolve/") and p.endswith("/config.json")]
+        checkpoint = [p for p in paths if p.endswith(f"/{name}")]
+        assert config and checkpoint, f"{step}: {paths}"
 
 
 def test_checkpoint_info_cli(tmp_path, capsys):
@@ -535,3 +706,74 @@ def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_en
         assert [h["style"] for h in log["history"]] == pytest.approx([h["style"] for h in expected[kind]], rel=1e-3), name
     per_call = result.stderr.split("--- end of stylize")[: len(calls)]
     assert all("weights are random" in err for err in per_call), result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# huggingface_hub's ModelHubMixin on VGGFeatures
+# ---------------------------------------------------------------------------------------------
+
+MIXIN_REPO = "tester/mixin-net"
+
+
+def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
+    """push_to_hub writes the packed checkpoint, config.json and the card; from_pretrained (from the
+    Hub and from a save_pretrained folder) gives the same network back; delete_patterns drops a
+    stale checkpoint in the same commit."""
+    old = save_checkpoint(load_vgg("random:30", last_layer="relu1_1"), tmp_path / "old.safetensors")
+    saved = tmp_path / "saved"
+    code = DIGEST_CODE + MARKER_CODE + (
+        "from nst_core.hub import VGGFeatures, push_checkpoint\nfrom nst_core.pruning import prune_fine\n"
+        "from nst_core.weights import load_vgg\n"
+        f"push_checkpoint({MIXIN_REPO!r}, {str(old)!r})\n"
+        "model = prune_fine(load_vgg('random:31', last_layer='relu2_1'), 0.5)\n"
+        f"url = model.push_to_hub({MIXIN_REPO!r}, delete_patterns='*.safetensors')\n"
+        "mark('from_pretrained')\n"
+        f"back = VGGFeatures.from_pretrained({MIXIN_REPO!r})\n"
+        f"model.save_pretrained({str(saved)!r})\n"
+        f"local = VGGFeatures.from_pretrained({str(saved)!r})\n"
+        # The reference: the network as a checkpoint file holds it (fp16, masked weights +0.0).
+        "from nst_core.checkpoint import load_checkpoint, save_checkpoint\n"
+        f"ref = load_checkpoint(save_checkpoint(model, {str(tmp_path / 'ref.safetensors')!r}))\n"
+        "print(json.dumps({'url': str(url), 'digests': [weights_digest(m) for m in (ref, back, local)],\n"
+        "                  'masks': [sorted(m.masks) for m in (model, back, local)]}))\n"
+    )
+    seen = len(hub.hub.requests)
+    out = json.loads(python(code, hub_env).stdout.splitlines()[-1])
+    assert out["digests"][0] == out["digests"][1] == out["digests"][2]
+    assert out["masks"][0] == out["masks"][1] == out["masks"][2] == ["conv1_1", "conv1_2", "conv2_1"]
+    repo = hub.hub.repos[("model", MIXIN_REPO)]
+    head = repo.resolve("main")
+    assert out["url"].endswith(head.oid)
+    assert sorted(head.files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]  # old one deleted
+    ckpt = tmp_path / "pushed.safetensors"
+    ckpt.write_bytes(head.files["model.safetensors"])
+    info = read_checkpoint_info(ckpt)
+    assert info["encoding"] == "packed" and info["last_layer"] == "relu2_1"
+    config = json.loads(head.files["config.json"])
+    assert config["checkpoint"] == "model.safetensors" and config["format"] == info["format"]
+    card = ModelCard(head.files["README.md"].decode())
+    assert card.data.pipeline_tag == "image-feature-extraction" and card.data.library_name == "pytorch"
+    assert f"# {MIXIN_REPO}" in card.text and f'from_pretrained("{MIXIN_REPO}")' in card.text
+    assert ("model", []) in hub.hub.validated
+    # The folder save_pretrained wrote is the same layout, its card naming no repo
+    assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert "# OWNER/NAME" in (saved / "README.md").read_text()
+    # from_pretrained asked for config.json, then the checkpoint it names
+    pulled = requests_by_step(hub, seen)["from_pretrained"]
+    # (HEAD then GET for each file)
+    assert list(dict.fromkeys(p.rsplit("/", 1)[-1] for p in pulled if "/resolve/" in p)) == ["config.json", "model.safetensors"]
+    assert ("tester/mixin-net", "model.safetensors", "lfsFile") in hub.hub.commit_ops
+
+
+def test_vgg_features_hub_methods_say_what_to_import(hub, hub_env):
+    """nst_core.vgg cannot import the format (a higher layer); used without nst_core.hub, it says so."""
+    code = (
+        "from nst_core.vgg import VGGFeatures\n"
+        "try:\n"
+        f"    VGGFeatures('relu1_1').push_to_hub({MIXIN_REPO!r})\n"
+        "except RuntimeError as exc:\n"
+        "    print(exc)\n"
+    )
+    seen = len(hub.hub.requests)
+    assert "from nst_core.hub import VGGFeatures" in python(code, hub_env).stdout
+    assert all("/commit/" not in path for _, path in hub.hub.requests[seen:])

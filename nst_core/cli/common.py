@@ -31,7 +31,8 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights",
         default="caffe",
-        help="VGG-19 weights: caffe (seed default), torchvision, hf:REPO[:FILE][@REV], a .pth/.safetensors path, or random[:SEED]",
+        help="VGG-19 weights: caffe (seed default), torchvision, hf:REPO[:FILE][@REV] or hf://REPO[@REV][/FILE], "
+        "a .pth/.safetensors path, or random[:SEED]",
     )
     parser.add_argument(
         "--preprocessing",

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
 from ..hub import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
+from ..errors import UserError
 from ..vgg import PREPROCESSINGS
+from ..weight_spec import HUB_PREFIX, parse_hub_spec
 from .common import HelpFormatter
 
 
@@ -32,6 +34,17 @@ def register(subparsers) -> None:
     p.add_argument("--revision", help="branch to commit to (default: main)")
     p.add_argument("--message", help="commit message")
     p.add_argument("--license", default=DEFAULT_LICENSE, help="licence in the model card (VGG-19 weights are CC BY 4.0)")
+    p.add_argument(
+        "--base-model",
+        help="the Hub repo of the weights this network was made from, for the card's base_model "
+        "(default: taken from the checkpoint's weight source when it names a Hub repo, or torchvision's)",
+    )
+    p.add_argument(
+        "--delete",
+        metavar="PATTERN",
+        action="append",
+        help="delete remote files matching PATTERN (e.g. '*.safetensors': a stale checkpoint) in the same commit; repeatable",
+    )
     p.set_defaults(func=_push)
 
     p = subparsers.add_parser(
@@ -40,12 +53,16 @@ def register(subparsers) -> None:
         help="download a checkpoint from the Hub through the Hugging Face cache (like `hf download`)",
         description=(
             "Download FILE (default: the checkpoint named in the repo's config.json) and print its local path. "
+            "config.json is always requested too: the Hub counts a model's downloads by it. "
             "Pin --revision to a commit for reproducible results; with HF_HUB_OFFLINE=1 it reads the file from "
             "where it was downloaded to: the cache, or the folder given with --local-dir. "
             "Example: nst pull me/vgg19-seed seed.safetensors --revision COMMIT"
         ),
     )
-    p.add_argument("repo", help="OWNER/NAME of the model repo")
+    p.add_argument(
+        "repo", help="OWNER/NAME of the model repo, or a Hub spec naming file and revision too: "
+        "hf:OWNER/NAME[:FILE][@REV] or hf://OWNER/NAME[@REV][/FILE]"
+    )
     p.add_argument("file", nargs="?", help="file in the repo (default: the one config.json names)")
     p.add_argument("--revision", help="branch, tag or commit")
     p.add_argument(
@@ -115,15 +132,24 @@ def _push(args) -> int:
         revision=args.revision,
         commit_message=args.message,
         license=args.license,
+        base_model=args.base_model,
+        delete_patterns=args.delete,
     )
     print(f"pushed {', '.join(result.files)} to {result.repo_url}")
     print(f"commit {result.commit}")
-    print(f"download: hf download {args.repo} {args.filename or Path(args.checkpoint).name} --revision {result.commit}")
+    print(f"download: hf download {args.repo} config.json {args.filename or Path(args.checkpoint).name} --revision {result.commit}")
     return 0
 
 
 def _pull(args) -> int:
-    path = pull(args.repo, args.file, revision=args.revision, local_dir=args.local_dir)
+    repo, file, revision = args.repo, args.file, args.revision
+    if repo.startswith(HUB_PREFIX):
+        spec = parse_hub_spec(repo)
+        for option, given, in_spec in (("FILE", file, spec.filename), ("--revision", revision, spec.revision)):
+            if given and in_spec and given != in_spec:
+                raise UserError(f"{repo} names {option} {in_spec!r}, but {given!r} was given too: give it once")
+        repo, file, revision = spec.repo, file or spec.filename, revision or spec.revision
+    path = pull(repo, file, revision=revision, local_dir=args.local_dir)
     if args.check:
         model = load_checkpoint(path)
         print(f"loaded {len(model.conv_names)} convs up to {model.last_layer}; masks: {len(model.masks)}; "

@@ -299,24 +299,31 @@ def prune_to_widths(
     return _keep_filters(model, keep, scores, removed)
 
 
+def best_filters(model: VGGFeatures, name: str, keep: int, scores: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Sorted indices of the ``keep`` highest-scored output filters of conv ``name`` (default score: L1 norm).
+
+    >>> from nst_core.weights import load_vgg
+    >>> best_filters(load_vgg("random:0", last_layer="relu1_1"), "conv1_1", 3).tolist()
+    [12, 33, 46]
+    """
+    conv = model.conv(name)
+    width = conv.out_channels
+    if keep >= width:
+        return torch.arange(width)
+    score = filter_l1_norms(conv) if scores is None else scores[name]
+    if score.shape != (width,):
+        raise ProfileError(f"importance scores of {name} have shape {tuple(score.shape)}, expected ({width},)")
+    # Highest score first; the stable sort keeps the lower index on ties.
+    order = torch.sort(-score.detach().float().cpu(), stable=True).indices
+    return torch.sort(order[:keep]).values
+
+
 def _keep_filters(
     model: VGGFeatures, keep: dict[str, int], scores: dict[str, torch.Tensor] | None, stamped: dict[str, float]
 ) -> VGGFeatures:
     """The copy of ``model`` that keeps the ``keep[name]`` best-scored output filters of every conv."""
     names = model.conv_names
-    local_keep: dict[str, torch.Tensor] = {}
-    for name in names:
-        conv = model.conv(name)
-        width = conv.out_channels
-        if keep[name] >= width:
-            local_keep[name] = torch.arange(width)
-            continue
-        score = filter_l1_norms(conv) if scores is None else scores[name]
-        if score.shape != (width,):
-            raise ProfileError(f"importance scores of {name} have shape {tuple(score.shape)}, expected ({width},)")
-        # Highest score first; the stable sort keeps the lower index on ties.
-        order = torch.sort(-score.detach().float().cpu(), stable=True).indices
-        local_keep[name] = torch.sort(order[: keep[name]]).values
+    local_keep = {name: best_filters(model, name, keep[name], scores) for name in names}
 
     widths = {name: int(local_keep[name].numel()) for name in names}
     reference = next(model.parameters())

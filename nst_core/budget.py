@@ -103,7 +103,10 @@ def curves_from_scan(folder: str | Path, metric: str | None = None) -> Sensitivi
     metric = metric or table.default_degradation
     points: dict[str, list[tuple[float, float]]] = {}
     for row in table.rows:
-        points.setdefault(row["layer"], []).append((float(row["sparsity"]), float(degradation(row, metric))))
+        # The scan's level is nominal; the filters actually removed are rounded to multiples of 8.
+        width = DENSE_WIDTHS[row["layer"]]
+        removed = 1.0 - channels_to_keep(width, float(row["sparsity"])) / width
+        points.setdefault(row["layer"], []).append((removed, float(degradation(row, metric))))
     source = {"scan": str(folder), "config_hash": table.scan["config_hash"], "mode": table.scan["mode"],
               "degradation": metric, "incomplete": bool(table.missing), "weights": table.scan["weights"]}
     return SensitivityCurves({k: sorted(v) for k, v in points.items()}, source)
@@ -324,27 +327,35 @@ def calibrate_cost_model(model: VGGFeatures, size: int = 512, iterations: int = 
     squares with every coefficient >= 0 (the best of the fits over each subset of terms)."""
     networks = [prune_structured(model, f) if f > 0 else model for f in fractions]
     seconds = [statistics.median(s) for s in time_iterations(networks, size, iterations, rounds, preset)]
-    features = np.array([[iteration_macs(n.widths, size, size), sum(activation_elements(n.widths, size, size).values()), 1.0]
-                         for n in networks], dtype=float)
+    source = f"cost model fitted to {len(networks)} networks at {size} px, {rounds} rounds x {iterations} iterations"
+    return fit_cost_model([n.widths for n in networks], seconds, size, source)
+
+
+def fit_cost_model(widths: list[dict[str, int]], seconds: list[float], size: int, source: str = "fitted") -> CostModel:
+    """Least-squares ``seconds = a*MACs + b*elements + c`` over networks of the given widths timed at ``size``
+    px, every coefficient >= 0: the best fit over the subsets of terms that include the MACs."""
+    features = np.array([[iteration_macs(w, size, size), sum(activation_elements(w, size, size).values()), 1.0]
+                         for w in widths], dtype=float)
     scale = features.max(axis=0)
-    y = np.array(seconds)
+    y = np.array(seconds, dtype=float)
     best: tuple[float, np.ndarray] | None = None
     for k in range(1, 4):
         for subset in itertools.combinations(range(3), k):
             if 0 not in subset:
                 continue  # the MAC term is what pruning removes; a fit without it predicts nothing
-            x = features[:, subset] / scale[list(subset)]
+            columns = list(subset)
+            x = features[:, columns] / scale[columns]
             coef, *_ = np.linalg.lstsq(x, y, rcond=None)
             if (coef < 0).any():
                 continue
             residual = float(((x @ coef - y) ** 2).sum())
-            if best is None or residual < best[0]:
+            if best is None or residual < best[0] - 1e-12 * max(1.0, float((y**2).sum())):
                 full = np.zeros(3)
-                full[list(subset)] = coef / scale[list(subset)]
+                full[columns] = coef / scale[columns]
                 best = (residual, full)
-    assert best is not None  # the MAC-only fit of positive times has a positive coefficient
+    if best is None:
+        raise UserError("the timings do not fit a cost model (time did not grow with the MACs); measure more rounds")
     mac_s, element_s, fixed_s = (float(v) for v in best[1])
-    source = f"fitted to {len(networks)} networks at {size} px, {rounds} rounds x {iterations} iterations"
     return CostModel(mac_s, element_s, fixed_s, source)
 
 

@@ -9,7 +9,9 @@ The pieces, in the order ``nst prune --target-speedup`` (and ``nst release``) us
    no optimisation), with filters ranked by any importance criterion.
 2. **Allocation** (:func:`allocate_widths`): greedy over the curves. Start dense; repeatedly
    take 8 channels from the conv whose next step costs the least predicted degradation per
-   unit of predicted cost saved, until the predicted cost meets the budget. The degradation
+   unit of predicted cost saved, until the predicted cost meets the budget; then a local
+   search gives channels back or moves 8 channels between two convs while that lowers the
+   predicted degradation within the budget. The degradation
    of a network is predicted as the sum of its layers' own degradations (layers interact, so
    this is a ranking device, not a promise: judge the result). Widths stay multiples of 8 and
    no conv goes below the deepest level its curve measured.
@@ -254,6 +256,7 @@ def allocate_widths(
             )
         _, name, current, layer_deg[name] = best
         cost = model.iteration_cost(current, height, width)
+    current, layer_deg = _refine(current, layer_deg, curves, model, budget, (height, width), widths)
 
     return WidthPlan(
         widths=current,
@@ -267,6 +270,49 @@ def allocate_widths(
         budget=budget_note,
         curves_source=dict(curves.source),
     )
+
+
+def _refine(
+    current: dict[str, int], layer_deg: dict[str, float], curves: SensitivityCurves, model: CostModel,
+    budget: float, size: tuple[int, int], start: dict[str, int],
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Local search after the greedy pass: give 8 channels back to one conv, or move 8 channels
+    from one conv to another, whenever that lowers the predicted degradation within the budget.
+
+    The greedy pass stops on the step that crosses the budget, which can overshoot (a big last
+    step) or leave an early choice that later ones made worse; these moves undo both.
+    """
+    height, width = size
+
+    def deg(name: str, w: int) -> float:
+        return curves.degradation_at(name, 1.0 - w / DENSE_WIDTHS[name])
+
+    def allowed(name: str, w: int) -> bool:
+        return CHANNEL_MULTIPLE <= w <= start[name] and (w == start[name] or name in curves.points)
+
+    improved = True
+    while improved:
+        improved = False
+        best: tuple[float, dict[str, int]] | None = None
+        names = list(current)
+        moves = [(up, None) for up in names] + [(up, down) for up in names for down in names if up != down]
+        for up, down in moves:
+            trial = dict(current)
+            trial[up] += CHANNEL_MULTIPLE
+            if down is not None:
+                trial[down] -= CHANNEL_MULTIPLE
+            if not all(allowed(n, trial[n]) for n in (up, down) if n is not None):
+                continue
+            change = deg(up, trial[up]) - layer_deg[up] + (deg(down, trial[down]) - layer_deg[down] if down else 0.0)
+            if not change < -1e-12 or model.iteration_cost(trial, height, width) > budget * (1 + 1e-12):
+                continue
+            if best is None or change < best[0]:
+                best = (change, trial)
+        if best is not None:
+            current = best[1]
+            layer_deg = {name: deg(name, w) for name, w in current.items()}
+            improved = True
+    return current, layer_deg
 
 
 @dataclass
@@ -334,6 +380,8 @@ def calibrate_cost_model(model: VGGFeatures, size: int = 512, iterations: int = 
 def fit_cost_model(widths: list[dict[str, int]], seconds: list[float], size: int, source: str = "fitted") -> CostModel:
     """Least-squares ``seconds = a*MACs + b*elements + c`` over networks of the given widths timed at ``size``
     px, every coefficient >= 0: the best fit over the subsets of terms that include the MACs."""
+    if len(widths) != len(seconds) or not seconds or min(seconds) <= 0:
+        raise UserError(f"a cost model needs one positive time per network, not {seconds} for {len(widths)} networks")
     features = np.array([[iteration_macs(w, size, size), sum(activation_elements(w, size, size).values()), 1.0]
                          for w in widths], dtype=float)
     scale = features.max(axis=0)
@@ -353,8 +401,7 @@ def fit_cost_model(widths: list[dict[str, int]], seconds: list[float], size: int
                 full = np.zeros(3)
                 full[columns] = coef / scale[columns]
                 best = (residual, full)
-    if best is None:
-        raise UserError("the timings do not fit a cost model (time did not grow with the MACs); measure more rounds")
+    assert best is not None  # the MACs-only fit of positive times has a positive coefficient
     mac_s, element_s, fixed_s = (float(v) for v in best[1])
     return CostModel(mac_s, element_s, fixed_s, source)
 

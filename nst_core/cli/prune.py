@@ -88,6 +88,10 @@ def _check_args(args: argparse.Namespace) -> bool:
         for flag, value in (("--scan", args.scan), ("--calibrate-cost", args.calibrate_cost)):
             if value:
                 raise UserError(f"{flag} is used to choose widths: it needs --target-speedup or --target-macs")
+    if args.target_speedup is not None and not args.target_speedup > 1.0:
+        raise UserError(f"--target-speedup must be > 1, not {args.target_speedup}")
+    if args.target_macs is not None and not args.target_macs > 0:
+        raise UserError(f"--target-macs must be > 0, not {args.target_macs}")
     if args.size < 32:
         raise UserError(f"--size must be at least 32 px, not {args.size}")
     if args.calibration_size < 32:

@@ -366,12 +366,26 @@ def measure_speedup(dense: VGGFeatures, pruned: VGGFeatures, size: int = 512, it
     return SpeedMeasurement((size, size), statistics.median(dense_t), statistics.median(pruned_t), rounds)
 
 
+def calibration_networks(model: VGGFeatures) -> list[VGGFeatures]:
+    """The networks :func:`calibrate_cost_model` times: ``model``, 50% and 75% of every conv's filters removed,
+    and 75% removed from the first two blocks only and from the last two only (so the fit can tell
+    full-resolution layers, where activations are large and MACs few, from deep ones)."""
+    early = [n for n in model.conv_names if n[4] in "12"]
+    late = [n for n in model.conv_names if n[4] in "45"]
+    return [
+        model,
+        prune_structured(model, 0.5),
+        prune_structured(model, 0.75),
+        prune_structured(model, {n: 0.75 for n in early}),
+        prune_structured(model, {n: 0.75 for n in late}),
+    ]
+
+
 def calibrate_cost_model(model: VGGFeatures, size: int = 512, iterations: int = 2, rounds: int = 2,
-                         fractions: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75), preset: str = "seed") -> CostModel:
-    """A :class:`CostModel` fitted to this machine: time uniform structured prunings of ``model``
-    (``fractions`` of filters removed) at ``size`` and fit seconds = a*MACs + b*elements + c by least
-    squares with every coefficient >= 0 (the best of the fits over each subset of terms)."""
-    networks = [prune_structured(model, f) if f > 0 else model for f in fractions]
+                         preset: str = "seed") -> CostModel:
+    """A :class:`CostModel` fitted to this machine: time :func:`calibration_networks` at ``size`` and fit
+    seconds = a*MACs + b*elements + c by least squares with every coefficient >= 0 (see :func:`fit_cost_model`)."""
+    networks = calibration_networks(model)
     seconds = [statistics.median(s) for s in time_iterations(networks, size, iterations, rounds, preset)]
     source = f"cost model fitted to {len(networks)} networks at {size} px, {rounds} rounds x {iterations} iterations"
     return fit_cost_model([n.widths for n in networks], seconds, size, source)
@@ -439,12 +453,14 @@ def budgeted_prune(
     cost_model: CostModel | None = None,
     preset: str = "seed",
     max_pairs: int | None = 4,
+    levels: tuple[float, ...] = PROXY_LEVELS,
 ) -> BudgetResult:
     """Importance -> curves (the scan folder's, else the proxy's) -> widths for the budget -> pruned network.
 
     ``images`` is a calibration folder (default: the bundled examples) or images already loaded
     at ``calibration_size``; they rank filters (``activation``, ``taylor``) and feed the proxy.
-    The cost is predicted at ``size`` x ``size`` px. ``model`` is not changed.
+    The cost is predicted at ``size`` x ``size`` px; the proxy measures each conv at ``levels``
+    (fractions of filters removed; the deepest is as far as any conv may be cut). ``model`` is not changed.
     """
     if isinstance(images, list):
         loaded = images
@@ -460,7 +476,7 @@ def budgeted_prune(
             curves.source["note"] = f"the scan ranked filters by L1; the network keeps filters by {importance}"
     else:
         content, styles = calibration_tensors(loaded)
-        curves = proxy_curves(model, content.to(device), [s.to(device) for s in styles], scores, preset)
+        curves = proxy_curves(model, content.to(device), [s.to(device) for s in styles], scores, preset, levels)
         curves.source["importance"] = importance
     plan = allocate_widths(model.widths, curves, size, target_speedup, target_macs, cost_model)
     pruned = prune_to_widths(model, plan.widths, scores)

@@ -76,7 +76,7 @@ def register(subparsers) -> None:
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
     p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
-    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates")
+    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 

@@ -13,6 +13,7 @@ import torch
 
 from nst_core.budget import (
     SensitivityCurves,
+    SpeedMeasurement,
     allocate_widths,
     calibration_tensors,
     fit_cost_model,
@@ -134,6 +135,10 @@ def test_measure_speedup_times_both_networks(tmp_path):
     speed = measure_speedup(dense, prune_to_widths(dense, {"conv1_2": 16}), size=32, iterations=1, rounds=1)
     assert speed.samples == 1 and speed.dense_s > 0 and speed.pruned_s > 0
     assert speed.to_dict()["measured_speedup"] == pytest.approx(speed.dense_s / speed.pruned_s)
+    # With several rounds the speedup is the median of each round's own ratio, not a ratio of medians.
+    rounds = SpeedMeasurement((64, 64), [1.0, 4.0, 2.0], [0.5, 1.0, 1.0])
+    assert rounds.speedup == 2.0 and rounds.dense_s / rounds.pruned_s == 2.0 and rounds.samples == 3
+    assert SpeedMeasurement((64, 64), [1.0, 9.0], [1.0, 1.0]).speedup == 5.0
 
 
 def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):

@@ -188,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         extra["measured"] = speed.to_dict()
         print(f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
               f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
-              f"median of {speed.samples} interleaved rounds x {iterations} iterations)")
+              f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)")
     if args.json:
         data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance,
                 "report": report.to_dict(), **extra}

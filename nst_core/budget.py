@@ -110,6 +110,7 @@ def curves_from_scan(folder: str | Path, metric: str | None = None) -> Sensitivi
         removed = 1.0 - channels_to_keep(width, float(row["sparsity"])) / width
         points.setdefault(row["layer"], []).append((removed, float(degradation(row, metric))))
     source = {"scan": str(folder), "config_hash": table.scan["config_hash"], "mode": table.scan["mode"],
+              "importance": table.scan.get("importance", "l1"),
               "degradation": metric, "incomplete": bool(table.missing), "weights": table.scan["weights"]}
     return SensitivityCurves({k: sorted(v) for k, v in points.items()}, source)
 
@@ -488,8 +489,9 @@ def budgeted_prune(
     scores = filter_importance(model, importance, loaded, preset, max_pairs)
     if scan is not None:
         curves = curves_from_scan(scan)
-        if importance != "l1":
-            curves.source["note"] = f"the scan ranked filters by L1; the network keeps filters by {importance}"
+        if importance != curves.source["importance"]:
+            curves.source["note"] = (f"the scan ranked filters by {curves.source['importance']}; "
+                                     f"the network keeps filters by {importance}")
     else:
         content, styles = calibration_tensors(loaded)
         curves = proxy_curves(model, content.to(device), [s.to(device) for s in styles], scores, preset, levels)

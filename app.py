@@ -6,6 +6,7 @@ widget updates; every computation lives in ``nst_core``.
     python app.py                                   # http://127.0.0.1:7860, Caffe VGG-19 weights
     python app.py --weights random --port 7861      # no weights needed (results not meaningful)
     python app.py --pruned runs/seed.safetensors    # offer a local checkpoint in the dropdown
+    python app.py --release hf:OWNER/NAME           # a released checkpoint, compared against by default
 
 Flags fall back to NST_HOST / NST_PORT / NST_WEIGHTS, then GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT (what a Hugging Face Space sets), then the defaults above.
@@ -248,7 +249,9 @@ class InputColumn:
         return {name: getattr(self, name) for name in names}
 
 
-def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[str, str]]) -> InputColumn:
+def build_input_column(
+    defaults: compare.CompareSettings, choices: list[tuple[str, str]], default_pruned: str = compare.DEFAULT_PRUNED
+) -> InputColumn:
     """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
     with gr.Column(scale=2, min_width=400):
         content = gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
@@ -275,7 +278,7 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
                 tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (0 to 1)", info="smoothness")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
         with gr.Accordion("Pruned network", open=True):
-            pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with", elem_id="pruned-choice")
+            pruned_choice = gr.Dropdown(choices, value=default_pruned, label="Compare the dense network with", elem_id="pruned-choice")
             pruned_upload = gr.File(
                 label="Or upload a profile (.json) or checkpoint (.safetensors)",
                 file_types=[".json", ".safetensors"],
@@ -485,6 +488,7 @@ class RunHandler:
     choices: tuple[str, ...] = ()  # the dropdown's specs: nothing else is taken from pruned_choice
     limits: RunLimits = RunLimits()
     defaults: compare.CompareSettings = compare.CompareSettings()  # the page's settings; examples run with them
+    default_pruned: str = compare.DEFAULT_PRUNED  # the dropdown's default (a --release checkpoint when given)
 
     def example(self, content: dict | None, styles: list[dict] | None) -> dict:
         """A bundled example pair compared at the page's default settings with the default pruned
@@ -493,7 +497,7 @@ class RunHandler:
         s, final = self.defaults, {}
         for update in self.run(
             None, content, styles, s.size, s.iterations, s.optimizer, s.style_strength, s.tv_weight, s.seed,
-            s.preserve_color, compare.DEFAULT_PRUNED,
+            s.preserve_color, self.default_pruned,
         ):
             final |= update
         if "done" not in str(final.get(self.outputs.status)):
@@ -641,11 +645,12 @@ def tool_description(handler: Callable, dense: compare.DenseNetwork, limits: Run
 
 def build_app(
     dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S,
-    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False,
+    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False, release: str | None = None,
 ) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
     once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often). On a
-    ZeroGPU Space (``zero_gpu_space``) the network waits on the CPU and each run gets a GPU."""
+    ZeroGPU Space (``zero_gpu_space``) the network waits on the CPU and each run gets a GPU.
+    ``release`` (a checkpoint file or ``hf:`` spec) is the dropdown's first choice and its default."""
     where = "ZeroGPU (a GPU is attached for each run)" if zero_gpu_space else str(dense.device)
     with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
         gr.Markdown(
@@ -660,12 +665,13 @@ def build_app(
             f"Each comparison is stopped after **{limits.time_limit:g} s** (the time limit); large sizes with many "
             "iterations may not finish.", elem_id="time-limit",
         )
-        choices = compare.named_choices(pruned_files)
+        choices = compare.named_choices(pruned_files, release)
+        default_pruned = compare.default_pruned(release)
         defaults = compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu")
         with gr.Row():
-            inputs = build_input_column(defaults, choices)
+            inputs = build_input_column(defaults, choices, default_pruned)
             outputs = build_output_column()
-        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits, defaults)
+        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits, defaults, default_pruned)
 
         rows = example_rows()
         if rows:
@@ -711,6 +717,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)")
     parser.add_argument("--pruned", action="append", default=[], metavar="PATH",
                         help="a pruned checkpoint (.safetensors) or profile (.json) on this machine to offer in the dropdown (repeatable)")
+    parser.add_argument("--release", default=env("NST_RELEASE") or None, metavar="PATH|hf:OWNER/NAME",
+                        help="a released pruned checkpoint (file or Hub repo, e.g. from `nst release`): offered first and "
+                             "compared against by default (env NST_RELEASE)")
     parser.add_argument("--queue-size", type=int, default=int(env("NST_QUEUE_SIZE") or 16),
                         help="requests that may wait; more are told the queue is full (env NST_QUEUE_SIZE; default 16)")
     parser.add_argument("--concurrency", type=int, default=int(env("NST_CONCURRENCY") or 1),
@@ -754,14 +763,18 @@ def main(argv: list[str] | None = None) -> None:
             compare.resolve_pruned(path, dense.model)  # fail now, not on someone's first click; also caches it
         except UserError as exc:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
-    compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
+    try:
+        # Load (or prune) the default once, before the first click; a bad release fails now, naming the flag.
+        compare.resolve_pruned(compare.default_pruned(args.release), dense.model)
+    except UserError as exc:
+        raise SystemExit(f"app.py: error: --release {args.release}: {exc}") from None
     compare.warm_up(dense.model)
     limits = RunLimits(time_limit=args.time_limit, device=args.device)
     # Gradio keeps cached examples across restarts, keyed by component only: key the folder by what
     # the results depend on too, so results of other weights or defaults are never served.
-    key = hashlib.sha256(f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.DEFAULT_PRUNED}".encode()).hexdigest()[:12]
+    key = hashlib.sha256(f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.default_pruned(args.release)}".encode()).hexdigest()[:12]
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(Path(os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples") / key)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero, release=args.release)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     launch(demo, args)
 

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
-from ..checkpoint import DTYPES, ENCODINGS, load_checkpoint, save_checkpoint
+from ..checkpoint import ENCODINGS, STORED_DTYPES, check_storage, load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..files import atomic_write_text
 from ..finetune import SCHEDULES, FinetuneConfig, FinetuneResult, RecoveryConfig, Ranks, finetune, process_group_from_env
@@ -80,8 +80,12 @@ def register(subparsers) -> None:
     p.add_argument("--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed")
     p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
     p.add_argument("--stop-after", type=int, default=None, metavar="K", help="stop after K steps of this run (state saved; run again to resume)")
-    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: bit-packed masks + kept values)")
-    p.add_argument("--dtype", default="fp16", choices=list(DTYPES), help="stored weight precision (measurements use fp32)")
+    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: positions + kept values)")
+    p.add_argument(
+        "--dtype", default="fp16", choices=STORED_DTYPES,
+        help="stored weight precision (measurements use fp32); int8 (per-output-channel scale) and codebook4 "
+        "(16-entry k-means codebook per conv, 4-bit indices) quantise the packed encoding's weights",
+    )
     p.add_argument("--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON")
     p.set_defaults(func=run)
 
@@ -105,6 +109,7 @@ def _output_path(args) -> Path:
     output = check_output_path(args.output, "-o", (".safetensors",))
     if args.state:
         check_output_path(args.state, "--state")
+    check_storage(args.encoding, args.dtype)  # e.g. int8 with --encoding dense, refused before training
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, not {args.steps}")
     if args.epochs is not None and not args.epochs > 0:

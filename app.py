@@ -6,6 +6,7 @@ widget updates; every computation lives in ``nst_core``.
     python app.py                                   # http://127.0.0.1:7860, Caffe VGG-19 weights
     python app.py --weights random --port 7861      # no weights needed (results not meaningful)
     python app.py --pruned runs/seed.safetensors    # offer a local checkpoint in the dropdown
+    python app.py --release hf:OWNER/NAME           # a released checkpoint, compared against by default
 
 Flags fall back to NST_HOST / NST_PORT / NST_WEIGHTS, then GRADIO_SERVER_NAME /
 GRADIO_SERVER_PORT (what a Hugging Face Space sets), then the defaults above.
@@ -192,7 +193,9 @@ class InputColumn:
         return {name: getattr(self, name) for name in names}
 
 
-def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[str, str]]) -> InputColumn:
+def build_input_column(
+    defaults: compare.CompareSettings, choices: list[tuple[str, str]], default_pruned: str = compare.DEFAULT_PRUNED
+) -> InputColumn:
     """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
     with gr.Column(scale=2, min_width=400):
         content = pass_upload_paths(
@@ -223,7 +226,7 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
                 tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (0 to 1)", info="smoothness")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
         with gr.Accordion("Pruned network", open=True):
-            pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with", elem_id="pruned-choice")
+            pruned_choice = gr.Dropdown(choices, value=default_pruned, label="Compare the dense network with", elem_id="pruned-choice")
             pruned_upload = pass_upload_paths(
                 gr.File(
                     label="Or upload a profile (.json) or checkpoint (.safetensors)",
@@ -469,9 +472,12 @@ def cancel_run(request: gr.Request) -> str:
     return _status("cancelled." if stopped else "nothing is running.")
 
 
-def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S) -> gr.Blocks:
+def build_app(
+    dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S, release: str | None = None
+) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
-    once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often)."""
+    once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often).
+    ``release`` (a checkpoint file or ``hf:`` spec) is the dropdown's first choice and its default."""
     with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
         gr.Markdown(
             "# Dense vs pruned VGG-19 style transfer\n"
@@ -482,7 +488,11 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
         banner = dense.banner()
         gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
         with gr.Row():
-            inputs = build_input_column(compare.default_settings(gpu=dense.device.type != "cpu"), compare.named_choices(pruned_files))
+            inputs = build_input_column(
+                compare.default_settings(gpu=dense.device.type != "cpu"),
+                compare.named_choices(pruned_files, release),
+                compare.default_pruned(release),
+            )
             outputs = build_output_column()
 
         rows = example_rows()
@@ -519,6 +529,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)")
     parser.add_argument("--pruned", action="append", default=[], metavar="PATH",
                         help="a pruned checkpoint (.safetensors) or profile (.json) on this machine to offer in the dropdown (repeatable)")
+    parser.add_argument("--release", default=env("NST_RELEASE") or None, metavar="PATH|hf:OWNER/NAME",
+                        help="a released pruned checkpoint (file or Hub repo, e.g. from `nst release`): offered first and "
+                             "compared against by default (env NST_RELEASE)")
     parser.add_argument("--queue-size", type=int, default=int(env("NST_QUEUE_SIZE") or 16),
                         help="requests that may wait; more are told the queue is full (env NST_QUEUE_SIZE; default 16)")
     parser.add_argument("--concurrency", type=int, default=int(env("NST_CONCURRENCY") or 1),
@@ -548,9 +561,13 @@ def main(argv: list[str] | None = None) -> None:
             compare.resolve_pruned(path, dense.model)  # fail now, not on someone's first click; also caches it
         except UserError as exc:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
-    compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
+    try:
+        # Load (or prune) the default once, before the first click; a bad release fails now, naming the flag.
+        compare.resolve_pruned(compare.default_pruned(args.release), dense.model)
+    except UserError as exc:
+        raise SystemExit(f"app.py: error: --release {args.release}: {exc}") from None
     compare.warm_up(dense.model)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files, release=args.release)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(
         server_name=args.host,

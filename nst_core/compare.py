@@ -9,6 +9,8 @@ Which pruned network: a spec string, the same in the app, its flags and tests:
 
     profile:NAME        a named profile (``nst_core.pruning.PROFILES``) pruned on the fly
     structured:RATIO    every conv loses RATIO of its filters (physically smaller, faster)
+    fast:X              structured, each conv's width chosen for a predicted X-fold speedup
+                        (``nst_core.budget``, L1 filters, proxy curves on the bundled examples)
     PATH.json           a profile file, e.g. selected from a sensitivity scan
     PATH.safetensors    a pruned checkpoint saved by ``nst prune --save`` / fine-tuning
     hf:OWNER/NAME[:FILE][@REV]   a pruned checkpoint on the Hugging Face Hub
@@ -32,6 +34,7 @@ from typing import Iterable, Iterator
 import torch
 from PIL import Image
 
+from .budget import budgeted_prune
 from .checkpoint import load_checkpoint
 from .devices import resolve_device
 from .errors import UserError
@@ -52,8 +55,12 @@ RANDOM_WEIGHTS = "random:0"
 #: Prefixes of the pruned-network specs pruned on the fly (the module docstring lists every form).
 PROFILE_PREFIX = "profile:"
 STRUCTURED_PREFIX = "structured:"
+FAST_PREFIX = "fast:"
 DEFAULT_PRUNED = PROFILE_PREFIX + "seed"
 STRUCTURED_DEMO = STRUCTURED_PREFIX + "0.5"
+FAST_DEMO = FAST_PREFIX + "3"
+#: The budgeted network's cost is predicted at this side (px), the size a real stylization runs at.
+FAST_COST_SIZE = 512
 
 # Bounds every caller is held to (the app's sliders use the same numbers). The upper size
 # bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
@@ -231,17 +238,25 @@ class PrunedNetwork:
     notes: list[str] = field(default_factory=list)
 
 
-def named_choices(server_files: list[str] | None = None) -> list[tuple[str, str]]:
-    """(label, spec) pairs the app offers in its dropdown: named profiles, a structured
-    example, and files given on the command line with ``--pruned``."""
-    specs = [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO] + list(server_files or [])
-    return [(describe_pruned_spec(spec), spec) for spec in specs]
+def named_choices(server_files: list[str] | None = None, release: str | None = None) -> list[tuple[str, str]]:
+    """(label, spec) pairs the app offers in its dropdown: a released checkpoint first (when the app
+    was given one), named profiles, a structured example, the budgeted "fast" network, and files
+    given on the command line with ``--pruned``."""
+    specs = [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO, FAST_DEMO] + list(server_files or [])
+    if release:
+        specs = [release] + [spec for spec in specs if spec != release]
+    return [(describe_pruned_spec(spec) + (" [release]" if spec == release else ""), spec) for spec in specs]
+
+
+def default_pruned(release: str | None = None) -> str:
+    """The dropdown's first choice: the released checkpoint when there is one, else :data:`DEFAULT_PRUNED`."""
+    return release or DEFAULT_PRUNED
 
 
 def _split_pruned_spec(spec: str) -> tuple[str, str]:
     """A pruned spec -> (form, argument): ("profile", NAME), ("structured", RATIO), ("hub", OWNER/NAME...)
     or ("file", PATH). Whether the argument is valid is for the caller to find out."""
-    for form, prefix in (("profile", PROFILE_PREFIX), ("structured", STRUCTURED_PREFIX), ("hub", HUB_PREFIX)):
+    for form, prefix in (("profile", PROFILE_PREFIX), ("structured", STRUCTURED_PREFIX), ("fast", FAST_PREFIX), ("hub", HUB_PREFIX)):
         if spec.startswith(prefix):
             return form, spec.removeprefix(prefix)
     return "file", spec
@@ -261,6 +276,8 @@ def describe_pruned_spec(spec: str) -> str:
             return f"structured: {float(argument):.0%} of filters removed (pruned on the fly)"
         except ValueError:
             return spec
+    if form == "fast":
+        return f"fast: ~{argument}x (structured, widths chosen for the budget, pruned on the fly)"
     if form == "hub":
         return f"Hub checkpoint {argument}"
     kind = "profile" if spec.endswith(".json") else "checkpoint"
@@ -313,6 +330,21 @@ def _structured_profile(ratio_text: str) -> Profile:
     return Profile("structured", {name: ratio for name in CONV_NAMES}, {"profile": STRUCTURED_PREFIX + ratio_text})
 
 
+def _fast_network(target_text: str, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
+    try:
+        target = float(target_text)
+    except ValueError:
+        raise UserError(f"fast:X needs a speedup such as fast:3, not {spec!r}") from None
+    if not 1.0 < target <= 8.0:
+        raise UserError(f"fast:X needs a speedup above 1 and at most 8, not {target_text}")
+    # Proxy curves at 48 px and three levels on the bundled examples: seconds on a CPU, done once per
+    # dense network (cached); `nst prune --target-speedup` measures finer curves for a checkpoint.
+    result = budgeted_prune(dense, target_speedup=target, size=FAST_COST_SIZE, calibration_size=48, levels=(0.5, 0.75, 0.875))
+    note = (f"widths chosen for a predicted {result.plan.predicted_speedup:.2f}x per iteration at "
+            f"{FAST_COST_SIZE} px (conv MACs); not fine-tuned")
+    return PrunedNetwork(result.pruned, spec, label, notes=[note])
+
+
 def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> list[str]:
     """Refuse networks the comparison cannot use; return notes on ones it can but that need a caveat."""
     if layer_index(pruned.last_layer) < layer_index(dense.last_layer):
@@ -361,6 +393,8 @@ def resolve_pruned(spec: str, dense: VGGFeatures) -> PrunedNetwork:
         net = PrunedNetwork(prune(dense, load_profile(argument)), spec, label)
     elif form == "structured":
         net = PrunedNetwork(prune(dense, _structured_profile(argument)), spec, label)
+    elif form == "fast":
+        net = _fast_network(argument, dense, spec, label)
     elif form == "hub":
         net = _hub_checkpoint(spec, dense)
     else:

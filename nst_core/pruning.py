@@ -250,15 +250,19 @@ def filter_l1_norms(conv: torch.nn.Conv2d) -> torch.Tensor:
     return conv.weight.detach().abs().sum(dim=(1, 2, 3))
 
 
-def prune_structured(model: VGGFeatures, ratio: dict | float | str) -> VGGFeatures:
-    """A physically smaller copy of ``model`` with low-L1 output filters removed.
+def prune_structured(
+    model: VGGFeatures, ratio: dict | float | str, scores: dict[str, torch.Tensor] | None = None
+) -> VGGFeatures:
+    """A physically smaller copy of ``model`` with its least important output filters removed.
 
     ``ratio`` (per conv or uniform) is the fraction of output filters to remove; the
     channels left are rounded to a multiple of 8 and never fewer than 8. The matching
-    input channels of the next conv go too, so the network stays a chain. Each layer's
-    filters are ranked by their L1 norm in the input network (not after the previous
-    layer lost channels), so a layer's choice does not depend on what other layers do:
-    a scan that prunes one layer picks the same filters a full profile does.
+    input channels of the next conv go too, so the network stays a chain. Filters are
+    ranked by ``scores`` (one value per output filter of each conv, larger = more
+    important: see :mod:`nst_core.importance`), by default their L1 norm. Each layer's
+    filters are ranked in the input network (not after the previous layer lost channels),
+    so a layer's choice does not depend on what other layers do: a scan that prunes one
+    layer picks the same filters a full profile does.
     ``kept_channels[name]`` (sorted LongTensor) maps each remaining channel to the
     teacher channel it came from, for every conv.
 
@@ -268,18 +272,58 @@ def prune_structured(model: VGGFeatures, ratio: dict | float | str) -> VGGFeatur
     {'conv1_1': 32, 'conv1_2': 32, 'conv2_1': 64}
     """
     ratios = resolve_sparsity(model, ratio, "structured")
+    keep = {name: channels_to_keep(model.widths[name], ratios.get(name, 0.0)) for name in model.conv_names}
+    return _keep_filters(model, keep, scores, {name: ratios[name] for name in model.conv_names if name in ratios})
+
+
+def prune_to_widths(
+    model: VGGFeatures, widths: dict[str, int], scores: dict[str, torch.Tensor] | None = None
+) -> VGGFeatures:
+    """Structured pruning to exact output widths (what a budget chooses); convs not named keep theirs.
+
+    Each width must be between 1 and the conv's current width. Filters are ranked as in
+    :func:`prune_structured`.
+
+    >>> from nst_core.weights import load_vgg
+    >>> prune_to_widths(load_vgg("random:0", last_layer="relu1_2"), {"conv1_2": 24}).widths
+    {'conv1_1': 64, 'conv1_2': 24}
+    """
+    keep = dict(model.widths)
+    for name, width in widths.items():
+        if name not in keep:
+            raise ProfileError(f"conv {shown(name)} is not in this network (it has {', '.join(model.conv_names)})")
+        if isinstance(width, bool) or not isinstance(width, int) or not 1 <= width <= keep[name]:
+            raise ProfileError(f"width of {name} must be an integer in [1, {keep[name]}], not {shown(width)}")
+        keep[name] = width
+    removed = {name: 1.0 - keep[name] / model.widths[name] for name in model.conv_names if keep[name] != model.widths[name]}
+    return _keep_filters(model, keep, scores, removed)
+
+
+def best_filters(model: VGGFeatures, name: str, keep: int, scores: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Sorted indices of the ``keep`` highest-scored output filters of conv ``name`` (default score: L1 norm).
+
+    >>> from nst_core.weights import load_vgg
+    >>> best_filters(load_vgg("random:0", last_layer="relu1_1"), "conv1_1", 3).tolist()
+    [12, 33, 46]
+    """
+    conv = model.conv(name)
+    width = conv.out_channels
+    if keep >= width:
+        return torch.arange(width)
+    score = filter_l1_norms(conv) if scores is None else scores[name]
+    if score.shape != (width,):
+        raise ProfileError(f"importance scores of {name} have shape {tuple(score.shape)}, expected ({width},)")
+    # Highest score first; the stable sort keeps the lower index on ties.
+    order = torch.sort(-score.detach().float().cpu(), stable=True).indices
+    return torch.sort(order[:keep]).values
+
+
+def _keep_filters(
+    model: VGGFeatures, keep: dict[str, int], scores: dict[str, torch.Tensor] | None, stamped: dict[str, float]
+) -> VGGFeatures:
+    """The copy of ``model`` that keeps the ``keep[name]`` best-scored output filters of every conv."""
     names = model.conv_names
-    local_keep: dict[str, torch.Tensor] = {}
-    for name in names:
-        conv = model.conv(name)
-        width = conv.out_channels
-        keep = channels_to_keep(width, ratios.get(name, 0.0))
-        if keep == width:
-            local_keep[name] = torch.arange(width)
-            continue
-        # Largest L1 first; the stable sort keeps the lower index on ties.
-        order = torch.sort(-filter_l1_norms(conv).cpu(), stable=True).indices
-        local_keep[name] = torch.sort(order[:keep]).values
+    local_keep = {name: best_filters(model, name, keep[name], scores) for name in names}
 
     widths = {name: int(local_keep[name].numel()) for name in names}
     reference = next(model.parameters())
@@ -315,7 +359,7 @@ def prune_structured(model: VGGFeatures, ratio: dict | float | str) -> VGGFeatur
     small.train(model.training)
     for p_small, p_model in zip(small.parameters(), model.parameters()):
         p_small.requires_grad_(p_model.requires_grad)
-    _stamp(small, "structured", {name: ratios.get(name, 0.0) for name in names if name in ratios}, {"widths": dict(widths)})
+    _stamp(small, "structured", stamped, {"widths": dict(widths)})
     return small
 
 

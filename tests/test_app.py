@@ -427,3 +427,21 @@ def test_uploads_and_results_are_deleted_once_they_are_old(images, tmp_path):
             assert response.status_code == 200 and response.content == example.read_bytes()
     finally:
         stop_server(proc)
+
+
+def test_a_released_checkpoint_is_the_default_comparison(checkpoint):
+    """`--release` puts the checkpoint first in the dropdown and selects it (the real server's config)."""
+    port = free_port()
+    proc = start_server(port, "--weights", "random", "--release", str(checkpoint), env={"NST_HOST": "127.0.0.1"})
+    try:
+        wait_until_serving(proc, f"http://127.0.0.1:{port}/")
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
+        dropdown = next(c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "pruned-choice")
+        assert dropdown["value"] == str(checkpoint)
+        assert dropdown["choices"][0][1] == str(checkpoint) and dropdown["choices"][0][0].endswith("[release]")
+        assert any(spec == "fast:3" for _, spec in dropdown["choices"])
+    finally:
+        stop_server(proc)
+    bad = subprocess.run([sys.executable, "app.py", "--weights", "random", "--release", "/nonexistent.safetensors"],
+                         cwd=Path(app.__file__).parent, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "--release /nonexistent.safetensors" in bad.stderr and "does not exist" in bad.stderr

@@ -242,3 +242,27 @@ def test_closing_the_stream_stops_the_worker(dense, inputs):
             break
     events.close()  # what the app's cancel does to a running generator
     assert not any(t.name == "nst-compare" and t.is_alive() for t in threading.enumerate())
+
+
+def test_fast_choice_is_a_budgeted_network_doing_a_third_of_the_work(dense):
+    from nst_core.cost import iteration_macs
+
+    assert ("fast: ~3x (structured, widths chosen for the budget, pruned on the fly)", "fast:3") in compare.named_choices()
+    fast = compare.resolve_pruned("fast:3", dense.model)
+    widths = fast.model.widths
+    assert all(w % 8 == 0 for w in widths.values()) and fast.model.kept_channels
+    assert iteration_macs(dense.model.widths, 512, 512) / iteration_macs(widths, 512, 512) >= 3.0
+    assert fast.model.provenance["budget"]["budget"] == {"target_speedup": 3.0}
+    assert "not fine-tuned" in fast.notes[0]
+    for bad, message in [("fast:quick", "needs a speedup"), ("fast:1", "above 1"), ("fast:20", "at most 8")]:
+        with pytest.raises(UserError, match=message):
+            compare.resolve_pruned(bad, dense.model)
+
+
+def test_a_released_checkpoint_is_offered_first_and_is_the_default(tmp_path):
+    release = "hf:someone/fast-vgg"
+    choices = compare.named_choices(["local.safetensors"], release)
+    assert choices[0] == ("Hub checkpoint someone/fast-vgg [release]", release)
+    assert [spec for _, spec in choices].count(release) == 1 and ("checkpoint file local.safetensors", "local.safetensors") in choices
+    assert compare.default_pruned(release) == release and compare.default_pruned() == compare.DEFAULT_PRUNED
+    assert compare.named_choices(["x.safetensors"], "x.safetensors")[0][0] == "checkpoint file x.safetensors [release]"

@@ -56,4 +56,4 @@ def test_widths_must_start_at_conv1_1_without_gaps():
 
 def test_docstring_examples_hold():
     result = doctest.testmod(cost)
-    assert result.attempted == 3 and result.failed == 0
+    assert result.attempted == 6 and result.failed == 0

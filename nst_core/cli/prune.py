@@ -6,11 +6,23 @@ import argparse
 import json
 from pathlib import Path
 
+from ..budget import budgeted_prune, calibrate_cost_model, measure_speedup
+from ..calibration import load_folder
 from ..checkpoint import DTYPES, ENCODINGS, save_checkpoint
 from ..errors import UserError
 from ..files import atomic_write_text
+from ..importance import CRITERIA, filter_importance
 from ..losses import PRESETS
-from ..pruning import METHODS, PROFILES, Profile, load_profile, prune, prune_fine, sparsity_report, threshold_for_global_sparsity
+from ..pruning import (
+    METHODS,
+    PROFILES,
+    Profile,
+    load_profile,
+    prune_fine,
+    prune_structured,
+    sparsity_report,
+    threshold_for_global_sparsity,
+)
 from .common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
 
 
@@ -21,8 +33,11 @@ def register(subparsers) -> None:
         help="prune VGG-19 (fine-grained or structured) and report per-layer sparsity",
         description=(
             "Prune the VGG-19 trunk a loss preset needs (layers after its deepest loss layer are dropped, "
-            "not pruned) and print weights, nonzeros and sparsity per conv. "
-            "Example: nst prune --weights random --profile seed"
+            "not pruned) and print weights, nonzeros, sparsity and the multiply-accumulates of one stylization "
+            "iteration per conv, with the predicted speedup over dense. With --target-speedup (or --target-macs) "
+            "and --method structured, every conv's width is chosen so the predicted cost meets the budget at the "
+            "least predicted quality loss (per-layer curves from --scan, else from the proxy), and the speedup "
+            "is also measured. Example: nst prune --weights random --method structured --target-speedup 3"
         ),
         formatter_class=HelpFormatter,
     )
@@ -31,7 +46,27 @@ def register(subparsers) -> None:
     what.add_argument("--profile", help=f"named profile ({', '.join(PROFILES)}) or a profile JSON (from `nst scan select`)")
     what.add_argument("--sparsity", type=float, help="one sparsity for every conv (fraction of weights, or of filters with --method structured)")
     what.add_argument("--global-sparsity", type=float, help="fine-grained with one magnitude threshold over all convs, zeroing this fraction overall")
-    p.add_argument("--method", choices=METHODS, default="fine", help="with --sparsity: zero weights (fine) or remove filters (structured)")
+    what.add_argument("--target-speedup", type=float, metavar="X",
+                      help="structured budget: predicted per-iteration speedup over dense at --size (needs --method structured)")
+    what.add_argument("--target-macs", type=float, metavar="N",
+                      help="structured budget: conv MACs of one iteration at --size, e.g. 2.5e10 (needs --method structured)")
+    p.add_argument("--method", choices=METHODS, default="fine",
+                   help="with --sparsity or a target: zero weights (fine) or remove filters (structured)")
+    p.add_argument("--importance", choices=CRITERIA, default="l1",
+                   help="structured: rank filters by weight L1 norm, mean activation over the --images, "
+                        "or first-order Taylor importance for the content+style loss over content/style pairs of --images")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="calibration images for --importance activation|taylor and the proxy (default: the bundled examples/)")
+    p.add_argument("--calibration-size", type=int, default=128, metavar="PX", help="calibration images are shrunk to this longer side")
+    p.add_argument("--scan", default=None, metavar="DIR",
+                   help="with a target: per-layer sensitivity from this structured scan folder instead of the proxy")
+    p.add_argument("--calibrate-cost", action="store_true",
+                   help="with a target: fit the cost model (MACs, activation sizes, fixed part) to timings on this machine "
+                        "at --size first, so the predicted speedup is this machine's; default: MACs only")
+    p.add_argument("--measure-iterations", type=int, default=None, metavar="N",
+                   help="time N stylization iterations per network and round at --size to measure the speedup "
+                        "(default: 2 with a target, else 0 = do not measure)")
+    p.add_argument("--measure-rounds", type=int, default=2, metavar="N", help="interleaved dense/pruned timing rounds")
     p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network")
     p.add_argument("--last-layer", default=None, help="truncate after this layer instead of the preset's deepest loss layer")
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
@@ -42,8 +77,39 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _check_args(args: argparse.Namespace) -> bool:
+    """Refuse options that need each other; True when a width budget is asked for."""
+    budgeted = args.target_speedup is not None or args.target_macs is not None
+    if budgeted and args.method != "structured":
+        raise UserError("--target-speedup/--target-macs choose filter counts: add --method structured")
+    if args.importance != "l1" and args.method != "structured":
+        raise UserError(f"--importance {args.importance} ranks filters: it needs --method structured")
+    if not budgeted:
+        for flag, value in (("--scan", args.scan), ("--calibrate-cost", args.calibrate_cost)):
+            if value:
+                raise UserError(f"{flag} is used to choose widths: it needs --target-speedup or --target-macs")
+    if args.target_speedup is not None and not args.target_speedup > 1.0:
+        raise UserError(f"--target-speedup must be > 1, not {args.target_speedup}")
+    if args.target_macs is not None and not args.target_macs > 0:
+        raise UserError(f"--target-macs must be > 0, not {args.target_macs}")
+    if args.size < 32:
+        raise UserError(f"--size must be at least 32 px, not {args.size}")
+    if args.calibration_size < 32:
+        raise UserError(f"--calibration-size must be at least 32 px, not {args.calibration_size}")
+    if args.measure_iterations is not None and args.measure_iterations < 0:
+        raise UserError(f"--measure-iterations must be >= 0, not {args.measure_iterations}")
+    if args.measure_rounds < 1:
+        raise UserError(f"--measure-rounds must be >= 1, not {args.measure_rounds}")
+    if args.scan and not Path(args.scan).is_dir():
+        raise UserError(f"--scan {args.scan}: no such scan folder")
+    if args.images and not Path(args.images).is_dir():
+        raise UserError(f"--images {args.images}: no such folder")
+    return budgeted
+
+
 def run(args: argparse.Namespace) -> int:
     """``nst prune``: exit status 0 on success (errors are raised as ``UserError``)."""
+    budgeted = _check_args(args)
     last_layer = args.last_layer or PRESETS[args.preset].last_layer
     save = check_output_path(args.save, "--save", (".safetensors",)) if args.save else None
     if args.json:
@@ -51,13 +117,32 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.json, "--json")
     profile = load_profile(args.profile) if args.profile else None  # a bad profile fails before weights load
     model = load_model_from_args(args, last_layer)
-    if profile is not None:
-        pruned = prune(model, profile)
-        label = f"profile {args.profile} ({profile.method})"
-    elif args.sparsity is not None:
-        profile = Profile(args.method, {name: args.sparsity for name in model.conv_names}, {"uniform": args.sparsity})
-        pruned = prune(model, profile)
-        label = f"uniform {args.method} sparsity {args.sparsity}"
+    extra: dict = {}
+    if budgeted:
+        cost_model = calibrate_cost_model(model, args.size, preset=args.preset) if args.calibrate_cost else None
+        result = budgeted_prune(
+            model, args.target_speedup, args.target_macs, args.importance, args.images, args.scan,
+            args.size, args.calibration_size, cost_model, args.preset,
+        )
+        pruned = result.pruned
+        budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
+        label = f"structured, budget {budget}, {args.importance} importance, curves from {args.scan or 'the proxy'}"
+        extra["budget"] = result.plan.to_dict()
+    elif profile is not None or args.sparsity is not None:
+        if profile is None:
+            profile = Profile(args.method, {name: args.sparsity for name in model.conv_names}, {"uniform": args.sparsity})
+            label = f"uniform {args.method} sparsity {args.sparsity}"
+        else:
+            label = f"profile {args.profile} ({profile.method})"
+        if profile.method == "structured":
+            images = load_folder(args.images, args.calibration_size) if args.importance != "l1" else []
+            scores = filter_importance(model, args.importance, images, args.preset)
+            pruned = prune_structured(model, profile.sparsity, scores)
+            label += f", {args.importance} importance"
+        else:
+            pruned = prune_fine(model, profile.sparsity)
+        if profile.source:
+            pruned.provenance["profile_source"] = dict(profile.source)
     else:
         if not 0.0 <= args.global_sparsity <= 1.0:
             raise UserError(f"--global-sparsity must be in [0, 1], not {args.global_sparsity}")
@@ -68,8 +153,22 @@ def run(args: argparse.Namespace) -> int:
     report = sparsity_report(pruned, args.size)
     print(f"VGG-19 up to {last_layer}, weights {model.weight_source}, {label}")
     print(report.to_text())
+    if budgeted:
+        plan = result.plan
+        print(f"budget: predicted speedup {plan.predicted_speedup:.2f}x by {plan.cost_model['source']} "
+              f"(MACs alone: {report.predicted_speedup:.2f}x); predicted degradation {plan.predicted_degradation:.3g} "
+              f"(sum of each conv's own, {plan.curves_source.get('mode', 'proxy')})")
+    iterations = args.measure_iterations if args.measure_iterations is not None else (2 if budgeted else 0)
+    if iterations:
+        speed = measure_speedup(model, pruned, args.size, iterations, args.measure_rounds, args.preset)
+        predicted = result.plan.predicted_speedup if budgeted else report.predicted_speedup
+        extra["measured"] = speed.to_dict()
+        print(f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
+              f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
+              f"median of {speed.samples} interleaved rounds x {iterations} iterations)")
     if args.json:
-        data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance, "report": report.to_dict()}
+        data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance,
+                "report": report.to_dict(), **extra}
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if save:

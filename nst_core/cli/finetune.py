@@ -90,7 +90,8 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _parse_layers(text: str | None) -> list[str] | None:
+def parse_layers(text: str | None) -> list[str] | None:
+    """A ``--layers`` value (comma-separated layer names) as a list; None stays None."""
     if text is None:
         return None
     layers = [name.strip() for name in text.split(",") if name.strip()]
@@ -239,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     ranks = Ranks.current()
     output = _output_path(args)
-    layers = _parse_layers(args.layers)
+    layers = parse_layers(args.layers)
     preset = get_preset(args.preset)
     # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
     last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)

@@ -407,9 +407,23 @@ def checkpoint_metadata(
     return meta
 
 
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header's keys sorted.
+
+    safetensors writes ``__metadata__`` from a hash map whose order changes from process to
+    process; sorted keys make the same network save to the same bytes in any process (a rerun of
+    ``nst release`` must reproduce its files). Offsets are relative to the data, so only the
+    header moves; it stays padded with spaces to a multiple of 8 bytes, as safetensors pads it.
+    """
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8 : 8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data[8 + length :]
+
+
 def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Iterator[bytes]:
     """The file's bytes in chunks (so an interrupted write leaves a partial temp file, never a target)."""
-    data = safetensors.torch.save(tensors, metadata=metadata)
+    data = _canonical_header(safetensors.torch.save(tensors, metadata=metadata))
     for start in range(0, len(data), _CHUNK_BYTES):
         yield data[start : start + _CHUNK_BYTES]
 

@@ -272,6 +272,9 @@ class Release:
         result = budgeted_prune(self.teacher, target_speedup=s.target_speedup, importance=s.importance, images=self.calibration_images(),
                                 scan=self.stage_dir("1-scan") / "scan", size=s.cost_size, calibration_size=s.calibration_size,
                                 preset=s.preset, levels=tuple(s.levels))
+        # The scan is named relative to OUT_DIR: a release's files must not depend on where OUT_DIR lies.
+        for source in (result.curves.source, result.plan.curves_source, result.pruned.provenance["budget"]["curves"]):
+            source["scan"] = "1-scan/scan"
         save_checkpoint(result.pruned, folder / "pruned.safetensors", encoding="packed", dtype="fp32")
         uniform = prune_structured(self.teacher, s.uniform_fraction)
         save_checkpoint(uniform, folder / "uniform.safetensors", encoding="packed", dtype="fp32")

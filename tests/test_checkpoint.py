@@ -249,6 +249,20 @@ def test_version_1_bitmap_files_still_load(tmp_path, small_fine):
     assert_same_network(load_checkpoint(tmp_path / "v1.safetensors"), small_fine, torch.float16)
 
 
+def test_the_same_network_saves_to_the_same_bytes_in_another_process(tmp_path):
+    """safetensors orders the header's metadata differently per process; the saved bytes must not depend on it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from nst_core.checkpoint import save_checkpoint; from nst_core.pruning import prune_fine; "
+            "from nst_core.weights import load_vgg; "
+            "save_checkpoint(prune_fine(load_vgg('random:7', last_layer='relu1_2'), 0.5), sys.argv[1], dtype='int8')")
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(tmp_path / f"{name}.safetensors")], check=True, timeout=120)
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert load_checkpoint(tmp_path / "a.safetensors").masks.keys() == {"conv1_1", "conv1_2"}
+
+
 def test_saved_file_gets_ordinary_permissions(tmp_path, small_fine):
     """The temp file behind the atomic write is private (0600); the checkpoint must not stay so."""
     umask = os.umask(0o022)

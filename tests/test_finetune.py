@@ -9,16 +9,15 @@ only the numbers mean nothing visually. Networks are truncated at relu2_1 and cr
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from calibration_images import write_images
+from interrupt import kill_once_state_reaches
 from nst_core.calibration import load_folder, split_heldout
 from nst_core.checkpoint import load_checkpoint
 from nst_core.cli import main
@@ -246,19 +245,7 @@ def test_cli_killed_mid_run_resumes_to_identical_weights(tmp_path, capsys):
     out = tmp_path / "b" / "tuned.safetensors"
     state = Path(str(out) + ".state.pt")
     proc = subprocess.Popen(NST + _cli_args(folder, out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists():
-            try:
-                saved_step = int(torch.load(state, weights_only=True, mmap=True)["step"])  # mmap: no full read
-            except Exception:  # replaced between exists() and load(); look again
-                saved_step = 0
-            if saved_step >= 4:
-                proc.send_signal(signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be interrupted"
+    kill_once_state_reaches(proc, state, 4)
     assert not out.exists()
     saved_step = int(torch.load(state, weights_only=True)["step"])  # may have advanced before the kill landed
     assert 4 <= saved_step < steps

@@ -8,14 +8,16 @@ numbers are mechanical. Sizes are 32 px and steps few, so a whole release takes 
 from __future__ import annotations
 
 import json
-import signal
+import os
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from hub_server import HubServer
+from interrupt import kill_once_state_reaches
 
 from nst_core.checkpoint import load_checkpoint, read_checkpoint_info
 from nst_core.cli import main
@@ -81,19 +83,7 @@ def test_kill_9_mid_run_then_rerun_ends_with_the_same_files(straight, tmp_path, 
     out = tmp_path / "release"
     state = out / "3-finetune" / "state.pt"
     proc = subprocess.Popen([*NST, "release", str(out), *TINY], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline and proc.poll() is None:
-        if state.exists():
-            try:
-                step = int(torch.load(state, weights_only=True, mmap=True)["step"])
-            except Exception:  # replaced between exists() and load(); look again
-                step = 0
-            if step >= 1:
-                proc.send_signal(signal.SIGKILL)
-                break
-        time.sleep(0.01)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the release finished before it could be interrupted"
+    kill_once_state_reaches(proc, state, 1, timeout=400)
     assert not (out / "3-finetune" / "done.json").exists() and (out / "2-prune" / "done.json").exists()
 
     assert main(["release", str(out), *TINY]) == 0
@@ -112,3 +102,26 @@ def test_release_refuses_bad_settings_and_a_foreign_folder(tmp_path, capsys):
     assert "not a release folder" in capsys.readouterr().err
     assert main(["release", str(tmp_path / "r"), *TINY, "--push", "not a repo"]) == 2
     capsys.readouterr()
+
+
+def test_push_sends_checkpoint_card_report_and_plots(straight, tmp_path):
+    """--push on a finished release, against the local Hub stand-in (tests/hub_server.py: the real Hub
+    cannot be reached here) through the real huggingface_hub client, in a subprocess (the client reads
+    HF_ENDPOINT when imported). Only the card stage is redone, naming the repo; then two commits."""
+    folder = tmp_path / "release"
+    shutil.copytree(straight, folder)
+    with HubServer() as server:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+        env.update(HF_ENDPOINT=server.endpoint, HF_TOKEN="hf_DummyTokenForTheLocalHub0123456789", HF_HOME=str(tmp_path / "hf"),
+                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
+        result = subprocess.run([*NST, "release", str(folder), *TINY, "--push", "tester/fast2x"], env=env,
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "5-checkpoint: done (kept)" in result.stderr and "6-card: running" in result.stderr
+        head = server.hub.repos[("model", "tester/fast2x")].resolve("main")
+    expected = {"model.safetensors", "config.json", "README.md", "sensitivity.png", "pareto.png", "heatmap.png", "report.md", "report.json"}
+    assert expected <= set(head.files)
+    assert b"Release report" in head.files["README.md"] and b"tester/fast2x" in head.files["README.md"]
+    assert head.files["model.safetensors"] == (straight / "5-checkpoint" / "model.safetensors").read_bytes()
+    assert head.files["pareto.png"] == (straight / "4-judge" / "pareto.png").read_bytes()
+    assert json.loads((folder / "7-push" / "push.json").read_text())["report_commit"] == head.oid

@@ -110,6 +110,7 @@ def curves_from_scan(folder: str | Path, metric: str | None = None) -> Sensitivi
         removed = 1.0 - channels_to_keep(width, float(row["sparsity"])) / width
         points.setdefault(row["layer"], []).append((removed, float(degradation(row, metric))))
     source = {"scan": str(folder), "config_hash": table.scan["config_hash"], "mode": table.scan["mode"],
+              "importance": table.scan.get("importance", "l1"),
               "degradation": metric, "incomplete": bool(table.missing), "weights": table.scan["weights"]}
     return SensitivityCurves({k: sorted(v) for k, v in points.items()}, source)
 
@@ -317,22 +318,38 @@ def _refine(
 
 @dataclass
 class SpeedMeasurement:
-    """Median seconds per stylization iteration of the dense and the pruned network, measured interleaved."""
+    """Seconds per stylization iteration of the dense and the pruned network, one pair per interleaved round."""
 
     size: tuple[int, int]
-    dense_s: float
-    pruned_s: float
-    samples: int  # iterations timed per network
+    dense_rounds: list[float]
+    pruned_rounds: list[float]
+
+    @property
+    def dense_s(self) -> float:
+        """Median seconds per iteration of the dense network."""
+        return statistics.median(self.dense_rounds)
+
+    @property
+    def pruned_s(self) -> float:
+        """Median seconds per iteration of the pruned network."""
+        return statistics.median(self.pruned_rounds)
+
+    @property
+    def samples(self) -> int:
+        """Rounds measured (each network once per round)."""
+        return len(self.dense_rounds)
 
     @property
     def speedup(self) -> float:
-        """Dense seconds / pruned seconds per iteration."""
-        return self.dense_s / self.pruned_s
+        """Median over rounds of dense / pruned seconds within the round: a round's two networks ran
+        back to back, so a machine that got busier between rounds changes both alike."""
+        return statistics.median(d / p for d, p in zip(self.dense_rounds, self.pruned_rounds))
 
     def to_dict(self) -> dict:
         """JSON-ready measurement."""
         return {"size": list(self.size), "dense_s_per_it": self.dense_s, "pruned_s_per_it": self.pruned_s,
-                "measured_speedup": self.speedup, "samples": self.samples}
+                "measured_speedup": self.speedup, "samples": self.samples,
+                "dense_rounds": list(self.dense_rounds), "pruned_rounds": list(self.pruned_rounds)}
 
 
 def _timing_images(size: int) -> tuple[Image.Image, Image.Image]:
@@ -363,7 +380,7 @@ def measure_speedup(dense: VGGFeatures, pruned: VGGFeatures, size: int = 512, it
     if iterations < 1 or rounds < 1:
         raise UserError("measuring speed needs at least 1 iteration and 1 round")
     dense_t, pruned_t = time_iterations([dense, pruned], size, iterations, rounds, preset)
-    return SpeedMeasurement((size, size), statistics.median(dense_t), statistics.median(pruned_t), rounds)
+    return SpeedMeasurement((size, size), dense_t, pruned_t)
 
 
 def calibration_networks(model: VGGFeatures) -> list[VGGFeatures]:
@@ -472,8 +489,9 @@ def budgeted_prune(
     scores = filter_importance(model, importance, loaded, preset, max_pairs)
     if scan is not None:
         curves = curves_from_scan(scan)
-        if importance != "l1":
-            curves.source["note"] = f"the scan ranked filters by L1; the network keeps filters by {importance}"
+        if importance != curves.source["importance"]:
+            curves.source["note"] = (f"the scan ranked filters by {curves.source['importance']}; "
+                                     f"the network keeps filters by {importance}")
     else:
         content, styles = calibration_tensors(loaded)
         curves = proxy_curves(model, content.to(device), [s.to(device) for s in styles], scores, preset, levels)

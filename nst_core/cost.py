@@ -124,6 +124,23 @@ class CostModel:
         dense = dense_widths or {name: DENSE_WIDTHS[name] for name in widths}
         return self.iteration_cost(dense, height, width) / self.iteration_cost(widths, height, width)
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "CostModel":
+        """The model :meth:`to_dict` wrote; ``ValueError`` names a missing or negative coefficient.
+
+        >>> CostModel.from_dict(CostModel(2e-10, 1e-9, 0.05, "fit").to_dict()) == CostModel(2e-10, 1e-9, 0.05, "fit")
+        True
+        """
+        values = []
+        for key in ("mac_s", "element_s", "fixed_s"):
+            value = data.get(key) if isinstance(data, dict) else None
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or value == float("inf"):
+                raise ValueError(f"cost model field {key!r} must be a finite number >= 0, not {value!r}")
+            values.append(float(value))
+        if values[0] <= 0:
+            raise ValueError("cost model field 'mac_s' must be > 0: the MACs are what pruning removes")
+        return cls(*values, str(data.get("source", "from a file")))
+
     def to_dict(self) -> dict:
-        """JSON-ready fields (reports, ``--cost-model`` files)."""
+        """JSON-ready fields (reports, cost model files; :meth:`from_dict` reads them back)."""
         return {"mac_s": self.mac_s, "element_s": self.element_s, "fixed_s": self.fixed_s, "source": self.source}

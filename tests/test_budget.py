@@ -13,6 +13,7 @@ import torch
 
 from nst_core.budget import (
     SensitivityCurves,
+    SpeedMeasurement,
     allocate_widths,
     calibration_tensors,
     fit_cost_model,
@@ -134,19 +135,28 @@ def test_measure_speedup_times_both_networks(tmp_path):
     speed = measure_speedup(dense, prune_to_widths(dense, {"conv1_2": 16}), size=32, iterations=1, rounds=1)
     assert speed.samples == 1 and speed.dense_s > 0 and speed.pruned_s > 0
     assert speed.to_dict()["measured_speedup"] == pytest.approx(speed.dense_s / speed.pruned_s)
+    # With several rounds the speedup is the median of each round's own ratio, not a ratio of medians.
+    rounds = SpeedMeasurement((64, 64), [1.0, 4.0, 2.0], [0.5, 1.0, 1.0])
+    assert rounds.speedup == 2.0 and rounds.dense_s / rounds.pruned_s == 2.0 and rounds.samples == 3
+    assert SpeedMeasurement((64, 64), [1.0, 9.0], [1.0, 1.0]).speedup == 5.0
 
 
 def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
-    report = tmp_path / "r.json"
+    report, cost_file = tmp_path / "r.json", tmp_path / "cost.json"
+    # A cost model from a file: MACs plus a fixed part the size of 10% of dense's MACs (so it must cut deeper).
+    dense_macs = iteration_macs(load_vgg("random:0", last_layer="relu5_3").widths, 64, 64)
+    cost_file.write_text(json.dumps(CostModel(1.0, 0.0, 0.1 * dense_macs, "test file").to_dict()))
     args = ["prune", "--weights", "random:0", "--method", "structured", "--target-speedup", "2.5", "--size", "64",
-            "--calibration-size", "32", "--measure-iterations", "1", "--measure-rounds", "1", "--json", str(report)]
+            "--calibration-size", "32", "--measure-iterations", "1", "--measure-rounds", "1", "--json", str(report),
+            "--cost-model", str(cost_file)]
     assert main(args) == 0
     out = capsys.readouterr().out
     data = json.loads(report.read_text())
     widths = data["budget"]["widths"]
     assert all(w % 8 == 0 for w in widths.values())
     dense = {name: w for name, w in load_vgg("random:0", last_layer="relu5_3").widths.items()}
-    assert iteration_macs(dense, 64, 64) / iteration_macs(widths, 64, 64) >= 2.5
+    assert (iteration_macs(dense, 64, 64) + 0.1 * dense_macs) / (iteration_macs(widths, 64, 64) + 0.1 * dense_macs) >= 2.5
+    assert data["budget"]["cost_model"]["source"] == "test file"
     assert data["report"]["total_macs"] == iteration_macs(widths, 64, 64)
     assert data["measured"]["samples"] == 1 and "measured at 64x64 px" in out and "predicted speedup" in out
 
@@ -157,6 +167,7 @@ def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
     (["--sparsity", "0.5", "--method", "structured", "--scan", "x"], "needs --target-speedup"),
     (["--target-speedup", "3", "--method", "structured", "--scan", "/nonexistent"], "no such scan folder"),
     (["--target-speedup", "0.5", "--method", "structured", "--calibration-size", "32"], "must be > 1"),
+    (["--target-speedup", "3", "--method", "structured", "--cost-model", "/nonexistent.json"], "no such file"),
 ])
 def test_cli_refuses_options_that_need_each_other(args, message, capsys):
     assert main(["prune", "--weights", "random:0", *args]) == 2

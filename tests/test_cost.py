@@ -56,4 +56,20 @@ def test_widths_must_start_at_conv1_1_without_gaps():
 
 def test_docstring_examples_hold():
     result = doctest.testmod(cost)
-    assert result.attempted == 6 and result.failed == 0
+    assert result.attempted == 7 and result.failed == 0
+
+
+def test_cost_model_terms_and_round_trip():
+    widths = {"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}
+    model = cost.CostModel(2.0, 5.0, 7.0, "hand")
+    # 2 * MACs + 5 * output elements per conv, plus the fixed 7 once.
+    assert model.layer_costs(widths, 7, 5) == {"conv1_1": 2 * 7560 + 5 * 140, "conv1_2": 2 * 5040 + 5 * 70, "conv2_1": 2 * 648 + 5 * 18}
+    assert model.iteration_cost(widths, 7, 5) == sum(model.layer_costs(widths, 7, 5).values()) + 7
+    # Fixed time no pruning removes lowers the speedup below the MAC ratio.
+    half = {name: max(1, w // 2) for name, w in widths.items()}
+    dense = cost.CostModel.macs_only()
+    assert model.speedup(half, 7, 5, widths) < dense.speedup(half, 7, 5, widths) == cost.iteration_macs(widths, 7, 5) / cost.iteration_macs(half, 7, 5)
+    assert cost.CostModel.from_dict(model.to_dict()) == model
+    for bad in ({"mac_s": 0.0, "element_s": 0, "fixed_s": 0}, {"mac_s": 1, "element_s": -1, "fixed_s": 0}, {"mac_s": True, "element_s": 0, "fixed_s": 0}, []):
+        with pytest.raises(ValueError, match="cost model field"):
+            cost.CostModel.from_dict(bad)

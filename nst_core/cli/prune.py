@@ -9,6 +9,7 @@ from pathlib import Path
 from ..budget import budgeted_prune, calibrate_cost_model, measure_speedup
 from ..calibration import load_folder
 from ..checkpoint import DTYPES, ENCODINGS, save_checkpoint
+from ..cost import CostModel
 from ..errors import UserError
 from ..files import atomic_write_text
 from ..importance import CRITERIA, filter_importance
@@ -23,6 +24,7 @@ from ..pruning import (
     sparsity_report,
     threshold_for_global_sparsity,
 )
+from ..validation import read_json_file
 from .common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
 
 
@@ -63,6 +65,8 @@ def register(subparsers) -> None:
     p.add_argument("--calibrate-cost", action="store_true",
                    help="with a target: fit the cost model (MACs, activation sizes, fixed part) to timings on this machine "
                         "at --size first, so the predicted speedup is this machine's; default: MACs only")
+    p.add_argument("--cost-model", default=None, metavar="PATH.json",
+                   help="with a target: a cost model fitted earlier (read), or with --calibrate-cost where to write the fit")
     p.add_argument("--measure-iterations", type=int, default=None, metavar="N",
                    help="time N stylization iterations per network and round at --size to measure the speedup "
                         "(default: 2 with a target, else 0 = do not measure)")
@@ -72,7 +76,7 @@ def register(subparsers) -> None:
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
     p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
     p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
-    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates")
+    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -85,7 +89,7 @@ def _check_args(args: argparse.Namespace) -> bool:
     if args.importance != "l1" and args.method != "structured":
         raise UserError(f"--importance {args.importance} ranks filters: it needs --method structured")
     if not budgeted:
-        for flag, value in (("--scan", args.scan), ("--calibrate-cost", args.calibrate_cost)):
+        for flag, value in (("--scan", args.scan), ("--calibrate-cost", args.calibrate_cost), ("--cost-model", args.cost_model)):
             if value:
                 raise UserError(f"{flag} is used to choose widths: it needs --target-speedup or --target-macs")
     if args.target_speedup is not None and not args.target_speedup > 1.0:
@@ -102,9 +106,28 @@ def _check_args(args: argparse.Namespace) -> bool:
         raise UserError(f"--measure-rounds must be >= 1, not {args.measure_rounds}")
     if args.scan and not Path(args.scan).is_dir():
         raise UserError(f"--scan {args.scan}: no such scan folder")
+    if args.cost_model and not args.calibrate_cost and not Path(args.cost_model).is_file():
+        raise UserError(f"--cost-model {args.cost_model}: no such file (add --calibrate-cost to fit and write one)")
     if args.images and not Path(args.images).is_dir():
         raise UserError(f"--images {args.images}: no such folder")
     return budgeted
+
+
+def _cost_model(args: argparse.Namespace, model) -> CostModel | None:
+    """The cost model the budget uses: fitted now (and written to --cost-model), read from --cost-model, or MACs only."""
+    if args.calibrate_cost:
+        fitted = calibrate_cost_model(model, args.size, preset=args.preset)
+        if args.cost_model:
+            atomic_write_text(Path(args.cost_model), json.dumps(fitted.to_dict(), indent=2) + "\n")
+            print(f"wrote {args.cost_model}")
+        return fitted
+    if args.cost_model:
+        data = read_json_file(Path(args.cost_model), "a cost model", UserError)
+        try:
+            return CostModel.from_dict(data)
+        except ValueError as exc:
+            raise UserError(f"--cost-model {args.cost_model}: {exc}") from None
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args, last_layer)
     extra: dict = {}
     if budgeted:
-        cost_model = calibrate_cost_model(model, args.size, preset=args.preset) if args.calibrate_cost else None
+        cost_model = _cost_model(args, model)
         result = budgeted_prune(
             model, args.target_speedup, args.target_macs, args.importance, args.images, args.scan,
             args.size, args.calibration_size, cost_model, args.preset,
@@ -165,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         extra["measured"] = speed.to_dict()
         print(f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
               f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
-              f"median of {speed.samples} interleaved rounds x {iterations} iterations)")
+              f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)")
     if args.json:
         data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance,
                 "report": report.to_dict(), **extra}

@@ -12,6 +12,7 @@ import torch
 import torch.distributed as dist
 
 from ..devices import resolve_device
+from ..importance import CRITERIA
 from ..pruning import METHODS, save_profile
 from ..scan import (
     DEGRADATIONS,
@@ -55,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, help="scan folder (one configuration per folder)")
     add_weight_args(run)
     run.add_argument("--method", choices=METHODS, default="fine", help="fine: zero weights; structured: remove filters")
+    run.add_argument("--importance", choices=CRITERIA, default="l1",
+                     help="structured: rank each layer's filters by weight L1 norm, mean activation, or Taylor importance "
+                          "for the content+style loss, on the scan's own content and style images")
     run.add_argument("--mode", choices=MODES, default="full", help="full: stylize and judge each cell; proxy: feature distortion only")
     run.add_argument("--layers", default=None, help="comma-separated convs to scan (default: every conv the preset's losses need)")
     run.add_argument("--sparsities", default="0.4:0.9:0.1", help="levels: 0.4,0.6,0.8 or START:STOP:STEP")
@@ -127,6 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         stylize=stylize_config_from_args(args),
         pooling=args.pooling,
         preprocessing=args.preprocessing,
+        importance=args.importance,
     )
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     if is_random_source(args.weights):

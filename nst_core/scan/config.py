@@ -19,6 +19,7 @@ from ..losses import LossPreset, get_preset
 from ..pruning import METHODS
 from ..stylize import StylizeConfig
 from ..files import file_sha256
+from ..importance import CRITERIA
 from ..vgg import CONV_NAMES, PREPROCESSINGS, convs_up_to
 from .folder import SCAN_FORMAT, SCAN_MODES, ScanError, cell_key
 
@@ -59,6 +60,7 @@ class ScanConfig:
     stylize: StylizeConfig = field(default_factory=StylizeConfig)
     pooling: str = "max"
     preprocessing: str | None = None
+    importance: str = "l1"  # structured: how filters are ranked (nst_core.importance), on the scan's own images
 
     def validate(self) -> None:
         """Raise :class:`ScanError` (or the stylize settings' own error) for anything unusable."""
@@ -66,6 +68,10 @@ class ScanConfig:
             raise ScanError(f"unknown pruning method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.mode not in MODES:
             raise ScanError(f"unknown scan mode {self.mode!r}; choose from {', '.join(MODES)}")
+        if self.importance not in CRITERIA:
+            raise ScanError(f"unknown importance {self.importance!r}; choose from {', '.join(CRITERIA)}")
+        if self.importance != "l1" and self.method != "structured":
+            raise ScanError(f"importance {self.importance!r} ranks filters: it needs the structured method")
         if not self.styles:
             raise ScanError("a scan needs at least one style image")
         if self.preprocessing is not None and self.preprocessing not in PREPROCESSINGS:
@@ -114,7 +120,7 @@ class ScanConfig:
         """Everything that decides one cell's numbers (the grid itself is not part of it)."""
         stylize_settings = dataclasses.asdict(self.stylize)
         stylize_settings.pop("preview_every", None)
-        return {
+        identity = {
             "format": SCAN_FORMAT,
             "package_version": __version__,
             "content_sha256": _file_sha256(self.content),
@@ -126,6 +132,10 @@ class ScanConfig:
             "mode": self.mode,
             "stylize": stylize_settings,
         }
+        if self.importance != "l1":
+            # Only when not the default, so folders made before importance existed keep their hash.
+            identity["importance"] = self.importance
+        return identity
 
     def config_hash(self) -> str:
         """The hash of :meth:`identity` that tags this configuration's records."""
@@ -147,6 +157,7 @@ class ScanConfig:
             "stylize": dataclasses.asdict(self.stylize),
             "pooling": self.pooling,
             "preprocessing": self.preprocessing,
+            "importance": self.importance,
         }
 
 

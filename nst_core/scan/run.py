@@ -22,10 +22,12 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from ..calibration import CalibrationImage
 from ..devices import resolve_device
 from ..errors import UserError
 from ..files import atomic_save_image, atomic_write_text
 from ..images import pil_to_tensor
+from ..importance import filter_importance
 from ..pruning import prune_fine, prune_structured
 from ..quality import Judge
 from ..stylize import prepare_inputs, stylize
@@ -84,6 +86,13 @@ class CellEvaluator:
         prepared = prepare_inputs(config.content, config.styles, s.size, s.preserve_color)
         to_t = lambda img: pil_to_tensor(img).to(device)  # noqa: E731
         self.probe = ProxyProbe(self.dense, preset, to_t(prepared.content_seen), [to_t(x) for x in prepared.styles_seen], s.style_blend)
+        # Filter ranking for structured cells, from the scan's own content and style images (None: L1).
+        self.scores = None
+        if config.importance != "l1":
+            images = [CalibrationImage("content/" + Path(config.content).name, pil_to_tensor(prepared.content_seen)[0])]
+            images += [CalibrationImage(f"style/{i}-{Path(path).name}", pil_to_tensor(img)[0])
+                       for i, (path, img) in enumerate(zip(config.styles, prepared.styles_seen))]
+            self.scores = filter_importance(self.dense, config.importance, images, preset)
         self.judge = None
         self.dense_image = None
         if config.mode == "full":
@@ -121,7 +130,7 @@ class CellEvaluator:
     def prune(self, cell: Cell) -> VGGFeatures:
         """The dense network with only ``cell.layer`` pruned to ``cell.sparsity``."""
         if self.config.method == "structured":
-            return prune_structured(self.dense, {cell.layer: cell.sparsity})
+            return prune_structured(self.dense, {cell.layer: cell.sparsity}, self.scores)
         return prune_fine(self.dense, {cell.layer: cell.sparsity})
 
     def evaluate(self, cell: Cell) -> tuple[dict, Image.Image | None]:

@@ -6,7 +6,7 @@ import pytest
 
 from nst_core.budget import allocate_widths, curves_from_scan
 from nst_core.errors import UserError
-from nst_core.scan import ScanConfig, merge_scan, read_records, run_scan, shard_file
+from nst_core.scan import ScanConfig, ScanError, merge_scan, read_records, run_scan, shard_file
 from nst_core.stylize import StylizeConfig
 from nst_core.vgg import DENSE_WIDTHS
 
@@ -48,3 +48,20 @@ def test_structured_proxy_scan_feeds_the_budget_and_fine_scans_are_refused(tmp_p
     run_scan(ScanConfig(CONTENT, [STYLE], mode="proxy", **fine), tmp_path / "fine", progress=False)
     with pytest.raises(UserError, match="needs a structured scan"):
         curves_from_scan(tmp_path / "fine")
+
+
+def test_a_structured_scan_can_rank_filters_by_taylor_importance(tmp_path):
+    """Same grid, filters ranked by Taylor importance on the scan's own images: other filters go, so the
+    proxy differs; the configuration (and its hash) says how filters were ranked; L1 keeps the old hash."""
+    proxy_grid = dict(GRID, layers=["conv3_1"], sparsities=[0.5])
+    l1 = ScanConfig(CONTENT, [STYLE], mode="proxy", **proxy_grid)
+    taylor = ScanConfig(CONTENT, [STYLE], mode="proxy", importance="taylor", **proxy_grid)
+    assert "importance" not in l1.identity() and taylor.identity()["importance"] == "taylor"
+    run_scan(l1, tmp_path / "l1", progress=False)
+    run_scan(taylor, tmp_path / "taylor", progress=False)
+    (l1_row,), (taylor_row,) = merge_scan(tmp_path / "l1").rows, merge_scan(tmp_path / "taylor").rows
+    assert l1_row["proxy"] != pytest.approx(taylor_row["proxy"], rel=1e-3)
+    assert curves_from_scan(tmp_path / "taylor").source["importance"] == "taylor"
+    assert curves_from_scan(tmp_path / "l1").source["importance"] == "l1"
+    with pytest.raises(ScanError, match="needs the structured method"):
+        ScanConfig(CONTENT, [STYLE], mode="proxy", importance="taylor", **dict(proxy_grid, method="fine")).validate()

@@ -134,9 +134,9 @@ class ReleaseSettings:
                               stylize_iterations=self.judge_iterations, seed=self.seed)
 
     def scan_config(self, content: list[str], styles: list[str]) -> ScanConfig:
-        """The scan stage's grid: every conv the preset needs, structured, at ``levels``."""
+        """The scan stage's grid: every conv the preset needs, structured, at ``levels``, filters ranked as the budget ranks them."""
         return ScanConfig(content=content[0], styles=styles, weights=self.weights, method="structured",
-                          mode="full" if self.full_scan else "proxy", sparsities=list(self.levels),
+                          mode="full" if self.full_scan else "proxy", sparsities=list(self.levels), importance=self.importance,
                           stylize=StylizeConfig(preset=self.preset, size=self.scan_size, iterations=self.scan_iterations, seed=self.seed),
                           pooling=self.pooling, preprocessing=self.preprocessing)
 

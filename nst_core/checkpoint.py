@@ -4,17 +4,33 @@ One file holds tensors and a string->string header; nothing is pickled. Two enco
 
 dense   ``features.N.weight`` / ``features.N.bias`` as full tensors. Keys match torchvision, so
         ``nst_core.weights.load_vgg("file.safetensors")`` reads a dense checkpoint as plain weights.
-packed  for each conv that has a fine-grained mask: ``features.N.weight.mask`` (the bool mask,
-        bit-packed with ``numpy.packbits`` into uint8) and ``features.N.weight.values`` (the
-        kept weights in mask order). A seed-profile network shrinks from ~76 MiB to ~8 MiB.
+packed  for each conv that has a fine-grained mask: the positions of the kept weights and
+        ``features.N.weight.values`` (the kept weights in flat order). Positions are stored
+        per conv in whichever is smaller (header field ``positions``): ``bitmap``, the bool mask
+        bit-packed into ``features.N.weight.mask``, or ``gapsB``, relative indices as Deep
+        Compression stored them: for each kept weight the count of pruned weights skipped
+        since the previous one, in B bits (1-8), where the all-ones entry means "skip 2^B - 1,
+        no weight yet" (for longer gaps); packed MSB-first into ``features.N.weight.gaps``.
 
-Values are stored in fp32, fp16 or bf16; loading gives back exactly the stored values
-(as fp32, the dtype the network computes in). Structured networks store their smaller shapes,
-and ``kept_channels.<conv>`` (int64) records which teacher channels each conv kept.
+Weights are stored in fp32, fp16 or bf16, or (packed only) quantised:
+
+int8       ``round(w / scale)`` per output channel, ``scale = max |w| / 127`` stored as
+           ``features.N.weight.scale`` (fp32); the int8 values take the float values' place.
+codebook4  a 16-entry codebook per conv found by 1-D k-means over its stored weights (linear
+           initialisation, as Deep Compression found best), ``features.N.weight.codebook``
+           (fp32), and 4-bit indices, two per byte (low nibble first), ``features.N.weight.codes``.
+
+Biases stay in the float dtype (fp32 for the quantised ones: a few KiB). Loading gives back
+exactly the stored values, decoded to fp32 (the dtype the network computes in); quantised
+files record each conv's relative reconstruction error in the header (``quantisation``).
+Structured networks store their smaller shapes, and ``kept_channels.<conv>`` (int64) records
+which teacher channels each conv kept. Everything is a plain safetensors tensor, so any
+safetensors reader opens every file.
 
 The header records the format and version, architecture (widths, last layer, pooling), weight
 source and preprocessing, per-layer sparsity, pruning provenance, judged metrics, and a SHA-256
-of the tensor bytes so a corrupted file is detected instead of silently loaded.
+of the tensor bytes so a corrupted file is detected instead of silently loaded. Format version
+2 added the ``positions`` and ``quantisation`` fields; version 1 files (bitmaps, float values) load as before.
 
 >>> from nst_core.weights import load_vgg
 >>> path = save_checkpoint(load_vgg("random:0", "relu2_1"), "/tmp/tiny.safetensors", dtype="fp32")
@@ -46,12 +62,24 @@ from .validation import Fields, cut, parse_json, shown
 from .vgg import DENSE_WIDTHS, LAYER_NAMES, POOLINGS, PREPROCESSINGS, Preprocessing, VGGFeatures, convs_up_to, freeze, layer_index
 
 FORMAT_NAME = "nst-vgg19-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 ENCODINGS = ("packed", "dense")
+#: Float storage dtypes (any encoding).
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: Quantised storage (packed encoding only), decoded to fp32 on load.
+QUANTISED_DTYPES = ("int8", "codebook4")
+#: Every ``dtype`` ``save_checkpoint`` takes.
+STORED_DTYPES = (*DTYPES, *QUANTISED_DTYPES)
+CODEBOOK_SIZE = 16
+POSITION_ENCODINGS = ("bitmap", *(f"gaps{bits}" for bits in range(1, 9)))
 
 _MASK_SUFFIX = ".mask"
+_GAPS_SUFFIX = ".gaps"
 _VALUES_SUFFIX = ".values"
+_SCALE_SUFFIX = ".scale"
+_CODES_SUFFIX = ".codes"
+_CODEBOOK_SUFFIX = ".codebook"
+_KMEANS_ITERATIONS = 30
 _KEPT_PREFIX = "kept_channels."
 _CHUNK_BYTES = 1 << 20
 # safetensors refuses headers above 100 MB; anything near that is not ours.
@@ -123,40 +151,211 @@ def _pack_mask(mask: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.packbits(mask.cpu().numpy().reshape(-1)))
 
 
-def checkpoint_tensors(model: VGGFeatures, encoding: str, dtype: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """The tensors to store and facts the header needs (``masks_from_zeros`` for dense)."""
+def _gap_counts(flat: np.ndarray) -> np.ndarray:
+    """For each kept position of a flat bool mask: the pruned positions skipped since the previous one."""
+    kept = np.flatnonzero(flat)
+    return np.diff(kept, prepend=-1) - 1
+
+
+def _gaps_bytes(gaps: np.ndarray, bits: int) -> int:
+    """Size of the ``gaps{bits}`` encoding: one entry per kept weight plus one per escape."""
+    escape = (1 << bits) - 1
+    entries = gaps.size + int((gaps // escape).sum())
+    return (entries * bits + 7) // 8
+
+
+def _encode_gaps(gaps: np.ndarray, bits: int) -> np.ndarray:
+    """Entries (escapes, then the remainder, per kept weight) packed MSB-first; padding bits are ones."""
+    escape = (1 << bits) - 1
+    escapes = gaps // escape
+    entries = np.full(gaps.size + int(escapes.sum()), escape, dtype=np.int64)
+    # Each kept weight's remainder entry comes after its escapes.
+    entries[np.cumsum(escapes + 1) - 1] = gaps % escape
+    shifts = np.arange(bits - 1, -1, -1)
+    stream = ((entries[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)
+    stream = np.concatenate([stream, np.ones(-stream.size % 8, dtype=np.uint8)])
+    return np.packbits(stream)
+
+
+def encode_positions(mask: torch.Tensor) -> tuple[str, torch.Tensor]:
+    """(encoding, uint8 tensor): the kept positions of ``mask`` in the smallest of ``POSITION_ENCODINGS``.
+
+    >>> encode_positions(torch.tensor([True, False, False, True]))[0]
+    'gaps2'
+    """
+    flat = mask.cpu().numpy().reshape(-1)
+    gaps = _gap_counts(flat)
+    sizes = {"bitmap": (flat.size + 7) // 8} | {f"gaps{b}": _gaps_bytes(gaps, b) for b in range(1, 9)}
+    best = min(POSITION_ENCODINGS, key=lambda name: sizes[name])  # ties keep the earlier (bitmap first)
+    if best == "bitmap":
+        return best, _pack_mask(mask)
+    return best, torch.from_numpy(_encode_gaps(gaps, int(best[4:])))
+
+
+def decode_positions(encoding: str, data: torch.Tensor, shape: list[int], where: str) -> torch.Tensor:
+    """The bool mask of ``shape`` that ``encode_positions`` stored; malformed data raises CheckpointError.
+
+    Memory is bounded by ``data``'s size (which the tensor table bounds by the conv's weight count).
+    """
+    count = math.prod(shape)
+    if encoding == "bitmap":
+        return _unpack_mask(data, shape)
+    bits = int(encoding[4:])
+    escape = (1 << bits) - 1
+    stream = np.unpackbits(data.numpy())
+    entries = stream[: stream.size // bits * bits].reshape(-1, bits).astype(np.int64) @ (1 << np.arange(bits - 1, -1, -1))
+    is_value = entries < escape
+    values_at = np.flatnonzero(is_value)
+    trailing = entries.size - (values_at[-1] + 1 if values_at.size else 0)
+    if trailing * bits >= 8:  # only the padding of the last byte may follow the last kept weight
+        raise CheckpointError(f"{where}: corrupt positions: {trailing} entries after the last kept weight")
+    positions = np.cumsum(entries + is_value)[is_value] - 1
+    if positions.size and positions[-1] >= count:
+        raise CheckpointError(f"{where}: corrupt positions: a kept weight at {int(positions[-1])}, the conv has {count} weights")
+    mask = np.zeros(count, dtype=bool)
+    mask[positions] = True
+    return torch.from_numpy(mask).reshape(shape)
+
+
+def kmeans_codebook(values: torch.Tensor, size: int = CODEBOOK_SIZE, iterations: int = _KMEANS_ITERATIONS) -> torch.Tensor:
+    """A sorted codebook of ``size`` fp32 entries for the 1-D ``values``: Lloyd's k-means from a linear start.
+
+    In one dimension each cluster is an interval of the sorted values, so every iteration is a
+    search and a prefix sum (no n x k distance matrix). Deterministic.
+    """
+    if values.numel() == 0:
+        return torch.zeros(size)
+    ordered = values.detach().double().reshape(-1).sort().values
+    prefix = torch.cat([torch.zeros(1, dtype=torch.float64), ordered.cumsum(0)])
+    centroids = torch.linspace(float(ordered[0]), float(ordered[-1]), size, dtype=torch.float64)
+    for _ in range(iterations):
+        edges = torch.searchsorted(ordered, (centroids[1:] + centroids[:-1]) / 2)
+        edges = torch.cat([torch.zeros(1, dtype=torch.long), edges, torch.tensor([ordered.numel()])])
+        counts = edges[1:] - edges[:-1]
+        sums = prefix[edges[1:]] - prefix[edges[:-1]]
+        updated = torch.where(counts > 0, sums / counts.clamp_min(1), centroids).sort().values
+        if torch.equal(updated, centroids):
+            break
+        centroids = updated
+    return centroids.float()
+
+
+def _nearest(values: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Index of the nearest entry of the sorted ``codebook`` for each value."""
+    return torch.searchsorted((codebook[1:] + codebook[:-1]) / 2, values.contiguous()).clamp_(0, codebook.numel() - 1)
+
+
+def _pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    codes = codes.to(torch.uint8)
+    if codes.numel() % 2:
+        codes = torch.cat([codes, torch.zeros(1, dtype=torch.uint8)])
+    return (codes[0::2] | (codes[1::2] << 4)).contiguous()
+
+
+def _unpack_nibbles(packed: torch.Tensor, count: int) -> torch.Tensor:
+    return torch.stack([packed & 15, packed >> 4], dim=1).reshape(-1)[:count].long()
+
+
+def quantise(values: torch.Tensor, channels: torch.Tensor, out_channels: int, dtype: str) -> dict[str, torch.Tensor]:
+    """Stored form of the fp32 ``values`` (any shape; ``channels`` holds each one's output channel).
+
+    Returns suffix -> tensor: int8 gives ``""`` (int8 values, ``values``'s shape) and ``.scale``;
+    codebook4 gives ``.codes`` and ``.codebook``. ``dequantise`` reverses it (up to the rounding).
+    """
+    flat = values.detach().float().reshape(-1)
+    if dtype == "int8":
+        peak = torch.zeros(out_channels).scatter_reduce_(0, channels, flat.abs(), "amax")
+        scale = peak / 127
+        per_value = scale[channels]
+        q = torch.where(per_value > 0, flat / per_value.clamp_min(torch.finfo(torch.float32).tiny), torch.zeros(()))
+        return {"": q.round().clamp_(-127, 127).to(torch.int8).reshape(values.shape), _SCALE_SUFFIX: scale}
+    if dtype == "codebook4":
+        codebook = kmeans_codebook(flat)
+        return {_CODES_SUFFIX: _pack_nibbles(_nearest(flat, codebook)), _CODEBOOK_SUFFIX: codebook}
+    raise CheckpointError(f"unknown quantised dtype {dtype!r}; choose from {', '.join(QUANTISED_DTYPES)}")
+
+
+def dequantise(stored: dict[str, torch.Tensor], channels: torch.Tensor, count: int, dtype: str) -> torch.Tensor:
+    """The fp32 values (flat, ``count`` of them) that ``quantise`` stored as ``stored`` (suffix -> tensor)."""
+    if dtype == "int8":
+        return stored[""].reshape(-1).float() * stored[_SCALE_SUFFIX].float()[channels]
+    return stored[_CODEBOOK_SUFFIX].float()[_unpack_nibbles(stored[_CODES_SUFFIX], count)]
+
+
+def check_storage(encoding: str, dtype: str) -> None:
+    """Raise CheckpointError unless ``encoding`` and ``dtype`` are known and go together (before any work)."""
     if encoding not in ENCODINGS:
         raise CheckpointError(f"unknown encoding {encoding!r}; choose from {', '.join(ENCODINGS)}")
-    if dtype not in DTYPES:
-        raise CheckpointError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if dtype not in STORED_DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}; choose from {', '.join(STORED_DTYPES)}")
+    if dtype in QUANTISED_DTYPES and encoding != "packed":
+        raise CheckpointError(f"dtype {dtype} needs the packed encoding (the dense encoding keeps float tensors that plain-weight readers load)")
+
+
+def _output_channels(shape: list[int], flat_positions: torch.Tensor | None) -> torch.Tensor:
+    """The output channel of each stored value: of every weight, or of those at ``flat_positions``."""
+    per_channel = math.prod(shape[1:])
+    if flat_positions is None:
+        return torch.arange(shape[0]).repeat_interleave(per_channel)
+    return flat_positions // per_channel
+
+
+def _relative_error(decoded: torch.Tensor, original: torch.Tensor) -> float:
+    norm = float(original.double().norm())
+    return float((decoded.double() - original.double()).norm()) / norm if norm > 0 else 0.0
+
+
+def checkpoint_tensors(model: VGGFeatures, encoding: str, dtype: str) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors to store and facts the header needs (``masks_from_zeros`` for dense; ``positions``
+    and, for quantised dtypes, each conv's relative reconstruction error ``quantisation``)."""
+    check_storage(encoding, dtype)
     _check_masks(model)
-    torch_dtype = DTYPES[dtype]
+    quantised = dtype in QUANTISED_DTYPES
+    torch_dtype = torch.float32 if quantised else DTYPES[dtype]
     tensors: dict[str, torch.Tensor] = {}
     masks_from_zeros = True
+    positions: dict[str, str] = {}
+    errors: dict[str, float] = {}
     for name in model.conv_names:
         conv = model.conv(name)
-        weight = conv.weight.detach().cpu().to(torch_dtype).contiguous()
+        wkey = _weight_key(name)
+        weight = conv.weight.detach().cpu().float()
+        shape = list(weight.shape)
         mask = model.masks.get(name)
         tensors[_bias_key(name)] = conv.bias.detach().cpu().to(torch_dtype).contiguous()
         if mask is not None:
             mask = mask.cpu()
             # The masked-out weights must be zero, or the file would not be the network.
-            weight = torch.where(mask, weight, torch.zeros((), dtype=torch_dtype))
-        if encoding == "packed" and mask is not None:
-            tensors[_weight_key(name) + _MASK_SUFFIX] = _pack_mask(mask)
-            tensors[_weight_key(name) + _VALUES_SUFFIX] = weight[mask].contiguous()
-        else:
-            tensors[_weight_key(name)] = weight
-            # Dense files rebuild masks as "weight != 0"; only if a kept weight is zero in this
-            # dtype (rare: fp16 underflow) must the masks be stored explicitly.
-            if mask is not None and not torch.equal(weight != 0, mask):
-                masks_from_zeros = False
+            weight = torch.where(mask, weight, torch.zeros(()))
+        packed = encoding == "packed" and mask is not None
+        if packed:
+            positions[name], tensors[wkey + (_MASK_SUFFIX if positions[name] == "bitmap" else _GAPS_SUFFIX)] = encode_positions(mask)
+        stored = weight[mask] if packed else weight  # the kept values in flat order, or every weight
+        if quantised:
+            flat_positions = mask.reshape(-1).nonzero().reshape(-1) if packed else None
+            channels = _output_channels(shape, flat_positions)
+            parts = quantise(stored, channels, shape[0], dtype)
+            values_key = wkey + _VALUES_SUFFIX if packed else wkey
+            for suffix, tensor in parts.items():
+                # int8 values take the float values' key; scale, codes and codebook hang off the weight's key.
+                tensors[values_key if suffix == "" else wkey + suffix] = tensor.contiguous()
+            errors[name] = round(_relative_error(dequantise(parts, channels, stored.numel(), dtype), stored.reshape(-1)), 8)
+            continue
+        stored = stored.to(torch_dtype).contiguous()
+        tensors[wkey + _VALUES_SUFFIX if packed else wkey] = stored
+        # Dense files rebuild masks as "weight != 0"; only if a kept weight is zero in this
+        # dtype (rare: fp16 underflow) must the masks be stored explicitly.
+        if not packed and mask is not None and not torch.equal(stored != 0, mask):
+            masks_from_zeros = False
     if encoding == "dense" and not masks_from_zeros:
         for name, mask in model.masks.items():
             tensors[_weight_key(name) + _MASK_SUFFIX] = _pack_mask(mask)
     for name, kept in model.kept_channels.items():
         tensors[_KEPT_PREFIX + name] = kept.detach().cpu().to(torch.int64).contiguous()
-    return tensors, {"masks_from_zeros": masks_from_zeros}
+    facts = {"masks_from_zeros": masks_from_zeros, "positions": positions}
+    if quantised:
+        facts["quantisation"] = {"dtype": dtype, "relative_error": errors, "measure": "|w - decoded| / |w| over the stored weights of each conv"}
+    return tensors, facts
 
 
 def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -199,14 +398,32 @@ def checkpoint_metadata(
         "provenance": json.dumps(model.provenance, default=str),
         "tensors_sha256": tensors_digest(tensors),
     }
+    if facts.get("positions"):
+        meta["positions"] = json.dumps(facts["positions"])
+    if "quantisation" in facts:
+        meta["quantisation"] = json.dumps(facts["quantisation"])
     if metrics:
         meta["metrics"] = json.dumps(metrics, default=float)
     return meta
 
 
+def _canonical_header(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header's keys sorted.
+
+    safetensors writes ``__metadata__`` from a hash map whose order changes from process to
+    process; sorted keys make the same network save to the same bytes in any process (a rerun of
+    ``nst release`` must reproduce its files). Offsets are relative to the data, so only the
+    header moves; it stays padded with spaces to a multiple of 8 bytes, as safetensors pads it.
+    """
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.dumps(json.loads(data[8 : 8 + length]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + data[8 + length :]
+
+
 def _serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Iterator[bytes]:
     """The file's bytes in chunks (so an interrupted write leaves a partial temp file, never a target)."""
-    data = safetensors.torch.save(tensors, metadata=metadata)
+    data = _canonical_header(safetensors.torch.save(tensors, metadata=metadata))
     for start in range(0, len(data), _CHUNK_BYTES):
         yield data[start : start + _CHUNK_BYTES]
 
@@ -233,8 +450,9 @@ def save_checkpoint(
 ) -> Path:
     """Save ``model`` (dense, fine-grained and/or structured pruned) as a safetensors checkpoint.
 
-    ``encoding``: "packed" (bit-packed masks + kept values; for fine-grained sparsity) or "dense".
-    ``dtype``: "fp16", "bf16" or "fp32" for the stored weights. ``metrics``: judged quality
+    ``encoding``: "packed" (positions + kept values; for fine-grained sparsity) or "dense".
+    ``dtype``: "fp16", "bf16" or "fp32" for the stored weights, or (packed only) "int8" or
+    "codebook4" to quantise them (see the module docstring). ``metrics``: judged quality
     numbers (e.g. ``{"content_ratio": 1.02, "style_ratio": 1.1, "ssim": 0.93}``) for the header.
 
     >>> save_checkpoint(pruned, "seed.safetensors", encoding="packed", dtype="fp16")  # doctest: +SKIP
@@ -379,6 +597,7 @@ class _Header:
     masked: list[str]
     structured: list[str]
     masks: str
+    positions: dict[str, str]  # per masked conv of a packed file: one of POSITION_ENCODINGS
     decoded: dict  # the JSON fields, decoded (for read_checkpoint_info)
 
 
@@ -390,7 +609,9 @@ def _read_header(path: Path) -> _Header:
     if fields.has("arch"):
         fields.string("arch", ("vgg19",))
     encoding = fields.string("encoding", ENCODINGS)
-    dtype = fields.string("dtype", tuple(DTYPES))
+    dtype = fields.string("dtype", STORED_DTYPES)
+    if dtype in QUANTISED_DTYPES and encoding != "packed":
+        fields.fail("dtype", f"is {dtype}, which only the packed encoding stores")
     last_layer = fields.string("last_layer", LAYER_NAMES)
     pooling = fields.string("pooling", POOLINGS)
     convs = convs_up_to(last_layer)
@@ -406,6 +627,10 @@ def _read_header(path: Path) -> _Header:
     }
     if fields.has("metrics"):
         decoded["metrics"] = _json_object(fields, "metrics")
+    if fields.has("quantisation"):
+        decoded["quantisation"] = _json_object(fields, "quantisation")
+    packed_masked = decoded["masked_layers"] if encoding == "packed" else []
+    decoded["positions"] = _positions(fields, packed_masked)
     for key in ("conv_weights", "conv_weights_kept"):
         if fields.has(key):
             text = fields.string(key)
@@ -415,7 +640,7 @@ def _read_header(path: Path) -> _Header:
     header = _Header(
         entries, metadata, data_start, encoding, dtype, last_layer, pooling, widths,
         preprocessing, decoded["masked_layers"], decoded["structured"],
-        fields.string("masks", ("none", "packed", "from_zeros", "stored"), default="none"), decoded,
+        fields.string("masks", ("none", "packed", "from_zeros", "stored"), default="none"), decoded["positions"], decoded,
     )
     return header
 
@@ -427,6 +652,17 @@ def _widths(fields: Fields, convs: list[str]) -> dict[str, int]:
     if extra:
         fields.fail("widths", f"names {shown(extra)}, which a network up to {convs[-1]} does not have")
     return {name: widths.integer(name, 1, DENSE_WIDTHS[name]) for name in convs}
+
+
+def _positions(fields: Fields, packed_masked: list[str]) -> dict[str, str]:
+    """How each masked conv of a packed file stores its positions: exactly those convs (bitmaps when absent: version 1)."""
+    if not fields.has("positions"):
+        return {name: "bitmap" for name in packed_masked}
+    positions = Fields(fields.json_text("positions"), fields.where, CheckpointError, prefix="positions.")
+    extra = sorted(set(positions.data) - set(packed_masked), key=str)
+    if extra:
+        fields.fail("positions", f"names {shown(extra)}, which are not masked convs of this packed file")
+    return {name: positions.string(name, POSITION_ENCODINGS) for name in packed_masked}
 
 
 def _sparsity(fields: Fields, convs: list[str]) -> dict[str, float]:
@@ -450,7 +686,8 @@ def _json_object(fields: Fields, key: str) -> dict:
 
 def _check_tensor_table(path: Path, header: _Header) -> None:
     """Every tensor the widths call for, with the header's dtype and the widths' shapes, and nothing else."""
-    stored = _SAFETENSORS_DTYPE[header.dtype]
+    quantised = header.dtype in QUANTISED_DTYPES
+    stored = "F32" if quantised else _SAFETENSORS_DTYPE[header.dtype]
     expected: dict[str, tuple[str, list[int] | int]] = {}  # key -> (dtype, shape, or the most values allowed)
     in_channels = 3
     for name, width in header.widths.items():
@@ -458,13 +695,23 @@ def _check_tensor_table(path: Path, header: _Header) -> None:
         count = math.prod(shape)
         wkey = _weight_key(name)
         expected[_bias_key(name)] = (stored, [width])
-        if header.encoding == "packed" and name in header.masked:
-            expected[wkey + _MASK_SUFFIX] = ("U8", [(count + 7) // 8])
-            expected[wkey + _VALUES_SUFFIX] = (stored, count)
-        else:
-            expected[wkey] = (stored, shape)
-            if name in header.masked and header.masks == "stored":
+        packed = header.encoding == "packed" and name in header.masked
+        if packed:
+            kind = header.positions[name]
+            if kind == "bitmap":
                 expected[wkey + _MASK_SUFFIX] = ("U8", [(count + 7) // 8])
+            else:  # at most one entry per weight, plus the padding of the last byte
+                expected[wkey + _GAPS_SUFFIX] = ("U8", ((count + 8) * int(kind[4:]) + 7) // 8)
+        elif name in header.masked and header.masks == "stored":
+            expected[wkey + _MASK_SUFFIX] = ("U8", [(count + 7) // 8])
+        values_key = wkey + _VALUES_SUFFIX if packed else wkey
+        if header.dtype == "codebook4":
+            expected[wkey + _CODES_SUFFIX] = ("U8", (count + 1) // 2 if packed else [(count + 1) // 2])
+            expected[wkey + _CODEBOOK_SUFFIX] = ("F32", [CODEBOOK_SIZE])
+        else:
+            expected[values_key] = ("I8" if header.dtype == "int8" else stored, count if packed else shape)
+            if header.dtype == "int8":
+                expected[wkey + _SCALE_SUFFIX] = ("F32", [width])
         in_channels = width
     for name in header.structured:
         expected[_KEPT_PREFIX + name] = ("I64", [header.widths[name]])
@@ -525,21 +772,50 @@ def _decode_conv(
     wkey = _weight_key(name)
     masked = name in header.masked
     bias = _take(tensors, _bias_key(name)).float()
-    if header.encoding == "packed" and masked:
-        mask = _unpack_mask(_take(tensors, wkey + _MASK_SUFFIX), shape)
-        values = _take(tensors, wkey + _VALUES_SUFFIX)
-        kept = int(mask.sum())
-        if list(values.shape) != [kept]:
-            raise CheckpointError(f"{path}: {wkey + _VALUES_SUFFIX!r} holds {values.numel()} values, its mask keeps {kept}")
+    packed = header.encoding == "packed" and masked
+    mask = None
+    if packed:
+        kind = header.positions[name]
+        data = _take(tensors, wkey + (_MASK_SUFFIX if kind == "bitmap" else _GAPS_SUFFIX))
+        mask = decode_positions(kind, data, shape, f"{path}: {wkey}")
+    kept = int(mask.sum()) if packed else math.prod(shape)
+    values = _stored_values(path, tensors, header, wkey + _VALUES_SUFFIX if packed else wkey, wkey, kept, shape, mask)
+    if packed:
         weight = torch.zeros(shape, dtype=torch.float32)
-        weight[mask] = values.float()
+        weight[mask] = values
         return weight, bias, mask
-    weight = _take(tensors, wkey).float()
+    weight = values.reshape(shape)
     if not masked:
         return weight, bias, None
     if header.masks == "stored":
         return weight, bias, _unpack_mask(_take(tensors, wkey + _MASK_SUFFIX), shape)
     return weight, bias, weight != 0
+
+
+def _stored_values(
+    path: Path, tensors: dict[str, torch.Tensor], header: _Header, values_key: str, wkey: str, kept: int,
+    shape: list[int], mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """The ``kept`` stored weights of one conv as fp32, flat (decoded if quantised), taken out of ``tensors``."""
+    if header.dtype not in QUANTISED_DTYPES:
+        values = _take(tensors, values_key).float().reshape(-1)
+        stored_key = values_key
+    elif header.dtype == "int8":
+        values = _take(tensors, values_key)
+        stored = {"": values, _SCALE_SUFFIX: _take(tensors, wkey + _SCALE_SUFFIX)}
+        stored_key = values_key
+    else:
+        values = _take(tensors, wkey + _CODES_SUFFIX)
+        stored = {_CODES_SUFFIX: values, _CODEBOOK_SUFFIX: _take(tensors, wkey + _CODEBOOK_SUFFIX)}
+        stored_key = wkey + _CODES_SUFFIX
+    have = values.numel() * 2 if header.dtype == "codebook4" else values.numel()
+    if have not in (kept, kept + (header.dtype == "codebook4")):
+        what = f"{values.numel()} bytes of 4-bit codes" if header.dtype == "codebook4" else f"{values.numel()} values"
+        raise CheckpointError(f"{path}: {stored_key!r} holds {what}, its positions keep {kept} weights")
+    if header.dtype not in QUANTISED_DTYPES:
+        return values
+    flat_positions = mask.reshape(-1).nonzero().reshape(-1) if mask is not None else None
+    return dequantise(stored, _output_channels(shape, flat_positions), kept, header.dtype)
 
 
 def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], header: _Header) -> dict[str, torch.Tensor]:
@@ -600,16 +876,26 @@ def is_checkpoint(path: str | os.PathLike) -> bool:
 
 
 __all__ = [
+    "CODEBOOK_SIZE",
     "CheckpointError",
     "DTYPES",
     "ENCODINGS",
     "FORMAT_NAME",
     "FORMAT_VERSION",
+    "POSITION_ENCODINGS",
+    "QUANTISED_DTYPES",
+    "STORED_DTYPES",
     "atomic_write",
+    "check_storage",
+    "decode_positions",
+    "dequantise",
+    "encode_positions",
     "is_checkpoint",
+    "kmeans_codebook",
     "layer_sparsity",
     "load_checkpoint",
     "parse_preprocessing",
+    "quantise",
     "read_checkpoint_info",
     "save_checkpoint",
 ]

@@ -20,23 +20,35 @@ Training is resumable: the batch of a step is a pure function of (seed, step)
 (``nst_core.calibration.CropSampler``) and the learning rate a pure function of the step, so
 a state file holding the student's weights, Adam's state and the step count is enough for an
 interrupted run to finish with the same weights as an uninterrupted one.
+
+Training scales out under ``torchrun`` (``torch.distributed`` initialised, see ``Ranks``): the
+student is wrapped in DistributedDataParallel, each rank distils its equal share of the step's
+batch, and only rank 0 writes the state. Each loss term is a squared error (a mean over the
+batch, so the ranks' average is the whole batch's) divided by the teacher's energy; the energy
+is averaged over the ranks before dividing, so DDP's averaged gradient is the whole batch's
+gradient and N ranks follow the single-process run up to floating-point summation order.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from PIL import Image
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from .calibration import CalibrationImage, CropSampler
+from .devices import resolve_device
 from .errors import UserError
 from .files import atomic_path
 from .images import tensor_to_pil
@@ -75,28 +87,122 @@ def teacher_at_kept_channels(teacher_acts: dict[str, torch.Tensor], student: VGG
     return out
 
 
-def relative_error(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """|s - t|^2 / |t|^2 (means), a scale-free distortion: 0 when equal, 1 when s = 0."""
-    return F.mse_loss(student, teacher) / teacher.pow(2).mean().clamp_min(_EPS)
+def relative_error(student: torch.Tensor, teacher: torch.Tensor, energy: torch.Tensor | None = None) -> torch.Tensor:
+    """|s - t|^2 / |t|^2 (means), a scale-free distortion: 0 when equal, 1 when s = 0.
+
+    ``energy`` replaces the teacher's mean square |t|^2 (distributed training passes the mean over all ranks).
+    """
+    energy = teacher.pow(2).mean() if energy is None else energy
+    return F.mse_loss(student, teacher) / energy.clamp_min(_EPS)
 
 
 def distillation_terms(
-    student_acts: dict[str, torch.Tensor], teacher_acts: dict[str, torch.Tensor], weights: DistillWeights = DistillWeights()
+    student_acts: dict[str, torch.Tensor],
+    teacher_acts: dict[str, torch.Tensor],
+    weights: DistillWeights = DistillWeights(),
+    mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Feature and Gram terms (each a mean over layers) and their weighted total.
 
     ``teacher_acts`` must already be restricted to the student's kept channels.
+    ``mean_over_ranks`` (distributed training) turns this rank's teacher energies into the
+    whole batch's, so every rank divides by the same numbers the single-process run would.
     """
-    feature_terms, gram_terms = [], []
+    pairs = []
     for layer, t in teacher_acts.items():
         s = student_acts[layer]
         if s.shape != t.shape:
             raise ValueError(f"layer {layer}: student activation {list(s.shape)} does not match teacher {list(t.shape)}")
-        feature_terms.append(relative_error(s, t))
-        gram_terms.append(relative_error(gram_matrix(s), gram_matrix(t)))
-    feature = torch.stack(feature_terms).mean()
-    gram = torch.stack(gram_terms).mean()
+        pairs.append((s, t))
+        pairs.append((gram_matrix(s), gram_matrix(t)))
+    energies = torch.stack([t.detach().pow(2).mean() for _, t in pairs])
+    if mean_over_ranks is not None:
+        energies = mean_over_ranks(energies)  # one collective per step for every layer
+    errors = [relative_error(s, t, energy) for (s, t), energy in zip(pairs, energies)]
+    feature = torch.stack(errors[0::2]).mean()
+    gram = torch.stack(errors[1::2]).mean()
     return {"feature": feature, "gram": gram, "total": weights.feature * feature + weights.gram * gram}
+
+
+# ---------------------------------------------------------------------------------------
+# Ranks of a distributed run
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ranks:
+    """This process's place in a distributed run: rank 0 of 1 when there is none."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def current(cls) -> "Ranks":
+        """From ``torch.distributed`` when a process group is initialised (``torchrun``), else a single process."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process shares the work."""
+        return self.world > 1
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes files and reports (rank 0 only)."""
+        return self.rank == 0
+
+    def share(self, batch_size: int) -> range:
+        """The indices of the step's batch this rank distils: an equal, contiguous share."""
+        if batch_size % self.world:
+            raise UserError(f"batch size {batch_size} does not split evenly over {self.world} processes; use a multiple of {self.world}")
+        per_rank = batch_size // self.world
+        return range(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` averaged over every rank (itself in a single process)."""
+        if not self.distributed:
+            return values
+        values = values.detach().clone()
+        dist.all_reduce(values)
+        return values / self.world
+
+    def barrier(self) -> None:
+        """Wait for every rank (nothing to wait for in a single process)."""
+        if self.distributed:
+            dist.barrier()
+
+
+@contextmanager
+def process_group_from_env(device: str = "auto") -> Iterator[str]:
+    """Join the process group ``torchrun`` describes in the environment, if any; yield this rank's device.
+
+    Without ``torchrun`` (no ``WORLD_SIZE`` above 1) nothing happens and ``device`` comes back
+    as given. Under it, CPU ranks talk over gloo and CUDA ranks over nccl, each on the GPU
+    ``LOCAL_RANK`` names; the group is left again on exit.
+
+    >>> with process_group_from_env("cpu") as device:   # doctest: +SKIP
+    ...     train(...)
+    """
+    world = os.environ.get("WORLD_SIZE", "1")
+    if not world.isdigit() or int(world) <= 1 or (dist.is_available() and dist.is_initialized()):
+        yield device
+        return
+    if not dist.is_available():
+        raise UserError("WORLD_SIZE is set (torchrun?) but this torch has no torch.distributed")
+    kind = resolve_device(device).type
+    if kind == "mps":
+        raise UserError("distributed fine-tuning runs on CPU (gloo) or CUDA (nccl), not on MPS; pass --device cpu")
+    if kind == "cuda":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(resolve_device(device))
+    dist.init_process_group("nccl" if kind == "cuda" else "gloo")
+    try:
+        yield device if kind == "cuda" else "cpu"
+    finally:
+        dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------
@@ -330,12 +436,18 @@ def _train_step(
     layers: list[str],
     config: FinetuneConfig,
     step: int,
+    ranks: Ranks = Ranks(),
+    forward: Callable[..., dict[str, torch.Tensor]] | None = None,
 ) -> dict:
-    """One Adam step of 0-based ``step`` on ``batch``; returns its history record."""
+    """One Adam step of 0-based ``step`` on ``batch`` (this rank's share); returns its history record.
+
+    ``forward`` is the student as DDP wraps it (so the backward pass averages gradients over ranks).
+    """
     batch = batch.to(next(student.parameters()).device)  # the sampler makes batches on the CPU
     with torch.no_grad():
         targets = teacher_at_kept_channels(teacher(batch, layers), student)
-    terms = distillation_terms(student(batch, layers), targets, config.weights)
+    mean_over_ranks = ranks.mean if ranks.distributed else None
+    terms = distillation_terms((forward or student)(batch, layers), targets, config.weights, mean_over_ranks)
     lr = learning_rate(config, step)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -344,7 +456,20 @@ def _train_step(
     zero_pruned_gradients(student)
     optimizer.step()
     apply_masks(student)
-    return {"step": step + 1, "lr": lr, **{k: v.item() for k, v in terms.items()}}
+    # The record is the whole batch's: each rank's terms cover its share, their mean the batch.
+    values = ranks.mean(torch.stack([terms[k].detach() for k in _TERMS]))
+    return {"step": step + 1, "lr": lr, **{k: float(v) for k, v in zip(_TERMS, values)}}
+
+
+_TERMS = ("feature", "gram", "total")
+
+
+def _batch_share(sampler: CropSampler, step: int, ranks: Ranks) -> torch.Tensor:
+    """This rank's crops of ``step``'s batch (the whole batch in a single process)."""
+    if not ranks.distributed:
+        return sampler.batch(step)
+    first = step * sampler.batch_size
+    return torch.stack([sampler.sample(first + j) for j in ranks.share(sampler.batch_size)])
 
 
 def train(
@@ -367,9 +492,15 @@ def train(
     dict is kept in the state (``TrainResult.extra``), e.g. measurements taken before training.
     ``progress``: True shows a tqdm bar with the loss, False none, None only on a terminal.
 
+    Under ``torchrun`` (an initialised process group) every rank calls this with the same
+    arguments; each distils its share of every batch, and rank 0 alone writes the state and
+    runs ``on_start`` (the others' ``extra`` stays empty).
+
     >>> result = train(teacher, student, images, FinetuneConfig(steps=100))  # doctest: +SKIP
     """
     config.validate()
+    ranks = Ranks.current()
+    ranks.share(config.batch_size)  # an uneven split is refused before any work
     layers = prepare_student(student, teacher, config.distilled_layers)
     sampler = CropSampler(
         train_images, config.crop_size, config.batch_size, config.seed, (config.scale_min, config.scale_max), config.flip
@@ -381,13 +512,14 @@ def train(
     optimizer = torch.optim.Adam(params, lr=config.lr)
 
     resuming = state_path is not None and state_path.exists()
+    ranks.barrier()  # every rank has looked before rank 0 writes the first state
     if resuming:
         run = _resume(state_path, fingerprint, student, optimizer)
     else:
-        run = TrainResult(0, False, extra=dict(on_start() if on_start else {}))
+        run = TrainResult(0, False, extra=dict(on_start() if on_start and ranks.writes else {}))
 
     def save_state() -> None:
-        if state_path is not None:
+        if state_path is not None and ranks.writes:
             _save_state(state_path, fingerprint, run, student, optimizer)
 
     if not resuming:
@@ -396,12 +528,18 @@ def train(
     freeze(teacher)
     for p in params:
         p.requires_grad_(True)
+    forward = None
+    if ranks.distributed:
+        # Layers past the deepest distilled one get no gradient; DDP must be told to expect that.
+        forward = DistributedDataParallel(student, find_unused_parameters=True)
     ran = 0
-    bar = tqdm(total=config.steps, initial=run.step, desc="finetune", unit="step", disable=None if progress is None else not progress, dynamic_ncols=True)
+    show = ranks.writes and (None if progress is None else progress)
+    bar = tqdm(total=config.steps, initial=run.step, desc="finetune", unit="step", disable=None if show is None else not show, dynamic_ncols=True)
     try:
         while run.step < config.steps and (stop_after is None or ran < stop_after):
             started = time.perf_counter()
-            record = _train_step(teacher, student, optimizer, sampler.batch(run.step), layers, config, run.step)
+            batch = _batch_share(sampler, run.step, ranks)
+            record = _train_step(teacher, student, optimizer, batch, layers, config, run.step, ranks, forward)
             run.step += 1
             ran += 1
             run.seconds += time.perf_counter() - started
@@ -412,6 +550,7 @@ def train(
                 save_state()
         if ran and run.step % config.checkpoint_every != 0 and run.step != config.steps:
             save_state()  # stopped by stop_after between checkpoints
+        ranks.barrier()  # no rank reads a state (or the student's file) before rank 0 wrote it
     finally:
         bar.close()
         for p in params:
@@ -554,7 +693,7 @@ class FinetuneResult:
 
     student: VGGFeatures
     train: TrainResult
-    before: dict | None  # None until finished
+    before: dict | None  # None until finished, and on ranks other than 0 of a distributed run
     after: dict | None
     table: str | None
 
@@ -596,7 +735,8 @@ def finetune(
         progress=progress,
         on_start=lambda: {"before": meter.measure(student)},
     )
-    if not result.finished:
+    if not result.finished or not Ranks.current().writes:
+        # Under torchrun only rank 0 measures and records: the others hold the same weights.
         return FinetuneResult(student, result, None, None, None)
     before = result.extra["before"]
     after = meter.measure(student)

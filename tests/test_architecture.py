@@ -18,7 +18,7 @@ LAYERS = [
     {"quality", "calibration", "importance"},
     {"scan.*", "finetune", "budget"},
     {"hub"},
-    {"compare"},
+    {"compare", "release"},
     {"cli.*"},
 ]
 

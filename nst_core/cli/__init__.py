@@ -16,10 +16,10 @@ import warnings
 
 from ..errors import UserError, first_line
 from ..weights import RandomWeightsWarning
-from . import finetune, hub, prune, scan, stylize
+from . import finetune, hub, prune, release, scan, stylize
 
 # Each module adds its subcommands; order here is the order in `nst --help`.
-COMMAND_MODULES = (stylize, prune, scan, finetune, hub)
+COMMAND_MODULES = (stylize, prune, scan, finetune, release, hub)
 DEBUG_HELP = "show the full traceback of an unexpected error"
 # 128 + SIGPIPE: what a shell reports for a program whose reader (`| head`) went away.
 EXIT_BROKEN_PIPE = 141

@@ -10,10 +10,10 @@ import warnings
 from pathlib import Path
 
 from ..calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
-from ..checkpoint import DTYPES, ENCODINGS, load_checkpoint, save_checkpoint
+from ..checkpoint import ENCODINGS, STORED_DTYPES, check_storage, load_checkpoint, save_checkpoint
 from ..errors import UserError
 from ..files import atomic_write_text
-from ..finetune import SCHEDULES, FinetuneConfig, FinetuneResult, RecoveryConfig, finetune
+from ..finetune import SCHEDULES, FinetuneConfig, FinetuneResult, RecoveryConfig, Ranks, finetune, process_group_from_env
 from ..losses import PRESETS, get_preset
 from ..pruning import load_profile, prune
 from ..vgg import LAYER_NAMES, VGGFeatures, layer_index
@@ -32,6 +32,9 @@ def register(subparsers) -> None:
             "their zeros exactly; structured students are matched at the channels they kept. Recovery is "
             "measured before and after on held-out images (never trained on) and stored in the checkpoint. "
             "The run is resumable: run the same command again after an interruption. "
+            "Under torchrun (torchrun --nproc_per_node N -m nst_core.cli finetune ...) it trains with "
+            "DistributedDataParallel: each process distils batch-size/N crops of every step (gloo on CPU, nccl "
+            "on CUDA, one GPU per process) and only rank 0 writes the state, the checkpoint and the report. "
             "Example: nst finetune --profile seed --weights random --steps 20 -o tuned.safetensors"
         ),
         formatter_class=HelpFormatter,
@@ -56,7 +59,7 @@ def register(subparsers) -> None:
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the training images (one crop per image per pass)")
-    p.add_argument("--batch-size", type=int, default=4, help="crops per step")
+    p.add_argument("--batch-size", type=int, default=4, help="crops per step, over all processes under torchrun (a multiple of their number)")
     p.add_argument("--crop-size", type=int, default=128, help="side of the square training crops, px")
     p.add_argument("--scale-min", type=float, default=0.25, help="smallest crop side as a fraction of the image's shorter side")
     p.add_argument("--scale-max", type=float, default=1.0, help="largest crop side as a fraction of the image's shorter side")
@@ -77,13 +80,18 @@ def register(subparsers) -> None:
     p.add_argument("--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed")
     p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
     p.add_argument("--stop-after", type=int, default=None, metavar="K", help="stop after K steps of this run (state saved; run again to resume)")
-    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: bit-packed masks + kept values)")
-    p.add_argument("--dtype", default="fp16", choices=list(DTYPES), help="stored weight precision (measurements use fp32)")
+    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: positions + kept values)")
+    p.add_argument(
+        "--dtype", default="fp16", choices=STORED_DTYPES,
+        help="stored weight precision (measurements use fp32); int8 (per-output-channel scale) and codebook4 "
+        "(16-entry k-means codebook per conv, 4-bit indices) quantise the packed encoding's weights",
+    )
     p.add_argument("--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON")
     p.set_defaults(func=run)
 
 
-def _parse_layers(text: str | None) -> list[str] | None:
+def parse_layers(text: str | None) -> list[str] | None:
+    """A ``--layers`` value (comma-separated layer names) as a list; None stays None."""
     if text is None:
         return None
     layers = [name.strip() for name in text.split(",") if name.strip()]
@@ -102,6 +110,7 @@ def _output_path(args) -> Path:
     output = check_output_path(args.output, "-o", (".safetensors",))
     if args.state:
         check_output_path(args.state, "--state")
+    check_storage(args.encoding, args.dtype)  # e.g. int8 with --encoding dense, refused before training
     if args.steps is not None and args.steps < 1:
         raise UserError(f"--steps must be at least 1, not {args.steps}")
     if args.epochs is not None and not args.epochs > 0:
@@ -143,7 +152,7 @@ def _pair_from_profile(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]
 def _load_pair(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
     """(teacher, student): the dense network and the pruned network to fine-tune."""
     teacher, student = _pair_from_checkpoint(args, last_layer) if args.checkpoint else _pair_from_profile(args, last_layer)
-    if teacher.has_random_weights:
+    if teacher.has_random_weights and Ranks.current().writes:
         print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
     return teacher, student
 
@@ -218,18 +227,34 @@ def _save_and_report(
 
 
 def run(args: argparse.Namespace) -> int:
-    """``nst finetune``: exit status 0 on success (errors are raised as ``UserError``)."""
+    """``nst finetune``: exit status 0 on success (errors are raised as ``UserError``).
+
+    Under ``torchrun`` every process runs this; see ``nst_core.finetune.process_group_from_env``.
+    """
+    with process_group_from_env(args.device) as device:
+        args.device = device
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    ranks = Ranks.current()
     output = _output_path(args)
-    layers = _parse_layers(args.layers)
+    layers = parse_layers(args.layers)
     preset = get_preset(args.preset)
     # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
     last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
     train_images, heldout = _load_images(args)
     teacher, student = _load_pair(args, last_layer)
     config, recovery = _configs(args, layers, train_images)
+    ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
     state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+    if not ranks.writes:
+        finetune(teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=False)
+        return 0  # rank 0 measures, writes and reports
 
+    if ranks.distributed:
+        print(f"distributed: {ranks.world} processes, {config.batch_size // ranks.world} crop(s) each per step", file=sys.stderr)
     print(
         f"student: {student.provenance.get('method', 'pruned')} pruned, {len(train_images)} training image(s), "
         f"held out: {', '.join(im.name for im in heldout)}; {config.steps} steps of batch {config.batch_size} "

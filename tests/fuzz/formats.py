@@ -11,10 +11,11 @@ import struct
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from nst_core.checkpoint import save_checkpoint
+from nst_core.checkpoint import POSITION_ENCODINGS, STORED_DTYPES, save_checkpoint
 from nst_core.pruning import PROFILE_FORMAT, Profile, prune_fine, prune_structured
 from nst_core.scan.folder import RECORD_FORMAT, SCAN_FORMAT
 from nst_core.vgg import CONV_NAMES, LAYER_NAMES
@@ -55,22 +56,27 @@ def split_safetensors(blob: bytes) -> tuple[dict, dict, bytes]:
 
 @lru_cache(maxsize=None)
 def valid_checkpoints() -> tuple[bytes, ...]:
-    """Small real checkpoints (up to relu2_1): fine-grained packed, fine-grained dense, structured."""
+    """Small real checkpoints (up to relu2_1): fine-grained packed, fine-grained dense, structured, and
+    quantised packed ones (int8 and codebook4) whose positions are relative indices and bitmaps."""
     import tempfile
 
     model = load_vgg("random:0", last_layer="relu2_1")
+    sparse = prune_fine(model, {"conv1_1": 0.0, "conv1_2": 0.9, "conv2_1": 0.6})
     out = []
     with tempfile.TemporaryDirectory() as folder:
-        for i, (net, encoding) in enumerate(((prune_fine(model, 0.5), "packed"), (prune_fine(model, 0.5), "dense"),
-                                              (prune_structured(model, 0.5), "dense"))):
-            path = save_checkpoint(net, Path(folder) / f"{i}.safetensors", encoding=encoding, dtype="fp16")
+        for i, (net, encoding, dtype) in enumerate((
+            (prune_fine(model, 0.5), "packed", "fp16"), (prune_fine(model, 0.5), "dense", "fp16"),
+            (prune_structured(model, 0.5), "dense", "fp16"), (sparse, "packed", "int8"),
+            (prune_fine(prune_structured(model, 0.5), 0.8), "packed", "codebook4"),
+        )):
+            path = save_checkpoint(net, Path(folder) / f"{i}.safetensors", encoding=encoding, dtype=dtype)
             out.append(path.read_bytes())
     return tuple(out)
 
 
 METADATA_KEYS = ["format", "format_version", "encoding", "dtype", "arch", "last_layer", "pooling", "widths",
                  "preprocessing", "masks", "masked_layers", "structured", "sparsity", "provenance", "metrics",
-                 "conv_weights", "conv_weights_kept", "tensors_sha256", "weight_source"]
+                 "conv_weights", "conv_weights_kept", "tensors_sha256", "weight_source", "positions", "quantisation"]
 ENTRY_KEYS = ["dtype", "shape", "data_offsets"]
 
 
@@ -96,13 +102,18 @@ def _preprocessing_value():
 @st.composite
 def metadata_edit(draw, metadata: dict) -> None:
     key = draw(st.sampled_from(METADATA_KEYS) | st.text(max_size=8))
-    action = draw(st.sampled_from(["replace", "delete", "widths", "preprocessing", "layer"]))
+    action = draw(st.sampled_from(["replace", "delete", "widths", "preprocessing", "layer", "positions", "dtype"]))
     if action == "delete":
         metadata.pop(key, None)
     elif action == "widths":
         metadata["widths"] = draw(_widths_value())
     elif action == "preprocessing":
         metadata["preprocessing"] = draw(_preprocessing_value())
+    elif action == "positions":  # a well-formed map that may name the wrong convs or encodings
+        values = st.sampled_from(POSITION_ENCODINGS) | st.sampled_from(["gaps0", "gaps9", "gaps"]) | json_values
+        metadata["positions"] = json.dumps(draw(st.dictionaries(conv_names, values, max_size=4)), allow_nan=True)
+    elif action == "dtype":
+        metadata["dtype"] = draw(st.sampled_from(STORED_DTYPES))
     elif action == "layer":
         metadata[draw(st.sampled_from(["last_layer", "masked_layers", "structured"]))] = draw(
             st.sampled_from(LAYER_NAMES) | st.lists(conv_names, max_size=4).map(json.dumps))
@@ -249,3 +260,24 @@ weight_specs = (
     | st.sampled_from(["random", "random:0", "random:-1", "random:abc", "random:²", "random:" + "9" * 30, "hf:", "hf:a/b@",
                        "hf:a/b:", "hf:/", "x.pth", "x.safetensors", "caffe", "torchvision"])
 )
+
+
+@st.composite
+def recoded_checkpoints(draw) -> bytes:
+    """A quantised checkpoint whose positions, codes or int8 values are replaced by any bytes of a plausible
+    length, with the digest recomputed: the file is self-consistent, so only decoding can catch it."""
+    from safetensors.torch import load, save
+
+    from nst_core.checkpoint import tensors_digest
+
+    blob = draw(st.sampled_from(valid_checkpoints()[3:]))
+    _, metadata, _ = split_safetensors(blob)
+    tensors = load(blob)
+    key = draw(st.sampled_from(sorted(k for k in tensors if k.endswith((".gaps", ".mask", ".codes", ".values", ".scale")))))
+    old = tensors[key]
+    itemsize = old.element_size()
+    count = draw(st.just(old.numel()) | st.integers(0, old.numel() + 4))  # the same length half the time
+    data = draw(st.binary(min_size=count * itemsize, max_size=count * itemsize))
+    tensors[key] = torch.from_numpy(np.frombuffer(data, dtype=old.numpy().dtype).copy())
+    metadata["tensors_sha256"] = tensors_digest(tensors)
+    return save(tensors, metadata=metadata)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from hypothesis import currently_in_test_context, event, given
 from hypothesis import strategies as st
 
@@ -73,6 +74,16 @@ def test_checkpoints(tmp_path, capsys, blob):
         assert info is not None and info["widths"] == loaded.widths
     cli_exit_code(["checkpoint", "info", str(path)], capsys)
     loads_or_refuses(load_vgg, str(path), last_layer="relu1_2")  # --weights PATH reads a checkpoint too
+
+
+@given(blob=formats.recoded_checkpoints())
+def test_recoded_quantised_checkpoints(tmp_path, blob):
+    path = tmp_path / "recoded.safetensors"
+    path.write_bytes(blob)
+    loaded = loads_or_refuses(load_checkpoint, path)
+    if loaded is not None:  # whatever loads is a whole network: masks of the convs' shapes, pruned weights zero
+        for name, mask in loaded.masks.items():
+            assert mask.shape == loaded.conv(name).weight.shape and torch.all(loaded.conv(name).weight[~mask] == 0)
 
 
 @given(blob=formats.plain_weight_files())

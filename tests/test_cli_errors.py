@@ -156,6 +156,23 @@ def test_scan_json_that_is_a_list(tmp_path, capsys):
     assert "scan.json" in err and "expected a JSON object" in err
 
 
+def test_quantised_dtype_with_the_dense_encoding_is_refused_before_weights_load(tmp_path, capsys):
+    out = tmp_path / "int8.safetensors"
+    err = nst_error(["prune", "--weights", str(tmp_path / "absent.pth"), "--sparsity", "0.5", "--save", str(out),
+                     "--encoding", "dense", "--dtype", "int8"], capsys)
+    assert "int8 needs the packed encoding" in err and not out.exists()
+
+
+def test_prune_saves_a_quantised_packed_checkpoint(tmp_path, capsys):
+    out = tmp_path / "cb4.safetensors"
+    assert cli.main(["prune", "--weights", "random:0", "--last-layer", "relu2_1", "--sparsity", "0.5",
+                     "--save", str(out), "--dtype", "codebook4"]) == 0
+    capsys.readouterr()
+    assert cli.main(["checkpoint", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["dtype"], info["encoding"]) == ("codebook4", "packed")
+
+
 def test_bad_random_seed(capsys):
     err = nst_error(["prune", "--weights", "random:abc", "--last-layer", "relu1_1", "--sparsity", "0.5"], capsys)
     assert "random:abc" in err

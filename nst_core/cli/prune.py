@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..budget import budgeted_prune, calibrate_cost_model, measure_speedup
 from ..calibration import load_folder
-from ..checkpoint import DTYPES, ENCODINGS, save_checkpoint
+from ..checkpoint import ENCODINGS, STORED_DTYPES, check_storage, save_checkpoint
 from ..cost import CostModel
 from ..errors import UserError
 from ..files import atomic_write_text
@@ -75,7 +75,10 @@ def register(subparsers) -> None:
     p.add_argument("--last-layer", default=None, help="truncate after this layer instead of the preset's deepest loss layer")
     p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
     p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
-    p.add_argument("--dtype", choices=list(DTYPES), default="fp16", help="checkpoint weight dtype")
+    p.add_argument(
+        "--dtype", choices=STORED_DTYPES, default="fp16",
+        help="checkpoint weight dtype; int8 and codebook4 quantise the packed encoding's weights",
+    )
     p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
@@ -135,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     budgeted = _check_args(args)
     last_layer = args.last_layer or PRESETS[args.preset].last_layer
     save = check_output_path(args.save, "--save", (".safetensors",)) if args.save else None
+    check_storage(args.encoding, args.dtype)  # e.g. int8 with --encoding dense, refused before any work
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         check_output_path(args.json, "--json")

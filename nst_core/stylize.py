@@ -21,7 +21,7 @@ from .color import combine_luminance_chroma, luminance_image, match_luminance
 from .devices import prepare_backend
 from .errors import UserError
 from .images import input_label, load_image, pil_to_tensor, resize_max_side, tensor_to_pil
-from .losses import LossWeights, Targets, compute_targets, get_preset, loss_terms
+from .losses import LossPreset, LossWeights, Targets, compute_targets, get_preset, loss_terms
 from .vgg import VGGFeatures, layer_index, min_input_side
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -217,13 +217,9 @@ def stylize(
         targets = targets_at(model, preset, prepared, wh, config.style_blend)
         run.timings["targets"] += time.perf_counter() - t0
 
-        def objective(x: torch.Tensor, targets: Targets = targets) -> dict[str, torch.Tensor]:
-            # The optimised image stays contiguous (L-BFGS flattens it); only the network sees the layout.
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                return loss_terms(model, preset, x.contiguous(memory_format=layout), targets, weights)
-
+        evaluate = dense_evaluator(model, preset, targets, weights, config.precision, layout)
         image = image.detach().contiguous().requires_grad_(True)
-        run.stopped = _optimise_scale(objective, image, steps, scale, run)
+        run.stopped = _optimise_scale(evaluate, image, steps, scale, run)
         if run.stopped != "done":
             break
 
@@ -231,6 +227,31 @@ def stylize(
     run.timings["total"] = time.perf_counter() - run.started
     run.timings["per_iteration"] = run.timings["optimize"] / max(1, len(run.history))
     return StylizeResult(image=result, history=run.history, timings=run.timings, stopped=run.stopped)
+
+
+#: The objective as the optimisers see it: ``evaluate(image)`` computes the loss terms of ``image`` (a leaf
+#: tensor), leaves d(total)/d(image) in ``image.grad`` (replacing what was there), and returns the terms as
+#: floats. The untiled evaluator is one forward and one backward; a tiled one may accumulate tile by tile.
+Evaluator = Callable[[torch.Tensor], dict[str, float]]
+
+
+def dense_evaluator(
+    model: VGGFeatures, preset: LossPreset, targets: Targets, weights: LossWeights, precision: str = "fp32",
+    layout: torch.memory_format = torch.channels_last,
+) -> Evaluator:
+    """The untiled :data:`Evaluator`: the whole image through the network at once."""
+    device = next(model.parameters()).device
+
+    def evaluate(image: torch.Tensor) -> dict[str, float]:
+        image.grad = None
+        with torch.enable_grad():
+            # The optimised image stays contiguous (L-BFGS flattens it); only the network sees the layout.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                terms = loss_terms(model, preset, image.contiguous(memory_format=layout), targets, weights)
+            terms["total"].backward()
+        return {k: float(v.detach()) for k, v in terms.items()}
+
+    return evaluate
 
 
 @dataclass
@@ -275,9 +296,7 @@ class _RunState:
         return abs(before - now) <= tolerance * max(abs(now), 1e-12)
 
 
-def _optimise_scale(
-    objective: Callable[[torch.Tensor], dict[str, torch.Tensor]], image: torch.Tensor, steps: int, scale: int, run: _RunState
-) -> str:
+def _optimise_scale(evaluate: Evaluator, image: torch.Tensor, steps: int, scale: int, run: _RunState) -> str:
     """Run ``steps`` iterations on ``image`` (a leaf tensor) at one scale; returns why it stopped."""
     config = run.config
     if config.optimizer == "adam":
@@ -288,12 +307,10 @@ def _optimise_scale(
         optimizer = torch.optim.LBFGS([image], lr=config.learning_rate, max_iter=1, history_size=50)
     last_terms: dict[str, float] = {}
 
-    def closure():
-        optimizer.zero_grad(set_to_none=True)
-        terms = objective(image)
-        terms["total"].backward()
+    def closure() -> float:
+        terms = evaluate(image)
         last_terms.clear()
-        last_terms.update({k: float(v.detach()) for k, v in terms.items()})
+        last_terms.update(terms)
         return terms["total"]
 
     for step in range(steps):

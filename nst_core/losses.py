@@ -395,19 +395,26 @@ def compute_targets(
     """
     content_feats = model(content, list(preset.content_layers))
     stats = [{name: layer_moments(f) for name, f in model(style, list(preset.style_layers)).items()} for style in styles]
-    weights = normalise_blend(blend, len(styles))
+    return targets_from_stats({k: v.detach() for k, v in content_feats.items()}, stats, blend, guides)
+
+
+def targets_from_stats(
+    content: dict[str, torch.Tensor], stats: list[dict[str, Moments]], blend=None, guides: list[torch.Tensor] | None = None
+) -> Targets:
+    """:class:`Targets` from content features and each style image's statistics (whole or summed over tiles)."""
+    weights = normalise_blend(blend, len(stats))
     if guides is None or len(guides) == 1:
         style = [{name: StyleTarget(m) for name, m in blend_moments(stats, weights).items()}]
         region_guides: list[torch.Tensor | None] = [None] if guides is None else list(guides)
         region_weights = [1.0]
-    elif len(guides) == len(styles):
+    elif len(guides) == len(stats):
         style = [{name: StyleTarget(m.normalised()) for name, m in s.items()} for s in stats]
         region_guides = list(guides)
         # Blend weights scaled to average 1: equal weights give each region the weight of a lone style.
-        region_weights = [w * len(styles) for w in weights]
+        region_weights = [w * len(stats) for w in weights]
     else:
-        raise UserError(f"{len(guides)} style masks given for {len(styles)} style images")
-    return Targets({k: v.detach() for k, v in content_feats.items()}, style, region_guides, region_weights)
+        raise UserError(f"{len(guides)} style masks given for {len(stats)} style images")
+    return Targets(content, style, region_guides, region_weights)
 
 
 def style_moments(

@@ -25,7 +25,11 @@ counted bytes are scaled by ``ALLOCATOR_OVERHEAD``.
 
 from __future__ import annotations
 
+import os
 import re
+import resource
+
+import torch
 
 from .errors import UserError
 from .vgg import LAYER_TABLE, layer_index, min_input_side
@@ -39,6 +43,8 @@ ALLOCATOR_OVERHEAD = 1.15
 #: its gradient, Adam's two moments, the content image, and about seven for total variation
 #: (its differences, their absolute values and their gradients) and the clamp.
 IMAGE_COPIES = 12
+#: Plans aim at this share of a budget: the model's error, measured, stays within it (tests/test_memory_model.py).
+SAFETY = 0.85
 #: What a run allocates whatever the image size (loss bookkeeping, allocator arenas), bytes.
 FIXED_BYTES = 120 * 2**20
 
@@ -144,3 +150,20 @@ def largest_tile(
 def min_tile(last_layer: str) -> int:
     """The smallest tile side the deepest layer allows: one output pixel after every pooling."""
     return min_input_side(last_layer)
+
+
+def memory_in_use(device: torch.device) -> int:
+    """Bytes the budget already holds: the process's resident memory on a CPU, allocated device memory on a GPU.
+
+    On a CPU this is the larger of the current RSS and the peak so far (loading weights may have
+    peaked higher than what stays resident, and a budget on peak RSS counts that peak).
+    """
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    try:
+        with open("/proc/self/statm") as statm:
+            current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the peak is all there is
+        current = peak
+    return max(current, peak)

@@ -24,6 +24,8 @@ from .devices import prepare_backend
 from .errors import UserError
 from .images import input_label, load_image, pil_to_tensor, resize_max_side, tensor_to_pil
 from .losses import STYLE_LOSSES, LossPreset, LossWeights, Targets, compute_targets, get_preset, loss_terms
+from .memory import SAFETY, memory_in_use
+from .tiling import EvaluationCancelled, TiledEvaluator, TiledNetwork, TilePlan, check_tile, plan_tiles, tiled_targets
 from .vgg import LAYER_INDEX, VGGFeatures, layer_index, min_input_side
 
 OPTIMIZERS = ("adam", "lbfgs")
@@ -74,6 +76,8 @@ class StylizeConfig:
     padding: str = "zeros"  # the first conv's padding: "replicate" avoids dark-border artefacts
     scale_spacing: str = "2"  # coarse-to-fine size ratio: "2" or "sqrt2"
     min_size: int | None = None  # coarse-to-fine from this longer side up (number of scales follows)
+    max_memory: int | None = None  # bytes of peak RSS (device memory on a GPU) the run may reach; tiles when needed
+    tile: int | None = None  # force tiles of this side (px) at every scale larger than it
 
     def validate(self) -> None:
         """A UserError naming the first setting that is out of range, or two that contradict each other."""
@@ -124,7 +128,13 @@ class StylizeConfig:
         for i, path in enumerate(self.style_masks or []):
             if not Path(path).is_file():
                 raise UserError(f"style mask {i + 1} {path}: no such file")
-        self.loss_preset()  # layer lists and the preset name
+        preset = self.loss_preset()  # layer lists and the preset name
+        if self.max_memory is not None and not self.max_memory >= 2**20:
+            raise UserError(f"max memory must be at least 1MB, not {self.max_memory} bytes")
+        if self.tile is not None:
+            check_tile(self.tile, preset.last_layer)
+            if self.max_memory is not None:
+                raise UserError("tile and max memory both decide the tiles: give one (--tile forces a size, --max-memory picks one)")
 
     @property
     def learning_rate(self) -> float:
@@ -194,7 +204,8 @@ def parse_layers(text: str, option: str, default_weight: float | None = None) ->
 
 @dataclass
 class Progress:
-    """What a progress callback receives after each iteration."""
+    """What a progress callback receives after each iteration and, at tiled scales, after each tile
+    (then ``tile`` > 0, ``iteration`` counts the iterations finished and ``losses`` are the last iteration's)."""
 
     iteration: int  # 1-based, counted over all scales
     total: int
@@ -202,6 +213,8 @@ class Progress:
     preview: Image.Image | None
     elapsed: float
     scale: int = 0  # index of the current scale
+    tile: int = 0  # a tile report: tiles done in this step (0: an iteration's report)
+    tiles: int = 0  # a tile report: tiles per step at this scale
 
 
 @dataclass
@@ -292,6 +305,14 @@ def targets_at(
     model, preset, prepared: PreparedInputs, wh: tuple[int, int], blend=None, guides: list[torch.Tensor] | None = None
 ) -> Targets:
     """Content and style targets for an output of size ``wh`` (what stylize and the judge both use)."""
+    device = _device(model)
+    content_t, style_ts = scale_images(prepared, wh, device)
+    guides = None if guides is None else [g.to(device) for g in guides]
+    return compute_targets(model, preset, content_t, style_ts, blend, guides)
+
+
+def scale_images(prepared: PreparedInputs, wh: tuple[int, int], device: torch.device) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The content image at size ``wh`` and the style images at this scale's size, as tensors on ``device``."""
     w, h = wh
     content_t = pil_to_tensor(prepared.content_seen.resize((w, h), Image.LANCZOS))
     # Style images keep their aspect; they shrink with the scale so brush strokes keep their size relative to the output.
@@ -300,9 +321,7 @@ def targets_at(
         style_ts = [pil_to_tensor(resize_max_side(s, max(w, h))) for s in prepared.styles_seen]
     else:
         style_ts = [pil_to_tensor(_resize_longest(s, side)) for s in prepared.styles_seen]
-    device = _device(model)
-    guides = None if guides is None else [g.to(device) for g in guides]
-    return compute_targets(model, preset, content_t.to(device), [s.to(device) for s in style_ts], blend, guides)
+    return content_t.to(device), [s.to(device) for s in style_ts]
 
 
 def _resize_longest(image: Image.Image, side: int) -> Image.Image:
@@ -357,7 +376,8 @@ def stylize(
     if config.style_masks is not None and len(config.style_masks) != len(prepared.styles_seen):
         raise UserError(f"{len(config.style_masks)} style masks given for {len(prepared.styles_seen)} style images: give one per style")
     width, height = prepared.content.size
-    sizes = config.scale_sizes(width, height)
+    plan = plan_run(model, config, width, height)
+    sizes = plan.sizes
     need = min_input_side(preset.last_layer)
     if min(sizes[0]) < need:
         raise UserError(
@@ -384,9 +404,12 @@ def stylize(
             image = _resize(start, wh, "bicubic").clamp(0, 255)
         t0 = time.perf_counter()
         run.view = _View.at(config, prepared, wh, device)
-        targets = targets_at(network, preset, prepared, wh, config.style_blend, run.view.guides)
+        if plan.tiles[scale] is None:
+            targets = targets_at(network, preset, prepared, wh, config.style_blend, run.view.guides)
+            evaluate = dense_evaluator(network, preset, targets, weights, config.precision, layout)
+        else:
+            evaluate = _tiled_evaluator(network, preset, weights, prepared, wh, plan.tiles[scale], generator, run, scale)
         run.timings["targets"] += time.perf_counter() - t0
-        evaluate = dense_evaluator(network, preset, targets, weights, config.precision, layout)
         if run.view.mask is not None:
             evaluate = run.view.masked(evaluate)
         image = image.detach().contiguous().requires_grad_(True)
@@ -401,6 +424,40 @@ def stylize(
     run.timings["total"] = time.perf_counter() - run.started
     run.timings["per_iteration"] = run.timings["optimize"] / max(1, len(run.history))
     return StylizeResult(image=result, history=run.history, timings=run.timings, stopped=run.stopped)
+
+
+def plan_run(model: VGGFeatures, config: StylizeConfig, width: int, height: int) -> TilePlan:
+    """The scales of a run for an output of ``width`` x ``height`` and which of them are tiled (with
+    ``max_memory``: what fits next to what the process or GPU already holds; with ``tile``: forced)."""
+    preset = config.loss_preset()
+    device = _device(model)
+    # What the run may add, less a margin for the memory model's error.
+    budget = None if config.max_memory is None else int(SAFETY * (config.max_memory - memory_in_use(device)))
+    if budget is not None and budget <= 0:
+        raise UserError(f"max memory {config.max_memory / 1e9:.2f} GB is less than this process already holds "
+                        f"({memory_in_use(device) / 1e9:.2f} GB with the network loaded)")
+    sizes = config.scale_sizes(width, height)
+    return plan_tiles(model.widths, preset.layers, sizes, config.precision, budget, config.tile)
+
+
+def _tiled_evaluator(
+    network, preset: LossPreset, weights: LossWeights, prepared: PreparedInputs, wh: tuple[int, int], tile: int,
+    generator: torch.Generator, run: "_RunState", scale: int,
+) -> Evaluator:
+    """A :class:`TiledEvaluator` for one scale, its style targets computed tile by tile, reporting each tile."""
+    config = run.config
+    net = TiledNetwork(network, preset, tile, config.precision, config.channels_last, run.cancel)
+    content_t, style_ts = scale_images(prepared, wh, _device(network))
+    targets = tiled_targets(net, style_ts, config.style_blend, run.view.guides)
+
+    def on_tile(done: int, tiles: int) -> None:
+        if run.callback is not None:
+            last = run.history[-1] if run.history else {}
+            losses = {k: v for k, v in last.items() if k not in ("iteration", "scale")}
+            elapsed = time.perf_counter() - run.started
+            run.callback(Progress(run.done, config.iterations, losses, None, elapsed, scale, done, tiles))
+
+    return TiledEvaluator(net, targets, weights, content_t, generator, on_tile)
 
 
 #: The objective as the optimisers see it: ``evaluate(image)`` computes the loss terms of ``image`` (a leaf
@@ -573,7 +630,10 @@ def _optimise_scale(
         if run.cancelled:
             return "cancelled"
         t0 = time.perf_counter()
-        optimizer.step(closure)
+        try:
+            optimizer.step(closure)
+        except EvaluationCancelled:  # between two tiles of a step: the image is left as the last step made it
+            return "cancelled"
         with torch.no_grad():
             image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
         if run.average is not None:

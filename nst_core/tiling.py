@@ -15,15 +15,19 @@ iteration (:func:`tile_grid` with a seeded generator), so no seam stays in one p
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 from .errors import UserError
-from .losses import LossPreset, LossWeights, content_loss, gram_matrix, style_layer_loss, tv_loss
-from .memory import largest_tile, min_tile, predict_step_peak
-from .vgg import LAYER_TABLE, layer_index, min_input_side
+from .losses import (
+    LossPreset, LossWeights, Moments, Targets, content_loss, style_loss_from_moments, style_moments, targets_from_stats, tv_loss,
+)
+from .cost import conv_macs, iteration_macs
+from .memory import format_bytes, largest_tile, min_tile, predict_step_peak
+from .vgg import LAYER_TABLE, convs_up_to, layer_index, min_input_side
 
 @dataclass(frozen=True)
 class Tile:
@@ -135,11 +139,11 @@ def tile_grid(
     return tiles
 
 
-def check_tile(tile: int, last_layer: str, flag: str = "--tile") -> int:
+def check_tile(tile: int, last_layer: str) -> int:
     """``tile`` if the network's deepest layer can work in tiles of that side, else a one-line UserError."""
     need = min_tile(last_layer)
     if tile < need:
-        raise UserError(f"{flag} {tile}: tiles must be at least {need} px, the side layer {last_layer} needs (one pixel after every pooling)")
+        raise UserError(f"tile {tile} px is too small: layer {last_layer} needs tiles of at least {need} px (one pixel after every pooling)")
     return tile
 
 
@@ -148,18 +152,35 @@ def stride_of(last_layer: str) -> int:
     return min_input_side(last_layer)
 
 
+#: At most this many coarse-to-fine scales (as ``StylizeConfig.scales`` allows).
+MAX_SCALES = 6
+
+
 @dataclass(frozen=True)
 class TilePlan:
-    """What a run at each scale does: ``tiles[k]`` is the tile side at scale k, or None to run it whole."""
+    """What a run does at each scale: ``tiles[k]`` is the tile side at scale k, or None to run it whole."""
 
     sizes: list[tuple[int, int]]  # (w, h) per scale, coarse to fine
     tiles: list[int | None]
-    predicted_peak: int  # bytes the run adds to the process at its largest step
-    budget: int | None  # bytes the run may add (the budget less what the process holds), None: no budget
+    predicted_peak: int  # bytes the run adds to what the process (or device) holds, at its largest step
+    budget: int | None  # bytes the run may add (the budget less what is already held), None: no budget
+    added_scales: int = 0  # coarser scales added so the composition is set untiled
 
     @property
     def tiled(self) -> bool:
         return any(t is not None for t in self.tiles)
+
+    def describe(self, last_layer: str) -> str:
+        """One line per scale: its size and whole, or its tile side, halo and tile count."""
+        lines = []
+        for (w, h), tile in zip(self.sizes, self.tiles):
+            if tile is None:
+                lines.append(f"{w}x{h} whole")
+            else:
+                halo = halo_for(tile, last_layer)
+                count = len(tile_grid(h, w, tile, stride_of(last_layer), halo))
+                lines.append(f"{w}x{h} in {count} tiles of {tile} px (halo {halo} px)")
+        return ", ".join(lines)
 
 
 def plan_tiles(
@@ -172,12 +193,23 @@ def plan_tiles(
 ) -> TilePlan:
     """Which scales to tile and with which tile side, so each step fits ``budget`` bytes (or uses ``tile``).
 
-    A scale runs whole when it fits (or no budget is given and no tile is forced); otherwise with
-    the largest tile that fits. A forced ``tile`` applies to every scale larger than it. A
-    UserError when even the smallest tile does not fit.
+    With a budget, coarser scales (each half the next) are added until the coarsest fits whole, so
+    the composition is set untiled and tiles only refine it. A scale runs whole when it fits; otherwise
+    with the largest tile that fits. A forced ``tile`` applies to every scale larger than it. A UserError
+    when even the smallest tile does not fit.
     """
     last = max(layers, key=layer_index)
     stride = stride_of(last)
+    sizes = list(sizes)
+    added = 0
+    if budget is not None and tile is None:
+        while predict_step_peak(widths, layers, sizes[0][1], sizes[0][0], precision) > budget and len(sizes) < MAX_SCALES:
+            w, h = sizes[0]
+            half = (max(1, round(w / 2)), max(1, round(h / 2)))
+            if min(half) < stride:
+                break
+            sizes.insert(0, half)
+            added += 1
     tiles: list[int | None] = []
     peak = 0
     for w, h in sizes:
@@ -189,12 +221,42 @@ def plan_tiles(
             if chosen is None:
                 need = predict_step_peak(widths, layers, h, w, precision, min_tile(last))
                 raise UserError(
-                    f"--max-memory: {w}x{h} px needs at least {need / 1e9:.2f} GB more than the process holds "
-                    f"even in the smallest tiles, but only {max(budget, 0) / 1e9:.2f} GB are left; raise --max-memory or lower --size"
+                    f"--max-memory: {w}x{h} px needs {format_bytes(need)} more than is already in use even in the smallest "
+                    f"tiles, but the budget leaves {format_bytes(max(budget, 0))}; raise --max-memory or lower --size"
                 )
         tiles.append(chosen)
         peak = max(peak, predict_step_peak(widths, layers, h, w, precision, chosen))
-    return TilePlan(list(sizes), tiles, peak, budget)
+    return TilePlan(sizes, tiles, peak, budget, added)
+
+
+def iteration_macs_tiled(widths: dict[str, int], preset: LossPreset, width: int, height: int, tile: int | None) -> int:
+    """Conv MACs of one step at this size: whole, or tiled (per tile: a statistics forward, a forward and
+    backward, and the content image's forward up to the content layers; halos included)."""
+    last = preset.last_layer
+    widths = {n: widths[n] for n in convs_up_to(last)}
+    if tile is None:
+        return iteration_macs(widths, height, width)
+    content_widths = {n: widths[n] for n in convs_up_to(max(preset.content_layers, key=layer_index))}
+    total = 0
+    for t in tile_grid(height, width, tile, stride_of(last), halo_for(tile, last)):
+        h, w = t.bottom - t.top, t.right - t.left
+        total += sum(conv_macs(widths, h, w).values()) + iteration_macs(widths, h, w) + sum(conv_macs(content_widths, h, w).values())
+    return total
+
+
+def measure_macs_per_second(model, preset: LossPreset, precision: str = "fp32", side: int = 128) -> float:
+    """Conv MACs per second of a step on ``model``'s device: one timed forward and backward of a ``side`` px image."""
+    device = next(model.parameters()).device
+    net = TiledNetwork(model, preset, side, precision)
+    image = torch.rand((1, 3, side, side), generator=torch.Generator().manual_seed(0)).mul(255).to(device).requires_grad_(True)
+    net.features(image[..., :32, :32], preset.layers)  # warm-up: first-call overheads are not throughput
+    started = time.perf_counter()
+    feats = net.features(image, preset.layers)
+    sum(f.square().mean() for f in feats.values()).backward()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elapsed = max(time.perf_counter() - started, 1e-6)
+    return iteration_macs({n: model.widths[n] for n in convs_up_to(preset.last_layer)}, side, side) / elapsed
 
 
 class EvaluationCancelled(Exception):
@@ -204,95 +266,6 @@ class EvaluationCancelled(Exception):
 def layer_factor(layer: str) -> int:
     """How much ``layer``'s feature map is downsampled relative to the image (1, 2, 4, 8 or 16)."""
     return min_input_side(layer)
-
-
-class TiledEvaluator:
-    """The objective of one scale, evaluated tile by tile; ``evaluate(image)`` leaves d total/d image in ``image.grad``.
-
-    Pass 1 (no autograd) sums each style layer's Gram statistics, sum over core pixels of F F^T,
-    over the tiles' cores: exactly the whole image's sums when each window gives its core the
-    features the whole image has. The global style loss of those statistics is differentiated
-    with the statistics as leaves (d loss/d G). Pass 2, per tile: forward with autograd, and
-    backward of the surrogate <d loss/d G, the tile's share of G> + the tile's content loss;
-    its gradient is the tile's exact share of the whole objective's gradient. Total variation
-    is image-sized work (3 channels), done on the whole image. Content targets are the content
-    image's features in the same window, so both sides see the same borders.
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        preset: LossPreset,
-        weights: LossWeights,
-        content: torch.Tensor,
-        style_grams: dict[str, torch.Tensor],
-        tile: int,
-        generator: torch.Generator | None = None,
-        precision: str = "fp32",
-        channels_last: bool = True,
-        cancel: threading.Event | None = None,
-        on_tile: Callable[[int, int], None] | None = None,
-        halo: int | None = None,
-    ):
-        self.model, self.preset, self.weights = model, preset, weights
-        self.content, self.style_grams = content, style_grams
-        self.tile, self.stride = tile, stride_of(preset.last_layer)
-        self.halo = halo_for(tile, preset.last_layer) if halo is None else halo
-        self.generator, self.precision = generator, precision
-        self.layout = torch.channels_last if channels_last else torch.contiguous_format
-        self.cancel, self.on_tile = cancel, on_tile
-        self.tiles_last: list[Tile] = []  # the grid of the latest evaluation (for progress and tests)
-
-    def features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
-        """The network's features of ``x`` in fp32, in the run's precision and layout."""
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return {n: f.float() for n, f in self.model(x.contiguous(memory_format=self.layout), layers).items()}
-
-    def _check_cancel(self) -> None:
-        if self.cancel is not None and self.cancel.is_set():
-            raise EvaluationCancelled
-
-    def __call__(self, image: torch.Tensor) -> dict[str, float]:
-        """Content, style, TV and total loss of ``image`` (a leaf); their gradient is added to ``image.grad``."""
-        height, width = image.shape[-2:]
-        tiles = tile_grid(height, width, self.tile, self.stride, self.halo, self.generator)
-        self.tiles_last = tiles
-        preset, weights = self.preset, self.weights
-        # Pass 1: the whole image's Gram matrices, summed over tile cores; then d loss / d Gram.
-        grams = {n: g.requires_grad_(True) for n, g in style_grams_tiled(self, image.detach(), tiles).items()}
-        style = sum(w * style_layer_loss(grams[n], self.style_grams[n], preset.style_norm) for n, w in preset.style_layers.items())
-        (weights.style * style).backward()
-        if image.grad is None:
-            image.grad = torch.zeros_like(image)
-        tv = tv_loss(image, preset.tv_kind)
-        (weights.tv * tv).backward()
-        # Pass 2: each tile's share of the gradient.
-        content_total = 0.0
-        for k, t in enumerate(tiles):
-            self._check_cancel()
-            window = t.window(image.detach()).clone().requires_grad_(True)
-            with torch.no_grad():
-                content_target = self.features(t.window(self.content), list(preset.content_layers))
-            feats = self.features(window, preset.layers)
-            surrogate = 0
-            for n in preset.style_layers:
-                core = crop_core(feats[n], t, n)
-                share = core.shape[-2] * core.shape[-1] / whole_pixels(height, width, n)
-                surrogate = surrogate + (grams[n].grad * gram_matrix(core)).sum() * share
-            content = 0
-            for n, w in preset.content_layers.items():
-                core, target = crop_core(feats[n], t, n), crop_core(content_target[n], t, n)
-                # mse is a mean over the whole layer: the core's mean weighted by its share of the elements.
-                share = core.shape[-2] * core.shape[-1] / whole_pixels(height, width, n) if preset.content_norm == "mse" else 1.0
-                content = content + w * share * content_loss(core, target, preset.content_norm)
-            (surrogate + weights.content * content).backward()
-            image.grad[..., t.top : t.bottom, t.left : t.right] += window.grad
-            content_total += float(content)
-            if self.on_tile is not None:
-                self.on_tile(k + 1, len(tiles))
-        style_value, tv_value = float(style), float(tv)
-        total = weights.content * content_total + weights.style * style_value + weights.tv * tv_value
-        return {"content": content_total, "style": style_value, "tv": tv_value, "total": total}
 
 
 def whole_pixels(height: int, width: int, layer: str) -> int:
@@ -307,15 +280,137 @@ def crop_core(features: torch.Tensor, tile: Tile, layer: str) -> torch.Tensor:
     return features[..., rows, cols]
 
 
-@torch.no_grad()
-def style_grams_tiled(evaluator: TiledEvaluator, image: torch.Tensor, tiles: list[Tile]) -> dict[str, torch.Tensor]:
-    """Gram matrices of the whole ``image`` at every style layer, from sums over the tiles' cores."""
-    height, width = image.shape[-2:]
-    sums: dict[str, torch.Tensor] = {}
-    for t in tiles:
-        evaluator._check_cancel()
-        for n, f in evaluator.features(t.window(image), list(evaluator.preset.style_layers)).items():
-            core = crop_core(f, t, n)
-            part = gram_matrix(core) * (core.shape[-2] * core.shape[-1])
-            sums[n] = sums[n] + part if n in sums else part
-    return {n: s / whole_pixels(height, width, n) for n, s in sums.items()}
+class TiledNetwork:
+    """The network applied tile by tile: features of a window in the run's precision and layout, and
+    the additive style statistics of a whole image summed over tile cores."""
+
+    def __init__(
+        self, model, preset: LossPreset, tile: int, precision: str = "fp32", channels_last: bool = True,
+        cancel: threading.Event | None = None, halo: int | None = None,
+    ):
+        self.model, self.preset, self.tile, self.precision = model, preset, tile, precision
+        self.stride = stride_of(preset.last_layer)
+        self.halo = halo_for(tile, preset.last_layer) if halo is None else halo
+        self.layout = torch.channels_last if channels_last else torch.contiguous_format
+        self.cancel = cancel
+
+    def grid(self, height: int, width: int, generator: torch.Generator | None = None) -> list[Tile]:
+        """The tiles of an image this size (shifted at random when a generator is given)."""
+        return tile_grid(height, width, self.tile, self.stride, self.halo, generator)
+
+    def check_cancel(self) -> None:
+        """Raise :class:`EvaluationCancelled` once the cancel event is set."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise EvaluationCancelled
+
+    def features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        """The network's features of ``x`` in fp32 (computed in the run's precision and layout)."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            return {n: f.float() for n, f in self.model(x.contiguous(memory_format=self.layout), layers).items()}
+
+    def tile_moments(
+        self, feats: dict[str, torch.Tensor], tile: Tile, guides: list[torch.Tensor | None], height: int, width: int
+    ) -> list[dict[str, Moments]]:
+        """Style statistics of one tile's core, per region, on the common scale of the whole image.
+
+        The core enters as a 0/1 pixel guide over the window (times the region's own guide): core
+        edges lie on the stride, so every layer's pooled guide is exactly 0 or 1.
+        """
+        core = torch.zeros((1, 1, tile.bottom - tile.top, tile.right - tile.left), device=next(iter(feats.values())).device)
+        core[..., tile.core_top - tile.top : tile.core_bottom - tile.top, tile.core_left - tile.left : tile.core_right - tile.left] = 1
+        windows = [core if g is None else core * tile.window(g) for g in guides]
+        scale = {n: 1.0 / whole_pixels(height, width, n) for n in self.preset.style_layers}
+        return style_moments(feats, self.preset, windows, scale)
+
+    @torch.no_grad()
+    def moments(self, image: torch.Tensor, tiles: list[Tile], guides: list[torch.Tensor | None]) -> list[dict[str, Moments]]:
+        """The whole ``image``'s style statistics per region, summed over the cores of ``tiles``."""
+        height, width = image.shape[-2:]
+        total: list[dict[str, Moments]] = [{} for _ in guides]
+        for t in tiles:
+            self.check_cancel()
+            feats = self.features(t.window(image), list(self.preset.style_layers))
+            for summed, part in zip(total, self.tile_moments(feats, t, guides, height, width)):
+                for n, m in part.items():
+                    summed[n] = summed[n] + m if n in summed else m
+        return total
+
+
+def tiled_targets(net: TiledNetwork, styles: list[torch.Tensor], blend=None, guides: list[torch.Tensor] | None = None) -> Targets:
+    """Style targets from style images of any size, computed tile by tile (a fixed grid); no content
+    features: a :class:`TiledEvaluator` takes its content targets window by window."""
+    stats = [net.moments(style, net.grid(*style.shape[-2:]), [None])[0] for style in styles]
+    return targets_from_stats({}, stats, blend, guides)
+
+
+class TiledEvaluator:
+    """The objective of one scale, evaluated tile by tile: ``evaluate(image)`` leaves d total/d image in
+    ``image.grad`` and returns the terms, like ``stylize.dense_evaluator``.
+
+    Pass 1 (no autograd) sums each region's and style layer's additive statistics over the tile
+    cores: exactly the whole image's statistics when each window holds its core's receptive field
+    (:func:`exact_halo`). The global style loss of those statistics is differentiated with the
+    statistics as leaves. Pass 2, per tile: forward with autograd, then backward of the surrogate
+    <d loss/d statistics, the tile's statistics> + the tile's content loss; its gradient is the
+    tile's share of the whole objective's gradient. Total variation is image-sized work (three
+    channels) done on the whole image. Content targets are the content image's features in the same
+    window, so both sides of the content loss see the same borders.
+    """
+
+    def __init__(
+        self, net: TiledNetwork, targets: Targets, weights: LossWeights, content: torch.Tensor,
+        generator: torch.Generator | None = None, on_tile: Callable[[int, int], None] | None = None,
+    ):
+        self.net, self.targets, self.weights, self.content = net, targets, weights, content
+        self.generator, self.on_tile = generator, on_tile
+        self.tiles_last: list[Tile] = []  # the grid of the latest evaluation (for progress and tests)
+
+    def __call__(self, image: torch.Tensor) -> dict[str, float]:
+        """Content, style, TV and total loss of ``image`` (a leaf); their gradient replaces ``image.grad``."""
+        net, preset, weights, guides = self.net, self.net.preset, self.weights, self.targets.guides
+        height, width = image.shape[-2:]
+        tiles = self.tiles_last = net.grid(height, width, self.generator)
+        image.grad = None
+        with torch.enable_grad():
+            # Pass 1: the whole image's statistics from the cores; d style loss / d statistics.
+            leaves = [{n: Moments(*(v.clone().requires_grad_(True) for v in (m.count, m.first, m.second))) for n, m in region.items()}
+                      for region in net.moments(image.detach(), tiles, guides)]
+            style = style_loss_from_moments(leaves, self.targets, preset)
+            (weights.style * style).backward()
+            tv = tv_loss(image, preset.tv_kind)
+            (weights.tv * tv).backward()
+            if image.grad is None:  # a TV weight of 0 still leaves a gradient; this is for safety only
+                image.grad = torch.zeros_like(image)
+            content_total = 0.0
+            for k, t in enumerate(tiles):
+                net.check_cancel()
+                window = t.window(image.detach()).clone().requires_grad_(True)
+                feats = net.features(window, preset.layers)
+                surrogate = 0
+                for region, leaf in zip(net.tile_moments(feats, t, guides, height, width), leaves):
+                    for n, m in region.items():
+                        for part, grad in zip((m.count, m.first, m.second), (leaf[n].count.grad, leaf[n].first.grad, leaf[n].second.grad)):
+                            if grad is not None:
+                                surrogate = surrogate + (part * grad).sum()
+                content = self._content(feats, t, height, width)
+                (surrogate + weights.content * content).backward()
+                image.grad[..., t.top : t.bottom, t.left : t.right] += window.grad
+                content_total += float(content.detach())
+                if self.on_tile is not None:
+                    self.on_tile(k + 1, len(tiles))
+        style_value, tv_value = float(style.detach()), float(tv.detach())
+        total = weights.content * content_total + weights.style * style_value + weights.tv * tv_value
+        return {"content": content_total, "style": style_value, "tv": tv_value, "total": total}
+
+    def _content(self, feats: dict[str, torch.Tensor], tile: Tile, height: int, width: int) -> torch.Tensor:
+        """The tile core's share of the content loss (targets: the content image's features in the same window)."""
+        preset = self.net.preset
+        with torch.no_grad():
+            targets = self.net.features(tile.window(self.content), list(preset.content_layers))
+        content = torch.zeros((), device=self.content.device)
+        for n, w in preset.content_layers.items():
+            core, target = crop_core(feats[n], tile, n), crop_core(targets[n], tile, n)
+            # "mse" is a mean over the whole layer: the core's mean weighted by its share of the layer's pixels.
+            share = core.shape[-2] * core.shape[-1] / whole_pixels(height, width, n) if preset.content_norm == "mse" else 1.0
+            content = content + w * share * content_loss(core, target, preset.content_norm)
+        return content

@@ -20,11 +20,12 @@ import os
 import threading
 import traceback
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import gradio as gr
+import torch
 from gradio.processing_utils import save_pil_to_cache
 from gradio.utils import get_function_description
 
@@ -153,13 +154,14 @@ def _float(value: object, name: str) -> float:
 
 def checked_settings(
     size: object, iterations: object, optimizer: str, style_strength: object, tv_weight: object, seed: object,
-    preserve_color: object,
+    preserve_color: object, max_size: int = compare.SIZE_RANGE[1], max_memory: int | None = None,
 ) -> compare.CompareSettings:
-    """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one)."""
+    """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one);
+    ``max_size`` and ``max_memory`` are the server's limits."""
     settings = compare.CompareSettings(
         size=_int(size, "size"), iterations=_int(iterations, "iterations"), optimizer=optimizer,
         style_strength=_float(style_strength, "style strength"), tv_weight=_float(tv_weight, "TV weight"),
-        seed=_int(seed, "seed"), preserve_color=bool(preserve_color),
+        seed=_int(seed, "seed"), preserve_color=bool(preserve_color), max_size=max_size, max_memory=max_memory,
     )
     compare.validate_settings(settings)
     return settings
@@ -210,7 +212,7 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
         style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
         # One slider per line: side by side their labels wrap and crowd the number boxes.
         with gr.Accordion("Settings", open=True):
-            size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
+            size = gr.Slider(compare.SIZE_RANGE[0], defaults.max_size, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
             iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
             style_strength = gr.Slider(
                 *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
@@ -375,6 +377,8 @@ class RunHandler:
 
     dense: compare.DenseNetwork
     outputs: OutputColumn
+    max_size: int = compare.SIZE_RANGE[1]  # the largest size a request may ask for
+    max_memory: int | None = None  # each run's memory budget (on a GPU: tiles where a size does not fit whole)
 
     # The signature and docstring below are the /compare API: Gradio names the parameters after the
     # signature (a default of None makes one optional), its MCP server reads the Args and Returns
@@ -403,7 +407,7 @@ class RunHandler:
         Args:
             content: The content image (PNG, JPEG, WebP, ...); scaled so that its longer side is `size`.
             styles: One to four style images, blended with equal weights.
-            size: Longer side of the results in pixels, 64 to 1024.
+            size: Longer side of the results in pixels, 64 to 1024 (on a GPU to 2048, or the server's --max-size).
             iterations: Optimisation steps of each run, 1 to 1000.
             optimizer: adam or lbfgs.
             style_strength: Multiplies the preset's style weight, 0 to 20 (1 is the preset).
@@ -430,7 +434,9 @@ class RunHandler:
         uploads = [content, *(styles or []), pruned_upload]
         cancel, preview = None, None
         try:
-            settings = checked_settings(size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color)
+            settings = checked_settings(
+                size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color, self.max_size, self.max_memory
+            )
             spec = compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)
             yield self.outputs.cleared(f"preparing {compare.describe_pruned_spec(spec)}...")
@@ -469,7 +475,9 @@ def cancel_run(request: gr.Request) -> str:
     return _status("cancelled." if stopped else "nothing is running.")
 
 
-def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S) -> gr.Blocks:
+def build_app(
+    dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S, max_size: int | None = None,
+) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
     once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often)."""
     with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
@@ -482,7 +490,9 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
         banner = dense.banner()
         gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
         with gr.Row():
-            inputs = build_input_column(compare.default_settings(gpu=dense.device.type != "cpu"), compare.named_choices(pruned_files))
+            max_size, max_memory = size_limits(dense.device, max_size)
+            defaults = replace(compare.default_settings(gpu=dense.device.type != "cpu"), max_size=max_size)
+            inputs = build_input_column(defaults, compare.named_choices(pruned_files))
             outputs = build_output_column()
 
         rows = example_rows()
@@ -495,7 +505,7 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
             gr.Examples(rows, inputs=[inputs.content, inputs.styles], cache_examples=False, label="Examples (click, then Run)")
 
         inputs.styles.change(lambda files: files or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private")
-        handler = RunHandler(dense, outputs)
+        handler = RunHandler(dense, outputs, max_size, max_memory)
         run_inputs = inputs.parameters_of(handler.run)
         document_endpoint(handler.run, run_inputs, outputs.named())
         run_event = inputs.run.click(
@@ -503,6 +513,19 @@ def build_app(dense: compare.DenseNetwork, pruned_files: list[str] | None = None
         )
         inputs.cancel.click(cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False)
     return demo
+
+
+def size_limits(device: torch.device, max_size: int | None = None) -> tuple[int, int | None]:
+    """The largest size a request may ask for and each run's memory budget on ``device``.
+
+    On a GPU: up to ``compare.GPU_MAX_SIZE`` (or ``max_size``), within 90% of its memory
+    (what does not fit whole is tiled, as ``nst stylize --max-memory`` does); elsewhere
+    ``compare.SIZE_RANGE``'s bound unless ``max_size`` says more, with no budget.
+    """
+    if device.type == "cuda":
+        budget = int(0.9 * torch.cuda.get_device_properties(device).total_memory)
+        return max_size or compare.GPU_MAX_SIZE, budget
+    return max_size or compare.SIZE_RANGE[1], None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -526,6 +549,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-files", type=int, default=int(env("NST_KEEP_FILES") or KEEP_FILES_S), metavar="SECONDS",
                         help="uploads and results are deleted once they are this old, checked as often "
                              f"(env NST_KEEP_FILES; default {KEEP_FILES_S})")
+    parser.add_argument("--max-size", type=int, default=int(env("NST_MAX_SIZE") or 0) or None, metavar="PX",
+                        help="largest output size a request may ask for (env NST_MAX_SIZE; default 1024, 2048 on a GPU; "
+                             "on a GPU larger sizes are tiled within 90%% of its memory)")
     parser.add_argument("--max-file-size", default=env("NST_MAX_FILE_SIZE") or "10mb",
                         help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)")
     return parser.parse_args(argv)
@@ -537,6 +563,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1:
         raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1")
+    if args.max_size is not None and not compare.SIZE_RANGE[0] <= args.max_size <= 4096:
+        raise SystemExit(f"app.py: error: --max-size must be between {compare.SIZE_RANGE[0]} and 4096 px, not {args.max_size}")
     try:
         dense = compare.load_dense(args.weights, device=args.device)
     except UserError as exc:
@@ -550,7 +578,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"app.py: error: --pruned {path}: {exc}") from None
     compare.resolve_pruned(compare.DEFAULT_PRUNED, dense.model)  # prune the default once, before the first click
     compare.warm_up(dense.model)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files, max_size=args.max_size)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     demo.launch(
         server_name=args.host,

@@ -59,6 +59,9 @@ STRUCTURED_DEMO = STRUCTURED_PREFIX + "0.5"
 # bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
 # with a little room, so the judge's windows are not degenerate.
 SIZE_RANGE = (64, 1024)
+#: The largest size on a GPU by default (``app.py --max-size`` sets another); sizes that do not fit the
+#: GPU's memory whole are stylized in tiles (``CompareSettings.max_memory``).
+GPU_MAX_SIZE = 2048
 ITERATIONS_RANGE = (1, 1000)
 STYLE_STRENGTH_RANGE = (0.0, 20.0)
 TV_WEIGHT_RANGE = (0.0, 1.0)
@@ -83,6 +86,8 @@ class CompareSettings:
     tv_weight: float = 1e-3
     seed: int = 0
     preserve_color: bool = False
+    max_size: int = SIZE_RANGE[1]  # the server's largest size (not a person's setting)
+    max_memory: int | None = None  # the server's memory budget per run, bytes (tiles above it)
 
     def to_config(self, preview_every: int = 0) -> StylizeConfig:
         """The one config both runs use (content init, the preset's weights scaled by ``style_strength``)."""
@@ -98,6 +103,7 @@ class CompareSettings:
             tv_weight=float(self.tv_weight),
             preserve_color=bool(self.preserve_color),
             preview_every=preview_every,
+            max_memory=self.max_memory,
         )
 
 
@@ -123,7 +129,7 @@ def _check_range(name: str, value: float | None, bounds: tuple[float, float]) ->
 
 def validate_settings(s: CompareSettings) -> None:
     """Raise a UserError naming the first setting that is out of range."""
-    _check_range("size", s.size, SIZE_RANGE)
+    _check_range("size", s.size, (SIZE_RANGE[0], s.max_size))
     _check_range("iterations", s.iterations, ITERATIONS_RANGE)
     _check_range("style strength", s.style_strength, STYLE_STRENGTH_RANGE)
     _check_range("TV weight", s.tv_weight, TV_WEIGHT_RANGE)

@@ -11,8 +11,9 @@ narrower activations, so it needs less) and the image size:
 - during backward, about two conv outputs' worth of gradients are alive at once at the
   widest layer.
 
-Image-sized tensors (the image, its gradient, Adam's two moments, the content image, the
-total-variation terms) cost a fixed number of bytes per output pixel, tiled or not.
+Image-sized tensors (the image, its gradient, Adam's two moments, the content image) cost a
+fixed number of bytes per output pixel, tiled or not; total variation's image-sized temporaries
+live before the network's pass, so only the larger of the two counts.
 
 The constants were fitted to peak RSS measured in a subprocess (``tests/test_memory_model.py``
 checks the fit stays within its tolerance): CPU allocators keep some freed blocks, so the
@@ -39,14 +40,20 @@ ACTIVATION_BYTES = {"fp32": 4, "bf16": 2}
 INDEX_BYTES = 8  # MaxPool2d's argmax indices are int64
 #: Measured: peak RSS over the process's RSS before the run, divided by the counted bytes.
 ALLOCATOR_OVERHEAD = 1.15
-#: Image-sized fp32 tensors alive during a step, in units of one 3-channel fp32 image: the image,
-#: its gradient, Adam's two moments, the content image, and about seven for total variation
-#: (its differences, their absolute values and their gradients) and the clamp.
-IMAGE_COPIES = 12
+#: Image-sized fp32 tensors alive throughout a step, in units of one 3-channel fp32 image: the image,
+#: its gradient, Adam's two moments, the content image, and one for a style image or a resize.
+IMAGE_COPIES = 6
+#: Image-sized temporaries of total variation (differences, their absolute values, their gradients)
+#: and of Adam's update; they are freed before the network's pass starts, so they count only
+#: where they exceed it.
+IMAGE_TEMPORARIES = 6
 #: Plans aim at this share of a budget: the model's error, measured, stays within it (tests/test_memory_model.py).
 SAFETY = 0.85
 #: What a run allocates whatever the image size (loss bookkeeping, allocator arenas), bytes.
 FIXED_BYTES = 120 * 2**20
+#: What a tiled run adds whatever the tile size: oneDNN primitives and scratch buffers for each window
+#: shape (edge tiles differ), the core guides. Measured: 100-150 MB above the counted bytes at 384 px.
+TILED_FIXED_BYTES = 150 * 2**20
 
 _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 10**9, "GB": 10**9, "T": 10**12,
           "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
@@ -90,7 +97,7 @@ def step_bytes(widths: dict[str, int], layers: list[str], height: int, width: in
 
     ``widths``: each conv's output channels (``VGGFeatures.widths``; a pruned network's are
     smaller); ``layers``: the layers the losses read (the deepest one ends the forward pass).
-    The count excludes image-sized tensors (see :func:`image_bytes`) and the allocator overhead.
+    The count excludes image-sized tensors (see :func:`predict_step_peak`) and the allocator overhead.
     """
     act = ACTIVATION_BYTES[precision]
     wanted = set(layers)
@@ -112,9 +119,9 @@ def step_bytes(widths: dict[str, int], layers: list[str], height: int, width: in
     return saved + 2 * widest_gradient
 
 
-def image_bytes(height: int, width: int) -> int:
-    """Bytes of the image-sized fp32 tensors alive during a step, tiled or not."""
-    return IMAGE_COPIES * 3 * 4 * height * width
+def image_bytes(height: int, width: int, copies: int = IMAGE_COPIES) -> int:
+    """Bytes of ``copies`` image-sized fp32 tensors (3 channels)."""
+    return copies * 3 * 4 * height * width
 
 
 def predict_step_peak(
@@ -126,8 +133,10 @@ def predict_step_peak(
     the image-sized tensors stay whole.
     """
     net_h, net_w = (height, width) if tile is None else (min(tile, height), min(tile, width))
-    counted = step_bytes(widths, layers, net_h, net_w, precision)
-    return int(FIXED_BYTES + ALLOCATOR_OVERHEAD * (counted + image_bytes(height, width)))
+    network = step_bytes(widths, layers, net_h, net_w, precision)
+    transient = max(network, image_bytes(height, width, IMAGE_TEMPORARIES))
+    fixed = FIXED_BYTES if tile is None else FIXED_BYTES + TILED_FIXED_BYTES
+    return int(fixed + ALLOCATOR_OVERHEAD * (image_bytes(height, width) + transient))
 
 
 def largest_tile(

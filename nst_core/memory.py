@@ -62,7 +62,7 @@ _UNITS = {"": 1, "B": 1, "K": 10**3, "KB": 10**3, "M": 10**6, "MB": 10**6, "G": 
 def parse_memory(text: str, flag: str = "--max-memory") -> int:
     """``"4GB"`` -> 4_000_000_000 bytes (KB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024).
 
-    A one-line UserError naming ``flag`` for anything that is not a positive amount with a unit.
+    A bare number is bytes. A one-line UserError naming ``flag`` for anything else, and for less than 1MB.
 
     >>> parse_memory("4GB"), parse_memory("512MiB"), parse_memory("1.5 GB")
     (4000000000, 536870912, 1500000000)

@@ -14,6 +14,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from nst_core import cli
 from nst_core.errors import UserError
 from nst_core.images import pil_to_tensor
 from nst_core.losses import LossWeights, compute_targets, get_preset
@@ -189,3 +190,20 @@ def test_bad_tile_settings_are_one_line_errors(config, words):
     with pytest.raises(UserError) as info:
         config.validate()
     assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (["--max-memory", "0"], "--max-memory '0': must be at least 1MB"),
+    (["--max-memory", "4 parsecs"], "give an amount with a unit, such as 4GB"),
+    (["--max-memory", "0GB"], "--max-memory '0GB': must be at least 1MB"),
+    (["--tile", "7"], "tile 7 px is too small: layer relu5_3 needs tiles of at least 16 px"),
+    (["--tile", "64", "--max-memory", "4GB"], "give one"),
+])
+def test_bad_flags_are_one_line_errors_before_any_network_loads(tmp_path, capsys, content_image, style_image, flags, words):
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    content_image.save(content)
+    style_image.save(style)
+    code = cli.main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), "--weights", "random:0", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("nst: error: ") and "\n" not in err, err
+    assert words in err

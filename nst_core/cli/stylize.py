@@ -10,8 +10,7 @@ import threading
 from tqdm import tqdm
 
 from ..files import atomic_save_image, atomic_write_text
-from ..losses import PRESETS
-from ..stylize import Progress, stylize
+from ..stylize import Progress, style_load_side, stylize
 from .common import (
     STYLIZE_HELP,
     HelpFormatter,
@@ -53,8 +52,9 @@ def run(args: argparse.Namespace) -> int:
     log_json = check_output_path(args.log_json, "--log-json") if args.log_json else None
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every))
     config.validate()
-    content, styles = load_images_from_args(args.content, args.styles, config.size)
-    model = load_model_from_args(args, PRESETS[args.preset].last_layer)
+    style_side = style_load_side(config.size, config.style_scale, config.style_size)
+    content, styles = load_images_from_args(args.content, args.styles, config.size, style_side)
+    model = load_model_from_args(args, config.loss_preset().last_layer)
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
     def on_progress(progress: Progress) -> None:

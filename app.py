@@ -152,16 +152,26 @@ def _float(value: object, name: str) -> float:
 # --- the input column ----------------------------------------------------------------------------
 
 
+def _weights(text: object) -> tuple[float, ...] | None:
+    """"1, 2" -> (1.0, 2.0); empty -> None (equal weights)."""
+    parts = [p for p in str(text or "").replace(",", " ").split() if p]
+    return tuple(_float(p, "style weights") for p in parts) or None
+
+
 def checked_settings(
     size: object, iterations: object, optimizer: str, style_strength: object, tv_weight: object, seed: object,
-    preserve_color: object, max_size: int = compare.SIZE_RANGE[1], max_memory: int | None = None,
+    preserve_color: object, style_scale: object = 1.0, style_weights: object = None, color: object = "none",
+    mask: str | None = None, style_masks: list[str] | None = None, max_size: int = compare.SIZE_RANGE[1],
+    max_memory: int | None = None,
 ) -> compare.CompareSettings:
     """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one);
     ``max_size`` and ``max_memory`` are the server's limits."""
     settings = compare.CompareSettings(
         size=_int(size, "size"), iterations=_int(iterations, "iterations"), optimizer=optimizer,
         style_strength=_float(style_strength, "style strength"), tv_weight=_float(tv_weight, "TV weight"),
-        seed=_int(seed, "seed"), preserve_color=bool(preserve_color), max_size=max_size, max_memory=max_memory,
+        seed=_int(seed, "seed"), preserve_color=bool(preserve_color), style_scale=_float(style_scale, "style scale"),
+        style_weights=_weights(style_weights), color=str(color or "none"), mask=mask or None,
+        style_masks=tuple(style_masks) if style_masks else None, max_size=max_size, max_memory=max_memory,
     )
     compare.validate_settings(settings)
     return settings
@@ -184,6 +194,11 @@ class InputColumn:
     pruned_choice: gr.Dropdown
     pruned_upload: gr.File
     hub_repo: gr.Textbox
+    style_scale: gr.Slider
+    style_weights: gr.Textbox
+    color: gr.Radio
+    mask: gr.Image
+    style_masks: gr.File
     run: gr.Button
     cancel: gr.Button
 
@@ -202,7 +217,7 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
         )
         styles = pass_upload_paths(
             gr.File(
-                label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
+                label=f"Style images (up to {compare.MAX_STYLES}, blended by the style weights under Style controls)",
                 file_count="multiple",
                 file_types=["image"],
                 type="filepath",
@@ -224,6 +239,26 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
                 # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
                 tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (0 to 1)", info="smoothness")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
+        with gr.Accordion("Style controls", open=False):
+            style_scale = gr.Slider(
+                *compare.STYLE_SCALE_RANGE, value=defaults.style_scale, step=0.05, label="Style scale (brush-stroke size)",
+                elem_id="style-scale",
+            )
+            style_weights = gr.Textbox(
+                label="Style weights, one per style image (e.g. 1, 2; empty: equal)", max_lines=1, elem_id="style-weights"
+            )
+            color = gr.Radio(
+                [("style's colours", "none"), ("content's palette (histogram matching)", "histogram")],
+                value=defaults.color, label="Colours", elem_id="color",
+            )
+            mask = pass_upload_paths(
+                gr.Image(label="Content mask (white: stylize, black: keep the content)", type="filepath",
+                         sources=["upload", "clipboard"], image_mode="L", height=140, elem_id="mask")
+            )
+            style_masks = pass_upload_paths(
+                gr.File(label="Style masks: one per style image, in the same order (where each style goes)",
+                        file_count="multiple", file_types=["image"], type="filepath", elem_id="style-masks")
+            )
         with gr.Accordion("Pruned network", open=True):
             pruned_choice = gr.Dropdown(choices, value=compare.DEFAULT_PRUNED, label="Compare the dense network with", elem_id="pruned-choice")
             pruned_upload = pass_upload_paths(
@@ -243,7 +278,7 @@ def build_input_column(defaults: compare.CompareSettings, choices: list[tuple[st
             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
     return InputColumn(
         content, styles, style_gallery, size, iterations, optimizer, preserve_color, style_strength, tv_weight, seed,
-        pruned_choice, pruned_upload, hub_repo, run, cancel,
+        pruned_choice, pruned_upload, hub_repo, style_scale, style_weights, color, mask, style_masks, run, cancel,
     )
 
 
@@ -399,6 +434,11 @@ class RunHandler:
         pruned_choice: str | None,
         pruned_upload: str | None = None,
         hub_repo: str | None = None,
+        style_scale: float = 1.0,
+        style_weights: str | None = None,
+        color: str = "none",
+        mask: str | None = None,
+        style_masks: list[str] | None = None,
     ) -> Iterator[dict]:
         """Stylize a content image twice, with the dense VGG-19 and with a pruned one (same seed, same starting
         image), and compare the two: time, size, and quality judged by the dense network (content and style loss)
@@ -406,7 +446,7 @@ class RunHandler:
 
         Args:
             content: The content image (PNG, JPEG, WebP, ...); scaled so that its longer side is `size`.
-            styles: One to four style images, blended with equal weights.
+            styles: One to four style images, blended with equal weights unless style_weights says otherwise.
             size: Longer side of the results in pixels, 64 to 1024 (on a GPU to 2048, or the server's --max-size).
             iterations: Optimisation steps of each run, 1 to 1000.
             optimizer: adam or lbfgs.
@@ -417,6 +457,11 @@ class RunHandler:
             pruned_choice: The pruned network to compare with: profile:seed (the seed's fine-grained profile), structured:0.5 (half of every conv's filters removed), or a file the server offers.
             pruned_upload: Optional. Your own pruned network instead of pruned_choice: a profile (.json, from `nst scan select`) or a checkpoint (.safetensors, from `nst prune --save`).
             hub_repo: Optional. A pruned checkpoint on the Hugging Face Hub instead of pruned_choice, OWNER/NAME[:FILE][@REVISION] (an upload wins over it).
+            style_scale: Optional. Size of the style images relative to the result, 0.25 to 4 (brush-stroke size; 1 is the result's size).
+            style_weights: Optional. One weight per style image, comma-separated (e.g. "1, 2"); empty blends them equally.
+            color: Optional. none (the style's colours) or histogram (the styles recoloured to the content's palette first).
+            mask: Optional. A greyscale content mask: stylized where white, the content kept where black, soft edges blend.
+            style_masks: Optional. One greyscale mask per style image, in order: each style is applied in its own region.
 
         Returns:
             status: One line: what is running, or the timings and SSIM when done.
@@ -431,11 +476,12 @@ class RunHandler:
         # A person's mistake becomes a gr.Error with its message; a bug is logged with its traceback and
         # shown as one line. Neither shows the server's path of an upload.
         session = request.session_hash or "anonymous"
-        uploads = [content, *(styles or []), pruned_upload]
+        uploads = [content, *(styles or []), pruned_upload, mask, *(style_masks or [])]
         cancel, preview = None, None
         try:
             settings = checked_settings(
-                size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color, self.max_size, self.max_memory
+                size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color, style_scale, style_weights, color,
+                mask, style_masks, self.max_size, self.max_memory,
             )
             spec = compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)

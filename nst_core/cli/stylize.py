@@ -10,9 +10,8 @@ import threading
 from tqdm import tqdm
 
 from ..files import atomic_save_image, atomic_write_text
-from ..losses import PRESETS
 from ..memory import format_bytes, memory_in_use, parse_memory
-from ..stylize import Progress, StylizeConfig, plan_run, split_iterations, stylize
+from ..stylize import Progress, StylizeConfig, plan_run, split_iterations, style_load_side, stylize
 from ..tiling import TilePlan, iteration_macs_tiled, measure_macs_per_second
 from ..vgg import VGGFeatures
 from .common import (
@@ -66,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
     max_memory = parse_memory(args.max_memory) if args.max_memory is not None else None
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every), max_memory=max_memory)
     config.validate()
-    content, styles = load_images_from_args(args.content, args.styles, config.size)
-    model = load_model_from_args(args, PRESETS[args.preset].last_layer)
+    style_side = style_load_side(config.size, config.style_scale, config.style_size)
+    content, styles = load_images_from_args(args.content, args.styles, config.size, style_side)
+    model = load_model_from_args(args, config.loss_preset().last_layer)
     plan = print_plan(model, config, content.size)
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 

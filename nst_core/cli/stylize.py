@@ -26,6 +26,10 @@ from .common import (
 )
 
 
+#: From this longer side up (px) the CLI prints the plan, predicted peak memory and time even without --max-memory.
+PLAN_FROM_SIZE = 1024
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `nst stylize` to the `nst` command."""
     p = subparsers.add_parser(
@@ -68,7 +72,11 @@ def run(args: argparse.Namespace) -> int:
     style_side = style_load_side(config.size, config.style_scale, config.style_size)
     content, styles = load_images_from_args(args.content, args.styles, config.size, style_side)
     model = load_model_from_args(args, config.loss_preset().last_layer)
-    plan = print_plan(model, config, content.size)
+    # The plan is news where memory matters: a budget or tiles asked for, or print sizes.
+    if config.max_memory is not None or config.tile is not None or max(content.size) >= PLAN_FROM_SIZE:
+        plan = print_plan(model, config, content.size)
+    else:
+        plan = plan_run(model, config, *content.size)
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
     def on_progress(progress: Progress) -> None:

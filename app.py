@@ -26,11 +26,12 @@ import os
 import threading
 import traceback
 import warnings
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
+import torch
 from gradio.processing_utils import save_pil_to_cache
 from gradio.utils import get_function_description
 
@@ -208,15 +209,26 @@ def _float(value: object, name: str) -> float:
 # --- the input column ----------------------------------------------------------------------------
 
 
+def _weights(text: object) -> tuple[float, ...] | None:
+    """"1, 2" -> (1.0, 2.0); empty -> None (equal weights)."""
+    parts = [p for p in str(text or "").replace(",", " ").split() if p]
+    return tuple(_float(p, "style weights") for p in parts) or None
+
+
 def checked_settings(
     size: object, iterations: object, optimizer: str, style_strength: object, tv_weight: object, seed: object,
-    preserve_color: object,
+    preserve_color: object, style_scale: object = 1.0, style_weights: object = None, color: object = "none",
+    mask: str | None = None, style_masks: list[str] | None = None, max_size: int = compare.SIZE_RANGE[1],
+    max_memory: int | None = None,
 ) -> compare.CompareSettings:
-    """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one)."""
+    """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one);
+    ``mask`` and ``style_masks`` are upload paths, ``max_size`` and ``max_memory`` the server's limits."""
     settings = compare.CompareSettings(
         size=_int(size, "size"), iterations=_int(iterations, "iterations"), optimizer=optimizer,
         style_strength=_float(style_strength, "style strength"), tv_weight=_float(tv_weight, "TV weight"),
-        seed=_int(seed, "seed"), preserve_color=bool(preserve_color),
+        seed=_int(seed, "seed"), preserve_color=bool(preserve_color), style_scale=_float(style_scale, "style scale"),
+        style_weights=_weights(style_weights), color=str(color or "none"), mask=mask or None,
+        style_masks=tuple(style_masks) if style_masks else None, max_size=max_size, max_memory=max_memory,
     )
     compare.validate_settings(settings)
     return settings
@@ -239,6 +251,11 @@ class InputColumn:
     pruned_choice: gr.Dropdown
     pruned_upload: gr.File
     hub_repo: gr.Textbox
+    style_scale: gr.Slider
+    style_weights: gr.Textbox
+    color: gr.Radio
+    mask: gr.Image
+    style_masks: gr.File
     run: gr.Button
     cancel: gr.Button
 
@@ -256,7 +273,7 @@ def build_input_column(
     with gr.Column(scale=2, min_width=400):
         content = gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
         styles = gr.File(
-            label=f"Style images (up to {compare.MAX_STYLES}, blended equally)",
+            label=f"Style images (up to {compare.MAX_STYLES}, blended by the style weights under Style controls)",
             file_count="multiple",
             file_types=["image"],
             type="filepath",
@@ -265,7 +282,7 @@ def build_input_column(
         style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
         # One slider per line: side by side their labels wrap and crowd the number boxes.
         with gr.Accordion("Settings", open=True):
-            size = gr.Slider(*compare.SIZE_RANGE, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
+            size = gr.Slider(compare.SIZE_RANGE[0], defaults.max_size, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
             iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
             style_strength = gr.Slider(
                 *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
@@ -277,6 +294,22 @@ def build_input_column(
                 # No minimum/maximum here: compare.validate_settings checks them with a message naming the setting.
                 tv_weight = gr.Number(value=defaults.tv_weight, label="TV weight (0 to 1)", info="smoothness")
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
+        with gr.Accordion("Style controls", open=False):
+            style_scale = gr.Slider(
+                *compare.STYLE_SCALE_RANGE, value=defaults.style_scale, step=0.05, label="Style scale (brush-stroke size)",
+                elem_id="style-scale",
+            )
+            style_weights = gr.Textbox(
+                label="Style weights, one per style image (e.g. 1, 2; empty: equal)", max_lines=1, elem_id="style-weights"
+            )
+            color = gr.Radio(
+                [("style's colours", "none"), ("content's palette (histogram matching)", "histogram")],
+                value=defaults.color, label="Colours", elem_id="color",
+            )
+            mask = gr.Image(label="Content mask (white: stylize, black: keep the content)", type="filepath",
+                            sources=["upload", "clipboard"], image_mode="L", height=140, elem_id="mask")
+            style_masks = gr.File(label="Style masks: one per style image, in the same order (where each style goes)",
+                                  file_count="multiple", file_types=["image"], type="filepath", elem_id="style-masks")
         with gr.Accordion("Pruned network", open=True):
             pruned_choice = gr.Dropdown(choices, value=default_pruned, label="Compare the dense network with", elem_id="pruned-choice")
             pruned_upload = gr.File(
@@ -294,7 +327,7 @@ def build_input_column(
             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
     return InputColumn(
         content, styles, style_gallery, size, iterations, optimizer, preserve_color, style_strength, tv_weight, seed,
-        pruned_choice, pruned_upload, hub_repo, run, cancel,
+        pruned_choice, pruned_upload, hub_repo, style_scale, style_weights, color, mask, style_masks, run, cancel,
     )
 
 
@@ -466,14 +499,22 @@ def document_endpoint(
             describe_in_api(component, described[name], as_input)
 
 
-def setting_problems(values: dict[str, object]) -> dict[str, str]:
+#: /compare's parameters that ``checked_settings`` judges by their value alone (uploads are files).
+VALUE_SETTINGS = (
+    "size", "iterations", "optimizer", "style_strength", "tv_weight", "seed", "preserve_color", "style_scale",
+    "style_weights", "color",
+)
+
+
+def setting_problems(values: dict[str, object], max_size: int = compare.SIZE_RANGE[1]) -> dict[str, str]:
     """Each settings widget's problem, keyed by its parameter name: ``checked_settings`` judges
     each value alone, the others at their defaults, so every bad one is named at once."""
-    defaults = asdict(compare.CompareSettings())
+    stock = compare.CompareSettings()
+    defaults = {name: getattr(stock, name) for name in VALUE_SETTINGS}
     problems = {}
     for name in defaults:
         try:
-            checked_settings(**(defaults | {name: values.get(name)}))
+            checked_settings(**(defaults | {name: values.get(name, defaults[name])}), max_size=max_size)
         except UserError as exc:
             problems[name] = str(exc)
     return problems
@@ -489,6 +530,8 @@ class RunHandler:
     limits: RunLimits = RunLimits()
     defaults: compare.CompareSettings = compare.CompareSettings()  # the page's settings; examples run with them
     default_pruned: str = compare.DEFAULT_PRUNED  # the dropdown's default (a --release checkpoint when given)
+    max_size: int = compare.SIZE_RANGE[1]  # the largest size a request may ask for
+    max_memory: int | None = None  # each run's memory budget (on a GPU: tiles where a size does not fit whole)
 
     def example(self, content: dict | None, styles: list[dict] | None) -> dict:
         """A bundled example pair compared at the page's default settings with the default pruned
@@ -516,7 +559,7 @@ class RunHandler:
         queue slot, so a bad setting or a missing image is refused at once, each named by its input,
         instead of after waiting for the worker. What needs the files themselves (is it an image, a
         checkpoint that fits) is checked by the run."""
-        problems = setting_problems(values)
+        problems = setting_problems(values, self.max_size)
 
         def files(name: str, convert: Callable):
             try:
@@ -527,6 +570,7 @@ class RunHandler:
 
         content, styles = files("content", upload_path), files("styles", upload_paths) or []
         pruned_upload, hub_repo = files("pruned_upload", upload_path), values.get("hub_repo")
+        mask, style_masks = files("mask", upload_path), files("style_masks", upload_paths) or []
         hub_repo = None if hub_repo is None else str(hub_repo)  # unpreprocessed: an API caller may send any JSON
         if not content:
             problems.setdefault("content", "upload a content image")
@@ -536,7 +580,7 @@ class RunHandler:
             self.checked_spec(values.get("pruned_choice"), pruned_upload, hub_repo)
         except UserError as exc:
             problems["pruned_upload" if pruned_upload else "hub_repo" if (hub_repo or "").strip() else "pruned_choice"] = str(exc)
-        uploads = [content, *styles, pruned_upload]
+        uploads = [content, *styles, pruned_upload, mask, *style_masks]
         names = [name for name in inspect.signature(self.run).parameters if name != "request"]
         return [gr.validate(name not in problems, compare.public_message(problems.get(name, ""), uploads)) for name in names]
 
@@ -559,6 +603,11 @@ class RunHandler:
         pruned_choice: str | None,
         pruned_upload: dict | None = None,
         hub_repo: str | None = None,
+        style_scale: float = 1.0,
+        style_weights: str | None = None,
+        color: str = "none",
+        mask: dict | None = None,
+        style_masks: list[dict] | None = None,
     ) -> Iterator[dict]:
         """Stylize a content image twice, with the dense VGG-19 and with a pruned one (same seed, same starting
         image), and compare the two: time, size, and quality judged by the dense network (content and style loss)
@@ -566,8 +615,8 @@ class RunHandler:
 
         Args:
             content: The content image (PNG, JPEG, WebP, ...); scaled so that its longer side is `size`.
-            styles: One to four style images, blended with equal weights.
-            size: Longer side of the results in pixels, 64 to 1024.
+            styles: One to four style images, blended with equal weights unless style_weights says otherwise.
+            size: Longer side of the results in pixels, 64 to 1024 (on a GPU to 2048, or the server's --max-size).
             iterations: Optimisation steps of each run, 1 to 1000.
             optimizer: adam or lbfgs.
             style_strength: Multiplies the preset's style weight, 0 to 20 (1 is the preset).
@@ -577,6 +626,11 @@ class RunHandler:
             pruned_choice: The pruned network to compare with: profile:seed (the seed's fine-grained profile), structured:0.5 (half of every conv's filters removed), or a file the server offers.
             pruned_upload: Optional. Your own pruned network instead of pruned_choice: a profile (.json, from `nst scan select`) or a checkpoint (.safetensors, from `nst prune --save`).
             hub_repo: Optional. A pruned checkpoint on the Hugging Face Hub instead of pruned_choice, OWNER/NAME[:FILE][@REVISION] (an upload wins over it).
+            style_scale: Optional. Size of the style images relative to the result, 0.25 to 4 (brush-stroke size; 1 is the result's size).
+            style_weights: Optional. One weight per style image, comma-separated (e.g. "1, 2"); empty blends them equally.
+            color: Optional. none (the style's colours) or histogram (the styles recoloured to the content's palette first).
+            mask: Optional. A greyscale content mask: stylized where white, the content kept where black, soft edges blend.
+            style_masks: Optional. One greyscale mask per style image, in order: each style is applied in its own region.
 
         Returns:
             status: One line: what is running, or the timings and SSIM when done.
@@ -594,9 +648,13 @@ class RunHandler:
         cancel, preview, uploads = None, None, []
         try:
             content, styles, pruned_upload = upload_path(content), upload_paths(styles), upload_path(pruned_upload)
-            uploads = [content, *(styles or []), pruned_upload]
+            mask, style_masks = upload_path(mask), upload_paths(style_masks)
+            uploads = [content, *(styles or []), pruned_upload, mask, *(style_masks or [])]
             # The validator checked these before queueing; checked again for calls that skip it.
-            settings = checked_settings(size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color)
+            settings = checked_settings(
+                size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color, style_scale, style_weights, color,
+                mask, style_masks, self.max_size, self.max_memory,
+            )
             spec = self.checked_spec(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)
             yield self.outputs.cleared(f"preparing {compare.describe_pruned_spec(spec)}...")
@@ -645,7 +703,7 @@ def tool_description(handler: Callable, dense: compare.DenseNetwork, limits: Run
 
 def build_app(
     dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S,
-    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False, release: str | None = None,
+    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False, release: str | None = None, max_size: int | None = None,
 ) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
     once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often). On a
@@ -667,11 +725,14 @@ def build_app(
         )
         choices = compare.named_choices(pruned_files, release)
         default_pruned = compare.default_pruned(release)
-        defaults = compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu")
+        max_size, max_memory = size_limits(dense.device, max_size, zero_gpu_space)
+        defaults = replace(compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu"), max_size=max_size)
         with gr.Row():
             inputs = build_input_column(defaults, choices, default_pruned)
             outputs = build_output_column()
-        handler = RunHandler(dense, outputs, tuple(spec for _, spec in choices), limits, defaults, default_pruned)
+        handler = RunHandler(
+            dense, outputs, tuple(spec for _, spec in choices), limits, defaults, default_pruned, max_size, max_memory
+        )
 
         rows = example_rows()
         if rows:
@@ -702,6 +763,22 @@ def build_app(
     return demo
 
 
+def size_limits(device: torch.device, max_size: int | None = None, zero_gpu_space: bool = False) -> tuple[int, int | None]:
+    """The largest size a request may ask for and each run's memory budget on ``device``.
+
+    On a GPU: up to ``compare.GPU_MAX_SIZE`` (or ``max_size``), within 90% of its memory
+    (what does not fit whole is tiled, as ``nst stylize --max-memory`` does); on ZeroGPU the same
+    size, with no budget (the GPU is attached per run, so its memory is unknown here); elsewhere
+    ``compare.SIZE_RANGE``'s bound unless ``max_size`` says more, with no budget.
+    """
+    if device.type == "cuda":
+        budget = int(0.9 * torch.cuda.get_device_properties(device).total_memory)
+        return max_size or compare.GPU_MAX_SIZE, budget
+    if zero_gpu_space:
+        return max_size or compare.GPU_MAX_SIZE, None
+    return max_size or compare.SIZE_RANGE[1], None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the dense vs pruned style transfer app.")
@@ -727,6 +804,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep-files", type=int, default=int(env("NST_KEEP_FILES") or KEEP_FILES_S), metavar="SECONDS",
                         help="uploads and results are deleted once they are this old, checked as often "
                              f"(env NST_KEEP_FILES; default {KEEP_FILES_S})")
+    parser.add_argument("--max-size", type=int, default=int(env("NST_MAX_SIZE") or 0) or None, metavar="PX",
+                        help="largest output size a request may ask for (env NST_MAX_SIZE; default 1024, 2048 on a GPU; "
+                             "on a GPU larger sizes are tiled within 90%% of its memory)")
     parser.add_argument("--max-file-size", default=env("NST_MAX_FILE_SIZE") or "10mb",
                         help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)")
     parser.add_argument("--time-limit", type=float, default=float(env("NST_TIME_LIMIT") or TIME_LIMIT_S), metavar="SECONDS",
@@ -742,6 +822,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1 or not args.time_limit > 0:
         raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1, --time-limit above 0")
+    if args.max_size is not None and not compare.SIZE_RANGE[0] <= args.max_size <= 4096:
+        raise SystemExit(f"app.py: error: --max-size must be between {compare.SIZE_RANGE[0]} and 4096 px, not {args.max_size}")
     zero = on_zero_gpu()
     # On ZeroGPU any CUDA work outside a spaces.GPU function fails: start-up (loading, pruning the
     # default, warming up) stays on the CPU, and each run moves copies to the GPU it is given.
@@ -774,7 +856,8 @@ def main(argv: list[str] | None = None) -> None:
     # the results depend on too, so results of other weights or defaults are never served.
     key = hashlib.sha256(f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.default_pruned(args.release)}".encode()).hexdigest()[:12]
     os.environ["GRADIO_EXAMPLES_CACHE"] = str(Path(os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples") / key)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero, release=args.release)
+    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero, release=args.release,
+                     max_size=args.max_size)
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     launch(demo, args)
 

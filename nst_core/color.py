@@ -1,7 +1,9 @@
-"""Colour preservation by luminance-only transfer (Gatys et al. 2016, "Preserving colour in NST").
+"""Colour control: luminance-only transfer and colour histogram matching (Gatys et al., "Preserving colour in NST").
 
-Style is transferred on luminance alone; the output's luminance is then recombined with the
-content's chroma, so the result keeps the photo's colours and takes only texture from the style.
+Luminance: style is transferred on luminance alone; the output's luminance is then recombined with
+the content's chroma, so the result keeps the photo's colours and takes only texture from the style.
+Histogram: the style image is recoloured before optimisation so its RGB mean and covariance are the
+content's; the output then has the content's palette and the style's texture, in full colour.
 """
 
 from __future__ import annotations
@@ -38,3 +40,27 @@ def combine_luminance_chroma(luminance_from: Image.Image, chroma_from: Image.Ima
     y, _, _ = luminance_from.convert("YCbCr").split()
     _, cb, cr = chroma_from.convert("RGB").resize(luminance_from.size, Image.LANCZOS).convert("YCbCr").split()
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
+
+
+def color_statistics(image: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (3,) and covariance (3, 3) of an image's RGB pixels."""
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64).reshape(-1, 3)
+    return pixels.mean(axis=0), np.cov(pixels, rowvar=False, bias=True)
+
+
+def _sqrtm(matrix: np.ndarray, inverse: bool = False) -> np.ndarray:
+    values, vectors = np.linalg.eigh(matrix)
+    values = np.maximum(values, 1e-6)  # a flat (e.g. grey) image has a singular covariance
+    return (vectors * (values ** (-0.5 if inverse else 0.5))) @ vectors.T
+
+
+def match_color(style: Image.Image, content: Image.Image) -> Image.Image:
+    """The style image recoloured so its RGB mean and covariance are the content's (Gatys et al. 2017, "colour
+    histogram matching"): x -> C_c^1/2 C_s^-1/2 (x - m_s) + m_c, with symmetric square roots, which
+    changes the colours least among the linear maps that match the statistics of a "white" style."""
+    mean_s, cov_s = color_statistics(style)
+    mean_c, cov_c = color_statistics(content)
+    transform = _sqrtm(cov_c) @ _sqrtm(cov_s, inverse=True)
+    pixels = np.asarray(style.convert("RGB"), dtype=np.float64)
+    matched = (pixels - mean_s) @ transform.T + mean_c
+    return Image.fromarray(np.clip(np.rint(matched), 0, 255).astype(np.uint8))

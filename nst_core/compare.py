@@ -43,7 +43,7 @@ from .images import ImageSource, input_label, load_image
 from .losses import get_preset
 from .pruning import PROFILES, Profile, load_profile, prune, sparsity_report
 from .quality import Judge
-from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, stylize
+from .stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, style_load_side, stylize
 from .vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, layer_index, min_input_side
 from .validation import cut
 from .weight_spec import HUB_PREFIX, parse_hub_spec
@@ -67,10 +67,16 @@ FAST_COST_SIZE = 512
 # bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
 # with a little room, so the judge's windows are not degenerate.
 SIZE_RANGE = (64, 1024)
+#: The largest size on a GPU by default (``app.py --max-size`` sets another); sizes that do not fit the
+#: GPU's memory whole are stylized in tiles (``CompareSettings.max_memory``).
+GPU_MAX_SIZE = 2048
 ITERATIONS_RANGE = (1, 1000)
 STYLE_STRENGTH_RANGE = (0.0, 20.0)
 TV_WEIGHT_RANGE = (0.0, 1.0)
 SEED_RANGE = (0, 2**31 - 1)
+STYLE_SCALE_RANGE = (0.25, 4.0)
+#: The app's colour choices beside "keep the content's colours" (luminance-only transfer, its own checkbox).
+COLOR_CHOICES = ("none", "histogram")
 MAX_STYLES = 4
 # Error messages go back to whoever sent the request, so they repeat no value whole (a pasted
 # 100,000-character "repo id" must not come back) and stay one readable line. A Hub OWNER and
@@ -91,6 +97,13 @@ class CompareSettings:
     tv_weight: float = 1e-3
     seed: int = 0
     preserve_color: bool = False
+    style_scale: float = 1.0  # style images' size relative to the output
+    style_weights: tuple[float, ...] | None = None  # one per style image; None: equal
+    color: str = "none"  # "histogram": the styles recoloured to the content's palette first
+    mask: str | None = None  # greyscale content mask (white: stylized, black: kept)
+    style_masks: tuple[str, ...] | None = None  # one greyscale mask per style image
+    max_size: int = SIZE_RANGE[1]  # the server's largest size (not a person's setting)
+    max_memory: int | None = None  # the server's memory budget per run, bytes (tiles above it)
 
     def to_config(self, preview_every: int = 0) -> StylizeConfig:
         """The one config both runs use (content init, the preset's weights scaled by ``style_strength``)."""
@@ -106,6 +119,12 @@ class CompareSettings:
             tv_weight=float(self.tv_weight),
             preserve_color=bool(self.preserve_color),
             preview_every=preview_every,
+            style_scale=float(self.style_scale),
+            style_blend=None if self.style_weights is None else list(self.style_weights),
+            color=self.color,
+            mask=self.mask,
+            style_masks=None if self.style_masks is None else list(self.style_masks),
+            max_memory=self.max_memory,
         )
 
 
@@ -131,11 +150,16 @@ def _check_range(name: str, value: float | None, bounds: tuple[float, float]) ->
 
 def validate_settings(s: CompareSettings) -> None:
     """Raise a UserError naming the first setting that is out of range."""
-    _check_range("size", s.size, SIZE_RANGE)
+    _check_range("size", s.size, (SIZE_RANGE[0], s.max_size))
     _check_range("iterations", s.iterations, ITERATIONS_RANGE)
     _check_range("style strength", s.style_strength, STYLE_STRENGTH_RANGE)
     _check_range("TV weight", s.tv_weight, TV_WEIGHT_RANGE)
     _check_range("seed", s.seed, SEED_RANGE)
+    _check_range("style scale", s.style_scale, STYLE_SCALE_RANGE)
+    if s.color not in COLOR_CHOICES:
+        raise UserError(f"colour must be one of {', '.join(COLOR_CHOICES)}, not {s.color!r}")
+    if s.style_weights is not None and (len(s.style_weights) > MAX_STYLES or not all(w >= 0 for w in s.style_weights)):
+        raise UserError(f"style weights: at most {MAX_STYLES} non-negative numbers, one per style image")
     if s.optimizer not in OPTIMIZERS:
         raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {s.optimizer!r}")
     if int(s.size) != s.size or int(s.iterations) != s.iterations or int(s.seed) != s.seed:
@@ -506,9 +530,9 @@ def _mib(n: int) -> str:
 
 
 def load_inputs(
-    content: ImageSource | None, styles: list[ImageSource | None] | None, size: int
+    content: ImageSource | None, styles: list[ImageSource | None] | None, size: int, style_side: int | None = None
 ) -> tuple[Image.Image, list[Image.Image]]:
-    """Uploads -> RGB images at most ``size`` px, with errors that name the file."""
+    """Uploads -> RGB images at most ``size`` px (styles at most ``style_side``, when given), with errors that name the file."""
     if content is None:
         raise UserError("upload a content image")
     styles = [s for s in (styles or []) if s is not None]
@@ -519,7 +543,8 @@ def load_inputs(
     need = min_input_side(get_preset(PRESET).last_layer)
     content_img = load_image(content, max_side=size, name=input_label("content image", content, full_path=False), min_side=need)
     style_imgs = [
-        load_image(s, max_side=size, name=input_label(f"style image {i + 1}", s, full_path=False), min_side=need) for i, s in enumerate(styles)
+        load_image(s, max_side=style_side or size, name=input_label(f"style image {i + 1}", s, full_path=False), min_side=need)
+        for i, s in enumerate(styles)
     ]
     return content_img, style_imgs
 
@@ -546,8 +571,9 @@ def run_comparison(
     UserError of any bad input.
     """
     validate_settings(settings)
-    content_img, style_imgs = load_inputs(content, styles, int(settings.size))
     config = settings.to_config(preview_every=max(1, int(settings.iterations) // max(1, previews)))
+    config.validate()
+    content_img, style_imgs = load_inputs(content, styles, int(settings.size), style_load_side(config.size, config.style_scale))
     cancel = cancel or threading.Event()
     events: queue.Queue = queue.Queue()
     done = object()
@@ -566,7 +592,8 @@ def run_comparison(
                 if result.stopped == "cancelled":
                     raise Cancelled("cancelled")
             events.put(RunProgress("judge", None, "judging both outputs with the dense network"))
-            judge = Judge(dense, PRESET, content_img, style_imgs, int(settings.size), preserve_color=settings.preserve_color)
+            judge = Judge(dense, PRESET, content_img, style_imgs, int(settings.size), blend=config.style_blend,
+                          preserve_color=settings.preserve_color)
             (d_res, d_s), (p_res, p_s) = results["dense"], results["pruned"]
             judged = judge.compare(p_res.image, d_res.image)
             events.put(

@@ -271,15 +271,21 @@ class VGGFeatures(
         """``ModelHubMixin.push_to_hub`` (``delete_patterns`` removes stale files in the same commit); the card names ``repo_id``."""
         return super().push_to_hub(repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id}, **kwargs)
 
-    def forward(self, image: torch.Tensor, layers) -> dict[str, torch.Tensor]:
-        """Activations of the named ``layers`` for an RGB 0..255 batch."""
+    def forward(self, image: torch.Tensor, layers, first_padding: str = "zeros") -> dict[str, torch.Tensor]:
+        """Activations of the named ``layers`` for an RGB 0..255 batch.
+
+        ``first_padding="replicate"`` pads the input of the first conv with its edge pixels instead of
+        zeros (which, after preprocessing, are a mid-grey frame the image's border is compared with).
+        """
         wanted = {layer_index(name): name for name in layers}
         if max(wanted) >= len(self.features):
             raise ValueError(f"layer {wanted[max(wanted)]!r} is past this network's last layer {self.last_layer!r}")
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(image)
         for index, module in enumerate(self.features):
-            if isinstance(module, nn.ReLU) and index - 1 not in wanted:
+            if index == 0 and first_padding == "replicate":
+                x = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), module.weight, module.bias)
+            elif isinstance(module, nn.ReLU) and index - 1 not in wanted:
                 # In place saves a full-size activation per ReLU. Safe for autograd: a conv saves its input
                 # and weight for backward, never its output, and the ReLU's own backward reads its result.
                 x = torch.relu_(x)

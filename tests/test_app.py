@@ -333,7 +333,7 @@ def test_uploads_over_the_size_limit_are_refused(server, images, tmp_path):
 
 COMPARE_PARAMETERS = [
     "content", "styles", "size", "iterations", "optimizer", "style_strength", "tv_weight", "seed", "preserve_color",
-    "pruned_choice", "pruned_upload", "hub_repo",
+    "pruned_choice", "pruned_upload", "hub_repo", "style_scale", "style_weights", "color", "mask", "style_masks",
 ]
 COMPARE_RETURNS = [
     "Status", "Live preview", "Dense (left) vs pruned (right)", "Dense result", "Pruned result",

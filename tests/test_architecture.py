@@ -12,8 +12,8 @@ from import_graph import import_graph, module_names
 LAYERS = [
     {"", "errors", "files", "weight_spec", "devices", "validation"},
     {"vgg", "images", "color"},
-    {"losses", "cost", "checkpoint", "pruning"},
-    {"weights"},
+    {"losses", "cost", "checkpoint", "pruning", "memory"},
+    {"weights", "tiling"},
     {"stylize"},
     {"quality", "calibration", "importance"},
     {"scan.*", "finetune", "budget"},

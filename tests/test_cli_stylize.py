@@ -49,7 +49,9 @@ def test_bad_settings_exit_nonzero(tmp_path):
 def test_help_explains_flags():
     proc = nst("stylize", "--help")
     assert proc.returncode == 0
-    for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer"):
+    for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer",
+                 "--style-scale", "--style-size", "--init", "--content-layers", "--style-layers", "--color", "--mask",
+                 "--style-mask", "--style-loss", "--ema", "--padding", "--scale-spacing", "--min-size"):
         assert flag in proc.stdout
 
 
@@ -126,3 +128,46 @@ def test_missing_gpu_is_one_line_and_exit_2(tmp_path):
         proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--device", device)
         assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+
+
+def test_controls_from_the_command_line(tmp_path):
+    """Masks, layers, colour, style scale and init through the real CLI, on a shallow trunk at 48 px."""
+    import numpy as np
+
+    content = tmp_path / "content.png"
+    Image.open(EXAMPLES / "content" / "lakeside.jpg").convert("RGB").resize((48, 36)).save(content)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.r_[np.zeros(24), np.full(24, 255)].astype(np.uint8), (36, 1)), mode="L").save(mask)
+    out = tmp_path / "out.png"
+    shallow = ["--weights", "random", "--size", "48", "--iterations", "2", "--content-layers", "relu2_1",
+               "--style-layers", "relu1_1:0.5,relu2_1"]
+    proc = nst("stylize", str(content), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(out), *shallow,
+               "--mask", str(mask), "--init", "noise", "--color", "histogram", "--style-scale", "0.5", "--ema", "0.5",
+               "--padding", "replicate", "--style-loss", "meancov")
+    assert proc.returncode == 0, proc.stderr
+    result = np.asarray(Image.open(out), dtype=np.float64)
+    original = np.asarray(Image.open(content), dtype=np.float64)
+    assert np.abs(result[:, :24] - original[:, :24]).max() <= 1  # black half: the content
+    assert np.abs(result[:, 24:] - original[:, 24:]).mean() > 10  # white half: from noise, stylized
+    refined = tmp_path / "refined.png"
+    proc = nst("stylize", str(content), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(refined), *shallow, "--init", str(out),
+               "--lr", "0.0001", "--iterations", "1")
+    assert proc.returncode == 0, proc.stderr
+    assert np.abs(np.asarray(Image.open(refined), dtype=np.float64) - result).max() <= 1  # it started from the earlier result
+
+
+def test_bad_controls_are_one_line_errors(tmp_path):
+    content, style = str(EXAMPLES / "content" / "lakeside.jpg"), str(EXAMPLES / "style" / "swirls.jpg")
+    cases = [
+        (["--style-layers", "relu3_1:0.5,relu9_9"], "style layers: unknown VGG-19 layer 'relu9_9'"),
+        (["--style-mask", str(tmp_path / "nope.png")], "style mask 1"),
+        (["--style-mask", content, content], "2 style masks given for 1 style images"),
+        (["--ema", "2"], "ema decay must be between 0 and 1"),
+        (["--scale-spacing", "sqrt2"], "scale spacing needs several scales"),
+        (["--style-size", "64", "--style-scale", "2"], "style size and style scale"),
+    ]
+    for extra, expected in cases:
+        proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--size", "48",
+                   "--iterations", "1", "--content-layers", "relu2_1", "--style-layers", "relu1_1", *extra)
+        assert proc.returncode == 2 and expected in proc.stderr, (extra, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr  # the random-weights warning may precede it

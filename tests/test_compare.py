@@ -266,3 +266,26 @@ def test_a_released_checkpoint_is_offered_first_and_is_the_default(tmp_path):
     assert [spec for _, spec in choices].count(release) == 1 and ("checkpoint file local.safetensors", "local.safetensors") in choices
     assert compare.default_pruned(release) == release and compare.default_pruned() == compare.DEFAULT_PRUNED
     assert compare.named_choices(["x.safetensors"], "x.safetensors")[0][0] == "checkpoint file x.safetensors [release]"
+
+
+def test_the_apps_style_controls_reach_both_runs(dense, inputs, tmp_path, content_image):
+    """Mask, per-style weights, style scale and colour matching pass through to both runs (the
+    structured:0 network is the dense one, so both outputs must obey the mask alike)."""
+    from PIL import Image
+
+    content, style = inputs
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.tile(np.r_[np.zeros(32), np.full(32, 255)].astype(np.uint8), (48, 1)), mode="L").save(mask)
+    settings = compare.CompareSettings(size=64, iterations=2, style_scale=0.5, style_weights=(3.0, 1.0), color="histogram", mask=str(mask))
+    config = settings.to_config()
+    assert (config.style_scale, config.style_blend, config.color, config.mask) == (0.5, [3.0, 1.0], "histogram", str(mask))
+    same = compare.resolve_pruned("structured:0", dense.model)
+    _, result = last(compare.run_comparison(dense.model, same, content, [style, style], settings))
+    original = np.asarray(content_image, dtype=np.float64)
+    for image in (result.dense.image, result.pruned.image):
+        out = np.asarray(image, dtype=np.float64)
+        assert np.abs(out[:, :32] - original[:, :32]).max() <= 1 and np.abs(out[:, 32:] - original[:, 32:]).mean() > 0.5
+    with pytest.raises(UserError, match="1 style weights given for 2"):
+        list(compare.run_comparison(dense.model, same, content, [style, style], compare.CompareSettings(size=64, iterations=1, style_weights=(1.0,))))
+    with pytest.raises(UserError, match="style scale must be between"):
+        compare.validate_settings(compare.CompareSettings(style_scale=9.0))

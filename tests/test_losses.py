@@ -8,6 +8,10 @@ from nst_core.losses import (
     PRESETS,
     _Gram,
     LossWeights,
+    StyleTarget,
+    guide_at,
+    layer_moments,
+    style_loss_of,
     compute_targets,
     content_loss,
     get_preset,
@@ -146,3 +150,59 @@ def test_gram_stays_fp32_and_finite_under_autocast():
         gram = gram_matrix(big)
     assert gram.dtype == torch.float32 and torch.isfinite(gram).all()
     assert torch.allclose(gram, torch.full((1, 8, 8), 300.0**2))
+
+
+def test_moments_of_tiles_add_up_to_the_whole():
+    """Statistics are sums over pixels: the moments of two halves, with one common scale, are the whole's."""
+    generator = torch.Generator().manual_seed(1)
+    features = torch.rand(1, 6, 8, 10, generator=generator)
+    guide = torch.rand(1, 1, 8, 10, generator=generator)
+    for g in (None, guide):
+        whole = layer_moments(features, g)
+        scale = 1 / 80
+        left = layer_moments(features[..., :4], None if g is None else g[..., :4], scale)
+        right = layer_moments(features[..., 4:], None if g is None else g[..., 4:], scale)
+        total = left + right
+        for a, b in ((total.count, whole.count), (total.first, whole.first), (total.second, whole.second)):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert torch.allclose(total.gram(), whole.gram(), rtol=1e-5)
+    assert torch.equal(layer_moments(features).gram(), gram_matrix(features))  # the unguided Gram, bit for bit
+
+
+def test_guided_moments_weight_pixels_by_hand():
+    # Two pixels, one channel, values 1 and 3; guide 1 and 0: only the first pixel counts.
+    f = torch.tensor([1.0, 3.0]).view(1, 1, 1, 2)
+    m = layer_moments(f, torch.tensor([1.0, 0.0]).view(1, 1, 1, 2))
+    assert m.gram().item() == pytest.approx(1.0) and m.mean().item() == pytest.approx(1.0)
+    m = layer_moments(f, torch.tensor([0.5, 0.5]).view(1, 1, 1, 2))
+    assert m.mean().item() == pytest.approx(2.0) and m.covariance().item() == pytest.approx(1.0)
+
+
+def test_guided_gram_backward_matches_autograd():
+    generator = torch.Generator().manual_seed(2)
+    features = torch.randn(1, 4, 3, 5, generator=generator, dtype=torch.float64, requires_grad=True)
+    guide = torch.rand(1, 1, 3, 5, generator=generator, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda f: _Gram.apply(f, guide, 0.3), (features,))
+
+
+def test_guide_follows_the_pooling():
+    guide = torch.zeros(1, 1, 16, 16)
+    guide[..., :, :8] = 1.0
+    assert guide_at(guide, "relu1_1").shape[-1] == 16
+    deep = guide_at(guide, "relu3_1")  # two poolings: 4x4, left half covered
+    assert deep.shape[-2:] == (4, 4) and torch.equal(deep[0, 0, 0], torch.tensor([1.0, 1.0, 0.0, 0.0]))
+
+
+def test_wasserstein_loss_is_zero_on_its_target_and_positive_elsewhere():
+    generator = torch.Generator().manual_seed(3)
+    a = torch.rand(1, 5, 12, 12, generator=generator)
+    b = torch.rand(1, 5, 12, 12, generator=generator) * 2 + 1
+    target = StyleTarget(layer_moments(a).normalised())
+    assert style_loss_of(layer_moments(a), target, "mse_c2", "meancov").item() == pytest.approx(0.0, abs=1e-4)
+    # Two Gaussians that differ only in their means: W2^2 = |m1 - m2|^2, per channel.
+    shifted = layer_moments(a + 1.0)
+    assert style_loss_of(shifted, target, "mse_c2", "meancov").item() == pytest.approx(1.0, rel=1e-3)
+    moved = layer_moments(b.requires_grad_(True))
+    loss = style_loss_of(moved, target, "mse_c2", "meancov")
+    loss.backward()
+    assert loss.item() > 0.1 and torch.isfinite(b.grad).all() and b.grad.abs().sum() > 0

@@ -16,7 +16,8 @@ from PIL import Image
 from ..devices import DEVICE_CHOICES
 from ..errors import UserError
 from ..images import input_label, load_image
-from ..stylize import INITS, OPTIMIZERS, PRECISIONS, StylizeConfig
+from ..losses import STYLE_LOSSES
+from ..stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, StylizeConfig
 from ..vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
 from ..weights import load_vgg
 
@@ -56,7 +57,7 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
     "iterations": {"type": int},
     "optimizer": {"choices": OPTIMIZERS},
     "lr": {"type": float},
-    "init": {"choices": INITS},
+    "init": {"metavar": "|".join(INITS) + "|PATH"},
     "seed": {"type": int},
     "content_weight": {"type": float},
     "style_weight": {"type": float},
@@ -67,6 +68,18 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
     "tolerance": {"type": float},
     "precision": {"choices": PRECISIONS},
     "channels_last": {"action": argparse.BooleanOptionalAction},
+    "style_scale": {"type": float, "metavar": "F"},
+    "style_size": {"type": int, "metavar": "PX"},
+    "content_layers": {"metavar": "LAYER[:W],..."},
+    "style_layers": {"metavar": "LAYER[:W],..."},
+    "style_loss": {"choices": STYLE_LOSSES},
+    "color": {"choices": COLORS},
+    "mask": {"metavar": "PATH"},
+    "style_masks": {"nargs": "+", "metavar": "PATH", "flag": "--style-mask"},
+    "ema": {"type": float, "metavar": "DECAY"},
+    "padding": {"choices": PADDINGS},
+    "scale_spacing": {"choices": tuple(SCALE_SPACINGS)},
+    "min_size": {"type": int, "metavar": "PX"},
 }
 
 
@@ -77,7 +90,7 @@ STYLIZE_HELP: dict[str, str] = {
         "iterations": "optimiser iterations in total (over all scales)",
         "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
         "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
-        "init": "start from the content, seeded noise, or the style",
+        "init": "start from the content, seeded noise, the style, or an image file (e.g. a smaller result to refine)",
         "seed": "random seed (noise init); same seed + settings = same image",
         "content_weight": "content loss weight (default: the preset's)",
         "style_weight": "style loss weight (default: the preset's)",
@@ -88,6 +101,20 @@ STYLIZE_HELP: dict[str, str] = {
         "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
         "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
         "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
+        "style_scale": "style images' size relative to the output (brush-stroke size): 0.5 finer, 2 coarser",
+        "style_size": "style images' longer side in px at the full output size (instead of --style-scale)",
+        "content_layers": "content layers with optional weights, e.g. relu4_2 or relu3_1:0.5,relu4_1 (default: the preset's)",
+        "style_layers": "style layers with optional weights (unweighted ones share equally; default: the preset's)",
+        "style_loss": "gram: Gram matrices (Gatys); meancov: feature means and covariances (2-Wasserstein), "
+        "keeps the style's colour saturation; its values are ~20x the Gram loss, so lower --style-weight",
+        "color": "luminance: keep the content's colours (as --preserve-color); histogram: recolour the style "
+        "images to the content's RGB mean and covariance first",
+        "mask": "greyscale content mask: style where white, the content kept where black, soft edges blend",
+        "style_masks": "one greyscale mask per style image: each style is matched in its own region",
+        "ema": "average the iterates with this decay (e.g. 0.9); the output is the average",
+        "padding": "first conv's padding: replicate reduces dark/bright edge artefacts",
+        "scale_spacing": "ratio between coarse-to-fine sizes: 2 (halving) or sqrt2 (more, gentler steps)",
+        "min_size": "coarse-to-fine from this longer side up to --size (instead of --scales)",
     }
 
 
@@ -117,8 +144,9 @@ def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | 
     defaults = StylizeConfig()
     for name, spec in _STYLIZE_FLAGS.items():
         if name in helps:
-            flag = "--" + name.replace("_", "-")
-            parser.add_argument(flag, default=getattr(defaults, name), help=helps[name], **spec)
+            spec = dict(spec)
+            flag = spec.pop("flag", "--" + name.replace("_", "-"))
+            parser.add_argument(flag, dest=name, default=getattr(defaults, name), help=helps[name], **spec)
 
 
 def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] = ()) -> Path:
@@ -144,10 +172,14 @@ def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, .
     return target
 
 
-def load_images_from_args(content: str, styles: list[str], size: int) -> tuple[Image.Image, list[Image.Image]]:
-    """The content and style images, read and validated (at most ``size`` px) before any network loads."""
+def load_images_from_args(
+    content: str, styles: list[str], size: int, style_size: int | None = None
+) -> tuple[Image.Image, list[Image.Image]]:
+    """The content and style images, read and validated (at most ``size`` px; styles at most ``style_size``
+    when given) before any network loads."""
     content_image = load_image(content, max_side=size, name=input_label("content image", content))
-    style_images = [load_image(s, max_side=size, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
+    style_side = style_size or size
+    style_images = [load_image(s, max_side=style_side, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
     return content_image, style_images
 
 

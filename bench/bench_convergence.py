@@ -12,7 +12,7 @@ spacing from a minimum size, Adam's moments carried across scales), with and wit
 Every number depends on the weights: random weights (the default, all this machine has) make the
 loss landscape mechanical; pass ``--weights caffe`` (or any spec) to measure the real one unchanged.
 
-    python bench/bench_convergence.py --quick                       # one-minute smoke run, 96 px
+    python bench/bench_convergence.py --quick                       # one-minute smoke run, 64 px
     python bench/bench_convergence.py                               # 256 px, about 8 minutes on 2 quiet cores
     python bench/bench_convergence.py --sizes 256 512 --weights caffe   # the issue's full table (an hour or more)
 """
@@ -136,11 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--judge-every", type=int, default=10, help="judge the output every K iterations")
     parser.add_argument("--min-size", type=int, default=64, help="coarsest size of the coarse-to-fine configurations")
     parser.add_argument("--budget", type=float, default=30.0, help="seconds for the 'loss at budget' column (one app run)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 96 px, 40 iterations, min size 48")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 64 px, 24 iterations, min size 32")
     parser.add_argument("--out", default=str(RESULTS / "convergence"), help="output stem: writes STEM.json and STEM.png")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.iterations, args.min_size, args.judge_every, args.budget = [96], 40, 48, 5, 10.0
+        args.sizes, args.iterations, args.min_size, args.judge_every, args.budget = [64], 24, 32, 4, 5.0
     if args.iterations < 1 or args.judge_every < 1 or args.budget <= 0 or any(s < 32 for s in args.sizes):
         raise SystemExit("bench_convergence: --iterations and --judge-every must be >= 1, --budget > 0, --sizes >= 32")
     if any(args.min_size >= s for s in args.sizes):

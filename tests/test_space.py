@@ -247,7 +247,8 @@ def test_the_validator_refuses_bad_input_before_it_takes_a_queue_slot(space):
     assert not blocker.done()  # refused while the worker was still busy, without waiting for it
     text = str(info.value)
     assert "4 parameter(s) failed validation" in text
-    assert "- size: size must be between 64 and 1024, not 4096" in text
+    # A ZeroGPU Space runs on a GPU, so it offers the GPU's sizes (compare.GPU_MAX_SIZE), not the CPU's 1024.
+    assert f"- size: size must be between 64 and {compare.GPU_MAX_SIZE}, not 4096" in text
     assert "- tv_weight: TV weight must be between 0.0 and 1.0, not -1.0" in text
     assert "- styles: upload one to 4 style images, not 0" in text
     assert "- pruned_choice: pruned_choice '/etc/passwd.safetensors' is not one of the offered networks" in text

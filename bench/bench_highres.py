@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ def child(network: str, size: int, budget: int | None, iterations: int) -> dict:
 
     from PIL import Image
 
+    from nst_core.memory import peak_rss
     from nst_core.stylize import StylizeConfig, plan_run, stylize
 
     warnings.simplefilter("ignore")
@@ -59,7 +59,7 @@ def child(network: str, size: int, budget: int | None, iterations: int) -> dict:
     return {
         "network": network, "size": f"{content.size[0]}x{content.size[1]}", "budget": budget,
         "plan": plan.describe("relu5_3"), "predicted_peak_added": plan.predicted_peak,
-        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "peak_rss": peak_rss(),
         "s_per_iteration": result.timings["per_iteration"], "wall": time.perf_counter() - started,
         "megapixels": content.size[0] * content.size[1] / 1e6,
     }

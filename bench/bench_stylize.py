@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import subprocess
 import sys
@@ -103,8 +102,10 @@ def run_reference(size: int, iterations: int) -> list[float]:
 
 
 def worker(kind: str, size: int, iterations: int) -> None:
+    from nst_core.memory import peak_rss
+
     times = (run_ours if kind == "ours" else run_reference)(size, iterations)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    peak_mib = peak_rss() / 2**20
     print(json.dumps({"kind": kind, "size": size, "times": times, "peak_rss_mib": peak_mib}))
 
 

@@ -129,6 +129,11 @@ class _Gram(torch.autograd.Function):
         return out, None, None
 
 
+def at_least_fp32(tensor: torch.Tensor) -> torch.Tensor:
+    """``tensor`` in fp32, or as it is when it is fp64 (gradient checks run the losses in fp64)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C) Gram matrices divided by H*W, always in fp32.
 
@@ -136,7 +141,7 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     (a known failure of fp16 style transfer), so autocast is switched off here.
     """
     with torch.autocast(features.device.type, enabled=False):
-        return _Gram.apply(features.float())
+        return _Gram.apply(at_least_fp32(features))
 
 
 @dataclass
@@ -190,8 +195,8 @@ def layer_moments(features: torch.Tensor, guide: torch.Tensor | None = None, sca
     n, c, h, w = features.shape
     scale = 1.0 / (h * w) if scale is None else scale
     with torch.autocast(features.device.type, enabled=False):
-        f = features.float()
-        g = None if guide is None else guide.float().detach()
+        f = at_least_fp32(features)
+        g = None if guide is None else guide.to(f.dtype).detach()
         second = _Gram.apply(f, g, scale)
         weighted = f if g is None else f * g
         first = weighted.sum(dim=(2, 3)) * scale
@@ -448,7 +453,7 @@ def style_loss_from_moments(moments: list[dict[str, Moments]], targets: Targets,
 def loss_terms(model, preset: LossPreset, image: torch.Tensor, targets: Targets, weights: LossWeights) -> dict[str, torch.Tensor]:
     """Unweighted content, style and TV losses of ``image`` and their weighted total."""
     # Losses in fp32 whatever precision the network ran in (under autocast it may return bf16).
-    feats = {name: f.float() for name, f in model(image, preset.layers).items()}
+    feats = {name: at_least_fp32(f) for name, f in model(image, preset.layers).items()}
     content = sum(w * content_loss(feats[n], targets.content[n], preset.content_norm) for n, w in preset.content_layers.items())
     style = style_loss_from_moments(style_moments(feats, preset, targets.guides), targets, preset)
     tv = tv_loss(image, preset.tv_kind)

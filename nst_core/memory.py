@@ -161,6 +161,23 @@ def min_tile(last_layer: str) -> int:
     return min_input_side(last_layer)
 
 
+def peak_rss() -> int:
+    """This process's peak resident memory in bytes since it started its program.
+
+    Linux's ``VmHWM`` (the high-water mark of this program's own address space), not
+    ``getrusage``'s ``ru_maxrss``: that one survives ``exec``, so a process started from a large
+    parent (a test runner of 2 GB, say) reports the parent's size as its own peak.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: KiB there too (macOS: bytes, over-counts)
+
+
 def memory_in_use(device: torch.device) -> int:
     """Bytes the budget already holds: the process's resident memory on a CPU, allocated device memory on a GPU.
 
@@ -169,7 +186,7 @@ def memory_in_use(device: torch.device) -> int:
     """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    peak = peak_rss()
     try:
         with open("/proc/self/statm") as statm:
             current = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -23,7 +23,7 @@ import torch
 
 from .errors import UserError
 from .losses import (
-    LossPreset, LossWeights, Moments, Targets, content_loss, style_loss_from_moments, style_moments, targets_from_stats, tv_loss,
+    LossPreset, LossWeights, Moments, Targets, at_least_fp32, content_loss, style_loss_from_moments, style_moments, targets_from_stats, tv_loss,
 )
 from .cost import conv_macs, iteration_macs
 from .memory import format_bytes, largest_tile, min_tile, predict_step_peak
@@ -306,7 +306,7 @@ class TiledNetwork:
     def features(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
         """The network's features of ``x`` in fp32 (computed in the run's precision and layout)."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-            return {n: f.float() for n, f in self.model(x.contiguous(memory_format=self.layout), layers).items()}
+            return {n: at_least_fp32(f) for n, f in self.model(x.contiguous(memory_format=self.layout), layers).items()}
 
     def tile_moments(
         self, feats: dict[str, torch.Tensor], tile: Tile, guides: list[torch.Tensor | None], height: int, width: int

@@ -8,6 +8,8 @@ seeded random weights (memory does not depend on their values). The base is the 
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -45,6 +47,17 @@ def stylize_peak(images, size: int, *extra: str) -> tuple[int, str]:
 @pytest.fixture(scope="module")
 def base_peak(images) -> int:
     return stylize_peak(images, 32)[0]
+
+
+def test_a_subprocess_reports_its_own_peak_not_its_parents():
+    """``ru_maxrss`` survives exec, so a child of a 1.5 GB parent (the test runner, late in the full
+    suite) reports at least 1.5 GB whatever it does; ``peak_rss`` reads the child's own high-water
+    mark. This is what made the comparisons in this file pass alone and fail inside the suite."""
+    ballast = b"\x01" * (1536 * 2**20)  # written, so resident in this (the parent) process
+    probe = "import resource; from nst_core.memory import peak_rss; print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    own, inherited = map(int, out.split())
+    assert own < 1024 * 2**20 <= len(ballast) <= inherited, (own, inherited)
 
 
 def test_parse_memory_units_and_one_line_errors():

@@ -113,7 +113,8 @@ def test_push_sends_checkpoint_card_report_and_plots(straight, tmp_path):
     with HubServer() as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
         env.update(HF_ENDPOINT=server.endpoint, HF_TOKEN="hf_DummyTokenForTheLocalHub0123456789", HF_HOME=str(tmp_path / "hf"),
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1")
+                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
+                   HF_HUB_DISABLE_XET="1")  # the stand-in takes binary files through LFS, not Xet
         result = subprocess.run([*NST, "release", str(folder), *TINY, "--push", "tester/fast2x"], env=env,
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stderr[-2000:]

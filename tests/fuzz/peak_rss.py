@@ -7,13 +7,13 @@ Prints ``peak_kib=N exit=C`` as the last line of stderr; `nst`'s own output is l
 
 from __future__ import annotations
 
-import resource
 import sys
 
 from nst_core.cli import main
+from nst_core.memory import peak_rss
 
 if __name__ == "__main__":
     code = main(sys.argv[1:])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    peak = peak_rss() // 1024  # this program's own peak (VmHWM), not the parent's it was started from
     print(f"peak_kib={peak} exit={code}", file=sys.stderr)
     sys.exit(code)

@@ -57,10 +57,11 @@ def test_width_bomb_is_refused_before_allocation(tmp_path):
 
 
 FUZZ_IN_A_SUBPROCESS = """
-import resource, sys
+import sys
 from hypothesis import given, settings
 from nst_core.checkpoint import load_checkpoint
 from nst_core.errors import UserError
+from nst_core.memory import peak_rss
 from tests.fuzz.formats import checkpoint_files, valid_checkpoints
 
 path = sys.argv[1]
@@ -75,9 +76,9 @@ def load(blob):
 
 for blob in valid_checkpoints():  # the legitimate work, before the baseline
     load(blob)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_rss() // 1024
 given(checkpoint_files())(settings(max_examples=int(sys.argv[2]), database=None, deadline=None)(load))()
-print(before, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(before, peak_rss() // 1024)
 """
 
 

@@ -25,29 +25,16 @@ from pathlib import Path
 
 import torch
 
+from nst_core.cost import conv_macs
 from nst_core.images import load_image, resize_max_side
 from nst_core.losses import get_preset
 from nst_core.pruning import prune, prune_structured, sparsity_report
 from nst_core.stylize import StylizeConfig, stylize
-from nst_core.vgg import LAYER_TABLE
 from nst_core.weights import load_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
 STYLE = ROOT / "examples" / "style" / "swirls.jpg"
-
-
-def conv_macs(model, height: int, width: int) -> int:
-    """Multiply-accumulates of every conv in one forward pass at this input size."""
-    total, h, w, in_ch = 0, height, width, 3
-    for name, kind in LAYER_TABLE[: len(model.features)]:
-        if kind == "conv":
-            out_ch = model.widths[name]
-            total += h * w * in_ch * out_ch * 9
-            in_ch = out_ch
-        elif kind == "pool":
-            h, w = h // 2, w // 2
-    return total
 
 
 def time_iterations(model, size: int, iterations: int) -> list[float]:
@@ -86,10 +73,10 @@ def main() -> None:
             for name, net in networks.items():
                 times[name].extend(time_iterations(net, size, args.iterations))
         dense_time = statistics.median(times["dense"])
-        dense_macs = conv_macs(dense, height, width)
+        dense_macs = sum(conv_macs(dense.widths, height, width).values())
         for name, net in networks.items():
             median = statistics.median(times[name])
-            macs = conv_macs(net, height, width)
+            macs = sum(conv_macs(net.widths, height, width).values())
             rows.append({
                 "size": size, "image": f"{width}x{height}", "network": name,
                 "s_per_it": median, "speedup": dense_time / median,

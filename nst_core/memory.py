@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import sys
 
 import torch
 
@@ -175,7 +176,8 @@ def peak_rss() -> int:
                     return int(line.split()[1]) * 1024  # kB
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # not Linux: KiB there too (macOS: bytes, over-counts)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, the BSDs KiB
 
 
 def memory_in_use(device: torch.device) -> int:

@@ -1,6 +1,6 @@
 """Gradio app: dense vs pruned VGG-19 style transfer, side by side.
 
-Thin on purpose: it builds the interface and turns events from ``nst_core.compare`` into
+Thin on purpose: it builds the interface and turns events from ``nst_core.workflows.compare`` into
 widget updates; every computation lives in ``nst_core``.
 
     python app.py                                   # http://127.0.0.1:7860, Caffe VGG-19 weights
@@ -26,21 +26,21 @@ import os
 import threading
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
 
 import gradio as gr
 import torch
 from gradio.processing_utils import save_pil_to_cache
 from gradio.utils import get_function_description
 
-from nst_core import compare
-from nst_core.cost import iteration_macs
-from nst_core.devices import DEVICE_CHOICES, resolve_device
-from nst_core.errors import UserError
-from nst_core.images import find_images
-from nst_core.weights import RandomWeightsWarning
+from nst_core.core.devices import DEVICE_CHOICES, resolve_device
+from nst_core.core.errors import UserError
+from nst_core.image.io import find_images
+from nst_core.model.weights import RandomWeightsWarning
+from nst_core.nst.cost import iteration_macs
+from nst_core.workflows import compare
 
 ROOT = Path(__file__).resolve().parent
 EXAMPLES = ROOT / "examples"
@@ -124,7 +124,8 @@ def random_weights_refusal(dense: compare.DenseNetwork) -> str | None:
         return None
     why = (
         f"the weights `{dense.requested}` could not be loaded ({dense.fallback_reason})"
-        if dense.fallback_reason else f"it was started with random weights (`{dense.requested}`)"
+        if dense.fallback_reason
+        else f"it was started with random weights (`{dense.requested}`)"
     )
     return (
         "# This Space has no VGG-19 weights\n"
@@ -178,6 +179,7 @@ CANCELS = CancelRegistry()
 
 def example_rows() -> list[list]:
     """[content, [style]] pairs from examples/content and examples/style (whatever is bundled)."""
+
     def images(folder: Path) -> list[str]:
         return [str(p) for p in find_images(folder, recursive=False)]
 
@@ -210,25 +212,44 @@ def _float(value: object, name: str) -> float:
 
 
 def _weights(text: object) -> tuple[float, ...] | None:
-    """"1, 2" -> (1.0, 2.0); empty -> None (equal weights)."""
+    """ "1, 2" -> (1.0, 2.0); empty -> None (equal weights)."""
     parts = [p for p in str(text or "").replace(",", " ").split() if p]
     return tuple(_float(p, "style weights") for p in parts) or None
 
 
 def checked_settings(
-    size: object, iterations: object, optimizer: str, style_strength: object, tv_weight: object, seed: object,
-    preserve_color: object, style_scale: object = 1.0, style_weights: object = None, color: object = "none",
-    mask: str | None = None, style_masks: list[str] | None = None, max_size: int = compare.SIZE_RANGE[1],
+    size: object,
+    iterations: object,
+    optimizer: str,
+    style_strength: object,
+    tv_weight: object,
+    seed: object,
+    preserve_color: object,
+    style_scale: object = 1.0,
+    style_weights: object = None,
+    color: object = "none",
+    mask: str | None = None,
+    style_masks: list[str] | None = None,
+    max_size: int = compare.SIZE_RANGE[1],
     max_memory: int | None = None,
 ) -> compare.CompareSettings:
     """The settings widgets' values -> checked ``CompareSettings`` (a UserError names a bad one);
     ``mask`` and ``style_masks`` are upload paths, ``max_size`` and ``max_memory`` the server's limits."""
     settings = compare.CompareSettings(
-        size=_int(size, "size"), iterations=_int(iterations, "iterations"), optimizer=optimizer,
-        style_strength=_float(style_strength, "style strength"), tv_weight=_float(tv_weight, "TV weight"),
-        seed=_int(seed, "seed"), preserve_color=bool(preserve_color), style_scale=_float(style_scale, "style scale"),
-        style_weights=_weights(style_weights), color=str(color or "none"), mask=mask or None,
-        style_masks=tuple(style_masks) if style_masks else None, max_size=max_size, max_memory=max_memory,
+        size=_int(size, "size"),
+        iterations=_int(iterations, "iterations"),
+        optimizer=optimizer,
+        style_strength=_float(style_strength, "style strength"),
+        tv_weight=_float(tv_weight, "TV weight"),
+        seed=_int(seed, "seed"),
+        preserve_color=bool(preserve_color),
+        style_scale=_float(style_scale, "style scale"),
+        style_weights=_weights(style_weights),
+        color=str(color or "none"),
+        mask=mask or None,
+        style_masks=tuple(style_masks) if style_masks else None,
+        max_size=max_size,
+        max_memory=max_memory,
     )
     compare.validate_settings(settings)
     return settings
@@ -271,7 +292,9 @@ def build_input_column(
 ) -> InputColumn:
     """Lay out the input column inside the current ``gr.Row``; ``choices`` fill the pruned-network dropdown."""
     with gr.Column(scale=2, min_width=400):
-        content = gr.Image(label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content")
+        content = gr.Image(
+            label="Content image", type="filepath", sources=["upload", "clipboard"], height=240, elem_id="content"
+        )
         styles = gr.File(
             label=f"Style images (up to {compare.MAX_STYLES}, blended by the style weights under Style controls)",
             file_count="multiple",
@@ -282,10 +305,22 @@ def build_input_column(
         style_gallery = gr.Gallery(label="Styles", columns=4, height=110, interactive=False, show_label=False)
         # One slider per line: side by side their labels wrap and crowd the number boxes.
         with gr.Accordion("Settings", open=True):
-            size = gr.Slider(compare.SIZE_RANGE[0], defaults.max_size, value=defaults.size, step=16, label="Size (longer side, px)", elem_id="size")
-            iterations = gr.Slider(*compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations")
+            size = gr.Slider(
+                compare.SIZE_RANGE[0],
+                defaults.max_size,
+                value=defaults.size,
+                step=16,
+                label="Size (longer side, px)",
+                elem_id="size",
+            )
+            iterations = gr.Slider(
+                *compare.ITERATIONS_RANGE, value=defaults.iterations, step=1, label="Iterations", elem_id="iterations"
+            )
             style_strength = gr.Slider(
-                *compare.STYLE_STRENGTH_RANGE, value=defaults.style_strength, step=0.1, label="Style strength (x preset)"
+                *compare.STYLE_STRENGTH_RANGE,
+                value=defaults.style_strength,
+                step=0.1,
+                label="Style strength (x preset)",
             )
             with gr.Row():
                 optimizer = gr.Radio(list(compare.OPTIMIZERS), value=defaults.optimizer, label="Optimizer")
@@ -296,22 +331,42 @@ def build_input_column(
                 seed = gr.Number(value=defaults.seed, precision=0, label="Seed", info="both runs start from it")
         with gr.Accordion("Style controls", open=False):
             style_scale = gr.Slider(
-                *compare.STYLE_SCALE_RANGE, value=defaults.style_scale, step=0.05, label="Style scale (brush-stroke size)",
+                *compare.STYLE_SCALE_RANGE,
+                value=defaults.style_scale,
+                step=0.05,
+                label="Style scale (brush-stroke size)",
                 elem_id="style-scale",
             )
             style_weights = gr.Textbox(
-                label="Style weights, one per style image (e.g. 1, 2; empty: equal)", max_lines=1, elem_id="style-weights"
+                label="Style weights, one per style image (e.g. 1, 2; empty: equal)",
+                max_lines=1,
+                elem_id="style-weights",
             )
             color = gr.Radio(
                 [("style's colours", "none"), ("content's palette (histogram matching)", "histogram")],
-                value=defaults.color, label="Colours", elem_id="color",
+                value=defaults.color,
+                label="Colours",
+                elem_id="color",
             )
-            mask = gr.Image(label="Content mask (white: stylize, black: keep the content)", type="filepath",
-                            sources=["upload", "clipboard"], image_mode="L", height=140, elem_id="mask")
-            style_masks = gr.File(label="Style masks: one per style image, in the same order (where each style goes)",
-                                  file_count="multiple", file_types=["image"], type="filepath", elem_id="style-masks")
+            mask = gr.Image(
+                label="Content mask (white: stylize, black: keep the content)",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                image_mode="L",
+                height=140,
+                elem_id="mask",
+            )
+            style_masks = gr.File(
+                label="Style masks: one per style image, in the same order (where each style goes)",
+                file_count="multiple",
+                file_types=["image"],
+                type="filepath",
+                elem_id="style-masks",
+            )
         with gr.Accordion("Pruned network", open=True):
-            pruned_choice = gr.Dropdown(choices, value=default_pruned, label="Compare the dense network with", elem_id="pruned-choice")
+            pruned_choice = gr.Dropdown(
+                choices, value=default_pruned, label="Compare the dense network with", elem_id="pruned-choice"
+            )
             pruned_upload = gr.File(
                 label="Or upload a profile (.json) or checkpoint (.safetensors)",
                 file_types=[".json", ".safetensors"],
@@ -319,15 +374,35 @@ def build_input_column(
                 elem_id="pruned-upload",
             )
             hub_repo = gr.Textbox(
-                label="Or a pruned checkpoint on the Hugging Face Hub", placeholder="OWNER/NAME[:FILE][@REVISION]",
-                max_lines=1, elem_id="hub-repo",
+                label="Or a pruned checkpoint on the Hugging Face Hub",
+                placeholder="OWNER/NAME[:FILE][@REVISION]",
+                max_lines=1,
+                elem_id="hub-repo",
             )
         with gr.Row():
             run = gr.Button("Run dense and pruned", variant="primary", elem_id="run")
             cancel = gr.Button("Cancel", variant="stop", elem_id="cancel")
     return InputColumn(
-        content, styles, style_gallery, size, iterations, optimizer, preserve_color, style_strength, tv_weight, seed,
-        pruned_choice, pruned_upload, hub_repo, style_scale, style_weights, color, mask, style_masks, run, cancel,
+        content,
+        styles,
+        style_gallery,
+        size,
+        iterations,
+        optimizer,
+        preserve_color,
+        style_strength,
+        tv_weight,
+        seed,
+        pruned_choice,
+        pruned_upload,
+        hub_repo,
+        style_scale,
+        style_weights,
+        color,
+        mask,
+        style_masks,
+        run,
+        cancel,
     )
 
 
@@ -366,7 +441,13 @@ class OutputColumn:
         time an update leaves an output out, Gradio (6.31) gives the session its own copy of that
         component, and the files written for the copy escape ``delete_cache``.
         """
-        values = {self.status: _status(message), self.preview: preview, self.slider: None, self.dense_image: None, self.pruned_image: None}
+        values = {
+            self.status: _status(message),
+            self.preview: preview,
+            self.slider: None,
+            self.dense_image: None,
+            self.pruned_image: None,
+        }
         if results is not None:
             dense_image, pruned_image, summary_rows, layer_rows = results
             values |= {
@@ -384,19 +465,34 @@ def build_output_column() -> OutputColumn:
     with gr.Column(scale=3):
         status = gr.Markdown(_status("ready."), label="Status", elem_id="status")
         preview = gr.Image(label="Live preview", format="png", interactive=False, height=200, elem_id="preview")
-        slider = gr.ImageSlider(label="Dense (left) vs pruned (right)", format="png", interactive=False, elem_id="slider")
+        slider = gr.ImageSlider(
+            label="Dense (left) vs pruned (right)", format="png", interactive=False, elem_id="slider"
+        )
         with gr.Row():
-            dense_image = gr.Image(label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"])
-            pruned_image = gr.Image(label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"])
+            dense_image = gr.Image(
+                label="Dense result", format="png", interactive=False, buttons=["download", "fullscreen"]
+            )
+            pruned_image = gr.Image(
+                label="Pruned result", format="png", interactive=False, buttons=["download", "fullscreen"]
+            )
         # max_height "none": both tables are short (14 and at most 16 rows) and are read whole, not scrolled.
         summary = gr.Dataframe(
-            headers=["", "dense", "pruned"], label="Timing, size and judged quality", interactive=False, elem_id="summary",
-            wrap=True, column_widths=["40%", "30%", "30%"], max_height="none",
+            headers=["", "dense", "pruned"],
+            label="Timing, size and judged quality",
+            interactive=False,
+            elem_id="summary",
+            wrap=True,
+            column_widths=["40%", "30%", "30%"],
+            max_height="none",
         )
         layers = gr.Dataframe(
             headers=["layer", "channels (pruned / dense)", "weights", "nonzeros", "fraction of dense weights removed"],
-            label="Per-layer sparsity of the pruned network", interactive=False, elem_id="layers", max_height="none",
-            wrap=True, column_widths=["12%", "24%", "18%", "18%", "28%"],
+            label="Per-layer sparsity of the pruned network",
+            interactive=False,
+            elem_id="layers",
+            max_height="none",
+            wrap=True,
+            column_widths=["12%", "24%", "18%", "18%", "28%"],
         )
     return OutputColumn(status, preview, slider, dense_image, pruned_image, summary, layers)
 
@@ -413,22 +509,34 @@ class RunLimits:
 
 
 def gpu_seconds(
-    dense: compare.DenseNetwork, content: str | None, styles: list[str] | None, settings: compare.CompareSettings,
-    spec: str, cancel: threading.Event, limits: RunLimits,
+    dense: compare.DenseNetwork,
+    content: str | None,
+    styles: list[str] | None,
+    settings: compare.CompareSettings,
+    spec: str,
+    cancel: threading.Event,
+    limits: RunLimits,
 ) -> int:
     """The seconds of GPU a comparison asks ZeroGPU for (``spaces.GPU``'s dynamic duration; it is
     called with :func:`comparison_updates`' arguments): the fixed costs plus both runs' conv MACs
     at a square ``size`` (the most an image of that longer side costs), never more than the time
     limit allows (the run is stopped then)."""
     side = int(settings.size)
-    work = 2 * int(settings.iterations) * iteration_macs(dense.model.widths, side, side)  # dense + pruned (at most dense)
+    work = (
+        2 * int(settings.iterations) * iteration_macs(dense.model.widths, side, side)
+    )  # dense + pruned (at most dense)
     return int(min(GPU_FIXED_S + work / GPU_MACS_PER_S, GPU_FIXED_S + limits.time_limit)) + 1
 
 
 @zero_gpu(duration=gpu_seconds)
 def comparison_updates(
-    dense: compare.DenseNetwork, content: str | None, styles: list[str] | None, settings: compare.CompareSettings,
-    spec: str, cancel: threading.Event, limits: RunLimits,
+    dense: compare.DenseNetwork,
+    content: str | None,
+    styles: list[str] | None,
+    settings: compare.CompareSettings,
+    spec: str,
+    cancel: threading.Event,
+    limits: RunLimits,
 ) -> Iterator[tuple]:
     """The comparison as plain data, so it can cross ZeroGPU's process boundary:
     ``("progress", message, preview or None)`` per step, then
@@ -453,7 +561,14 @@ def comparison_updates(
                     f"({event.speedup:.2f}x), SSIM {event.judged['ssim']:.3f}."
                     + "".join(f"<br>Note: {n}" for n in net.notes)
                 )
-                yield ("done", headline, event.dense.image, event.pruned.image, event.summary_rows(), event.sparsity_rows())
+                yield (
+                    "done",
+                    headline,
+                    event.dense.image,
+                    event.pruned.image,
+                    event.summary_rows(),
+                    event.sparsity_rows(),
+                )
             else:
                 yield ("progress", event.message, event.progress.preview if event.progress else None)
     except compare.Cancelled:
@@ -501,8 +616,16 @@ def document_endpoint(
 
 #: /compare's parameters that ``checked_settings`` judges by their value alone (uploads are files).
 VALUE_SETTINGS = (
-    "size", "iterations", "optimizer", "style_strength", "tv_weight", "seed", "preserve_color", "style_scale",
-    "style_weights", "color",
+    "size",
+    "iterations",
+    "optimizer",
+    "style_strength",
+    "tv_weight",
+    "seed",
+    "preserve_color",
+    "style_scale",
+    "style_weights",
+    "color",
 )
 
 
@@ -539,8 +662,17 @@ class RunHandler:
         run that did not finish (time limit) is an error, so it is not cached."""
         s, final = self.defaults, {}
         for update in self.run(
-            None, content, styles, s.size, s.iterations, s.optimizer, s.style_strength, s.tv_weight, s.seed,
-            s.preserve_color, self.default_pruned,
+            None,
+            content,
+            styles,
+            s.size,
+            s.iterations,
+            s.optimizer,
+            s.style_strength,
+            s.tv_weight,
+            s.seed,
+            s.preserve_color,
+            self.default_pruned,
         ):
             final |= update
         if "done" not in str(final.get(self.outputs.status)):
@@ -551,7 +683,9 @@ class RunHandler:
         """The pruned spec of the three widgets; a choice the dropdown does not offer is refused (it
         could name any file on the server: the event is not preprocessed, so Gradio does not check it)."""
         if not pruned_upload and not (hub_repo or "").strip() and pruned_choice and pruned_choice not in self.choices:
-            raise UserError(f"pruned_choice {pruned_choice!r} is not one of the offered networks: {', '.join(self.choices)}")
+            raise UserError(
+                f"pruned_choice {pruned_choice!r} is not one of the offered networks: {', '.join(self.choices)}"
+            )
         return compare.pruned_spec_from_ui(pruned_choice, pruned_upload, hub_repo)
 
     def validate(self, **values: object) -> list[dict]:
@@ -579,10 +713,14 @@ class RunHandler:
         try:
             self.checked_spec(values.get("pruned_choice"), pruned_upload, hub_repo)
         except UserError as exc:
-            problems["pruned_upload" if pruned_upload else "hub_repo" if (hub_repo or "").strip() else "pruned_choice"] = str(exc)
+            problems[
+                "pruned_upload" if pruned_upload else "hub_repo" if (hub_repo or "").strip() else "pruned_choice"
+            ] = str(exc)
         uploads = [content, *styles, pruned_upload, mask, *style_masks]
         names = [name for name in inspect.signature(self.run).parameters if name != "request"]
-        return [gr.validate(name not in problems, compare.public_message(problems.get(name, ""), uploads)) for name in names]
+        return [
+            gr.validate(name not in problems, compare.public_message(problems.get(name, ""), uploads)) for name in names
+        ]
 
     # The signature and docstring below are the /compare API: Gradio names the parameters after the
     # signature (a default of None makes one optional), its MCP server reads the Args and Returns
@@ -652,8 +790,20 @@ class RunHandler:
             uploads = [content, *(styles or []), pruned_upload, mask, *(style_masks or [])]
             # The validator checked these before queueing; checked again for calls that skip it.
             settings = checked_settings(
-                size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color, style_scale, style_weights, color,
-                mask, style_masks, self.max_size, self.max_memory,
+                size,
+                iterations,
+                optimizer,
+                style_strength,
+                tv_weight,
+                seed,
+                preserve_color,
+                style_scale,
+                style_weights,
+                color,
+                mask,
+                style_masks,
+                self.max_size,
+                self.max_memory,
             )
             spec = self.checked_spec(pruned_choice, pruned_upload, hub_repo)
             cancel = CANCELS.new(session)
@@ -676,7 +826,9 @@ class RunHandler:
         except Exception as exc:  # a bug, not the user's fault: log the traceback, show one line
             log.error("comparison failed:\n%s", traceback.format_exc())
             raise gr.Error(
-                compare.public_message(f"internal error ({type(exc).__name__}: {exc}); the server log has the details", uploads)
+                compare.public_message(
+                    f"internal error ({type(exc).__name__}: {exc}); the server log has the details", uploads
+                )
             ) from None
         finally:
             if cancel is not None:
@@ -697,13 +849,20 @@ def tool_description(handler: Callable, dense: compare.DenseNetwork, limits: Run
     """/compare's description for the API page and MCP clients: the docstring's summary, plus
     which weights this server runs and its time limit (what a caller cannot see otherwise)."""
     summary = get_function_description(handler)[0]
-    weights = f"VGG-19 weights: {dense.model.weight_source}" + (" (random: results are not meaningful)" if dense.random else "")
+    weights = f"VGG-19 weights: {dense.model.weight_source}" + (
+        " (random: results are not meaningful)" if dense.random else ""
+    )
     return f"{summary} {weights}. Each call is stopped after {limits.time_limit:g} s."
 
 
 def build_app(
-    dense: compare.DenseNetwork, pruned_files: list[str] | None = None, keep_files: int = KEEP_FILES_S,
-    limits: RunLimits = RunLimits(), zero_gpu_space: bool = False, release: str | None = None, max_size: int | None = None,
+    dense: compare.DenseNetwork,
+    pruned_files: list[str] | None = None,
+    keep_files: int = KEEP_FILES_S,
+    limits: RunLimits = RunLimits(),
+    zero_gpu_space: bool = False,
+    release: str | None = None,
+    max_size: int | None = None,
 ) -> gr.Blocks:
     """The interface, bound to an already loaded dense network. Uploads and results are deleted
     once they are ``keep_files`` seconds old (Gradio's ``delete_cache``, checked as often). On a
@@ -721,12 +880,15 @@ def build_app(
         gr.Markdown(banner or "", visible=bool(banner), elem_id="weights-banner")
         gr.Markdown(
             f"Each comparison is stopped after **{limits.time_limit:g} s** (the time limit); large sizes with many "
-            "iterations may not finish.", elem_id="time-limit",
+            "iterations may not finish.",
+            elem_id="time-limit",
         )
         choices = compare.named_choices(pruned_files, release)
         default_pruned = compare.default_pruned(release)
         max_size, max_memory = size_limits(dense.device, max_size, zero_gpu_space)
-        defaults = replace(compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu"), max_size=max_size)
+        defaults = replace(
+            compare.default_settings(gpu=zero_gpu_space or dense.device.type != "cpu"), max_size=max_size
+        )
         with gr.Row():
             inputs = build_input_column(defaults, choices, default_pruned)
             outputs = build_output_column()
@@ -743,27 +905,45 @@ def build_app(
             # Lazy: a pair is compared (at the default settings) on its first click, then served from
             # the cache, never at start-up. The cache folder is keyed by the weights (main()).
             gr.Examples(
-                rows, inputs=[inputs.content, inputs.styles], outputs=outputs.components(), fn=handler.example,
-                cache_examples=True, cache_mode="lazy", preprocess=False,
+                rows,
+                inputs=[inputs.content, inputs.styles],
+                outputs=outputs.components(),
+                fn=handler.example,
+                cache_examples=True,
+                cache_mode="lazy",
+                preprocess=False,
                 label="Examples (a click shows the pair's result at the default settings; the first click computes it)",
             )
 
         # preprocess=False on the events that take uploads: the handlers get the files' paths unopened (upload_path).
         inputs.styles.change(
-            lambda files: upload_paths(files) or [], inputs=inputs.styles, outputs=inputs.style_gallery, api_visibility="private",
+            lambda files: upload_paths(files) or [],
+            inputs=inputs.styles,
+            outputs=inputs.style_gallery,
+            api_visibility="private",
             preprocess=False,
         )
         run_inputs = inputs.parameters_of(handler.run)
         document_endpoint(handler.run, run_inputs, outputs.named())
         run_event = inputs.run.click(
-            handler.run, inputs_kwargs=run_inputs, outputs=outputs.components(), api_name="compare", concurrency_limit="default",
-            preprocess=False, validator=handler.validate, api_description=tool_description(handler.run, dense, limits),
+            handler.run,
+            inputs_kwargs=run_inputs,
+            outputs=outputs.components(),
+            api_name="compare",
+            concurrency_limit="default",
+            preprocess=False,
+            validator=handler.validate,
+            api_description=tool_description(handler.run, dense, limits),
         )
-        inputs.cancel.click(cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False)
+        inputs.cancel.click(
+            cancel_run, inputs=None, outputs=outputs.status, cancels=[run_event], api_name="cancel", queue=False
+        )
     return demo
 
 
-def size_limits(device: torch.device, max_size: int | None = None, zero_gpu_space: bool = False) -> tuple[int, int | None]:
+def size_limits(
+    device: torch.device, max_size: int | None = None, zero_gpu_space: bool = False
+) -> tuple[int, int | None]:
     """The largest size a request may ask for and each run's memory budget on ``device``.
 
     On a GPU: up to ``compare.GPU_MAX_SIZE`` (or ``max_size``), within 90% of its memory
@@ -782,37 +962,90 @@ def size_limits(device: torch.device, max_size: int | None = None, zero_gpu_spac
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the dense vs pruned style transfer app.")
-    parser.add_argument("--host", default=env("NST_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1",
-                        help="interface to listen on (env NST_HOST, GRADIO_SERVER_NAME; default 127.0.0.1; 0.0.0.0 for all)")
-    parser.add_argument("--port", type=int, default=int(env("NST_PORT") or env("GRADIO_SERVER_PORT") or 7860),
-                        help="port (env NST_PORT, GRADIO_SERVER_PORT; default 7860)")
-    parser.add_argument("--weights", default=env("NST_WEIGHTS") or compare.DEFAULT_WEIGHTS,
-                        help="VGG-19 weights: caffe | torchvision | hf:REPO[:FILE][@REV] | PATH.pth/.safetensors | random[:SEED] "
-                             "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be loaded; "
-                             "on a Space, with SPACE_ID set, random weights are refused with an error page unless NST_ALLOW_RANDOM=1)")
-    parser.add_argument("--device", default=env("NST_DEVICE") or "auto", choices=DEVICE_CHOICES,
-                        help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)")
-    parser.add_argument("--pruned", action="append", default=[], metavar="PATH",
-                        help="a pruned checkpoint (.safetensors) or profile (.json) on this machine to offer in the dropdown (repeatable)")
-    parser.add_argument("--release", default=env("NST_RELEASE") or None, metavar="PATH|hf:OWNER/NAME",
-                        help="a released pruned checkpoint (file or Hub repo, e.g. from `nst release`): offered first and "
-                             "compared against by default (env NST_RELEASE)")
-    parser.add_argument("--queue-size", type=int, default=int(env("NST_QUEUE_SIZE") or 16),
-                        help="requests that may wait; more are told the queue is full (env NST_QUEUE_SIZE; default 16)")
-    parser.add_argument("--concurrency", type=int, default=int(env("NST_CONCURRENCY") or 1),
-                        help="comparisons run at once (env NST_CONCURRENCY; default 1: each one uses every core)")
-    parser.add_argument("--keep-files", type=int, default=int(env("NST_KEEP_FILES") or KEEP_FILES_S), metavar="SECONDS",
-                        help="uploads and results are deleted once they are this old, checked as often "
-                             f"(env NST_KEEP_FILES; default {KEEP_FILES_S})")
-    parser.add_argument("--max-size", type=int, default=int(env("NST_MAX_SIZE") or 0) or None, metavar="PX",
-                        help="largest output size a request may ask for (env NST_MAX_SIZE; default 1024, 2048 on a GPU; "
-                             "on a GPU larger sizes are tiled within 90%% of its memory)")
-    parser.add_argument("--max-file-size", default=env("NST_MAX_FILE_SIZE") or "10mb",
-                        help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)")
-    parser.add_argument("--time-limit", type=float, default=float(env("NST_TIME_LIMIT") or TIME_LIMIT_S), metavar="SECONDS",
-                        help=f"a comparison still running after this long is stopped (env NST_TIME_LIMIT; default {TIME_LIMIT_S})")
-    parser.add_argument("--mcp", action="store_true", default=env("NST_MCP", "") == "1",
-                        help="also serve /compare as an MCP tool at /gradio_api/mcp/ (env NST_MCP=1; needs gradio[mcp])")
+    parser.add_argument(
+        "--host",
+        default=env("NST_HOST") or env("GRADIO_SERVER_NAME") or "127.0.0.1",
+        help="interface to listen on (env NST_HOST, GRADIO_SERVER_NAME; default 127.0.0.1; 0.0.0.0 for all)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(env("NST_PORT") or env("GRADIO_SERVER_PORT") or 7860),
+        help="port (env NST_PORT, GRADIO_SERVER_PORT; default 7860)",
+    )
+    parser.add_argument(
+        "--weights",
+        default=env("NST_WEIGHTS") or compare.DEFAULT_WEIGHTS,
+        help="VGG-19 weights: caffe | torchvision | hf:REPO[:FILE][@REV] | PATH.pth/.safetensors | random[:SEED] "
+        "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be loaded; "
+        "on a Space, with SPACE_ID set, random weights are refused with an error page unless NST_ALLOW_RANDOM=1)",
+    )
+    parser.add_argument(
+        "--device",
+        default=env("NST_DEVICE") or "auto",
+        choices=DEVICE_CHOICES,
+        help="where the networks run: auto picks CUDA, then Apple's MPS, then the CPU (env NST_DEVICE; default auto)",
+    )
+    parser.add_argument(
+        "--pruned",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a pruned checkpoint (.safetensors) or profile (.json) on this machine to offer in the dropdown (repeatable)",
+    )
+    parser.add_argument(
+        "--release",
+        default=env("NST_RELEASE") or None,
+        metavar="PATH|hf:OWNER/NAME",
+        help="a released pruned checkpoint (file or Hub repo, e.g. from `nst release`): offered first and "
+        "compared against by default (env NST_RELEASE)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=int(env("NST_QUEUE_SIZE") or 16),
+        help="requests that may wait; more are told the queue is full (env NST_QUEUE_SIZE; default 16)",
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=int(env("NST_CONCURRENCY") or 1),
+        help="comparisons run at once (env NST_CONCURRENCY; default 1: each one uses every core)",
+    )
+    parser.add_argument(
+        "--keep-files",
+        type=int,
+        default=int(env("NST_KEEP_FILES") or KEEP_FILES_S),
+        metavar="SECONDS",
+        help="uploads and results are deleted once they are this old, checked as often "
+        f"(env NST_KEEP_FILES; default {KEEP_FILES_S})",
+    )
+    parser.add_argument(
+        "--max-size",
+        type=int,
+        default=int(env("NST_MAX_SIZE") or 0) or None,
+        metavar="PX",
+        help="largest output size a request may ask for (env NST_MAX_SIZE; default 1024, 2048 on a GPU; "
+        "on a GPU larger sizes are tiled within 90%% of its memory)",
+    )
+    parser.add_argument(
+        "--max-file-size",
+        default=env("NST_MAX_FILE_SIZE") or "10mb",
+        help="largest upload accepted (env NST_MAX_FILE_SIZE; default 10mb)",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=float(env("NST_TIME_LIMIT") or TIME_LIMIT_S),
+        metavar="SECONDS",
+        help=f"a comparison still running after this long is stopped (env NST_TIME_LIMIT; default {TIME_LIMIT_S})",
+    )
+    parser.add_argument(
+        "--mcp",
+        action="store_true",
+        default=env("NST_MCP", "") == "1",
+        help="also serve /compare as an MCP tool at /gradio_api/mcp/ (env NST_MCP=1; needs gradio[mcp])",
+    )
     return parser.parse_args(argv)
 
 
@@ -821,9 +1054,13 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", category=RandomWeightsWarning)  # every page carries its own banner
     args = parse_args(argv)
     if args.queue_size < 1 or args.concurrency < 1 or args.keep_files < 1 or not args.time_limit > 0:
-        raise SystemExit("app.py: error: --queue-size, --concurrency and --keep-files must be at least 1, --time-limit above 0")
+        raise SystemExit(
+            "app.py: error: --queue-size, --concurrency and --keep-files must be at least 1, --time-limit above 0"
+        )
     if args.max_size is not None and not compare.SIZE_RANGE[0] <= args.max_size <= 4096:
-        raise SystemExit(f"app.py: error: --max-size must be between {compare.SIZE_RANGE[0]} and 4096 px, not {args.max_size}")
+        raise SystemExit(
+            f"app.py: error: --max-size must be between {compare.SIZE_RANGE[0]} and 4096 px, not {args.max_size}"
+        )
     zero = on_zero_gpu()
     # On ZeroGPU any CUDA work outside a spaces.GPU function fails: start-up (loading, pruning the
     # default, warming up) stays on the CPU, and each run moves copies to the GPU it is given.
@@ -854,10 +1091,21 @@ def main(argv: list[str] | None = None) -> None:
     limits = RunLimits(time_limit=args.time_limit, device=args.device)
     # Gradio keeps cached examples across restarts, keyed by component only: key the folder by what
     # the results depend on too, so results of other weights or defaults are never served.
-    key = hashlib.sha256(f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.default_pruned(args.release)}".encode()).hexdigest()[:12]
-    os.environ["GRADIO_EXAMPLES_CACHE"] = str(Path(os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples") / key)
-    demo = build_app(dense, args.pruned, keep_files=args.keep_files, limits=limits, zero_gpu_space=zero, release=args.release,
-                     max_size=args.max_size)
+    key = hashlib.sha256(
+        f"{dense.model.weight_source}|{zero}|{dense.device.type}|{compare.default_pruned(args.release)}".encode()
+    ).hexdigest()[:12]
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(
+        Path(os.environ.get("GRADIO_EXAMPLES_CACHE") or ".gradio/cached_examples") / key
+    )
+    demo = build_app(
+        dense,
+        args.pruned,
+        keep_files=args.keep_files,
+        limits=limits,
+        zero_gpu_space=zero,
+        release=args.release,
+        max_size=args.max_size,
+    )
     demo.queue(max_size=args.queue_size, default_concurrency_limit=args.concurrency)
     launch(demo, args)
 

@@ -3,10 +3,10 @@
     python bench/bench_app.py                       # CPU defaults, seed profile, random weights
     python bench/bench_app.py --pruned structured:0.5 --size 256 --iterations 40
 
-Runs exactly what the app runs (``nst_core.compare.run_comparison``) on the bundled examples
+Runs exactly what the app runs (``nst_core.workflows.compare.run_comparison``) on the bundled examples
 and prints wall time and process CPU time of each phase. CPU time / wall time shows how much
 of the machine the run had: on a shared machine, wall time alone overstates the cost. The
-conv work of one stylization step (``nst_core.cost``, GMACs of a forward and a backward pass)
+conv work of one stylization step (``nst_core.nst.cost``, GMACs of a forward and a backward pass)
 is the machine-independent side of the dense/pruned ratio.
 Writes the numbers as JSON with ``--json``.
 """
@@ -26,8 +26,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nst_core import compare  # noqa: E402
-from nst_core.cost import iteration_macs  # noqa: E402
+from nst_core.nst.cost import iteration_macs  # noqa: E402
+from nst_core.workflows import compare  # noqa: E402
 
 
 def cpu_seconds() -> float:
@@ -48,7 +48,9 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = compare.default_settings()
-    overrides = {k: v for k, v in (("size", args.size), ("iterations", args.iterations), ("optimizer", args.optimizer)) if v}
+    overrides = {
+        k: v for k, v in (("size", args.size), ("iterations", args.iterations), ("optimizer", args.optimizer)) if v
+    }
     settings = replace(settings, **overrides)
     dense = compare.load_dense(args.weights, fallback=False)
     compare.warm_up(dense.model)
@@ -73,19 +75,32 @@ def main() -> None:
 
     rows = {"dense": span("dense", "pruned"), "pruned": span("pruned", "judge"), "judge": span("judge", None)}
     total = (wall_end - wall0, cpu_end - cpu0)
-    print(f"settings: {asdict(settings)}; pruned: {pruned.label}; weights: {dense.model.weight_source}; "
-          f"torch threads: {torch.get_num_threads()}")
+    print(
+        f"settings: {asdict(settings)}; pruned: {pruned.label}; weights: {dense.model.weight_source}; "
+        f"torch threads: {torch.get_num_threads()}"
+    )
     print(f"{'phase':<8} {'wall s':>8} {'cpu s':>8} {'cpu/wall':>9} {'ms/it':>7} {'GMAC/it':>8}")
     per_it = {"dense": result.dense.timings["per_iteration"], "pruned": result.pruned.timings["per_iteration"]}
     width, height = result.dense.image.size
-    macs = {name: iteration_macs(model.widths, height, width) for name, model in (("dense", dense.model), ("pruned", pruned.model))}
+    macs = {
+        name: iteration_macs(model.widths, height, width)
+        for name, model in (("dense", dense.model), ("pruned", pruned.model))
+    }
     for name, (wall, cpu) in [*rows.items(), ("total", total)]:
         ms = f"{1000 * per_it[name]:.0f}" if name in per_it else ""
         gmacs = f"{macs[name] / 1e9:.2f}" if name in macs else ""
         print(f"{name:<8} {wall:>8.2f} {cpu:>8.2f} {cpu / wall:>9.2f} {ms:>7} {gmacs:>8}")
-    print(f"dense/pruned per iteration: time {per_it['dense'] / per_it['pruned']:.2f}x, conv work {macs['dense'] / macs['pruned']:.2f}x")
+    print(
+        f"dense/pruned per iteration: time {per_it['dense'] / per_it['pruned']:.2f}x, conv work {macs['dense'] / macs['pruned']:.2f}x"
+    )
     if args.json:
-        report = {"settings": asdict(settings), "pruned": args.pruned, "phases": rows, "total": total, "macs_per_iteration": macs}
+        report = {
+            "settings": asdict(settings),
+            "pruned": args.pruned,
+            "phases": rows,
+            "total": total,
+            "macs_per_iteration": macs,
+        }
         args.json.write_text(json.dumps(report, indent=2))
 
 

@@ -13,7 +13,7 @@ Three tables, one run:
    beat it on average when positions are independent, as magnitude pruning leaves them);
 3. per quantised dtype, the relative reconstruction error of the stored weights and the judged
    effect: the same short style transfer with the fp32 network and with the decoded one, the
-   latter scored by the dense network's losses (``nst_core.quality.Judge``) as ratios to the
+   latter scored by the dense network's losses (``nst_core.nst.quality.Judge``) as ratios to the
    former, and SSIM against it.
 
     python bench/bench_checkpoint_sizes.py            # ~3 minutes on 2 CPU cores
@@ -30,7 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from nst_core.checkpoint import (
+from nst_core.compress.pruning import PROFILES, prune_fine
+from nst_core.core.files import atomic_write_text
+from nst_core.image.io import load_image
+from nst_core.model.checkpoint import (
     DTYPES,
     ENCODINGS,
     QUANTISED_DTYPES,
@@ -40,13 +43,10 @@ from nst_core.checkpoint import (
     read_checkpoint_info,
     save_checkpoint,
 )
-from nst_core.files import atomic_write_text
-from nst_core.images import load_image
-from nst_core.losses import get_preset
-from nst_core.pruning import PROFILES, prune_fine
-from nst_core.quality import Judge
-from nst_core.stylize import StylizeConfig, stylize
-from nst_core.weights import load_vgg
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import get_preset
+from nst_core.nst.quality import Judge
+from nst_core.nst.stylize import StylizeConfig, stylize
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 2**20
@@ -67,8 +67,17 @@ def measure_sizes(model, label: str, folder: Path, encodings=ENCODINGS) -> list[
         load_checkpoint(path)
         loaded = time.perf_counter()
         size = path.stat().st_size
-        rows.append({"network": label, "encoding": encoding, "dtype": dtype, "bytes": size, "mib": size / MiB,
-                     "save_s": saved - start, "load_s": loaded - saved})
+        rows.append(
+            {
+                "network": label,
+                "encoding": encoding,
+                "dtype": dtype,
+                "bytes": size,
+                "mib": size / MiB,
+                "save_s": saved - start,
+                "load_s": loaded - saved,
+            }
+        )
         path.unlink()
     return rows
 
@@ -83,8 +92,17 @@ def position_bytes(model) -> list[dict]:
     rows = []
     for name, mask in model.masks.items():
         kind, data = encode_positions(mask)
-        rows.append({"conv": name, "weights": mask.numel(), "kept": int(mask.sum()), "bitmap": (mask.numel() + 7) // 8,
-                     "chosen": kind, "chosen_bytes": data.numel(), "entropy_bytes": _entropy_bytes(mask.numel(), int(mask.sum()))})
+        rows.append(
+            {
+                "conv": name,
+                "weights": mask.numel(),
+                "kept": int(mask.sum()),
+                "bitmap": (mask.numel() + 7) // 8,
+                "chosen": kind,
+                "chosen_bytes": data.numel(),
+                "entropy_bytes": _entropy_bytes(mask.numel(), int(mask.sum())),
+            }
+        )
     return rows
 
 
@@ -102,8 +120,15 @@ def judged_effect(model, dense, folder: Path, size: int, iterations: int) -> lis
         decoded = load_checkpoint(path)
         image = stylize(decoded, content, [style], config).image
         verdict = judge.compare(image, reference)
-        rows.append({"dtype": dtype, "max_relative_error": max(errors.values()),
-                     "mean_relative_error": sum(errors.values()) / len(errors), "relative_error": errors, **verdict})
+        rows.append(
+            {
+                "dtype": dtype,
+                "max_relative_error": max(errors.values()),
+                "mean_relative_error": sum(errors.values()) / len(errors),
+                "relative_error": errors,
+                **verdict,
+            }
+        )
         path.unlink()
     return rows
 
@@ -135,38 +160,60 @@ def print_tables(result: dict, markdown: bool) -> None:
         for r in result["sizes"]:
             print(f"| {r['network']} | {r['encoding']} | {r['dtype']} | {r['bytes']:,} | {r['mib']:.2f} |")
         p = result["positions_total"]
-        print(f"\n| positions of the kept weights | MiB |\n|---|---:|\n| bitmap (format v1) | {p['bitmap'] / MiB:.2f} |"
-              f"\n| relative indices / bitmap, smaller per conv (v2) | {p['chosen'] / MiB:.2f} |"
-              f"\n| entropy of the masks (bound) | {p['entropy'] / MiB:.2f} |")
-        print("\n| dtype | mean / max relative weight error | content ratio | style ratio | SSIM vs fp32 |\n|---|---|---:|---:|---:|")
+        print(
+            f"\n| positions of the kept weights | MiB |\n|---|---:|\n| bitmap (format v1) | {p['bitmap'] / MiB:.2f} |"
+            f"\n| relative indices / bitmap, smaller per conv (v2) | {p['chosen'] / MiB:.2f} |"
+            f"\n| entropy of the masks (bound) | {p['entropy'] / MiB:.2f} |"
+        )
+        print(
+            "\n| dtype | mean / max relative weight error | content ratio | style ratio | SSIM vs fp32 |\n|---|---|---:|---:|---:|"
+        )
         for r in result["quantisation"]:
-            print(f"| {r['dtype']} | {r['mean_relative_error']:.4f} / {r['max_relative_error']:.4f} | "
-                  f"{r['content_ratio']:.4f} | {r['style_ratio']:.4f} | {r['ssim']:.4f} |")
+            print(
+                f"| {r['dtype']} | {r['mean_relative_error']:.4f} / {r['max_relative_error']:.4f} | "
+                f"{r['content_ratio']:.4f} | {r['style_ratio']:.4f} | {r['ssim']:.4f} |"
+            )
         return
     print(f"{'network':<14} {'encoding':<8} {'dtype':<9} {'bytes':>12} {'MiB':>7} {'save s':>7} {'load s':>7}")
     for r in result["sizes"]:
-        print(f"{r['network']:<14} {r['encoding']:<8} {r['dtype']:<9} {r['bytes']:>12,} {r['mib']:>7.2f} "
-              f"{r['save_s']:>7.2f} {r['load_s']:>7.2f}")
+        print(
+            f"{r['network']:<14} {r['encoding']:<8} {r['dtype']:<9} {r['bytes']:>12,} {r['mib']:>7.2f} "
+            f"{r['save_s']:>7.2f} {r['load_s']:>7.2f}"
+        )
     print(f"\n{'conv':<8} {'kept':>9} {'bitmap B':>9} {'chosen':>7} {'bytes':>9} {'entropy B':>10}")
     for r in result["positions"]:
-        print(f"{r['conv']:<8} {r['kept']:>9,} {r['bitmap']:>9,} {r['chosen']:>7} {r['chosen_bytes']:>9,} {r['entropy_bytes']:>10,.0f}")
+        print(
+            f"{r['conv']:<8} {r['kept']:>9,} {r['bitmap']:>9,} {r['chosen']:>7} {r['chosen_bytes']:>9,} {r['entropy_bytes']:>10,.0f}"
+        )
     p = result["positions_total"]
     print(f"{'total':<8} {'':>9} {p['bitmap']:>9,} {'':>7} {p['chosen']:>9,} {p['entropy']:>10,.0f}")
-    print(f"\n{'dtype':<10} {'mean err':>9} {'max err':>9} {'content':>8} {'style':>8} {'SSIM':>7}   (vs the fp32 network; random weights)")
+    print(
+        f"\n{'dtype':<10} {'mean err':>9} {'max err':>9} {'content':>8} {'style':>8} {'SSIM':>7}   (vs the fp32 network; random weights)"
+    )
     for r in result["quantisation"]:
-        print(f"{r['dtype']:<10} {r['mean_relative_error']:>9.4f} {r['max_relative_error']:>9.4f} "
-              f"{r['content_ratio']:>8.4f} {r['style_ratio']:>8.4f} {r['ssim']:>7.4f}")
+        print(
+            f"{r['dtype']:<10} {r['mean_relative_error']:>9.4f} {r['max_relative_error']:>9.4f} "
+            f"{r['content_ratio']:>8.4f} {r['style_ratio']:>8.4f} {r['ssim']:>7.4f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="seed", choices=sorted(PROFILES))
-    parser.add_argument("--quick", action="store_true", help="smoke run: packed pruned profile only, 48 px style transfer of 5 iterations")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: packed pruned profile only, 48 px style transfer of 5 iterations",
+    )
     parser.add_argument("--judge-size", type=int, default=128, help="size of the judged style transfer")
     parser.add_argument("--judge-iterations", type=int, default=50, help="iterations of the judged style transfer")
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.json"), help="where to write results")
-    parser.add_argument("--png", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.png"), help="where to draw the sizes")
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.json"), help="where to write results"
+    )
+    parser.add_argument(
+        "--png", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.png"), help="where to draw the sizes"
+    )
     args = parser.parse_args()
     size, iterations = (48, 5) if args.quick else (args.judge_size, args.judge_iterations)
 
@@ -184,8 +231,11 @@ def main() -> None:
         "judge": {"size": size, "iterations": iterations, "preset": "seed"},
         "sizes": sizes,
         "positions": positions,
-        "positions_total": {"bitmap": sum(r["bitmap"] for r in positions), "chosen": sum(r["chosen_bytes"] for r in positions),
-                            "entropy": sum(r["entropy_bytes"] for r in positions)},
+        "positions_total": {
+            "bitmap": sum(r["bitmap"] for r in positions),
+            "chosen": sum(r["chosen_bytes"] for r in positions),
+            "entropy": sum(r["entropy_bytes"] for r in positions),
+        },
         "quantisation": quantisation,
     }
     atomic_write_text(args.json, json.dumps(result, indent=2))

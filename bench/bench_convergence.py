@@ -2,7 +2,7 @@
 
 The reference is single-scale Adam for 500 iterations (the seed's optimiser). Every configuration is
 scored by the same judge, the *dense* network's content and style loss of its (averaged, composited)
-output at full size, weighted as the preset weights them (``nst_core.quality.Judge``; TV left out), every
+output at full size, weighted as the preset weights them (``nst_core.nst.quality.Judge``; TV left out), every
 few iterations; the clock stops while the judge runs. A configuration has "reached quality" when its
 judged loss is within 5% of the reference's final judged loss; the table gives the iterations and
 seconds it took, and the judged loss each configuration had after ``--budget`` seconds (what one click
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from nst_core.errors import UserError
-from nst_core.files import atomic_write_text
-from nst_core.losses import get_preset
-from nst_core.quality import Judge
-from nst_core.stylize import StylizeConfig, stylize
-from nst_core.weights import load_vgg
+from nst_core.core.errors import UserError
+from nst_core.core.files import atomic_write_text
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import get_preset
+from nst_core.nst.quality import Judge
+from nst_core.nst.stylize import StylizeConfig, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -62,7 +62,9 @@ def judged_total(judge: Judge, image, preset) -> float:
     return preset.content_weight * losses["content"] + preset.style_weight * losses["style"]
 
 
-def run_one(model, judge: Judge, config: StylizeConfig, every: int, stop_below: float | None, time_cap: float | None) -> dict:
+def run_one(
+    model, judge: Judge, config: StylizeConfig, every: int, stop_below: float | None, time_cap: float | None
+) -> dict:
     """One stylization, judged every ``every`` iterations; stops early below ``stop_below`` or past ``time_cap`` s."""
     preset = get_preset(config.preset)
     curve: list[tuple[int, float, float]] = []  # (iteration, optimiser seconds, judged loss)
@@ -86,7 +88,13 @@ def run_one(model, judge: Judge, config: StylizeConfig, every: int, stop_below: 
     seconds = result.timings["total"] - judging[0]
     if not curve or curve[-1][0] != len(result.history):
         curve.append((len(result.history), seconds, final))
-    return {"curve": curve, "final": final, "iterations": len(result.history), "seconds": seconds, "stopped": result.stopped}
+    return {
+        "curve": curve,
+        "final": final,
+        "iterations": len(result.history),
+        "seconds": seconds,
+        "stopped": result.stopped,
+    }
 
 
 def summarise(run: dict, target: float, budget: float) -> dict:
@@ -129,15 +137,25 @@ def plot(results: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[256], help="output sizes (longer side, px)")
-    parser.add_argument("--iterations", type=int, default=500, help="the reference's iterations (and every configuration's cap)")
-    parser.add_argument("--weights", default="random:0", help="VGG-19 weights (caffe, torchvision, hf:..., a path, random:SEED)")
+    parser.add_argument(
+        "--iterations", type=int, default=500, help="the reference's iterations (and every configuration's cap)"
+    )
+    parser.add_argument(
+        "--weights", default="random:0", help="VGG-19 weights (caffe, torchvision, hf:..., a path, random:SEED)"
+    )
     parser.add_argument("--judge-every", type=int, default=10, help="judge the output every K iterations")
     parser.add_argument("--min-size", type=int, default=64, help="coarsest size of the coarse-to-fine configurations")
-    parser.add_argument("--budget", type=float, default=30.0, help="seconds for the 'loss at budget' column (one app run)")
+    parser.add_argument(
+        "--budget", type=float, default=30.0, help="seconds for the 'loss at budget' column (one app run)"
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 64 px, 24 iterations, min size 32")
-    parser.add_argument("--out", default=str(RESULTS / "convergence"), help="output stem: writes STEM.json and STEM.png")
+    parser.add_argument(
+        "--out", default=str(RESULTS / "convergence"), help="output stem: writes STEM.json and STEM.png"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.iterations, args.min_size, args.judge_every, args.budget = [64], 24, 32, 4, 5.0
@@ -149,8 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     preset = get_preset("seed")
     model = load_vgg(args.weights, last_layer=preset.last_layer)
-    results: dict = {"weights": model.weight_source, "machine": platform.processor() or platform.machine(),
-                     "threads": torch.get_num_threads(), "within": WITHIN, "budget_s": args.budget, "sizes": {}}
+    results: dict = {
+        "weights": model.weight_source,
+        "machine": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "within": WITHIN,
+        "budget_s": args.budget,
+        "sizes": {},
+    }
     for size in args.sizes:
         judge = Judge(model, preset, CONTENT, [STYLE], size=size)
         reference = StylizeConfig(preset=preset.name, size=size, iterations=args.iterations)
@@ -167,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         table = {name: summarise(run, target, args.budget) for name, run in runs.items()}
         results["sizes"][str(size)] = {"target": target, "runs": runs, "table": table}
         for name, row in table.items():
-            print(f"  {name:28s} to target: {row['iterations_to_target']} it, {row['seconds_to_target']} s; "
-                  f"loss at {args.budget:g} s: {row['loss_at_budget']}; best {row['best_loss']:.4g}")
+            print(
+                f"  {name:28s} to target: {row['iterations_to_target']} it, {row['seconds_to_target']} s; "
+                f"loss at {args.budget:g} s: {row['loss_at_budget']}; best {row['best_loss']:.4g}"
+            )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out.with_suffix(".json"), json.dumps(results, indent=1))

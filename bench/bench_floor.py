@@ -29,12 +29,12 @@ from pathlib import Path
 
 import torch
 
-from nst_core.devices import DEVICE_CHOICES, prepare_backend, resolve_device
-from nst_core.losses import PRESETS, get_preset
-from nst_core.pruning import prune_structured
-from nst_core.stylize import StylizeConfig, stylize
-from nst_core.vgg import VGGFeatures
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import prune_structured
+from nst_core.core.devices import DEVICE_CHOICES, prepare_backend, resolve_device
+from nst_core.model.vgg import VGGFeatures
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import PRESETS, get_preset
+from nst_core.nst.stylize import StylizeConfig, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -47,7 +47,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def floor_times(model: VGGFeatures, size_hw: tuple[int, int], iterations: int, layout: torch.memory_format) -> list[float]:
+def floor_times(
+    model: VGGFeatures, size_hw: tuple[int, int], iterations: int, layout: torch.memory_format
+) -> list[float]:
     """Seconds per forward + backward-to-input of ``model`` with a trivial loss."""
     device = next(model.parameters()).device
     image = (torch.rand(1, 3, *size_hw, device=device) * 255).contiguous(memory_format=layout)
@@ -87,8 +89,12 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
             _, (w, h) = stylize_times(model, StylizeConfig(preset=args.preset, size=size, iterations=1))
             samples: dict[str, list[float]] = {}
             for _ in range(args.rounds):
-                samples.setdefault("floor NCHW", []).extend(floor_times(model, (h, w), args.iterations, torch.contiguous_format))
-                samples.setdefault("floor channels_last", []).extend(floor_times(model, (h, w), args.iterations, torch.channels_last))
+                samples.setdefault("floor NCHW", []).extend(
+                    floor_times(model, (h, w), args.iterations, torch.contiguous_format)
+                )
+                samples.setdefault("floor channels_last", []).extend(
+                    floor_times(model, (h, w), args.iterations, torch.channels_last)
+                )
                 for precision in precisions:
                     for channels_last in (True, False):
                         key = f"ours {precision} {'channels_last' if channels_last else 'NCHW'}"
@@ -97,19 +103,37 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
             floor = statistics.median(samples["floor NCHW"])
             for key, times in samples.items():
                 median = statistics.median(times)
-                rows.append({"network": name, "size": size, "wh": [w, h], "what": key, "s_per_it": median, "x_floor": median / floor})
-                print(f"{name:>15} {size:>5} px  {key:<26} {median:8.3f} s/it  {median / floor:5.2f}x floor", flush=True)
+                rows.append(
+                    {
+                        "network": name,
+                        "size": size,
+                        "wh": [w, h],
+                        "what": key,
+                        "s_per_it": median,
+                        "x_floor": median / floor,
+                    }
+                )
+                print(
+                    f"{name:>15} {size:>5} px  {key:<26} {median:8.3f} s/it  {median / floor:5.2f}x floor", flush=True
+                )
     if gpu:
         for name, model in networks(args.weights, args.preset, device).items():
             for precision in ("fp32", "bf16"):
                 config = StylizeConfig(preset=args.preset, size=512, iterations=500, precision=precision)
-                stylize(model, CONTENT, [STYLE], StylizeConfig(preset=args.preset, size=512, iterations=5, precision=precision))
+                stylize(
+                    model,
+                    CONTENT,
+                    [STYLE],
+                    StylizeConfig(preset=args.preset, size=512, iterations=5, precision=precision),
+                )
                 _sync(device)
                 start = time.perf_counter()
                 stylize(model, CONTENT, [STYLE], config)
                 _sync(device)
                 seconds = time.perf_counter() - start
-                rows.append({"network": name, "size": 512, "what": f"end-to-end 500 it {precision}", "seconds": seconds})
+                rows.append(
+                    {"network": name, "size": 512, "what": f"end-to-end 500 it {precision}", "seconds": seconds}
+                )
                 print(f"{name:>15}   512 px  end-to-end 500 iterations {precision}: {seconds:.2f} s", flush=True)
     return rows
 
@@ -126,26 +150,38 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="longer image side(s), px (a GPU adds 1024)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[256, 512], help="longer image side(s), px (a GPU adds 1024)"
+    )
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per configuration and round")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset (sets the truncation)")
     parser.add_argument("--weights", default="random:0", help="weight spec; timing does not depend on the values")
     parser.add_argument("--device", default="auto", choices=DEVICE_CHOICES, help="where to run")
-    parser.add_argument("--bf16", action="store_true", help="also time bf16 autocast on a CPU (slow without bf16 units)")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "floor.json"), help="where to write the results")
+    parser.add_argument(
+        "--bf16", action="store_true", help="also time bf16 autocast on a CPU (slow without bf16 units)"
+    )
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "floor.json"), help="where to write the results"
+    )
     args = parser.parse_args()
 
     device = resolve_device(args.device)
     prepare_backend(device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{device.type}, {torch.get_num_threads()} threads"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{device.type}, {torch.get_num_threads()} threads"
+    )
     print(f"torch {torch.__version__}, {where}, weights {args.weights}, preset {args.preset}", flush=True)
     rows = measure(args, device)
     print()
     print(markdown(rows))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "device": where, "weights": args.weights, "rows": rows}, indent=1))
+    out.write_text(
+        json.dumps({"torch": torch.__version__, "device": where, "weights": args.weights, "rows": rows}, indent=1)
+    )
     print(f"wrote {out}")
 
 

@@ -2,7 +2,7 @@
 
 Each row is one `stylize` run in its own fresh interpreter (peak RSS belongs to that run
 alone): the dense VGG-19 and the structured-pruned one (50% of the filters of every conv,
-``nst_core.pruning.prune_structured``), at each size, run whole (where the memory model says
+``nst_core.compress.pruning.prune_structured``), at each size, run whole (where the memory model says
 it fits this machine's RAM) and under a memory budget (``max_memory``: tiled where the whole
 image does not fit). Random weights: time and memory do not depend on their values. Then,
 from the memory model (its fit is checked by tests/test_memory_model.py and by the measured
@@ -31,9 +31,9 @@ PRACTICAL_TILE = 512
 
 
 def load_network(name: str):
-    from nst_core.losses import get_preset
-    from nst_core.pruning import prune_structured
-    from nst_core.weights import load_vgg
+    from nst_core.compress.pruning import prune_structured
+    from nst_core.model.weights import load_vgg
+    from nst_core.nst.losses import get_preset
 
     model = load_vgg("random:0", last_layer=get_preset("seed").last_layer)
     return prune_structured(model, 0.5) if name == "pruned50" else model
@@ -45,8 +45,8 @@ def child(network: str, size: int, budget: int | None, iterations: int) -> dict:
 
     from PIL import Image
 
-    from nst_core.memory import peak_rss
-    from nst_core.stylize import StylizeConfig, plan_run, stylize
+    from nst_core.nst.memory import peak_rss
+    from nst_core.nst.stylize import StylizeConfig, plan_run, stylize
 
     warnings.simplefilter("ignore")
     model = load_network(network)
@@ -57,10 +57,14 @@ def child(network: str, size: int, budget: int | None, iterations: int) -> dict:
     started = time.perf_counter()
     result = stylize(model, content, [STYLE], config)
     return {
-        "network": network, "size": f"{content.size[0]}x{content.size[1]}", "budget": budget,
-        "plan": plan.describe("relu5_3"), "predicted_peak_added": plan.predicted_peak,
+        "network": network,
+        "size": f"{content.size[0]}x{content.size[1]}",
+        "budget": budget,
+        "plan": plan.describe("relu5_3"),
+        "predicted_peak_added": plan.predicted_peak,
         "peak_rss": peak_rss(),
-        "s_per_iteration": result.timings["per_iteration"], "wall": time.perf_counter() - started,
+        "s_per_iteration": result.timings["per_iteration"],
+        "wall": time.perf_counter() - started,
         "megapixels": content.size[0] * content.size[1] / 1e6,
     }
 
@@ -76,8 +80,8 @@ def measure(network: str, size: int, budget: int | None, iterations: int) -> dic
 
 def largest_sizes(network: str, held: int, budgets: list[int]) -> dict:
     """Largest 4:3 longer side (multiple of 64, at most 8192) whose run fits each budget, whole and tiled, by the memory model."""
-    from nst_core.losses import get_preset
-    from nst_core.memory import SAFETY, predict_step_peak
+    from nst_core.nst.losses import get_preset
+    from nst_core.nst.memory import SAFETY, predict_step_peak
 
     widths = load_network(network).widths
     layers = get_preset("seed").layers
@@ -87,7 +91,10 @@ def largest_sizes(network: str, held: int, budgets: list[int]) -> dict:
         fits = {}
         for mode, tile in (("whole", None), ("tiled", PRACTICAL_TILE)):
             side = 64
-            while side + 64 <= 8192 and predict_step_peak(widths, layers, (side + 64) * 3 // 4, side + 64, "fp32", tile) <= room:
+            while (
+                side + 64 <= 8192
+                and predict_step_peak(widths, layers, (side + 64) * 3 // 4, side + 64, "fp32", tile) <= room
+            ):
                 side += 64
             fits[mode] = side
         out[f"{budget / 1e9:.0f} GB"] = fits
@@ -97,10 +104,16 @@ def largest_sizes(network: str, held: int, budgets: list[int]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="256 and 512 px with a 1.4 GB budget (a smoke run)")
-    parser.add_argument("--sizes", type=int, nargs="+", default=None, help="longer sides in px (default 1024 2048 4096)")
-    parser.add_argument("--budget", default=None, help="the memory budget of the tiled rows (default 4GB; --quick 1.4GB)")
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, help="longer sides in px (default 1024 2048 4096)"
+    )
+    parser.add_argument(
+        "--budget", default=None, help="the memory budget of the tiled rows (default 4GB; --quick 1.4GB)"
+    )
     parser.add_argument("--iterations", type=int, default=1, help="timed iterations per run")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "highres.json"), help="where to write the results")
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "highres.json"), help="where to write the results"
+    )
     parser.add_argument("--child", nargs=4, metavar=("NETWORK", "SIZE", "BUDGET", "ITERATIONS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,9 +123,9 @@ def main() -> None:
 
     import warnings
 
-    from nst_core.files import atomic_write_text
-    from nst_core.losses import get_preset
-    from nst_core.memory import parse_memory, predict_step_peak
+    from nst_core.core.files import atomic_write_text
+    from nst_core.nst.losses import get_preset
+    from nst_core.nst.memory import parse_memory, predict_step_peak
 
     warnings.simplefilter("ignore")  # random weights are the point here; the children say so in the JSON
     sizes = args.sizes or ([256, 512] if args.quick else [1024, 2048, 4096])
@@ -128,8 +141,17 @@ def main() -> None:
             if whole < 0.8 * ram:
                 rows.append({**measure(network, size, None, args.iterations), "mode": "whole"})
             else:
-                rows.append({"network": network, "size": size, "mode": "whole", "error": f"predicted {whole / 1e9:.1f} GB > 80% of RAM"})
-            rows.append({**measure(network, size, budget, args.iterations), "mode": f"budget {args.budget or budget / 1e9}"})
+                rows.append(
+                    {
+                        "network": network,
+                        "size": size,
+                        "mode": "whole",
+                        "error": f"predicted {whole / 1e9:.1f} GB > 80% of RAM",
+                    }
+                )
+            rows.append(
+                {**measure(network, size, budget, args.iterations), "mode": f"budget {args.budget or budget / 1e9}"}
+            )
             print(json.dumps(rows[-2]), json.dumps(rows[-1]), sep="\n", flush=True)
     fits = {network: largest_sizes(network, held, [4 * 10**9, 8 * 10**9]) for network in NETWORKS}
     print(f"\n{'network':9} {'size':>10} {'mode':>12} {'peak RSS':>9} {'s/it/MP':>8}  plan")
@@ -137,13 +159,21 @@ def main() -> None:
         if "error" in r:
             print(f"{r['network']:9} {r['size']!s:>10} {r['mode']:>12}  -- {r['error']}")
         else:
-            print(f"{r['network']:9} {r['size']:>10} {r['mode']:>12} {r['peak_rss'] / 1e9:8.2f}G {r['s_per_iteration'] / r['megapixels']:8.2f}  {r['plan']}")
-    print(f"\nlargest 4:3 output (longer side, px) by the memory model, with {held / 1e9:.2f} GB held before the run "
-          f"(tiled: {PRACTICAL_TILE} px tiles):")
+            print(
+                f"{r['network']:9} {r['size']:>10} {r['mode']:>12} {r['peak_rss'] / 1e9:8.2f}G {r['s_per_iteration'] / r['megapixels']:8.2f}  {r['plan']}"
+            )
+    print(
+        f"\nlargest 4:3 output (longer side, px) by the memory model, with {held / 1e9:.2f} GB held before the run "
+        f"(tiled: {PRACTICAL_TILE} px tiles):"
+    )
     for network, by_budget in fits.items():
-        print(f"  {network:9} " + "  ".join(f"{b}: {v['whole']} whole, {v['tiled']} tiled" for b, v in by_budget.items()))
+        print(
+            f"  {network:9} " + "  ".join(f"{b}: {v['whole']} whole, {v['tiled']} tiled" for b, v in by_budget.items())
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.json, json.dumps({"held": held, "rows": rows, "largest": fits, "weights": "random:0"}, indent=1))
+    atomic_write_text(
+        args.json, json.dumps({"held": held, "rows": rows, "largest": fits, "weights": "random:0"}, indent=1)
+    )
     print(f"wrote {args.json}")
 
 

@@ -2,7 +2,7 @@
 
 One invocation measures all three networks at every size, interleaved round by round so a
 machine that is busy with other work slows all of them alike. An iteration is what
-``nst_core.stylize`` does per step: forward through the truncated network, content + style +
+``nst_core.nst.stylize`` does per step: forward through the truncated network, content + style +
 TV loss, backward to the image, Adam step. Reported: median seconds per iteration, speedup
 over dense, and the conv multiply-accumulates each network does per forward pass (the work
 that pruning can remove).
@@ -25,12 +25,12 @@ from pathlib import Path
 
 import torch
 
-from nst_core.cost import conv_macs
-from nst_core.images import load_image, resize_max_side
-from nst_core.losses import get_preset
-from nst_core.pruning import prune, prune_structured, sparsity_report
-from nst_core.stylize import StylizeConfig, stylize
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import prune, prune_structured, sparsity_report
+from nst_core.image.io import load_image, resize_max_side
+from nst_core.model.weights import load_vgg
+from nst_core.nst.cost import conv_macs
+from nst_core.nst.losses import get_preset
+from nst_core.nst.stylize import StylizeConfig, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -40,8 +40,13 @@ STYLE = ROOT / "examples" / "style" / "swirls.jpg"
 def time_iterations(model, size: int, iterations: int) -> list[float]:
     """Seconds of each stylization iteration after the first (which also computes targets)."""
     stamps: list[float] = []
-    stylize(model, CONTENT, [STYLE], StylizeConfig(size=size, iterations=iterations + 1),
-            callback=lambda _progress: stamps.append(time.perf_counter()))
+    stylize(
+        model,
+        CONTENT,
+        [STYLE],
+        StylizeConfig(size=size, iterations=iterations + 1),
+        callback=lambda _progress: stamps.append(time.perf_counter()),
+    )
     return [b - a for a, b in zip(stamps, stamps[1:])]
 
 
@@ -51,7 +56,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per size")
     parser.add_argument("--iterations", type=int, default=2, help="timed iterations per network per round")
     parser.add_argument("--structured", type=float, default=0.5, help="fraction of filters removed in every conv")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "pruning.json"), help="where to write results")
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "pruning.json"), help="where to write results"
+    )
     args = parser.parse_args()
 
     dense = load_vgg("random:0", last_layer=get_preset("seed").last_layer)
@@ -77,22 +84,46 @@ def main() -> None:
         for name, net in networks.items():
             median = statistics.median(times[name])
             macs = sum(conv_macs(net.widths, height, width).values())
-            rows.append({
-                "size": size, "image": f"{width}x{height}", "network": name,
-                "s_per_it": median, "speedup": dense_time / median,
-                "conv_gmacs": macs / 1e9, "work_ratio": dense_macs / macs,
-                "nonzero_weights": nonzeros[name], "samples": len(times[name]),
-            })
+            rows.append(
+                {
+                    "size": size,
+                    "image": f"{width}x{height}",
+                    "network": name,
+                    "s_per_it": median,
+                    "speedup": dense_time / median,
+                    "conv_gmacs": macs / 1e9,
+                    "work_ratio": dense_macs / macs,
+                    "nonzero_weights": nonzeros[name],
+                    "samples": len(times[name]),
+                }
+            )
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random VGG-19 weights up to relu5_3, seed preset, Adam")
-    print(f"{'size':>5} {'image':>8} | {'network':<26} | {'s/it':>7} | {'speedup':>7} | {'conv GMAC':>9} | {'less work':>9} | {'nonzero w':>10}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, random VGG-19 weights up to relu5_3, seed preset, Adam"
+    )
+    print(
+        f"{'size':>5} {'image':>8} | {'network':<26} | {'s/it':>7} | {'speedup':>7} | {'conv GMAC':>9} | {'less work':>9} | {'nonzero w':>10}"
+    )
     for r in rows:
-        print(f"{r['size']:>5} {r['image']:>8} | {r['network']:<26} | {r['s_per_it']:>7.3f} | {r['speedup']:>6.2f}x | "
-              f"{r['conv_gmacs']:>9.2f} | {r['work_ratio']:>8.2f}x | {r['nonzero_weights']:>10,}")
+        print(
+            f"{r['size']:>5} {r['image']:>8} | {r['network']:<26} | {r['s_per_it']:>7.3f} | {r['speedup']:>6.2f}x | "
+            f"{r['conv_gmacs']:>9.2f} | {r['work_ratio']:>8.2f}x | {r['nonzero_weights']:>10,}"
+        )
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "rounds": args.rounds,
-                               "iterations": args.iterations, "rows": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "rounds": args.rounds,
+                "iterations": args.iterations,
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

@@ -28,9 +28,9 @@ WARMUP = 3
 
 
 def run_ours(size: int, iterations: int) -> list[float]:
-    from nst_core.losses import get_preset
-    from nst_core.stylize import StylizeConfig, stylize
-    from nst_core.weights import load_vgg
+    from nst_core.model.weights import load_vgg
+    from nst_core.nst.losses import get_preset
+    from nst_core.nst.stylize import StylizeConfig, stylize
 
     model = load_vgg("random:0", last_layer=get_preset("seed").last_layer)
     times: list[float] = []
@@ -52,8 +52,8 @@ def run_reference(size: int, iterations: int) -> list[float]:
     import torch
     import torch.nn.functional as F
 
-    from nst_core.images import load_image, pil_to_tensor
-    from nst_core.vgg import LAYER_INDEX, VGGFeatures, random_state_dict
+    from nst_core.image.io import load_image, pil_to_tensor
+    from nst_core.model.vgg import LAYER_INDEX, VGGFeatures, random_state_dict
 
     net = VGGFeatures("pool5")  # all 37 layers of VGG-19's features
     net.load_state_dict(random_state_dict("pool5", seed=0))
@@ -102,7 +102,7 @@ def run_reference(size: int, iterations: int) -> list[float]:
 
 
 def worker(kind: str, size: int, iterations: int) -> None:
-    from nst_core.memory import peak_rss
+    from nst_core.nst.memory import peak_rss
 
     times = (run_ours if kind == "ours" else run_reference)(size, iterations)
     peak_mib = peak_rss() / 2**20
@@ -112,7 +112,9 @@ def worker(kind: str, size: int, iterations: int) -> None:
 def measure(kind: str, size: int, iterations: int) -> dict:
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", kind, "--sizes", str(size), "--iterations", str(iterations)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -120,8 +122,12 @@ def measure(kind: str, size: int, iterations: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="longer image side(s), px")
-    parser.add_argument("--iterations", type=int, default=5, help="timed iterations per run (after 3 untimed warm-up iterations)")
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results" / "stylize.json"), help="where to write results")
+    parser.add_argument(
+        "--iterations", type=int, default=5, help="timed iterations per run (after 3 untimed warm-up iterations)"
+    )
+    parser.add_argument(
+        "--json", default=str(ROOT / "bench" / "results" / "stylize.json"), help="where to write results"
+    )
     parser.add_argument("--worker", choices=("ours", "reference"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -145,7 +151,9 @@ def main() -> None:
         rows.append(row)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random VGG-19 weights, seed preset, Adam")
-    print(f"{'size':>5} | {'ours s/it':>9} | {'reference s/it':>14} | {'speedup':>7} | {'ours peak MiB':>13} | {'ref peak MiB':>12}")
+    print(
+        f"{'size':>5} | {'ours s/it':>9} | {'reference s/it':>14} | {'speedup':>7} | {'ours peak MiB':>13} | {'ref peak MiB':>12}"
+    )
     for r in rows:
         print(
             f"{r['size']:>5} | {r['ours_s_per_it']:>9.3f} | {r['reference_s_per_it']:>14.3f} | {r['speedup']:>6.2f}x | "

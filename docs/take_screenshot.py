@@ -25,7 +25,13 @@ from app_server import free_port, server_log, start_server, stop_server, wait_un
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("-o", "--output", type=Path, default=ROOT / "docs" / "screenshot.png", help="where to save (default docs/screenshot.png)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=ROOT / "docs" / "screenshot.png",
+        help="where to save (default docs/screenshot.png)",
+    )
     parser.add_argument("--weights", default="random", help="the app's --weights (default random: nothing to download)")
     args = parser.parse_args(argv)
 

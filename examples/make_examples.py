@@ -48,8 +48,15 @@ def paint(canvas: np.ndarray, color, alpha: np.ndarray) -> None:
     canvas[:] = canvas * (1 - a) + np.asarray(color) * a
 
 
-def fractal_noise(rng: np.random.Generator, h: int, w: int, cells: int = 4, octaves: int = 5,
-                  persistence: float = 0.5, stretch: tuple[float, float] = (1.0, 1.0)) -> np.ndarray:
+def fractal_noise(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    cells: int = 4,
+    octaves: int = 5,
+    persistence: float = 0.5,
+    stretch: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
     """Smooth value noise in 0..1: bicubically enlarged random grids, summed over octaves.
     ``stretch`` (sx, sy) makes features longer along x or y (streaky clouds, brush hatching)."""
     total = np.zeros((h, w))
@@ -183,8 +190,11 @@ def village() -> Image.Image:
     paint(img, rgb(1.0, 1.0, 1.0), smoothstep(0.5, 0.75, clouds) * smoothstep(ground_y, 0.2 * H, y) * 0.9)
     # Distant green hills behind the houses.
     ridge = ground_y - 40 - 45 * noise_1d(rng, W, cells=3)
-    paint(img, lerp(rgb(0.40, 0.58, 0.38), rgb(0.30, 0.48, 0.30), fractal_noise(rng, H, W, cells=10, octaves=3)),
-          smoothstep(-0.8, 0.8, y - ridge))
+    paint(
+        img,
+        lerp(rgb(0.40, 0.58, 0.38), rgb(0.30, 0.48, 0.30), fractal_noise(rng, H, W, cells=10, octaves=3)),
+        smoothstep(-0.8, 0.8, y - ridge),
+    )
     grass = lerp(rgb(0.34, 0.55, 0.22), rgb(0.48, 0.64, 0.28), fractal_noise(rng, H, W, cells=16, octaves=4))
     paint(img, grass, smoothstep(-0.8, 0.8, y - ground_y))
 
@@ -215,12 +225,24 @@ def village() -> Image.Image:
         top = base - hh
         peak = top - hw * 0.45
         # Shadow cast to the right on the grass.
-        sd.polygon(P((hx + hw, base), (hx + hw + depth, base - 8), (hx + hw + depth + 40, base - 2), (hx + hw + 36, base + 6)), fill=110)
-        d.polygon(P((hx + hw, top), (hx + hw + depth, top - 8), (hx + hw + depth, base - 8), (hx + hw, base)), fill=dark)
+        sd.polygon(
+            P((hx + hw, base), (hx + hw + depth, base - 8), (hx + hw + depth + 40, base - 2), (hx + hw + 36, base + 6)),
+            fill=110,
+        )
+        d.polygon(
+            P((hx + hw, top), (hx + hw + depth, top - 8), (hx + hw + depth, base - 8), (hx + hw, base)), fill=dark
+        )
         d.rectangle(P((hx, top), (hx + hw, base)), fill=wall)
         d.polygon(P((hx - 4, top + 2), (hx + hw / 2, peak), (hx + hw + 4, top + 2)), fill=roof)
-        d.polygon(P((hx + hw / 2, peak), (hx + hw / 2 + depth, peak - 8), (hx + hw + depth + 4, top - 6), (hx + hw + 4, top + 2)),
-                  fill=tuple(int(c * 0.75) for c in roof))
+        d.polygon(
+            P(
+                (hx + hw / 2, peak),
+                (hx + hw / 2 + depth, peak - 8),
+                (hx + hw + depth + 4, top - 6),
+                (hx + hw + 4, top + 2),
+            ),
+            fill=tuple(int(c * 0.75) for c in roof),
+        )
         chim_x = hx + hw * 0.70
         roof_at = peak + (chim_x - hx - hw / 2) / (hw / 2 + 4) * (top + 2 - peak)
         d.rectangle(P((chim_x, roof_at - 16), (chim_x + hw * 0.1, roof_at + 4)), fill=(110, 90, 80))  # chimney
@@ -333,7 +355,11 @@ def still_life() -> Image.Image:
     # Grapes behind, then fruit in front (painter's order).
     for gx, gy in [(262, 236), (280, 232), (271, 250), (290, 248), (254, 252), (281, 264), (264, 266), (298, 262)]:
         sphere(gx, gy, 11, rgb(0.32, 0.12, 0.36), shine=0.5, power=40)
-    apple = lerp(rgb(0.70, 0.08, 0.06), rgb(0.85, 0.62, 0.15), smoothstep(0.3, 0.9, fractal_noise(rng, H, W, cells=8, octaves=3)) * 0.5)
+    apple = lerp(
+        rgb(0.70, 0.08, 0.06),
+        rgb(0.85, 0.62, 0.15),
+        smoothstep(0.3, 0.9, fractal_noise(rng, H, W, cells=8, octaves=3)) * 0.5,
+    )
     sphere(140, 248, 36, apple, shine=0.4)
     d_stem = smoothstep(1.2, 0, np.abs(x - 142 - (212 - y) * 0.25)) * (y > 204) * (y < 218)
     paint(img, rgb(0.25, 0.16, 0.08), d_stem)
@@ -463,8 +489,10 @@ def stained_glass() -> Image.Image:
 
     # Glass is brighter in the middle of each pane and uneven (seeds, thickness).
     gap = d2 - d1
-    img *= (0.62 + 0.45 * smoothstep(0, 22, gap) + 0.25 * (fractal_noise(rng, H, W, cells=24, octaves=3) - 0.5))[..., None]
-    light = np.exp(-(np.hypot(x - cx, y - cy) / 300) ** 2)
+    img *= (0.62 + 0.45 * smoothstep(0, 22, gap) + 0.25 * (fractal_noise(rng, H, W, cells=24, octaves=3) - 0.5))[
+        ..., None
+    ]
+    light = np.exp(-((np.hypot(x - cx, y - cy) / 300) ** 2))
     img *= (0.75 + 0.4 * light)[..., None]
     # Lead came along cell borders and three concentric rings.
     lead = smoothstep(3.2, 1.8, gap)
@@ -500,10 +528,19 @@ def cubist() -> Image.Image:
     facet = facet.reshape(H, W)
     n = facet.max() + 1
 
-    palette = np.array([
-        [0.78, 0.62, 0.36], [0.62, 0.45, 0.25], [0.42, 0.30, 0.18], [0.36, 0.40, 0.44],
-        [0.55, 0.55, 0.48], [0.86, 0.80, 0.64], [0.24, 0.22, 0.20], [0.50, 0.52, 0.34], [0.30, 0.42, 0.44],
-    ])
+    palette = np.array(
+        [
+            [0.78, 0.62, 0.36],
+            [0.62, 0.45, 0.25],
+            [0.42, 0.30, 0.18],
+            [0.36, 0.40, 0.44],
+            [0.55, 0.55, 0.48],
+            [0.86, 0.80, 0.64],
+            [0.24, 0.22, 0.20],
+            [0.50, 0.52, 0.34],
+            [0.30, 0.42, 0.44],
+        ]
+    )
     base = palette[rng.integers(len(palette), size=n)] * rng.uniform(0.85, 1.1, (n, 1))
     angle = rng.uniform(0, 2 * np.pi, n)
     # Each facet is lit from its own direction, as if seen from several viewpoints at once.

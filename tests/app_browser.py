@@ -6,15 +6,14 @@ installs chromium). The server is started with tests/app_server.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-
-from playwright.sync_api import Page, expect, sync_playwright
-
-from nst_core.files import atomic_path
 
 from app_server import CHROMIUM, ROOT
+from playwright.sync_api import Page, expect, sync_playwright
+
+from nst_core.core.files import atomic_path
 
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
 STYLE = ROOT / "examples" / "style" / "swirls.jpg"
@@ -29,7 +28,9 @@ def browser_page(url: str, viewport: dict = VIEWPORT) -> Iterator[Page]:
     """A fresh headless-Chromium page showing the app at ``url``."""
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
         )
         try:
             page = browser.new_page(viewport=viewport)
@@ -45,7 +46,9 @@ def set_number(page: Page, elem_id: str, value: int) -> None:
     field.press("Enter")
 
 
-def run_comparison(page: Page, content: Path = CONTENT, style: Path = STYLE, size: int = SIZE, iterations: int = ITERATIONS) -> None:
+def run_comparison(
+    page: Page, content: Path = CONTENT, style: Path = STYLE, size: int = SIZE, iterations: int = ITERATIONS
+) -> None:
     """Upload the two images, set size and iterations, click Run and wait until the status says
     done and both halves of the slider have loaded."""
     page.locator("#content input[type=file]").set_input_files(str(content))

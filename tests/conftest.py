@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nst_core.weights import load_vgg
+from nst_core.model.weights import load_vgg
 
 
 @pytest.fixture(scope="session")

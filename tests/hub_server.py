@@ -164,8 +164,15 @@ class FakeHub:
 # A subset of the Hub's checks on a README's YAML header: the ones a card we render could break.
 # Pipeline tags: part of the Hub's task list (huggingface.js tasks), the image ones among them.
 PIPELINE_TAGS = {
-    "image-to-image", "image-classification", "image-feature-extraction", "image-segmentation",
-    "feature-extraction", "text-to-image", "object-detection", "depth-estimation", "other",
+    "image-to-image",
+    "image-classification",
+    "image-feature-extraction",
+    "image-segmentation",
+    "feature-extraction",
+    "text-to-image",
+    "object-detection",
+    "depth-estimation",
+    "other",
 }
 SPACE_SDKS = {"gradio", "docker", "static", "streamlit"}
 
@@ -185,9 +192,11 @@ def _model_index_errors(index) -> list[str]:
                 errors.append('"model-index" results need task.type')
             if not (isinstance(dataset, dict) and all(isinstance(dataset.get(k), str) for k in ("type", "name"))):
                 errors.append('"model-index" results need dataset.type and dataset.name')
-            if not (isinstance(metrics, list) and metrics and all(
-                isinstance(m, dict) and isinstance(m.get("type"), str) and "value" in m for m in metrics
-            )):
+            if not (
+                isinstance(metrics, list)
+                and metrics
+                and all(isinstance(m, dict) and isinstance(m.get("type"), str) and "value" in m for m in metrics)
+            ):
                 errors.append('"model-index" results need metrics with type and value')
     return errors
 
@@ -306,7 +315,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.validated.append((payload.get("repoType", "model"), errors))
             return self._json(400 if errors else 200, {"errors": [{"message": e} for e in errors]} if errors else {})
         if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
-            repo_type, repo_id, action, revision = parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[4], "/".join(parts[5:])
+            repo_type, repo_id, action, revision = (
+                parts[1][:-1],
+                f"{parts[2]}/{parts[3]}",
+                parts[4],
+                "/".join(parts[5:]),
+            )
             repo = self._repo(repo_type, repo_id)
             if repo is None:
                 return self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
@@ -319,7 +333,12 @@ class _Handler(BaseHTTPRequestHandler):
                 ]
                 return self._json(
                     200,
-                    {"files": [{"path": p, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False} for p, lfs in modes]},
+                    {
+                        "files": [
+                            {"path": p, "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False}
+                            for p, lfs in modes
+                        ]
+                    },
                 )
             if action == "branch":
                 start = json.loads(body or b"{}").get("startingPoint") or "main"
@@ -362,8 +381,11 @@ class _Handler(BaseHTTPRequestHandler):
                     "verify": {"href": f"{self.endpoint}{repo_path}.git/info/lfs/objects/verify", "header": {}},
                 }
             objects.append(answer)
-        return self._send(200, json.dumps({"transfer": "basic", "objects": objects}).encode(),
-                          {"Content-Type": "application/vnd.git-lfs+json"})
+        return self._send(
+            200,
+            json.dumps({"transfer": "basic", "objects": objects}).encode(),
+            {"Content-Type": "application/vnd.git-lfs+json"},
+        )
 
     def do_PUT(self):
         path = urlsplit(self.path).path
@@ -398,7 +420,11 @@ class _Handler(BaseHTTPRequestHandler):
         if len(parts) >= 6 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES and parts[4] == "tree":
             return self._tree(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5], "/".join(parts[6:]))
         if len(parts) >= 4 and parts[0] == "api" and parts[1].rstrip("s") in REPO_TYPES:
-            return self._repo_info(parts[1][:-1], f"{parts[2]}/{parts[3]}", parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main")
+            return self._repo_info(
+                parts[1][:-1],
+                f"{parts[2]}/{parts[3]}",
+                parts[5] if len(parts) >= 6 and parts[4] == "revision" else "main",
+            )
         repo_type = "model"
         if parts and parts[0] in ("spaces", "datasets"):
             repo_type, parts = parts[0][:-1], parts[1:]
@@ -406,7 +432,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._resolve(repo_type, f"{parts[0]}/{parts[1]}", parts[3], "/".join(parts[4:]), head_only)
         return self._error(404, None, f"no route for GET {path}", head_only)
 
-    def _commit(self, repo_type: str, repo_id: str, revision: str, head_only: bool = False) -> tuple[Repo, Commit] | None:
+    def _commit(
+        self, repo_type: str, repo_id: str, revision: str, head_only: bool = False
+    ) -> tuple[Repo, Commit] | None:
         """The repo and the commit a revision names, or None after answering 404 as the Hub does."""
         repo = self._repo(repo_type, repo_id)
         if repo is None:
@@ -490,7 +518,7 @@ class HubServer:
         handler.endpoint = self.endpoint
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-hub", daemon=True)
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         self.thread.start()
         return self
 

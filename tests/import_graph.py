@@ -35,9 +35,14 @@ def import_graph() -> dict[str, set[str]]:
                 base = base[: len(base) - (node.level - 1)]
                 module = ".".join(base + ([node.module] if node.module else []))
                 # "from . import x" imports a module when x is one, else a name of the package.
-                targets.update(f"{module}.{a.name}".strip(".") if f"{module}.{a.name}".strip(".") in modules else module for a in node.names)
+                targets.update(
+                    f"{module}.{a.name}".strip(".") if f"{module}.{a.name}".strip(".") in modules else module
+                    for a in node.names
+                )
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 names = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
-                targets.update(n.removeprefix("nst_core").lstrip(".") for n in names if n and n.split(".")[0] == "nst_core")
+                targets.update(
+                    n.removeprefix("nst_core").lstrip(".") for n in names if n and n.split(".")[0] == "nst_core"
+                )
         graph[name] = {t for t in targets if t in modules and t != name}
     return graph

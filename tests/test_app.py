@@ -21,18 +21,17 @@ import pytest
 from PIL import Image
 
 gradio_client = pytest.importorskip("gradio_client")
+from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
+from gradio.utils import get_function_description  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 from gradio_client.utils import QueueError, Status  # noqa: E402
-
-from gradio.utils import get_function_description  # noqa: E402
+from hub_server import HubServer  # noqa: E402
 
 import app  # noqa: E402
-from nst_core.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
-from nst_core.cost import iteration_macs  # noqa: E402
-from nst_core.vgg import DENSE_WIDTHS  # noqa: E402
-from hub_server import HubServer  # noqa: E402
-from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
+from nst_core.model.vgg import DENSE_WIDTHS  # noqa: E402
+from nst_core.nst.cost import iteration_macs  # noqa: E402
+from nst_core.workflows.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
 
 QUEUE_SIZE = 2
 HUB_REPO = "tester/vgg19-seed-app"
@@ -41,12 +40,14 @@ HUB_REPO = "tester/vgg19-seed-app"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """The seed profile pruned from the same random weights the server uses, saved packed fp16."""
-    from nst_core.checkpoint import save_checkpoint
-    from nst_core.pruning import prune
-    from nst_core.weights import load_vgg
+    from nst_core.compress.pruning import prune
+    from nst_core.model.checkpoint import save_checkpoint
+    from nst_core.model.weights import load_vgg
 
     model = prune(load_vgg("random:0", last_layer="relu5_3"), "seed")
-    return save_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "seed-fp16.safetensors", encoding="packed", dtype="fp16")
+    return save_checkpoint(
+        model, tmp_path_factory.mktemp("ckpt") / "seed-fp16.safetensors", encoding="packed", dtype="fp16"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -66,9 +67,18 @@ def hub(checkpoint, tmp_path_factory):
             HF_HUB_DISABLE_XET="1",  # the stand-in takes binary files through LFS, not Xet
         )
         push = subprocess.run(
-            [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())", "push", HUB_REPO, str(checkpoint)],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from nst_core.cli import main; sys.exit(main())",
+                "push",
+                HUB_REPO,
+                str(checkpoint),
+            ],
             env={**env, "HF_TOKEN": "hf_DummyTokenForTheLocalHub0123456789"},
-            capture_output=True, text=True, timeout=180,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert push.returncode == 0, push.stderr
         commit = push.stdout.split("commit ")[1].split()[0]
@@ -86,8 +96,17 @@ def server(checkpoint, hub, examples_cache):
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     proc = start_server(
-        port, "--weights", "random", "--queue-size", str(QUEUE_SIZE), "--concurrency", "1", "--pruned", str(checkpoint),
-        env={**hub["env"], "GRADIO_EXAMPLES_CACHE": str(examples_cache)}, inherit_hf=False,
+        port,
+        "--weights",
+        "random",
+        "--queue-size",
+        str(QUEUE_SIZE),
+        "--concurrency",
+        "1",
+        "--pruned",
+        str(checkpoint),
+        env={**hub["env"], "GRADIO_EXAMPLES_CACHE": str(examples_cache)},
+        inherit_hf=False,
     )
     try:
         wait_until_serving(proc, url)
@@ -105,7 +124,12 @@ def images(tmp_path_factory) -> dict[str, Path]:
     y, x = np.mgrid[0:96, 0:128]
     content = np.stack([x * 2, y * 2, (x + y)], axis=-1).astype(np.uint8)  # smooth gradients
     style = (rng.random((80, 80, 3)) * 255).astype(np.uint8)  # noise texture
-    paths = {"content": d / "content.png", "style": d / "style.jpg", "style2": d / "style2.png", "text": d / "notes.png"}
+    paths = {
+        "content": d / "content.png",
+        "style": d / "style.jpg",
+        "style2": d / "style2.png",
+        "text": d / "notes.png",
+    }
     Image.fromarray(content).save(paths["content"])
     Image.fromarray(style).save(paths["style"])
     Image.fromarray(255 - style).save(paths["style2"])
@@ -113,13 +137,24 @@ def images(tmp_path_factory) -> dict[str, Path]:
     return paths
 
 
-def job_args(images, content=None, styles=None, size=64, iterations=3, tv=1e-3, choice="profile:seed", hub="", upload=None):
+def job_args(
+    images, content=None, styles=None, size=64, iterations=3, tv=1e-3, choice="profile:seed", hub="", upload=None
+):
     content = content or images["content"]
     styles = styles or [images["style"]]
     return (
         handle_file(str(content)),
         [handle_file(str(s)) for s in styles],
-        size, iterations, "adam", 1.0, tv, 0, False, choice, handle_file(str(upload)) if upload else None, hub,
+        size,
+        iterations,
+        "adam",
+        1.0,
+        tv,
+        0,
+        False,
+        choice,
+        handle_file(str(upload)) if upload else None,
+        hub,
     )
 
 
@@ -152,7 +187,9 @@ def test_tiny_job_returns_both_images_and_the_table(server, images):
     assert "pruned on the fly" in rows["checkpoint file size"][1]
 
     per_layer = {row[0]: row for row in layers["data"]}
-    assert list(per_layer) == [f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 3)) for i in range(1, n + 1)]
+    assert list(per_layer) == [
+        f"conv{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 3)) for i in range(1, n + 1)
+    ]
     assert per_layer["conv1_1"][4] == 0.0 and per_layer["conv1_2"][4] == 0.9
 
 
@@ -197,7 +234,11 @@ def test_structured_choice_does_a_quarter_of_the_work_and_is_smaller(server, ima
         ({"size": 4096}, ValidationError, "- size: size must be between 64 and 1024, not 4096"),
         ({"iterations": 0}, ValidationError, "- iterations: iterations must be between 1 and 1000, not 0"),
         ({"tv": -1.0}, ValidationError, "- tv_weight: TV weight must be between 0.0 and 1.0, not -1.0"),
-        ({"choice": "profile:nope"}, ValidationError, "pruned_choice 'profile:nope' is not one of the offered networks"),
+        (
+            {"choice": "profile:nope"},
+            ValidationError,
+            "pruned_choice 'profile:nope' is not one of the offered networks",
+        ),
         ({"hub": "not a repo id"}, ValidationError, "- hub_repo: 'not a repo id' is not a Hub repo id"),
     ],
 )
@@ -318,7 +359,9 @@ def test_uploads_over_the_size_limit_are_refused(server, images, tmp_path):
     big = tmp_path / "huge.png"
     big.write_bytes(os.urandom(11 * 2**20))  # over the default 10mb limit
     # The server itself refuses it (not only the client's check)...
-    response = httpx.post(server + "gradio_api/upload", files={"files": ("huge.png", big.read_bytes(), "image/png")}, timeout=60)
+    response = httpx.post(
+        server + "gradio_api/upload", files={"files": ("huge.png", big.read_bytes(), "image/png")}, timeout=60
+    )
     assert response.status_code == 413 and "maximum allowed size" in response.text
     # ...gradio_client says so before sending it...
     client = Client(server, verbose=False)
@@ -332,12 +375,32 @@ def test_uploads_over_the_size_limit_are_refused(server, images, tmp_path):
 # --- the API as gradio_client and an MCP client see it -----------------------------------------
 
 COMPARE_PARAMETERS = [
-    "content", "styles", "size", "iterations", "optimizer", "style_strength", "tv_weight", "seed", "preserve_color",
-    "pruned_choice", "pruned_upload", "hub_repo", "style_scale", "style_weights", "color", "mask", "style_masks",
+    "content",
+    "styles",
+    "size",
+    "iterations",
+    "optimizer",
+    "style_strength",
+    "tv_weight",
+    "seed",
+    "preserve_color",
+    "pruned_choice",
+    "pruned_upload",
+    "hub_repo",
+    "style_scale",
+    "style_weights",
+    "color",
+    "mask",
+    "style_masks",
 ]
 COMPARE_RETURNS = [
-    "Status", "Live preview", "Dense (left) vs pruned (right)", "Dense result", "Pruned result",
-    "Timing, size and judged quality", "Per-layer sparsity of the pruned network",
+    "Status",
+    "Live preview",
+    "Dense (left) vs pruned (right)",
+    "Dense result",
+    "Pruned result",
+    "Timing, size and judged quality",
+    "Per-layer sparsity of the pruned network",
 ]
 
 
@@ -357,7 +420,9 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
     # nothing, so a client can leave them out; the settings default to the page's values.
     required = {name for name, p in parameters.items() if not p["parameter_has_default"]}
     assert required == {"content", "styles"}
-    assert parameters["pruned_upload"]["parameter_default"] is None and parameters["hub_repo"]["parameter_default"] is None
+    assert (
+        parameters["pruned_upload"]["parameter_default"] is None and parameters["hub_repo"]["parameter_default"] is None
+    )
     assert parameters["pruned_choice"]["parameter_default"] == "profile:seed"
     # Every parameter has a description, the same one an MCP client reads from the handler's docstring.
     _, mcp_descriptions, mcp_returns = get_function_description(app.RunHandler.run)
@@ -376,13 +441,18 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
 
     # What gradio_client prints for a person: the call with its names, no internal ones.
     text = client.view_api(print_info=False, return_format="str")
-    assert "predict(content, styles, size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color," in text
+    assert (
+        "predict(content, styles, size, iterations, optimizer, style_strength, tv_weight, seed, preserve_color," in text
+    )
     assert "pruned_upload: filepath | None (not required" in text
     assert "value_" not in text and "param_" not in text
     # ...and a call may leave the optional inputs out, by name.
     status, *_ = client.predict(
-        content=handle_file(str(images["content"])), styles=[handle_file(str(images["style"]))],
-        size=64, iterations=1, api_name="/compare",
+        content=handle_file(str(images["content"])),
+        styles=[handle_file(str(images["style"]))],
+        size=64,
+        iterations=1,
+        api_name="/compare",
     )
     assert "done" in status
 
@@ -470,12 +540,19 @@ def test_a_released_checkpoint_is_the_default_comparison(checkpoint):
     try:
         wait_until_serving(proc, f"http://127.0.0.1:{port}/")
         config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
-        dropdown = next(c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "pruned-choice")
+        dropdown = next(
+            c["props"] for c in config["components"] if c.get("props", {}).get("elem_id") == "pruned-choice"
+        )
         assert dropdown["value"] == str(checkpoint)
         assert dropdown["choices"][0][1] == str(checkpoint) and dropdown["choices"][0][0].endswith("[release]")
         assert any(spec == "fast:3" for _, spec in dropdown["choices"])
     finally:
         stop_server(proc)
-    bad = subprocess.run([sys.executable, "app.py", "--weights", "random", "--release", "/nonexistent.safetensors"],
-                         cwd=Path(app.__file__).parent, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "app.py", "--weights", "random", "--release", "/nonexistent.safetensors"],
+        cwd=Path(app.__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "--release /nonexistent.safetensors" in bad.stderr and "does not exist" in bad.stderr

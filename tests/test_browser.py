@@ -12,13 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PIL import Image
-
 from app_server import CHROMIUM, free_port, start_server, stop_server, wait_until_serving
+from PIL import Image
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"),
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists(),
+        reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
+    ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
 from app_browser import CONTENT, STYLE, VIEWPORT, browser_page, run_comparison, save_screenshot  # noqa: E402
@@ -67,7 +69,12 @@ def box(locator) -> dict:
 
 
 def overlap(a: dict, b: dict) -> bool:
-    return a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"] and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"]
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
 
 
 def test_upload_run_and_screenshot(page, tmp_path):
@@ -84,7 +91,9 @@ def test_upload_run_and_screenshot(page, tmp_path):
     # view) and nothing in them scrolls or clips.
     assert page.locator("#summary [role=row].virtual-row").count() == 14
     assert "judge: style loss ratio vs dense" in summary
-    assert page.locator("#layers [role=row].virtual-row").count() == 15  # conv1_1 .. conv5_3, what the seed preset needs
+    assert (
+        page.locator("#layers [role=row].virtual-row").count() == 15
+    )  # conv1_1 .. conv5_3, what the seed preset needs
     assert "conv5_3" in page.locator("#layers").inner_text()
     for table in ("#summary", "#layers"):
         assert page.locator(table).evaluate(OVERFLOWING) == [], f"{table} scrolls or clips its content"
@@ -98,7 +107,9 @@ def test_upload_run_and_screenshot(page, tmp_path):
 def test_the_pruned_network_inputs_are_laid_out_readably(page):
     # The upload's label does not cover its upload icon.
     upload = page.locator("#pruned-upload")
-    assert not overlap(box(upload.locator("[data-testid=block-label]")), box(upload.locator("[data-testid=upload-icon]")))
+    assert not overlap(
+        box(upload.locator("[data-testid=block-label]")), box(upload.locator("[data-testid=upload-icon]"))
+    )
     # The dropdown's text ends before its chevron (the field itself runs on under the chevron).
     choice = page.locator("#pruned-choice input[role=combobox]")
     text_end = (

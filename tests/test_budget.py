@@ -1,4 +1,4 @@
-"""nst_core.budget: curves, the greedy width allocation, the fitted cost model and `nst prune --target-speedup`.
+"""nst_core.compress.budget: curves, the greedy width allocation, the fitted cost model and `nst prune --target-speedup`.
 
 Work is counted in MACs; no test asserts anything about wall time.
 """
@@ -11,7 +11,8 @@ import json
 import pytest
 import torch
 
-from nst_core.budget import (
+from nst_core.cli import main
+from nst_core.compress.budget import (
     SensitivityCurves,
     SpeedMeasurement,
     allocate_widths,
@@ -21,14 +22,13 @@ from nst_core.budget import (
     proxy_curves,
     zeroed_filters,
 )
-from nst_core.calibration import CalibrationImage
-from nst_core.cli import main
-from nst_core.cost import CostModel, activation_elements, iteration_macs
-from nst_core.errors import UserError
-from nst_core.losses import get_preset
-from nst_core.pruning import prune_structured, prune_to_widths
-from nst_core.scan import ProxyProbe
-from nst_core.weights import load_vgg
+from nst_core.compress.calibration import CalibrationImage
+from nst_core.compress.pruning import prune_structured, prune_to_widths
+from nst_core.compress.scan import ProxyProbe
+from nst_core.core.errors import UserError
+from nst_core.model.weights import load_vgg
+from nst_core.nst.cost import CostModel, activation_elements, iteration_macs
+from nst_core.nst.losses import get_preset
 
 SHALLOW = {"conv1_1": 64, "conv1_2": 64, "conv2_1": 128}
 
@@ -55,10 +55,14 @@ def test_curves_interpolate_and_never_improve_with_more_pruning():
 
 
 def test_allocation_cuts_the_insensitive_layer_first_and_meets_the_budget():
-    plan = allocate_widths(SHALLOW, _convex({"conv1_1": 50.0, "conv1_2": 0.01, "conv2_1": 50.0}), 64, target_speedup=1.5)
+    plan = allocate_widths(
+        SHALLOW, _convex({"conv1_1": 50.0, "conv1_2": 0.01, "conv2_1": 50.0}), 64, target_speedup=1.5
+    )
     assert plan.widths["conv1_2"] < 64 and plan.widths["conv1_1"] == 64 and plan.widths["conv2_1"] == 128
     assert plan.predicted_speedup >= 1.5
-    assert plan.predicted_speedup == pytest.approx(iteration_macs(SHALLOW, 64, 64) / iteration_macs(plan.widths, 64, 64))
+    assert plan.predicted_speedup == pytest.approx(
+        iteration_macs(SHALLOW, 64, 64) / iteration_macs(plan.widths, 64, 64)
+    )
     assert all(w % 8 == 0 for w in plan.widths.values())
     # One step of 8 channels fewer would have met it too? Then the greedy went one step too far.
     wider = {**plan.widths, "conv1_2": plan.widths["conv1_2"] + 8}
@@ -103,8 +107,12 @@ def test_a_cost_model_with_fixed_time_asks_for_more_cutting():
 
 
 def test_fit_recovers_the_coefficients_that_made_the_times():
-    widths = [SHALLOW, {k: v // 2 for k, v in SHALLOW.items()}, {k: v // 4 for k, v in SHALLOW.items()},
-              {"conv1_1": 64, "conv1_2": 16, "conv2_1": 128}]
+    widths = [
+        SHALLOW,
+        {k: v // 2 for k, v in SHALLOW.items()},
+        {k: v // 4 for k, v in SHALLOW.items()},
+        {"conv1_1": 64, "conv1_2": 16, "conv2_1": 128},
+    ]
     a, b, c = 2e-9, 3e-7, 0.05
     seconds = [a * iteration_macs(w, 64, 64) + b * sum(activation_elements(w, 64, 64).values()) + c for w in widths]
     model = fit_cost_model(widths, seconds, 64)
@@ -118,7 +126,9 @@ def test_fit_recovers_the_coefficients_that_made_the_times():
 def test_zeroing_filters_gives_the_pruned_networks_proxy():
     """The proxy curves gate filters of the dense network instead of building a network per cell."""
     dense = load_vgg("random:0", last_layer="relu5_3")
-    content, styles = calibration_tensors([_image("content/a.png", 0), _image("style/b.png", 1), _image("style/c.png", 2)])
+    content, styles = calibration_tensors(
+        [_image("content/a.png", 0), _image("style/b.png", 1), _image("style/c.png", 2)]
+    )
     probe = ProxyProbe(dense, get_preset("seed"), content, styles)
     pruned = prune_structured(dense, {"conv3_1": 0.625})
     with zeroed_filters(dense, "conv3_1", pruned.kept_channels["conv3_1"]):
@@ -127,7 +137,9 @@ def test_zeroing_filters_gives_the_pruned_networks_proxy():
     assert probe.measure(dense)["proxy"] == 0.0  # the hook is gone after the block
     curves = proxy_curves(dense, content, styles, layers=["conv3_1"], levels=(0.5, 0.625))
     assert [x for x, _ in curves.points["conv3_1"]] == [0.5, 0.625]
-    assert curves.points["conv3_1"][1][1] == pytest.approx(max(gated["feature_distortion"], gated["gram_distortion"]), rel=1e-5)
+    assert curves.points["conv3_1"][1][1] == pytest.approx(
+        max(gated["feature_distortion"], gated["gram_distortion"]), rel=1e-5
+    )
 
 
 def test_measure_speedup_times_both_networks(tmp_path):
@@ -146,29 +158,52 @@ def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
     # A cost model from a file: MACs plus a fixed part the size of 10% of dense's MACs (so it must cut deeper).
     dense_macs = iteration_macs(load_vgg("random:0", last_layer="relu5_3").widths, 64, 64)
     cost_file.write_text(json.dumps(CostModel(1.0, 0.0, 0.1 * dense_macs, "test file").to_dict()))
-    args = ["prune", "--weights", "random:0", "--method", "structured", "--target-speedup", "2.5", "--size", "64",
-            "--calibration-size", "32", "--measure-iterations", "1", "--measure-rounds", "1", "--json", str(report),
-            "--cost-model", str(cost_file)]
+    args = [
+        "prune",
+        "--weights",
+        "random:0",
+        "--method",
+        "structured",
+        "--target-speedup",
+        "2.5",
+        "--size",
+        "64",
+        "--calibration-size",
+        "32",
+        "--measure-iterations",
+        "1",
+        "--measure-rounds",
+        "1",
+        "--json",
+        str(report),
+        "--cost-model",
+        str(cost_file),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     data = json.loads(report.read_text())
     widths = data["budget"]["widths"]
     assert all(w % 8 == 0 for w in widths.values())
     dense = {name: w for name, w in load_vgg("random:0", last_layer="relu5_3").widths.items()}
-    assert (iteration_macs(dense, 64, 64) + 0.1 * dense_macs) / (iteration_macs(widths, 64, 64) + 0.1 * dense_macs) >= 2.5
+    assert (iteration_macs(dense, 64, 64) + 0.1 * dense_macs) / (
+        iteration_macs(widths, 64, 64) + 0.1 * dense_macs
+    ) >= 2.5
     assert data["budget"]["cost_model"]["source"] == "test file"
     assert data["report"]["total_macs"] == iteration_macs(widths, 64, 64)
     assert data["measured"]["samples"] == 1 and "measured at 64x64 px" in out and "predicted speedup" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--target-speedup", "3"], "add --method structured"),
-    (["--sparsity", "0.5", "--importance", "taylor"], "needs --method structured"),
-    (["--sparsity", "0.5", "--method", "structured", "--scan", "x"], "needs --target-speedup"),
-    (["--target-speedup", "3", "--method", "structured", "--scan", "/nonexistent"], "no such scan folder"),
-    (["--target-speedup", "0.5", "--method", "structured", "--calibration-size", "32"], "must be > 1"),
-    (["--target-speedup", "3", "--method", "structured", "--cost-model", "/nonexistent.json"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--target-speedup", "3"], "add --method structured"),
+        (["--sparsity", "0.5", "--importance", "taylor"], "needs --method structured"),
+        (["--sparsity", "0.5", "--method", "structured", "--scan", "x"], "needs --target-speedup"),
+        (["--target-speedup", "3", "--method", "structured", "--scan", "/nonexistent"], "no such scan folder"),
+        (["--target-speedup", "0.5", "--method", "structured", "--calibration-size", "32"], "must be > 1"),
+        (["--target-speedup", "3", "--method", "structured", "--cost-model", "/nonexistent.json"], "no such file"),
+    ],
+)
 def test_cli_refuses_options_that_need_each_other(args, message, capsys):
     assert main(["prune", "--weights", "random:0", *args]) == 2
     assert message in capsys.readouterr().err

@@ -6,10 +6,10 @@ import warnings
 
 import pytest
 import torch
-
 from calibration_images import write_images
-from nst_core.calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
-from nst_core.errors import UserError
+
+from nst_core.compress.calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
+from nst_core.core.errors import UserError
 
 
 @pytest.fixture(scope="module")

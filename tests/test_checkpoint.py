@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from nst_core import checkpoint
-from nst_core.checkpoint import (
+from nst_core.compress.pruning import PROFILES, prune_fine, prune_structured
+from nst_core.model import checkpoint
+from nst_core.model.checkpoint import (
     DTYPES,
     ENCODINGS,
     POSITION_ENCODINGS,
@@ -27,8 +28,7 @@ from nst_core.checkpoint import (
     read_checkpoint_info,
     save_checkpoint,
 )
-from nst_core.pruning import PROFILES, prune_fine, prune_structured
-from nst_core.weights import load_vgg
+from nst_core.model.weights import load_vgg
 
 MiB = 2**20
 
@@ -69,7 +69,9 @@ def assert_same_network(loaded, original, dtype: torch.dtype):
 @pytest.mark.parametrize("encoding", ENCODINGS)
 @pytest.mark.parametrize("dtype", list(DTYPES))
 def test_round_trip_fine(tmp_path, small_fine, encoding, dtype):
-    path = save_checkpoint(small_fine, tmp_path / "m.safetensors", encoding=encoding, dtype=dtype, metrics={"ssim": 0.9})
+    path = save_checkpoint(
+        small_fine, tmp_path / "m.safetensors", encoding=encoding, dtype=dtype, metrics={"ssim": 0.9}
+    )
     loaded = load_checkpoint(path)
     assert_same_network(loaded, small_fine, DTYPES[dtype])
     info = read_checkpoint_info(path)
@@ -178,7 +180,9 @@ def test_quantised_round_trip(tmp_path, request, dtype, fixture):
             assert q[mask].unique().numel() <= 16, name
             # 16 levels: the best possible for Gaussian weights is 9.7% (Lloyd-Max); pruned layers do better.
             assert _relative_error(q[mask], w[mask]) < 0.12, name
-        assert info["quantisation"]["relative_error"][name] == pytest.approx(_relative_error(q[mask], w[mask]), abs=1e-6), name
+        assert info["quantisation"]["relative_error"][name] == pytest.approx(
+            _relative_error(q[mask], w[mask]), abs=1e-6
+        ), name
     for name, kept in original.kept_channels.items():
         assert torch.equal(loaded.kept_channels[name], kept)
 
@@ -229,7 +233,9 @@ def test_relative_indices_beat_the_bitmap_on_sparse_layers():
 def test_corrupt_positions_are_refused(good_file):
     tensors = load_file(str(good_file))
     gaps = tensors["features.2.weight.gaps"]
-    _rewrite(good_file, tensors={**tensors, "features.2.weight.gaps": torch.full_like(gaps, 0x11)})  # every entry "skip 1"
+    _rewrite(
+        good_file, tensors={**tensors, "features.2.weight.gaps": torch.full_like(gaps, 0x11)}
+    )  # every entry "skip 1"
     expect_error(good_file, "features.2.weight")
 
 
@@ -254,11 +260,15 @@ def test_the_same_network_saves_to_the_same_bytes_in_another_process(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys; from nst_core.checkpoint import save_checkpoint; from nst_core.pruning import prune_fine; "
-            "from nst_core.weights import load_vgg; "
-            "save_checkpoint(prune_fine(load_vgg('random:7', last_layer='relu1_2'), 0.5), sys.argv[1], dtype='int8')")
+    code = (
+        "import sys; from nst_core.model.checkpoint import save_checkpoint; from nst_core.compress.pruning import prune_fine; "
+        "from nst_core.model.weights import load_vgg; "
+        "save_checkpoint(prune_fine(load_vgg('random:7', last_layer='relu1_2'), 0.5), sys.argv[1], dtype='int8')"
+    )
     for name in ("a", "b"):
-        subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(tmp_path / f"{name}.safetensors")], check=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code, str(tmp_path / f"{name}.safetensors")], check=True, timeout=120
+        )
     assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
     assert load_checkpoint(tmp_path / "a.safetensors").masks.keys() == {"conv1_1", "conv1_2"}
 
@@ -322,7 +332,11 @@ def test_missing_file(tmp_path):
 
 
 def test_not_safetensors(tmp_path):
-    for name, data in {"empty": b"", "text": b"hello, this is not a checkpoint\n" * 20, "png": b"\x89PNG\r\n\x1a\n" + bytes(500)}.items():
+    for name, data in {
+        "empty": b"",
+        "text": b"hello, this is not a checkpoint\n" * 20,
+        "png": b"\x89PNG\r\n\x1a\n" + bytes(500),
+    }.items():
         path = tmp_path / f"{name}.safetensors"
         path.write_bytes(data)
         expect_error(path, "not a safetensors file")
@@ -438,12 +452,14 @@ def test_stale_temp_files_of_killed_writes_are_removed(tmp_path):
     import sys
     import time
 
-    from nst_core.files import STALE_TEMP_SECONDS, atomic_write_text
+    from nst_core.core.files import STALE_TEMP_SECONDS, atomic_write_text
 
     target = tmp_path / "out.json"
     # A real writer killed mid-write: it creates its temp file through atomic_path, then dies.
-    script = ("import os, sys; from nst_core.files import atomic_path\n"
-              "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os._exit(9)\n")
+    script = (
+        "import os, sys; from nst_core.core.files import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half'); os._exit(9)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     assert subprocess.run([sys.executable, "-c", script, str(target)], env=env).returncode == 9
     (killed,) = [p for p in tmp_path.iterdir() if p.name.startswith(".out.json.")]

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from fuzz.formats import safetensors_bytes, split_safetensors
 from safetensors.torch import save_file
 
 from nst_core import cli
-from nst_core.checkpoint import save_checkpoint
-from nst_core.errors import UserError
-from nst_core.finetune import load_state
-from nst_core.weights import load_vgg
-from fuzz.formats import safetensors_bytes, split_safetensors
+from nst_core.compress.finetune import load_state
+from nst_core.core.errors import UserError
+from nst_core.model.checkpoint import save_checkpoint
+from nst_core.model.weights import load_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +66,13 @@ def test_header_with_only_the_format(tmp_path, good_checkpoint, capsys):
     assert str(path) in err and "'encoding' is missing" in err
 
 
-@pytest.mark.parametrize("width, words", [(-3, "-3"), (0, "it must be in [1, 64]"), (25_000, "25000"), (True, "integer")])
+@pytest.mark.parametrize(
+    "width, words", [(-3, "-3"), (0, "it must be in [1, 64]"), (25_000, "25000"), (True, "integer")]
+)
 def test_absurd_widths(tmp_path, good_checkpoint, capsys, width, words):
-    path = edited(tmp_path, good_checkpoint, "widths.safetensors", {"widths": json.dumps({"conv1_1": width, "conv1_2": 64})})
+    path = edited(
+        tmp_path, good_checkpoint, "widths.safetensors", {"widths": json.dumps({"conv1_1": width, "conv1_2": 64})}
+    )
     err = nst_error(["checkpoint", "info", str(path)], capsys)
     assert "'widths.conv1_1'" in err and words in err
 
@@ -79,9 +83,18 @@ def test_absurd_widths(tmp_path, good_checkpoint, capsys, width, words):
         ("{not json", ["'preprocessing'", "not valid JSON"]),
         ("[1, 2, 3]", ["expected a JSON object", "preprocessing"]),
         (json.dumps({"name": "x", "bgr": True, "scale": 1.0, "mean": [1, 2, 3]}), ["'preprocessing.std' is missing"]),
-        (json.dumps({"name": "x", "bgr": True, "scale": 1.0, "mean": [1, 2], "std": [1, 1, 1]}), ["'preprocessing.mean' has 2 items, expected 3"]),
-        (json.dumps({"name": "x", "bgr": True, "scale": 1.0, "mean": [1, 2, 3], "std": [1, 0, 1]}), ["'preprocessing.std[1]'", "above 0"]),
-        (json.dumps({"name": "x", "bgr": 1, "scale": 1.0, "mean": [1, 2, 3], "std": [1, 1, 1]}), ["'preprocessing.bgr'", "true or false"]),
+        (
+            json.dumps({"name": "x", "bgr": True, "scale": 1.0, "mean": [1, 2], "std": [1, 1, 1]}),
+            ["'preprocessing.mean' has 2 items, expected 3"],
+        ),
+        (
+            json.dumps({"name": "x", "bgr": True, "scale": 1.0, "mean": [1, 2, 3], "std": [1, 0, 1]}),
+            ["'preprocessing.std[1]'", "above 0"],
+        ),
+        (
+            json.dumps({"name": "x", "bgr": 1, "scale": 1.0, "mean": [1, 2, 3], "std": [1, 1, 1]}),
+            ["'preprocessing.bgr'", "true or false"],
+        ),
     ],
 )
 def test_bad_preprocessing_in_a_checkpoint_and_in_plain_weights(tmp_path, good_checkpoint, capsys, value, words):
@@ -89,8 +102,11 @@ def test_bad_preprocessing_in_a_checkpoint_and_in_plain_weights(tmp_path, good_c
     err = nst_error(["checkpoint", "info", str(path)], capsys)
     assert str(path) in err and all(w in err for w in words), err
     plain = tmp_path / "plain.safetensors"
-    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}, str(plain),
-              metadata={"preprocessing": value})
+    save_file(
+        {"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)},
+        str(plain),
+        metadata={"preprocessing": value},
+    )
     err = nst_error(["prune", "--weights", str(plain), "--last-layer", "relu1_1", "--sparsity", "0.5"], capsys)
     assert str(plain) in err and all(w in err for w in words), err
 
@@ -98,9 +114,16 @@ def test_bad_preprocessing_in_a_checkpoint_and_in_plain_weights(tmp_path, good_c
 def test_plain_weights_with_good_preprocessing_still_load(tmp_path):
     plain = tmp_path / "plain.safetensors"
     prep = {"name": "mine", "bgr": False, "scale": 0.5, "mean": [1, 2, 3], "std": [2, 2, 2]}
-    save_file({"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}, str(plain),
-              metadata={"preprocessing": json.dumps(prep)})
-    assert load_vgg(str(plain), last_layer="relu1_1").preprocessing.to_dict() == {**prep, "mean": [1, 2, 3], "std": [2, 2, 2]}
+    save_file(
+        {"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)},
+        str(plain),
+        metadata={"preprocessing": json.dumps(prep)},
+    )
+    assert load_vgg(str(plain), last_layer="relu1_1").preprocessing.to_dict() == {
+        **prep,
+        "mean": [1, 2, 3],
+        "std": [2, 2, 2],
+    }
 
 
 def test_empty_and_unsafe_weight_files(tmp_path, capsys):
@@ -158,15 +181,45 @@ def test_scan_json_that_is_a_list(tmp_path, capsys):
 
 def test_quantised_dtype_with_the_dense_encoding_is_refused_before_weights_load(tmp_path, capsys):
     out = tmp_path / "int8.safetensors"
-    err = nst_error(["prune", "--weights", str(tmp_path / "absent.pth"), "--sparsity", "0.5", "--save", str(out),
-                     "--encoding", "dense", "--dtype", "int8"], capsys)
+    err = nst_error(
+        [
+            "prune",
+            "--weights",
+            str(tmp_path / "absent.pth"),
+            "--sparsity",
+            "0.5",
+            "--save",
+            str(out),
+            "--encoding",
+            "dense",
+            "--dtype",
+            "int8",
+        ],
+        capsys,
+    )
     assert "int8 needs the packed encoding" in err and not out.exists()
 
 
 def test_prune_saves_a_quantised_packed_checkpoint(tmp_path, capsys):
     out = tmp_path / "cb4.safetensors"
-    assert cli.main(["prune", "--weights", "random:0", "--last-layer", "relu2_1", "--sparsity", "0.5",
-                     "--save", str(out), "--dtype", "codebook4"]) == 0
+    assert (
+        cli.main(
+            [
+                "prune",
+                "--weights",
+                "random:0",
+                "--last-layer",
+                "relu2_1",
+                "--sparsity",
+                "0.5",
+                "--save",
+                str(out),
+                "--dtype",
+                "codebook4",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert cli.main(["checkpoint", "info", str(out), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
@@ -185,7 +238,10 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys, good_c
     monkeypatch.setattr(cli.hub, "read_checkpoint_info", broken)
     err = nst_error(["checkpoint", "info", str(good_checkpoint)], capsys, code=1)
     assert err == "nst: error: RuntimeError: boom (run with --debug for the traceback)"
-    for argv in (["--debug", "checkpoint", "info", str(good_checkpoint)], ["checkpoint", "info", str(good_checkpoint), "--debug"]):
+    for argv in (
+        ["--debug", "checkpoint", "info", str(good_checkpoint)],
+        ["checkpoint", "info", str(good_checkpoint), "--debug"],
+    ):
         assert cli.main(argv) == 1
         err = capsys.readouterr().err
         assert "Traceback (most recent call last)" in err and "RuntimeError: boom" in err
@@ -200,8 +256,15 @@ def test_unexpected_errors_are_one_line_unless_debug(monkeypatch, capsys, good_c
 
 def run_nst(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NST_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "nst_core.cli", *argv], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=120, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "nst_core.cli", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kwargs,
+    )
 
 
 def test_unknown_flag_gets_the_subcommands_usage_and_a_suggestion():
@@ -222,8 +285,13 @@ def test_a_closed_pipe_is_not_a_traceback(tmp_path, good_checkpoint):
     # A big provenance makes `checkpoint info --json` print far more than a pipe holds.
     path = edited(tmp_path, good_checkpoint, "big.safetensors", {"provenance": json.dumps({"note": "x" * 1_000_000})})
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nst_core.cli", "checkpoint", "info", "--json", str(path)],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nst_core.cli", "checkpoint", "info", "--json", str(path)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.read(10)  # like `| head -c 10`: read a little, then go away
     proc.stdout.close()
     stderr = proc.stderr.read().decode()
@@ -258,11 +326,31 @@ def test_hub_weights_refused_with_401_are_one_line(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HF_HUB_OFFLINE", "NST_OFFLINE")}
-        env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
-                   HF_HOME=str(tmp_path / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
-        proc = subprocess.run([sys.executable, "-m", "nst_core.cli", "prune", "--weights", "hf:me/gated-vgg",
-                               "--last-layer", "relu1_1", "--sparsity", "0.5"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        env.update(
+            PYTHONPATH=str(ROOT),
+            HF_ENDPOINT=f"http://127.0.0.1:{server.server_address[1]}",
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_DISABLE_TELEMETRY="1",
+        )
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "nst_core.cli",
+                "prune",
+                "--weights",
+                "hf:me/gated-vgg",
+                "--last-layer",
+                "relu1_1",
+                "--sparsity",
+                "0.5",
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.shutdown()
         server.server_close()

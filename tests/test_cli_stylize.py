@@ -10,15 +10,30 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def nst(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_stylize_writes_a_png_and_previews(tmp_path):
     out = tmp_path / "out.png"
     log = tmp_path / "log.json"
     proc = nst(
-        "stylize", str(EXAMPLES / "content" / "lakeside.jpg"), str(EXAMPLES / "style" / "swirls.jpg"),
-        "-o", str(out), "--weights", "random", "--size", "64", "--iterations", "4", "--save-every", "2", "--log-json", str(log),
+        "stylize",
+        str(EXAMPLES / "content" / "lakeside.jpg"),
+        str(EXAMPLES / "style" / "swirls.jpg"),
+        "-o",
+        str(out),
+        "--weights",
+        "random",
+        "--size",
+        "64",
+        "--iterations",
+        "4",
+        "--save-every",
+        "2",
+        "--log-json",
+        str(log),
     )
     assert proc.returncode == 0, proc.stderr
     assert "random" in proc.stderr and "meaningless" in proc.stderr  # never silent about random weights
@@ -31,7 +46,19 @@ def test_stylize_writes_a_png_and_previews(tmp_path):
 def test_bad_image_exits_nonzero_with_one_line(tmp_path):
     bogus = tmp_path / "notes.jpg"
     bogus.write_text("this is not a picture")
-    proc = nst("stylize", str(bogus), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(tmp_path / "o.png"), "--weights", "random", "--size", "64", "--iterations", "1")
+    proc = nst(
+        "stylize",
+        str(bogus),
+        str(EXAMPLES / "style" / "swirls.jpg"),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--weights",
+        "random",
+        "--size",
+        "64",
+        "--iterations",
+        "1",
+    )
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.startswith("nst: error:")]
     assert len(lines) == 1 and "notes.jpg" in lines[0]
@@ -49,9 +76,28 @@ def test_bad_settings_exit_nonzero(tmp_path):
 def test_help_explains_flags():
     proc = nst("stylize", "--help")
     assert proc.returncode == 0
-    for flag in ("--weights", "--preset", "--preserve-color", "--scales", "--save-every", "--style-blend", "--optimizer",
-                 "--style-scale", "--style-size", "--init", "--content-layers", "--style-layers", "--color", "--mask",
-                 "--style-mask", "--style-loss", "--ema", "--padding", "--scale-spacing", "--min-size"):
+    for flag in (
+        "--weights",
+        "--preset",
+        "--preserve-color",
+        "--scales",
+        "--save-every",
+        "--style-blend",
+        "--optimizer",
+        "--style-scale",
+        "--style-size",
+        "--init",
+        "--content-layers",
+        "--style-layers",
+        "--color",
+        "--mask",
+        "--style-mask",
+        "--style-loss",
+        "--ema",
+        "--padding",
+        "--scale-spacing",
+        "--min-size",
+    ):
         assert flag in proc.stdout
 
 
@@ -79,7 +125,10 @@ def test_help_shows_each_default_once_and_every_flag_explained():
     stylize_help = " ".join(nst("stylize", "--help").stdout.split())
     convert_help = " ".join(nst("weights", "convert", "--help").stdout.split())
     assert "(default: caffe)" in convert_help and "(default: fp32)" in convert_help  # defaults shown, once
-    assert "(default: 10 Adam, 1 L-BFGS)" in stylize_help and "--seed SEED random seed (noise init); same seed + settings = same image (default: 0)" in stylize_help
+    assert (
+        "(default: 10 Adam, 1 L-BFGS)" in stylize_help
+        and "--seed SEED random seed (noise init); same seed + settings = same image (default: 0)" in stylize_help
+    )
 
 
 def offline_env(tmp_path):
@@ -90,7 +139,9 @@ def offline_env(tmp_path):
 
 
 def nst_env(env, *args):
-    return subprocess.run([sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nst_core.cli", *args], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def test_inputs_and_outputs_are_checked_before_the_weights(tmp_path):
@@ -139,21 +190,64 @@ def test_controls_from_the_command_line(tmp_path):
     mask = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.r_[np.zeros(24), np.full(24, 255)].astype(np.uint8), (36, 1)), mode="L").save(mask)
     out = tmp_path / "out.png"
-    shallow = ["--weights", "random", "--size", "48", "--iterations", "2", "--content-layers", "relu2_1",
-               "--style-layers", "relu1_1:0.5,relu2_1"]
-    proc = nst("stylize", str(content), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(out), *shallow,
-               "--mask", str(mask), "--init", "noise", "--color", "histogram", "--style-scale", "0.5", "--ema", "0.5",
-               "--padding", "replicate", "--style-loss", "meancov")
+    shallow = [
+        "--weights",
+        "random",
+        "--size",
+        "48",
+        "--iterations",
+        "2",
+        "--content-layers",
+        "relu2_1",
+        "--style-layers",
+        "relu1_1:0.5,relu2_1",
+    ]
+    proc = nst(
+        "stylize",
+        str(content),
+        str(EXAMPLES / "style" / "swirls.jpg"),
+        "-o",
+        str(out),
+        *shallow,
+        "--mask",
+        str(mask),
+        "--init",
+        "noise",
+        "--color",
+        "histogram",
+        "--style-scale",
+        "0.5",
+        "--ema",
+        "0.5",
+        "--padding",
+        "replicate",
+        "--style-loss",
+        "meancov",
+    )
     assert proc.returncode == 0, proc.stderr
     result = np.asarray(Image.open(out), dtype=np.float64)
     original = np.asarray(Image.open(content), dtype=np.float64)
     assert np.abs(result[:, :24] - original[:, :24]).max() <= 1  # black half: the content
     assert np.abs(result[:, 24:] - original[:, 24:]).mean() > 10  # white half: from noise, stylized
     refined = tmp_path / "refined.png"
-    proc = nst("stylize", str(content), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(refined), *shallow, "--init", str(out),
-               "--lr", "0.0001", "--iterations", "1")
+    proc = nst(
+        "stylize",
+        str(content),
+        str(EXAMPLES / "style" / "swirls.jpg"),
+        "-o",
+        str(refined),
+        *shallow,
+        "--init",
+        str(out),
+        "--lr",
+        "0.0001",
+        "--iterations",
+        "1",
+    )
     assert proc.returncode == 0, proc.stderr
-    assert np.abs(np.asarray(Image.open(refined), dtype=np.float64) - result).max() <= 1  # it started from the earlier result
+    assert (
+        np.abs(np.asarray(Image.open(refined), dtype=np.float64) - result).max() <= 1
+    )  # it started from the earlier result
 
 
 def test_bad_controls_are_one_line_errors(tmp_path):
@@ -167,7 +261,25 @@ def test_bad_controls_are_one_line_errors(tmp_path):
         (["--style-size", "64", "--style-scale", "2"], "style size and style scale"),
     ]
     for extra, expected in cases:
-        proc = nst("stylize", content, style, "-o", str(tmp_path / "o.png"), "--weights", "random", "--size", "48",
-                   "--iterations", "1", "--content-layers", "relu2_1", "--style-layers", "relu1_1", *extra)
+        proc = nst(
+            "stylize",
+            content,
+            style,
+            "-o",
+            str(tmp_path / "o.png"),
+            "--weights",
+            "random",
+            "--size",
+            "48",
+            "--iterations",
+            "1",
+            "--content-layers",
+            "relu2_1",
+            "--style-layers",
+            "relu1_1",
+            *extra,
+        )
         assert proc.returncode == 2 and expected in proc.stderr, (extra, proc.stderr)
-        assert len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr  # the random-weights warning may precede it
+        assert (
+            len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
+        )  # the random-weights warning may precede it

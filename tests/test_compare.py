@@ -1,4 +1,4 @@
-"""nst_core.compare without Gradio: settings, choosing the pruned network, running both, the table.
+"""nst_core.workflows.compare without Gradio: settings, choosing the pruned network, running both, the table.
 
 Seeded random VGG-19 weights and 64 px images (real weights cannot be downloaded here).
 """
@@ -11,11 +11,11 @@ import time
 import numpy as np
 import pytest
 
-from nst_core import compare
-from nst_core.checkpoint import save_checkpoint
-from nst_core.errors import UserError
-from nst_core.pruning import Profile, prune, save_profile
-from nst_core.weights import URL_SOURCES, load_vgg
+from nst_core.compress.pruning import Profile, prune, save_profile
+from nst_core.core.errors import UserError
+from nst_core.model.checkpoint import save_checkpoint
+from nst_core.model.weights import URL_SOURCES, load_vgg
+from nst_core.workflows import compare
 
 TINY = compare.CompareSettings(size=64, iterations=3)
 
@@ -68,7 +68,10 @@ def test_out_of_range_settings_name_the_setting(change, word):
 def test_ui_widgets_to_a_pruned_spec():
     assert compare.pruned_spec_from_ui("profile:seed", None, "") == "profile:seed"
     assert compare.pruned_spec_from_ui("profile:seed", None, " me/net ") == "hf:me/net"
-    assert compare.pruned_spec_from_ui("profile:seed", None, "hf:me/net:a.safetensors@main") == "hf:me/net:a.safetensors@main"
+    assert (
+        compare.pruned_spec_from_ui("profile:seed", None, "hf:me/net:a.safetensors@main")
+        == "hf:me/net:a.safetensors@main"
+    )
     assert compare.pruned_spec_from_ui("profile:seed", "/tmp/x.json", "me/net") == "/tmp/x.json"  # the upload wins
     with pytest.raises(UserError, match="not a Hub repo id"):
         compare.pruned_spec_from_ui(None, None, "my net")
@@ -93,7 +96,10 @@ def test_a_huge_repo_id_is_refused_before_anything_repeats_it():
 def test_public_messages_name_uploads_by_their_own_name_and_stay_short(tmp_path):
     upload = tmp_path / "gradio" / "3f2a9c" / "evil.safetensors"
     message = f"{upload}: not a safetensors file (bad header length)"
-    assert compare.public_message(message, [None, str(upload)]) == "evil.safetensors: not a safetensors file (bad header length)"
+    assert (
+        compare.public_message(message, [None, str(upload)])
+        == "evil.safetensors: not a safetensors file (bad header length)"
+    )
     assert compare.public_message("plain", []) == "plain"
     long = compare.public_message("x" * 100_000)
     assert len(long) < compare.MESSAGE_LIMIT + 30 and long.endswith("(100,000 characters)")
@@ -119,14 +125,17 @@ def test_banner_gives_the_loaders_reason_and_the_apps_own_how_to(tmp_path, monke
     banner = net.banner()
     assert "(vgg19-d01eb7cb.pth is not cached and offline mode is set)" in banner
     assert "Provide weights" not in banner
-    assert f"download `{URL_SOURCES['caffe'].url}`" in banner and "python app.py --weights /path/to/vgg19-d01eb7cb.pth" in banner
+    assert (
+        f"download `{URL_SOURCES['caffe'].url}`" in banner
+        and "python app.py --weights /path/to/vgg19-d01eb7cb.pth" in banner
+    )
 
 
 def test_real_weights_have_no_banner(tmp_path):
     """A local weights file stands in for real weights (same loader path as the Caffe file)."""
     import torch
 
-    from nst_core.vgg import random_state_dict
+    from nst_core.model.vgg import random_state_dict
 
     path = tmp_path / "vgg19-local.pth"
     torch.save(random_state_dict("relu5_3", seed=3), path)
@@ -224,7 +233,9 @@ def test_cancel_stops_the_work(dense, inputs):
     content, style = inputs
     seed = compare.resolve_pruned("profile:seed", dense.model)
     cancel = threading.Event()
-    events = compare.run_comparison(dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000), cancel)
+    events = compare.run_comparison(
+        dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000), cancel
+    )
     started = time.perf_counter()
     with pytest.raises(compare.Cancelled):
         for event in events:
@@ -236,7 +247,9 @@ def test_cancel_stops_the_work(dense, inputs):
 def test_closing_the_stream_stops_the_worker(dense, inputs):
     content, style = inputs
     seed = compare.resolve_pruned("profile:seed", dense.model)
-    events = compare.run_comparison(dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000))
+    events = compare.run_comparison(
+        dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000)
+    )
     for event in events:
         if event.progress is not None:
             break
@@ -245,9 +258,12 @@ def test_closing_the_stream_stops_the_worker(dense, inputs):
 
 
 def test_fast_choice_is_a_budgeted_network_doing_a_third_of_the_work(dense):
-    from nst_core.cost import iteration_macs
+    from nst_core.nst.cost import iteration_macs
 
-    assert ("fast: ~3x (structured, widths chosen for the budget, pruned on the fly)", "fast:3") in compare.named_choices()
+    assert (
+        "fast: ~3x (structured, widths chosen for the budget, pruned on the fly)",
+        "fast:3",
+    ) in compare.named_choices()
     fast = compare.resolve_pruned("fast:3", dense.model)
     widths = fast.model.widths
     assert all(w % 8 == 0 for w in widths.values()) and fast.model.kept_channels
@@ -263,7 +279,10 @@ def test_a_released_checkpoint_is_offered_first_and_is_the_default(tmp_path):
     release = "hf:someone/fast-vgg"
     choices = compare.named_choices(["local.safetensors"], release)
     assert choices[0] == ("Hub checkpoint someone/fast-vgg [release]", release)
-    assert [spec for _, spec in choices].count(release) == 1 and ("checkpoint file local.safetensors", "local.safetensors") in choices
+    assert [spec for _, spec in choices].count(release) == 1 and (
+        "checkpoint file local.safetensors",
+        "local.safetensors",
+    ) in choices
     assert compare.default_pruned(release) == release and compare.default_pruned() == compare.DEFAULT_PRUNED
     assert compare.named_choices(["x.safetensors"], "x.safetensors")[0][0] == "checkpoint file x.safetensors [release]"
 
@@ -276,9 +295,16 @@ def test_the_apps_style_controls_reach_both_runs(dense, inputs, tmp_path, conten
     content, style = inputs
     mask = tmp_path / "mask.png"
     Image.fromarray(np.tile(np.r_[np.zeros(32), np.full(32, 255)].astype(np.uint8), (48, 1)), mode="L").save(mask)
-    settings = compare.CompareSettings(size=64, iterations=2, style_scale=0.5, style_weights=(3.0, 1.0), color="histogram", mask=str(mask))
+    settings = compare.CompareSettings(
+        size=64, iterations=2, style_scale=0.5, style_weights=(3.0, 1.0), color="histogram", mask=str(mask)
+    )
     config = settings.to_config()
-    assert (config.style_scale, config.style_blend, config.color, config.mask) == (0.5, [3.0, 1.0], "histogram", str(mask))
+    assert (config.style_scale, config.style_blend, config.color, config.mask) == (
+        0.5,
+        [3.0, 1.0],
+        "histogram",
+        str(mask),
+    )
     same = compare.resolve_pruned("structured:0", dense.model)
     _, result = last(compare.run_comparison(dense.model, same, content, [style, style], settings))
     original = np.asarray(content_image, dtype=np.float64)
@@ -286,6 +312,14 @@ def test_the_apps_style_controls_reach_both_runs(dense, inputs, tmp_path, conten
         out = np.asarray(image, dtype=np.float64)
         assert np.abs(out[:, :32] - original[:, :32]).max() <= 1 and np.abs(out[:, 32:] - original[:, 32:]).mean() > 0.5
     with pytest.raises(UserError, match="1 style weights given for 2"):
-        list(compare.run_comparison(dense.model, same, content, [style, style], compare.CompareSettings(size=64, iterations=1, style_weights=(1.0,))))
+        list(
+            compare.run_comparison(
+                dense.model,
+                same,
+                content,
+                [style, style],
+                compare.CompareSettings(size=64, iterations=1, style_weights=(1.0,)),
+            )
+        )
     with pytest.raises(UserError, match="style scale must be between"):
         compare.validate_settings(compare.CompareSettings(style_scale=9.0))

@@ -1,4 +1,4 @@
-"""nst_core.cost: conv MACs, checked against numbers worked out by hand."""
+"""nst_core.nst.cost: conv MACs, checked against numbers worked out by hand."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from nst_core import cost
-from nst_core.vgg import DENSE_WIDTHS, VGGFeatures
+from nst_core.model.vgg import DENSE_WIDTHS, VGGFeatures
+from nst_core.nst import cost
 
 
 def test_tiny_network_by_hand():
@@ -63,13 +63,26 @@ def test_cost_model_terms_and_round_trip():
     widths = {"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}
     model = cost.CostModel(2.0, 5.0, 7.0, "hand")
     # 2 * MACs + 5 * output elements per conv, plus the fixed 7 once.
-    assert model.layer_costs(widths, 7, 5) == {"conv1_1": 2 * 7560 + 5 * 140, "conv1_2": 2 * 5040 + 5 * 70, "conv2_1": 2 * 648 + 5 * 18}
+    assert model.layer_costs(widths, 7, 5) == {
+        "conv1_1": 2 * 7560 + 5 * 140,
+        "conv1_2": 2 * 5040 + 5 * 70,
+        "conv2_1": 2 * 648 + 5 * 18,
+    }
     assert model.iteration_cost(widths, 7, 5) == sum(model.layer_costs(widths, 7, 5).values()) + 7
     # Fixed time no pruning removes lowers the speedup below the MAC ratio.
     half = {name: max(1, w // 2) for name, w in widths.items()}
     dense = cost.CostModel.macs_only()
-    assert model.speedup(half, 7, 5, widths) < dense.speedup(half, 7, 5, widths) == cost.iteration_macs(widths, 7, 5) / cost.iteration_macs(half, 7, 5)
+    assert (
+        model.speedup(half, 7, 5, widths)
+        < dense.speedup(half, 7, 5, widths)
+        == cost.iteration_macs(widths, 7, 5) / cost.iteration_macs(half, 7, 5)
+    )
     assert cost.CostModel.from_dict(model.to_dict()) == model
-    for bad in ({"mac_s": 0.0, "element_s": 0, "fixed_s": 0}, {"mac_s": 1, "element_s": -1, "fixed_s": 0}, {"mac_s": True, "element_s": 0, "fixed_s": 0}, []):
+    for bad in (
+        {"mac_s": 0.0, "element_s": 0, "fixed_s": 0},
+        {"mac_s": 1, "element_s": -1, "fixed_s": 0},
+        {"mac_s": True, "element_s": 0, "fixed_s": 0},
+        [],
+    ):
         with pytest.raises(ValueError, match="cost model field"):
             cost.CostModel.from_dict(bad)

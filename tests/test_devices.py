@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from nst_core.devices import resolve_device
-from nst_core.errors import UserError
+from nst_core.core.devices import resolve_device
+from nst_core.core.errors import UserError
 
 
 def test_cpu_and_auto():
@@ -22,7 +22,10 @@ def test_missing_cuda_is_one_line(spec):
     assert "\n" not in str(caught.value) and spec in str(caught.value)
 
 
-@pytest.mark.parametrize("spec, message", [("gpu", "a GPU is 'cuda'"), ("tpu", "unknown device"), ("cpu:1", "unknown device"), ("cuda:x", "unknown device")])
+@pytest.mark.parametrize(
+    "spec, message",
+    [("gpu", "a GPU is 'cuda'"), ("tpu", "unknown device"), ("cpu:1", "unknown device"), ("cuda:x", "unknown device")],
+)
 def test_unknown_devices(spec, message):
     with pytest.raises(UserError, match=message):
         resolve_device(spec)

@@ -15,14 +15,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from calibration_images import write_images
 from interrupt import kill_once_state_reaches
-from nst_core.calibration import load_folder, split_heldout
-from nst_core.checkpoint import load_checkpoint
+
 from nst_core.cli import main
-from nst_core.errors import UserError
-from nst_core.finetune import (
+from nst_core.compress.calibration import load_folder, split_heldout
+from nst_core.compress.finetune import (
     FinetuneConfig,
     Ranks,
     RecoveryConfig,
@@ -33,8 +31,10 @@ from nst_core.finetune import (
     teacher_at_kept_channels,
     train,
 )
-from nst_core.pruning import prune_fine, prune_structured
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import prune_fine, prune_structured
+from nst_core.core.errors import UserError
+from nst_core.model.checkpoint import load_checkpoint
+from nst_core.model.weights import load_vgg
 
 LAYERS = ["relu1_1", "relu2_1"]
 NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
@@ -174,7 +174,9 @@ def test_state_from_another_run_is_refused(teacher, split, tmp_path):
     state = tmp_path / "state.pt"
     train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2), state_path=state, progress=False)
     with pytest.raises(UserError, match="different fine-tuning run"):
-        train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2, lr=5e-4), state_path=state, progress=False)
+        train(
+            teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2, lr=5e-4), state_path=state, progress=False
+        )
     state.write_bytes(b"garbage")
     with pytest.raises(UserError, match="cannot be read"):
         train(teacher, prune_fine(teacher, 0.6), train_images, _config(steps=2), state_path=state, progress=False)
@@ -272,7 +274,16 @@ def test_cli_stop_after_and_bad_input(tmp_path, image_dir, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "nst_core.cli"]
+TORCHRUN = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "nst_core.cli",
+]
 
 
 def test_torchrun_two_processes_match_the_single_process_run(tmp_path, image_dir, capsys):
@@ -286,17 +297,26 @@ def test_torchrun_two_processes_match_the_single_process_run(tmp_path, image_dir
     ddp_out, one_out = tmp_path / "ddp" / "t.safetensors", tmp_path / "one" / "t.safetensors"
     extra = ["--batch-size", "4", "--steps", "6"]
 
-    first = subprocess.run([*TORCHRUN, *_cli_args(image_dir, ddp_out, 6, [*extra, "--stop-after", "3"])],
-                           capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [*TORCHRUN, *_cli_args(image_dir, ddp_out, 6, [*extra, "--stop-after", "3"])],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
     assert first.stdout.count("stopped at step 3 of 6") == 1  # one rank reports
     assert Path(str(ddp_out) + ".state.pt").exists() and not ddp_out.exists()
-    second = subprocess.run([*TORCHRUN, *_cli_args(image_dir, ddp_out, 6, extra)], capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [*TORCHRUN, *_cli_args(image_dir, ddp_out, 6, extra)], capture_output=True, text=True, timeout=300
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stderr.count("distributed: 2 processes, 2 crop(s) each per step") == 1
     assert second.stderr.count("resumed at step 3 of 6") == 1
     assert second.stdout.count("wrote ") == 1  # one rank writes the checkpoint...
-    assert sorted(p.name for p in ddp_out.parent.iterdir()) == ["profile.json", "t.safetensors"]  # ...and no stray state
+    assert sorted(p.name for p in ddp_out.parent.iterdir()) == [
+        "profile.json",
+        "t.safetensors",
+    ]  # ...and no stray state
 
     assert main(_cli_args(image_dir, one_out, 6, extra)) == 0
     capsys.readouterr()
@@ -307,8 +327,12 @@ def test_torchrun_two_processes_match_the_single_process_run(tmp_path, image_dir
         assert float((ddp.state_dict()[key] - value).abs().max()) <= 1e-5 + 1e-3 * moved, key
     moved = max(float((one.state_dict()[k] - start[k]).abs().max()) for k in ("features.2.weight", "features.5.weight"))
     assert moved > 1e-3  # training really changed the weights the comparison is about
-    assert ddp.provenance["finetune"]["final_loss"]["total"] == pytest.approx(one.provenance["finetune"]["final_loss"]["total"], rel=1e-5)
-    assert ddp.provenance["finetune"]["after"]["feature"] == pytest.approx(one.provenance["finetune"]["after"]["feature"], rel=1e-4)
+    assert ddp.provenance["finetune"]["final_loss"]["total"] == pytest.approx(
+        one.provenance["finetune"]["final_loss"]["total"], rel=1e-5
+    )
+    assert ddp.provenance["finetune"]["after"]["feature"] == pytest.approx(
+        one.provenance["finetune"]["after"]["feature"], rel=1e-4
+    )
 
 
 def test_ranks_share_a_batch_evenly():

@@ -24,18 +24,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hub_server import FakeHub, HubServer, Repo, validate_card_yaml
 from huggingface_hub import ModelCard
 from PIL import Image
-
-from hub_server import FakeHub, HubServer, Repo, validate_card_yaml
 from tensor_digest import weights_digest
-from nst_core.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+
 from nst_core.cli import main
-from nst_core.hub import render_model_card
-from nst_core.pruning import prune_fine, prune_structured
-from nst_core.stylize import StylizeConfig, stylize
-from nst_core.weight_spec import WeightSpecError, parse_hub_spec
-from nst_core.weights import WeightsError, load_vgg
+from nst_core.compress.pruning import prune_fine, prune_structured
+from nst_core.hub.publish import render_model_card
+from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec
+from nst_core.model.weights import WeightsError, load_vgg
+from nst_core.nst.stylize import StylizeConfig, stylize
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_BIN = str(Path(sys.executable).with_name("hf"))
@@ -70,7 +70,9 @@ def run(cmd: list[str], env: dict, check: bool = True, cwd: Path = ROOT, **chang
     env = {**env, **changes}
     result = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
     if check and result.returncode != 0:
-        raise AssertionError(f"{cmd[-6:]} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+        raise AssertionError(
+            f"{cmd[-6:]} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+        )
     assert DUMMY_TOKEN not in result.stdout + result.stderr, "the token was printed"
     return result
 
@@ -140,7 +142,10 @@ def test_model_card_parses_with_valid_metadata(hub, pushed):
 def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, pushed, tmp_path):
     """push -> `hf download REPO FILE --revision SHA --local-dir D` -> load; then from the cache offline."""
     local = tmp_path / "d"
-    run([HF_BIN, "download", REPO, "seed-fp16.safetensors", "--revision", pushed["commit"], "--local-dir", str(local)], hub_env)
+    run(
+        [HF_BIN, "download", REPO, "seed-fp16.safetensors", "--revision", pushed["commit"], "--local-dir", str(local)],
+        hub_env,
+    )
     downloaded = local / "seed-fp16.safetensors"
     assert downloaded.read_bytes() == pushed["path"].read_bytes()
     expected = weights_digest(pushed["model"])
@@ -152,10 +157,10 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
     run([HF_BIN, "download", REPO, "config.json"], hub_env)
     seen = len(hub.hub.requests)
     code = DIGEST_CODE + (
-        "from nst_core.hub import load_from_hub, pull, HubError\n"
+        "from nst_core.hub.publish import load_from_hub, pull, HubError\n"
         f"pinned = load_from_hub({REPO!r}, 'seed-fp16.safetensors', revision={pushed['commit']!r})\n"
         f"latest = load_from_hub({REPO!r})\n"
-        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.weights import load_vgg, locate_weights\n"
+        "from nst_core.model.checkpoint import load_checkpoint\nfrom nst_core.model.weights import load_vgg, locate_weights\n"
         f"by_spec = load_checkpoint(locate_weights('hf:{REPO}@{pushed['commit']}'))\n"
         "assert weights_digest(by_spec) == weights_digest(pinned)\n"
         # The CLI's --weights reads the same spec as the same network, masks included.
@@ -189,11 +194,16 @@ def test_push_deletes_stale_files_and_names_the_base_model(hub, hub_env, tmp_pat
     first = save_checkpoint(load_vgg("random:13", last_layer="relu1_1"), tmp_path / "a.safetensors")
     second = save_checkpoint(load_vgg("random:14", last_layer="relu1_1"), tmp_path / "b.safetensors")
     repo_id = "tester/stale"
-    result = python(cli_calls([
-        ["push", repo_id, str(first)],
-        ["push", repo_id, str(second), "--delete", "*.safetensors", "--base-model", "tester/vgg19-caffe"],
-        ["push", repo_id, str(second), "--base-model", "vgg19"],
-    ]), hub_env)
+    result = python(
+        cli_calls(
+            [
+                ["push", repo_id, str(first)],
+                ["push", repo_id, str(second), "--delete", "*.safetensors", "--base-model", "tester/vgg19-caffe"],
+                ["push", repo_id, str(second), "--base-model", "vgg19"],
+            ]
+        ),
+        hub_env,
+    )
     assert [line for line in result.stdout.splitlines() if line.startswith("exit")] == ["exit 0", "exit 0", "exit 2"]
     assert "bad repo id 'vgg19'" in result.stderr
     repo = hub.hub.repos[("model", repo_id)]
@@ -216,7 +226,7 @@ def cli_calls(calls: list[list[str]]) -> str:
 
 def test_missing_repo_file_and_revision_errors(hub_env, pushed):
     code = (
-        "import json\nfrom nst_core.hub import pull\nfrom nst_core.errors import UserError\nout = []\n"
+        "import json\nfrom nst_core.hub.publish import pull\nfrom nst_core.core.errors import UserError\nout = []\n"
         "for args in [('tester/nope', 'x.safetensors', None), "
         f"({REPO!r}, 'nope.safetensors', None), ({REPO!r}, 'seed-fp16.safetensors', 'no-such-branch'), "
         f"({REPO!r}, 'seed-fp16.safetensors', '0' * 40), ('not-a-repo-id', 'x', None)]:\n"
@@ -279,7 +289,7 @@ def test_weights_convert_push_and_load_as_hf_spec(tmp_path, hub, hub_env, capsys
     assert torch.equal(local.conv("conv5_4").weight, conv5_4)
 
     code = (
-        "import hashlib\nfrom nst_core.hub import push_checkpoint\nfrom nst_core.weights import load_vgg\n"
+        "import hashlib\nfrom nst_core.hub.publish import push_checkpoint\nfrom nst_core.model.weights import load_vgg\n"
         f"commit = push_checkpoint('tester/vgg19-caffe', {str(out)!r}).commit\n"
         "m = load_vgg(f'hf:tester/vgg19-caffe:vgg19-caffe.safetensors@{commit}', last_layer='relu5_4')\n"
         "print(m.preprocessing.name, hashlib.sha256(m.conv('conv5_4').weight.numpy().tobytes()).hexdigest())\n"
@@ -324,8 +334,12 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
 
 
 def test_structured_card_shows_widths(tmp_path):
-    path = save_checkpoint(prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense")
-    card = render_model_card(read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size})
+    path = save_checkpoint(
+        prune_structured(load_vgg("random:0", "relu2_1"), 0.5), tmp_path / "s.safetensors", encoding="dense"
+    )
+    card = render_model_card(
+        read_checkpoint_info(path), "me/x", "s.safetensors", {"s.safetensors": path.stat().st_size}
+    )
     assert card.data.pipeline_tag == "image-feature-extraction" and card.data.eval_results is None
     assert "| conv2_1 | 64 | 128 | 18,432 | 18,432 | 0.0% |" in card.text
     assert "| pruning | structured |" in card.text and "seeded random weights" in card.text
@@ -333,9 +347,16 @@ def test_structured_card_shows_widths(tmp_path):
 
 def test_stand_in_rejects_bad_card_yaml():
     """The stand-in's YAML checks can fail, so a passing push means something."""
-    assert validate_card_yaml("---\nlicense: mit\npipeline_tag: image-feature-extraction\nbase_model: a/b\n---\nbody", "model") == []
+    assert (
+        validate_card_yaml(
+            "---\nlicense: mit\npipeline_tag: image-feature-extraction\nbase_model: a/b\n---\nbody", "model"
+        )
+        == []
+    )
     assert validate_card_yaml("---\nbase_model: vgg19\n---\n", "model")
-    assert validate_card_yaml("---\nmodel-index:\n- name: x\n  results:\n  - task: {type: t}\n    metrics: []\n---\n", "model")
+    assert validate_card_yaml(
+        "---\nmodel-index:\n- name: x\n  results:\n  - task: {type: t}\n    metrics: []\n---\n", "model"
+    )
     assert validate_card_yaml("---\npipeline_tag: painting\n---\n", "model")
     assert validate_card_yaml("---\ntags: [a, [b]]\n---\n", "model")
     assert validate_card_yaml("---\nlicense: [unclosed\n---\n", "model")
@@ -356,8 +377,12 @@ def test_checkpoint_spec_parsing():
     assert fields("hf://me/net") == ("me/net", None, None)
     assert fields("hf://models/me/net@abc/seed.safetensors") == ("me/net", "seed.safetensors", "abc")
     assert fields("hf://me/net@refs/pr/3/sub/seed.safetensors") == ("me/net", "sub/seed.safetensors", "refs/pr/3")
-    for bad, why in (("hf://datasets/me/d", "not a dataset"), ("hf://spaces/me/s/app.py", "not a space"),
-                     ("hf://me", "namespace/name"), ("hf://me/net@/x", "revision")):
+    for bad, why in (
+        ("hf://datasets/me/d", "not a dataset"),
+        ("hf://spaces/me/s/app.py", "not a space"),
+        ("hf://me", "namespace/name"),
+        ("hf://me/net@/x", "revision"),
+    ):
         with pytest.raises(WeightSpecError, match=why):
             parse_hub_spec(bad)
 
@@ -375,11 +400,14 @@ def test_nst_pull_takes_a_spec_once(capsys):
 def test_card_names_its_base_model_and_validates(tmp_path):
     """base_model comes from the weight source (or is given); the header passes huggingface_hub's
     ModelCardData round trip and the stand-in's copy of the Hub's YAML checks."""
+
     def card_for(source, **kwargs):
         model = prune_fine(load_vgg("random:4", last_layer="relu1_2"), 0.5)
         model.weight_source = source
         path = save_checkpoint(model, tmp_path / "b.safetensors", metrics={"ssim": 0.9, "note": "text is not a metric"})
-        card = render_model_card(read_checkpoint_info(path), "me/b", path.name, {path.name: path.stat().st_size}, **kwargs)
+        card = render_model_card(
+            read_checkpoint_info(path), "me/b", path.name, {path.name: path.stat().st_size}, **kwargs
+        )
         assert validate_card_yaml(str(card), "model") == []
         return ModelCard(str(card)).data
 
@@ -449,7 +477,7 @@ def requests_by_step(hub, since: int) -> dict[str, list[str]]:
     current = None
     for _, path in hub.hub.requests[since:]:
         if path.startswith(MARK):
-            current = path[len(MARK):]
+            current = path[len(MARK) :]
             steps[current] = []
         elif current is not None:
             steps[current].append(path)
@@ -473,11 +501,15 @@ def test_every_pull_path_requests_config_json(hub, hub_env, pushed, tmp_path):
         "weights-uri": f"got(load_vgg('hf://{REPO}@{commit}/{name}', last_layer='relu3_1'))",
         "weights-repo-only": f"got(load_checkpoint(locate_weights('hf:{REPO}')))",
     }
-    code = DIGEST_CODE + MARKER_CODE + (
-        "import tempfile\nfrom huggingface_hub import constants\nfrom nst_core.cli import main\n"
-        "from nst_core.checkpoint import load_checkpoint\nfrom nst_core.hub import VGGFeatures, load_from_hub\n"
-        "from nst_core.weights import load_vgg, locate_weights\ndigests = []\n"
-        "def got(model):\n    digests.append(weights_digest(model))\n"
+    code = (
+        DIGEST_CODE
+        + MARKER_CODE
+        + (
+            "import tempfile\nfrom huggingface_hub import constants\nfrom nst_core.cli import main\n"
+            "from nst_core.model.checkpoint import load_checkpoint\nfrom nst_core.hub.publish import VGGFeatures, load_from_hub\n"
+            "from nst_core.model.weights import load_vgg, locate_weights\ndigests = []\n"
+            "def got(model):\n    digests.append(weights_digest(model))\n"
+        )
     )
     for step, call in steps.items():
         code += f"constants.HF_HUB_CACHE = tempfile.mkdtemp()\nmark({step!r})\n{call}\n"
@@ -520,10 +552,16 @@ def test_live_hub_round_trip(tmp_path):
     repo = f"{user}/nst-live-test-{uuid.uuid4().hex[:8]}"
     try:
         commit = python(
-            f"from nst_core.hub import push_checkpoint; print(push_checkpoint({repo!r}, {str(path)!r}, private=True).commit)", env
+            f"from nst_core.hub.publish import push_checkpoint; print(push_checkpoint({repo!r}, {str(path)!r}, private=True).commit)",
+            env,
         ).stdout.strip()
-        run([HF_BIN, "download", repo, "live.safetensors", "--revision", commit, "--local-dir", str(tmp_path / "d")], env)
-        assert weights_digest(load_checkpoint(tmp_path / "d" / "live.safetensors")) == weights_digest(load_checkpoint(path))
+        run(
+            [HF_BIN, "download", repo, "live.safetensors", "--revision", commit, "--local-dir", str(tmp_path / "d")],
+            env,
+        )
+        assert weights_digest(load_checkpoint(tmp_path / "d" / "live.safetensors")) == weights_digest(
+            load_checkpoint(path)
+        )
     finally:
         python(f"from huggingface_hub import delete_repo; delete_repo({repo!r}, missing_ok=True)", env)
 
@@ -675,7 +713,10 @@ def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_en
     The CLI's loss history must match a run with ``load_checkpoint``'s network, and differ from
     the dense network it was pruned from.
     """
-    dense = {"structured": load_vgg("random:21", last_layer="relu5_4"), "fine": load_vgg("random:22", last_layer="relu5_3")}
+    dense = {
+        "structured": load_vgg("random:21", last_layer="relu5_4"),
+        "fine": load_vgg("random:22", last_layer="relu5_3"),
+    }
     networks = {"structured": prune_structured(dense["structured"], 0.5), "fine": prune_fine(dense["fine"], "seed")}
     paths = {
         "structured": save_checkpoint(networks["structured"], tmp_path / "structured.safetensors", encoding="dense"),
@@ -690,20 +731,41 @@ def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_en
         "file-fine": ("fine", str(paths["fine"])),
     }
     calls = [
-        ["stylize", CONTENT, STYLE, "-o", str(tmp_path / f"{name}.png"), "--weights", spec, "--size", "32",
-         "--iterations", "2", "--device", "cpu", "--log-json", str(tmp_path / f"{name}.json")]
+        [
+            "stylize",
+            CONTENT,
+            STYLE,
+            "-o",
+            str(tmp_path / f"{name}.png"),
+            "--weights",
+            spec,
+            "--size",
+            "32",
+            "--iterations",
+            "2",
+            "--device",
+            "cpu",
+            "--log-json",
+            str(tmp_path / f"{name}.json"),
+        ]
         for name, (_, spec) in specs.items()
     ]
     result = python(cli_calls(calls), hub_env)
     assert result.stdout.count("exit 0") == len(calls), result.stderr
     expected = {kind: loss_history(load_checkpoint(path)) for kind, path in paths.items()}
     for kind in expected:  # the comparison can tell the pruned network from its dense parent
-        assert [h["total"] for h in expected[kind]] != pytest.approx([h["total"] for h in loss_history(dense[kind])], rel=1e-2)
+        assert [h["total"] for h in expected[kind]] != pytest.approx(
+            [h["total"] for h in loss_history(dense[kind])], rel=1e-2
+        )
     for name, (kind, spec) in specs.items():
         log = json.loads((tmp_path / f"{name}.json").read_text())
         assert log["weights"] == networks[kind].weight_source, name  # random:N, so the run says so
-        assert [h["total"] for h in log["history"]] == pytest.approx([h["total"] for h in expected[kind]], rel=1e-3), name
-        assert [h["style"] for h in log["history"]] == pytest.approx([h["style"] for h in expected[kind]], rel=1e-3), name
+        assert [h["total"] for h in log["history"]] == pytest.approx([h["total"] for h in expected[kind]], rel=1e-3), (
+            name
+        )
+        assert [h["style"] for h in log["history"]] == pytest.approx([h["style"] for h in expected[kind]], rel=1e-3), (
+            name
+        )
     per_call = result.stderr.split("--- end of stylize")[: len(calls)]
     assert all("weights are random" in err for err in per_call), result.stderr
 
@@ -721,21 +783,25 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
     stale checkpoint in the same commit."""
     old = save_checkpoint(load_vgg("random:30", last_layer="relu1_1"), tmp_path / "old.safetensors")
     saved = tmp_path / "saved"
-    code = DIGEST_CODE + MARKER_CODE + (
-        "from nst_core.hub import VGGFeatures, push_checkpoint\nfrom nst_core.pruning import prune_fine\n"
-        "from nst_core.weights import load_vgg\n"
-        f"push_checkpoint({MIXIN_REPO!r}, {str(old)!r})\n"
-        "model = prune_fine(load_vgg('random:31', last_layer='relu2_1'), 0.5)\n"
-        f"url = model.push_to_hub({MIXIN_REPO!r}, delete_patterns='*.safetensors')\n"
-        "mark('from_pretrained')\n"
-        f"back = VGGFeatures.from_pretrained({MIXIN_REPO!r})\n"
-        f"model.save_pretrained({str(saved)!r})\n"
-        f"local = VGGFeatures.from_pretrained({str(saved)!r})\n"
-        # The reference: the network as a checkpoint file holds it (fp16, masked weights +0.0).
-        "from nst_core.checkpoint import load_checkpoint, save_checkpoint\n"
-        f"ref = load_checkpoint(save_checkpoint(model, {str(tmp_path / 'ref.safetensors')!r}))\n"
-        "print(json.dumps({'url': str(url), 'digests': [weights_digest(m) for m in (ref, back, local)],\n"
-        "                  'masks': [sorted(m.masks) for m in (model, back, local)]}))\n"
+    code = (
+        DIGEST_CODE
+        + MARKER_CODE
+        + (
+            "from nst_core.hub.publish import VGGFeatures, push_checkpoint\nfrom nst_core.compress.pruning import prune_fine\n"
+            "from nst_core.model.weights import load_vgg\n"
+            f"push_checkpoint({MIXIN_REPO!r}, {str(old)!r})\n"
+            "model = prune_fine(load_vgg('random:31', last_layer='relu2_1'), 0.5)\n"
+            f"url = model.push_to_hub({MIXIN_REPO!r}, delete_patterns='*.safetensors')\n"
+            "mark('from_pretrained')\n"
+            f"back = VGGFeatures.from_pretrained({MIXIN_REPO!r})\n"
+            f"model.save_pretrained({str(saved)!r})\n"
+            f"local = VGGFeatures.from_pretrained({str(saved)!r})\n"
+            # The reference: the network as a checkpoint file holds it (fp16, masked weights +0.0).
+            "from nst_core.model.checkpoint import load_checkpoint, save_checkpoint\n"
+            f"ref = load_checkpoint(save_checkpoint(model, {str(tmp_path / 'ref.safetensors')!r}))\n"
+            "print(json.dumps({'url': str(url), 'digests': [weights_digest(m) for m in (ref, back, local)],\n"
+            "                  'masks': [sorted(m.masks) for m in (model, back, local)]}))\n"
+        )
     )
     seen = len(hub.hub.requests)
     out = json.loads(python(code, hub_env).stdout.splitlines()[-1])
@@ -761,19 +827,22 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
     # from_pretrained asked for config.json, then the checkpoint it names
     pulled = requests_by_step(hub, seen)["from_pretrained"]
     # (HEAD then GET for each file)
-    assert list(dict.fromkeys(p.rsplit("/", 1)[-1] for p in pulled if "/resolve/" in p)) == ["config.json", "model.safetensors"]
+    assert list(dict.fromkeys(p.rsplit("/", 1)[-1] for p in pulled if "/resolve/" in p)) == [
+        "config.json",
+        "model.safetensors",
+    ]
     assert ("tester/mixin-net", "model.safetensors", "lfsFile") in hub.hub.commit_ops
 
 
 def test_vgg_features_hub_methods_say_what_to_import(hub, hub_env):
-    """nst_core.vgg cannot import the format (a higher layer); used without nst_core.hub, it says so."""
+    """nst_core.model.vgg cannot import the format (a higher layer); used without nst_core.hub.publish, it says so."""
     code = (
-        "from nst_core.vgg import VGGFeatures\n"
+        "from nst_core.model.vgg import VGGFeatures\n"
         "try:\n"
         f"    VGGFeatures('relu1_1').push_to_hub({MIXIN_REPO!r})\n"
         "except RuntimeError as exc:\n"
         "    print(exc)\n"
     )
     seen = len(hub.hub.requests)
-    assert "from nst_core.hub import VGGFeatures" in python(code, hub_env).stdout
+    assert "from nst_core.hub.publish import VGGFeatures" in python(code, hub_env).stdout
     assert all("/commit/" not in path for _, path in hub.hub.requests[seen:])

@@ -1,4 +1,4 @@
-"""Tests for nst_core.images: every input kind, colour mode and failure, with files made here."""
+"""Tests for nst_core.image.io: every input kind, colour mode and failure, with files made here."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_core.errors import UserError
-from nst_core.images import ImageError, load_image, pil_to_tensor, resize_max_side, resize_to, tensor_to_pil
+from nst_core.core.errors import UserError
+from nst_core.image.io import ImageError, load_image, pil_to_tensor, resize_max_side, resize_to, tensor_to_pil
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -1,4 +1,4 @@
-"""nst_core.importance: each criterion checked against its definition, computed another way."""
+"""nst_core.compress.importance: each criterion checked against its definition, computed another way."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import copy
 import pytest
 import torch
 
-from nst_core.calibration import CalibrationImage
-from nst_core.errors import UserError
-from nst_core.importance import calibration_pairs, filter_importance
-from nst_core.losses import LossWeights, compute_targets, get_preset, loss_terms
-from nst_core.pruning import filter_l1_norms, prune_structured, prune_to_widths
-from nst_core.weights import load_vgg
+from nst_core.compress.calibration import CalibrationImage
+from nst_core.compress.importance import calibration_pairs, filter_importance
+from nst_core.compress.pruning import filter_l1_norms, prune_structured, prune_to_widths
+from nst_core.core.errors import UserError
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import LossWeights, compute_targets, get_preset, loss_terms
 
 
 def _image(name: str, seed: int, size: int = 32) -> CalibrationImage:
@@ -26,15 +26,26 @@ def model():
 
 
 def test_calibration_pairs_from_content_and_style_folders_or_neighbours():
-    folder = [_image("content/a.png", 0), _image("content/b.png", 1), _image("style/x.png", 2), _image("style/y.png", 3)]
+    folder = [
+        _image("content/a.png", 0),
+        _image("content/b.png", 1),
+        _image("style/x.png", 2),
+        _image("style/y.png", 3),
+    ]
     pairs = calibration_pairs(folder)
     assert [(c.name, s.name) for c, s in pairs] == [
-        ("content/a.png", "style/x.png"), ("content/a.png", "style/y.png"),
-        ("content/b.png", "style/x.png"), ("content/b.png", "style/y.png"),
+        ("content/a.png", "style/x.png"),
+        ("content/a.png", "style/y.png"),
+        ("content/b.png", "style/x.png"),
+        ("content/b.png", "style/y.png"),
     ]
     assert len(calibration_pairs(folder, max_pairs=3)) == 3
     flat = [_image("p.png", 0), _image("q.png", 1), _image("r.png", 2)]
-    assert [(c.name, s.name) for c, s in calibration_pairs(flat)] == [("p.png", "q.png"), ("q.png", "r.png"), ("r.png", "p.png")]
+    assert [(c.name, s.name) for c, s in calibration_pairs(flat)] == [
+        ("p.png", "q.png"),
+        ("q.png", "r.png"),
+        ("r.png", "p.png"),
+    ]
     with pytest.raises(UserError, match="at least 2 calibration images"):
         calibration_pairs(flat[:1])
 
@@ -42,8 +53,10 @@ def test_calibration_pairs_from_content_and_style_folders_or_neighbours():
 def test_l1_scores_are_the_filter_norms_and_decide_structured_pruning(model):
     scores = filter_importance(model, "l1")
     assert torch.equal(scores["conv3_1"], filter_l1_norms(model.conv("conv3_1")).cpu())
-    assert torch.equal(prune_structured(model, 0.5, scores).kept_channels["conv3_1"],
-                       prune_structured(model, 0.5).kept_channels["conv3_1"])
+    assert torch.equal(
+        prune_structured(model, 0.5, scores).kept_channels["conv3_1"],
+        prune_structured(model, 0.5).kept_channels["conv3_1"],
+    )
 
 
 def test_scores_choose_the_kept_filters(model):
@@ -99,8 +112,10 @@ def test_taylor_score_is_the_loss_change_of_scaling_a_filter(model):
 
 def test_criteria_rank_filters_differently_and_bad_requests_are_refused(model):
     images = [_image("content/a.png", 0), _image("style/b.png", 1)]
-    kept = {c: prune_structured(model, {"conv3_1": 0.5}, filter_importance(model, c, images)).kept_channels["conv3_1"]
-            for c in ("l1", "activation", "taylor")}
+    kept = {
+        c: prune_structured(model, {"conv3_1": 0.5}, filter_importance(model, c, images)).kept_channels["conv3_1"]
+        for c in ("l1", "activation", "taylor")
+    }
     assert not torch.equal(kept["l1"], kept["activation"]) and not torch.equal(kept["activation"], kept["taylor"])
     with pytest.raises(UserError, match="unknown importance criterion"):
         filter_importance(model, "random")

@@ -3,22 +3,22 @@
 import pytest
 import torch
 
-from nst_core.errors import UserError
-from nst_core.losses import (
+from nst_core.core.errors import UserError
+from nst_core.nst.losses import (
     PRESETS,
-    _Gram,
     LossWeights,
     StyleTarget,
-    guide_at,
-    layer_moments,
-    style_loss_of,
+    _Gram,
     compute_targets,
     content_loss,
     get_preset,
     gram_matrix,
+    guide_at,
+    layer_moments,
     loss_terms,
     normalise_blend,
     style_layer_loss,
+    style_loss_of,
     tv_loss,
 )
 

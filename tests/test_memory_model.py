@@ -12,16 +12,15 @@ import subprocess
 import sys
 
 import pytest
-
-from nst_core.errors import UserError
-from nst_core.losses import get_preset
-from nst_core.memory import SAFETY, parse_memory, predict_step_peak, step_bytes
-from nst_core.pruning import prune_structured
-from nst_core.vgg import DENSE_WIDTHS
-from nst_core.weights import load_vgg
-
 from conftest import make_image
 from fuzz.test_memory import peak_kib
+
+from nst_core.compress.pruning import prune_structured
+from nst_core.core.errors import UserError
+from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import get_preset
+from nst_core.nst.memory import SAFETY, parse_memory, predict_step_peak, step_bytes
 
 SEED_LAYERS = get_preset("seed").layers
 
@@ -38,8 +37,20 @@ def images(tmp_path_factory):
 def stylize_peak(images, size: int, *extra: str) -> tuple[int, str]:
     """Peak RSS in bytes and stderr of a 1-iteration `nst stylize` at ``size`` px in a fresh interpreter."""
     folder, content, style = images
-    kib, code, err = peak_kib("stylize", str(content), str(style), "-o", str(folder / f"out{size}.png"), "--weights", "random:0",
-                              "--size", str(size), "--iterations", "1", *extra)
+    kib, code, err = peak_kib(
+        "stylize",
+        str(content),
+        str(style),
+        "-o",
+        str(folder / f"out{size}.png"),
+        "--weights",
+        "random:0",
+        "--size",
+        str(size),
+        "--iterations",
+        "1",
+        *extra,
+    )
     assert code == 0, err
     return kib * 1024, err
 
@@ -54,7 +65,7 @@ def test_a_subprocess_reports_its_own_peak_not_its_parents():
     suite) reports at least 1.5 GB whatever it does; ``peak_rss`` reads the child's own high-water
     mark. This is what made the comparisons in this file pass alone and fail inside the suite."""
     ballast = b"\x01" * (1536 * 2**20)  # written, so resident in this (the parent) process
-    probe = "import resource; from nst_core.memory import peak_rss; print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    probe = "import resource; from nst_core.nst.memory import peak_rss; print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     own, inherited = map(int, out.split())
     assert own < 1024 * 2**20 <= len(ballast) <= inherited, (own, inherited)
@@ -82,7 +93,11 @@ def test_the_model_follows_widths_precision_and_size():
     assert step_bytes(DENSE_WIDTHS, SEED_LAYERS, 1024, 1024) == pytest.approx(4 * dense, rel=0.01)
     # A tile bounds the network's part; the image's own tensors (6 fp32 copies, 0.9 GB at 4096x3072) stay whole.
     tiled = predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 3072, 4096, "fp32", 1024)
-    assert tiled < predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 1536, 2048) < predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 3072, 4096)
+    assert (
+        tiled
+        < predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 1536, 2048)
+        < predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 3072, 4096)
+    )
     assert tiled > predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 1024, 1024) + 0.9e9
 
 
@@ -93,7 +108,9 @@ def test_the_model_matches_measured_peak_rss(images, base_peak):
     model would waste memory on tiles that were not needed.
     """
     peak, _ = stylize_peak(images, 384)
-    predicted = predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 288, 384) - predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 24, 32)
+    predicted = predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 288, 384) - predict_step_peak(
+        DENSE_WIDTHS, SEED_LAYERS, 24, 32
+    )
     ratio = (peak - base_peak) / predicted
     assert 0.7 <= ratio <= 1 / SAFETY, f"measured {(peak - base_peak) / 1e6:.0f} MB, predicted {predicted / 1e6:.0f} MB"
 

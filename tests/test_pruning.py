@@ -11,10 +11,8 @@ import json
 import pytest
 import torch
 
-from nst_core.checkpoint import load_checkpoint
 from nst_core.cli import main
-from nst_core.cost import iteration_macs
-from nst_core.pruning import (
+from nst_core.compress.pruning import (
     PROFILES,
     Profile,
     ProfileError,
@@ -29,8 +27,10 @@ from nst_core.pruning import (
     sparsity_report,
     threshold_for_global_sparsity,
 )
-from nst_core.vgg import CONV_NAMES, VGGFeatures
-from nst_core.weights import load_vgg
+from nst_core.model.checkpoint import load_checkpoint
+from nst_core.model.vgg import CONV_NAMES, VGGFeatures
+from nst_core.model.weights import load_vgg
+from nst_core.nst.cost import iteration_macs
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +236,25 @@ def test_prune_dispatches_on_method(small):
 
 def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
     ckpt, report = tmp_path / "s.safetensors", tmp_path / "r.json"
-    args = ["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5", "--method", "structured",
-            "--save", str(ckpt), "--encoding", "dense", "--dtype", "fp32", "--json", str(report)]
+    args = [
+        "prune",
+        "--weights",
+        "random:3",
+        "--last-layer",
+        "relu2_1",
+        "--sparsity",
+        "0.5",
+        "--method",
+        "structured",
+        "--save",
+        str(ckpt),
+        "--encoding",
+        "dense",
+        "--dtype",
+        "fp32",
+        "--json",
+        str(report),
+    ]
     assert main(args) == 0
     assert "compression vs dense: 3.94x" in capsys.readouterr().out  # 112,320 -> 28,512 weights
     data = json.loads(report.read_text())
@@ -254,8 +271,24 @@ def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
 def test_structured_report_shows_what_was_removed_and_the_work_saved(capsys):
     """A structured network is smaller, not sparser: the report shows filters kept of dense, the
     fraction of dense weights removed, and the MACs of an iteration (not 'sparsity 0.000')."""
-    assert main(["prune", "--weights", "random:3", "--last-layer", "relu2_1", "--sparsity", "0.5",
-                 "--method", "structured", "--size", "64"]) == 0
+    assert (
+        main(
+            [
+                "prune",
+                "--weights",
+                "random:3",
+                "--last-layer",
+                "relu2_1",
+                "--sparsity",
+                "0.5",
+                "--method",
+                "structured",
+                "--size",
+                "64",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     rows = {line.split()[0]: line.split() for line in out.splitlines() if line.startswith("conv")}
     assert rows["conv1_1"][1] == "32/64" and rows["conv1_2"][1] == "32/64" and rows["conv2_1"][1] == "64/128"

@@ -19,22 +19,61 @@ import torch
 from hub_server import HubServer
 from interrupt import kill_once_state_reaches
 
-from nst_core.checkpoint import load_checkpoint, read_checkpoint_info
 from nst_core.cli import main
-from nst_core.files import file_sha256
-from nst_core.release import STAGES, TIMING_FILES
+from nst_core.core.files import file_sha256
+from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info
+from nst_core.workflows.release import STAGES, TIMING_FILES
 
 NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
-TINY = ["--weights", "random:0", "--target-speedup", "2", "--preset", "gatys2016", "--scan-size", "32", "--levels", "0.5,0.75",
-        "--importance", "l1", "--cost-size", "64", "--calibration-size", "32", "--steps", "4", "--batch-size", "2",
-        "--crop-size", "32", "--checkpoint-every", "1", "--eval-size", "32", "--judge-size", "32", "--judge-iterations", "1",
-        "--max-side", "64", "--measure-iterations", "0", "--dtype", "codebook4", "--device", "cpu"]
+TINY = [
+    "--weights",
+    "random:0",
+    "--target-speedup",
+    "2",
+    "--preset",
+    "gatys2016",
+    "--scan-size",
+    "32",
+    "--levels",
+    "0.5,0.75",
+    "--importance",
+    "l1",
+    "--cost-size",
+    "64",
+    "--calibration-size",
+    "32",
+    "--steps",
+    "4",
+    "--batch-size",
+    "2",
+    "--crop-size",
+    "32",
+    "--checkpoint-every",
+    "1",
+    "--eval-size",
+    "32",
+    "--judge-size",
+    "32",
+    "--judge-iterations",
+    "1",
+    "--max-side",
+    "64",
+    "--measure-iterations",
+    "0",
+    "--dtype",
+    "codebook4",
+    "--device",
+    "cpu",
+]
 
 
 def release_files(folder: Path) -> dict[str, str]:
     """SHA-256 of every file of a release, except the ones that record wall-clock time (TIMING_FILES)."""
-    return {str(p.relative_to(folder)): file_sha256(p) for p in sorted(folder.rglob("*"))
-            if p.is_file() and not any(str(p.relative_to(folder)).startswith(skip) for skip in TIMING_FILES)}
+    return {
+        str(p.relative_to(folder)): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not any(str(p.relative_to(folder)).startswith(skip) for skip in TIMING_FILES)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +98,9 @@ def test_release_writes_every_stage_report_and_card(straight, capsys):
     model = load_checkpoint(straight / "5-checkpoint" / "model.safetensors")
     assert model.widths == report["plan"]["widths"]
     info = read_checkpoint_info(straight / "5-checkpoint" / "model.safetensors")
-    assert info["dtype"] == "codebook4" and info["metrics"]["style_ratio"] == pytest.approx(report["finetune"]["after"]["style_ratio"])
+    assert info["dtype"] == "codebook4" and info["metrics"]["style_ratio"] == pytest.approx(
+        report["finetune"]["after"]["style_ratio"]
+    )
     tuned = load_checkpoint(straight / "3-finetune" / "finetuned.safetensors")
     pruned = load_checkpoint(straight / "2-prune" / "pruned.safetensors")
     assert not torch.equal(tuned.conv("conv2_1").weight, pruned.conv("conv2_1").weight)  # fine-tuning changed it
@@ -112,15 +153,34 @@ def test_push_sends_checkpoint_card_report_and_plots(straight, tmp_path):
     shutil.copytree(straight, folder)
     with HubServer() as server:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-        env.update(HF_ENDPOINT=server.endpoint, HF_TOKEN="hf_DummyTokenForTheLocalHub0123456789", HF_HOME=str(tmp_path / "hf"),
-                   HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_UPDATE_CHECK="1",
-                   HF_HUB_DISABLE_XET="1")  # the stand-in takes binary files through LFS, not Xet
-        result = subprocess.run([*NST, "release", str(folder), *TINY, "--push", "tester/fast2x"], env=env,
-                                capture_output=True, text=True, timeout=300)
+        env.update(
+            HF_ENDPOINT=server.endpoint,
+            HF_TOKEN="hf_DummyTokenForTheLocalHub0123456789",
+            HF_HOME=str(tmp_path / "hf"),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_UPDATE_CHECK="1",
+            HF_HUB_DISABLE_XET="1",
+        )  # the stand-in takes binary files through LFS, not Xet
+        result = subprocess.run(
+            [*NST, "release", str(folder), *TINY, "--push", "tester/fast2x"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         assert "5-checkpoint: done (kept)" in result.stderr and "6-card: running" in result.stderr
         head = server.hub.repos[("model", "tester/fast2x")].resolve("main")
-    expected = {"model.safetensors", "config.json", "README.md", "sensitivity.png", "pareto.png", "heatmap.png", "report.md", "report.json"}
+    expected = {
+        "model.safetensors",
+        "config.json",
+        "README.md",
+        "sensitivity.png",
+        "pareto.png",
+        "heatmap.png",
+        "report.md",
+        "report.json",
+    }
     assert expected <= set(head.files)
     assert b"Release report" in head.files["README.md"] and b"tester/fast2x" in head.files["README.md"]
     assert head.files["model.safetensors"] == (straight / "5-checkpoint" / "model.safetensors").read_bytes()

@@ -26,14 +26,14 @@ import httpx
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
+from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 
 import app  # noqa: E402
-from nst_core import compare  # noqa: E402
-from nst_core.cost import iteration_macs  # noqa: E402
-from nst_core.weight_spec import parse_hub_spec  # noqa: E402
-from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
+from nst_core.model.weight_spec import parse_hub_spec  # noqa: E402
+from nst_core.nst.cost import iteration_macs  # noqa: E402
+from nst_core.workflows import compare  # noqa: E402
 
 STANDIN = Path(__file__).resolve().parent / "spaces_standin"
 SPACE_ID = "tester/nst-space"
@@ -53,8 +53,16 @@ def components(url: str) -> dict[str, dict]:
 
 def job(size: int = 64, iterations: int = 2, **overrides) -> dict:
     values = dict(
-        content=handle_file(str(CONTENT)), styles=[handle_file(str(STYLE))], size=size, iterations=iterations,
-        optimizer="adam", style_strength=1.0, tv_weight=1e-3, seed=0, preserve_color=False, pruned_choice="profile:seed",
+        content=handle_file(str(CONTENT)),
+        styles=[handle_file(str(STYLE))],
+        size=size,
+        iterations=iterations,
+        optimizer="adam",
+        style_strength=1.0,
+        tv_weight=1e-3,
+        seed=0,
+        preserve_color=False,
+        pruned_choice="profile:seed",
     )
     return values | overrides
 
@@ -82,7 +90,9 @@ def test_a_space_refuses_random_weights_with_an_error_page(tmp_path, weights):
         api = Client(url, verbose=False).view_api(return_format="dict", print_info=False)
         assert not api["named_endpoints"] and not api["unnamed_endpoints"]
         response = httpx.post(url + "gradio_api/call/compare", json={"data": []}, timeout=10)
-        assert response.status_code >= 400 and "event_id" not in response.text  # Gradio 6.31 answers 500: no such endpoint
+        assert (
+            response.status_code >= 400 and "event_id" not in response.text
+        )  # Gradio 6.31 answers 500: no such endpoint
     finally:
         log = stop_server(proc)
     assert "refusing to serve random weights" in log
@@ -117,10 +127,21 @@ def space(record_path):
     url = f"http://127.0.0.1:{port}/"
     path = os.pathsep.join(p for p in (str(STANDIN), os.environ.get("PYTHONPATH", ""), str(ROOT)) if p)
     env = space_env(
-        NST_ALLOW_RANDOM="1", SPACES_ZERO_GPU="true", NST_SPACES_RECORD=str(record_path), PYTHONPATH=path,
+        NST_ALLOW_RANDOM="1",
+        SPACES_ZERO_GPU="true",
+        NST_SPACES_RECORD=str(record_path),
+        PYTHONPATH=path,
     )
     proc = start_server(
-        port, "--weights", "random", "--time-limit", str(TIME_LIMIT), "--queue-size", "1", "--mcp", env=env,
+        port,
+        "--weights",
+        "random",
+        "--time-limit",
+        str(TIME_LIMIT),
+        "--queue-size",
+        "1",
+        "--mcp",
+        env=env,
     )
     try:
         wait_until_serving(proc, url)
@@ -159,12 +180,14 @@ def test_zero_gpu_start_up_stays_on_the_cpu_and_runs_inside_spaces_gpu(space, re
 
     status, *_ = Client(space["url"], verbose=False).predict(**job(size=96, iterations=3), api_name="/compare")
     assert "done" in status
-    new = records(record_path)[len(before):]
+    new = records(record_path)[len(before) :]
     calls = [r for r in new if r["event"] == "call"]
     assert [c["function"] for c in calls] == ["comparison_updates"]
     dense = compare.load_dense("random", device="cpu")
     settings = compare.CompareSettings(size=96, iterations=3)
-    assert calls[0]["duration"] == app.gpu_seconds(dense, None, None, settings, "profile:seed", None, app.RunLimits(TIME_LIMIT))
+    assert calls[0]["duration"] == app.gpu_seconds(
+        dense, None, None, settings, "profile:seed", None, app.RunLimits(TIME_LIMIT)
+    )
     # Every forward pass of the run (both stylizations and the judge) happened inside the GPU call.
     forwards = [r for r in new if r["event"] == "forward"]
     assert forwards and all(r["inside"] for r in forwards)
@@ -200,7 +223,9 @@ def test_gpu_seconds_grow_with_size_and_iterations_and_stop_at_the_time_limit():
     limits = app.RunLimits(time_limit=3600)
 
     def seconds(size: int, iterations: int, limits: app.RunLimits = limits) -> int:
-        return app.gpu_seconds(dense, None, None, compare.CompareSettings(size=size, iterations=iterations), "", None, limits)
+        return app.gpu_seconds(
+            dense, None, None, compare.CompareSettings(size=size, iterations=iterations), "", None, limits
+        )
 
     # Both runs' conv MACs at a square `size`, at the assumed throughput, plus the fixed costs.
     macs = iteration_macs(dense.model.widths, 512, 512)

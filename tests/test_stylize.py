@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from nst_core.errors import UserError
-from nst_core.images import pil_to_tensor
-from nst_core.losses import LossWeights, get_preset, loss_terms
-from nst_core.quality import Judge, ssim
-from nst_core.stylize import StylizeConfig, prepare_inputs, scale_sizes, split_iterations, stylize, targets_at
-from nst_core.weights import load_vgg
+from nst_core.core.errors import UserError
+from nst_core.image.io import pil_to_tensor
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import LossWeights, get_preset, loss_terms
+from nst_core.nst.quality import Judge, ssim
+from nst_core.nst.stylize import StylizeConfig, prepare_inputs, scale_sizes, split_iterations, stylize, targets_at
 
 
 def pixels(image):
@@ -38,7 +38,9 @@ def test_style_loss_falls_over_20_iterations(random_model, content_image, style_
 
 
 def test_lbfgs_reduces_the_total_loss(random_model, content_image, style_image):
-    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=6, optimizer="lbfgs"))
+    result = stylize(
+        random_model, content_image, [style_image], StylizeConfig(size=64, iterations=6, optimizer="lbfgs")
+    )
     assert result.history[-1]["total"] < result.history[0]["total"]
 
 
@@ -77,13 +79,17 @@ def test_several_styles_blend(random_model, content_image, style_image):
         assert not torch.allclose(first.grams[layer], second.grams[layer])  # the blend is not trivially equal
 
     # stylize optimises against exactly these targets: its first recorded style loss is theirs.
-    result = stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1]))
+    result = stylize(
+        random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1])
+    )
     assert len(result.history) == 2
     start = pil_to_tensor(prepared.content)
     own = loss_terms(random_model, preset, start, blended, LossWeights.from_preset(preset))
     assert result.history[0]["style"] == pytest.approx(float(own["style"]), rel=1e-4)
     with pytest.raises(UserError, match="1 style weights given for 2"):
-        stylize(random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1]))
+        stylize(
+            random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1])
+        )
 
 
 def test_preserve_color_keeps_the_content_chroma(random_model, content_image, style_image):
@@ -112,7 +118,9 @@ def test_cancel_stops_at_once(random_model, content_image, style_image):
         if progress.iteration == 3:
             cancel.set()
 
-    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=50), on_progress, cancel)
+    result = stylize(
+        random_model, content_image, [style_image], StylizeConfig(size=64, iterations=50), on_progress, cancel
+    )
     assert result.stopped == "cancelled" and len(result.history) == 3 and seen == [1, 2, 3]
 
 
@@ -141,7 +149,9 @@ def test_tv_weight_smooths_the_output(random_model, content_image, style_image):
 
     base = StylizeConfig(size=64, iterations=8, init="noise", tv_weight=0.0)
     rough = stylize(random_model, content_image, [style_image], base).image
-    smooth = stylize(random_model, content_image, [style_image], StylizeConfig(**{**vars(base), "tv_weight": 1e6})).image
+    smooth = stylize(
+        random_model, content_image, [style_image], StylizeConfig(**{**vars(base), "tv_weight": 1e6})
+    ).image
     assert tv(smooth) < tv(rough)
 
 
@@ -186,7 +196,9 @@ def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_i
     """
     runs = {
         (precision, channels_last): stylize(
-            random_model, content_image, [style_image],
+            random_model,
+            content_image,
+            [style_image],
             StylizeConfig(size=64, iterations=8, precision=precision, channels_last=channels_last),
         )
         for precision in ("fp32", "bf16")

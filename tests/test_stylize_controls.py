@@ -11,12 +11,20 @@ import pytest
 import torch
 from PIL import Image
 
-from nst_core.color import color_statistics, match_color
-from nst_core.errors import UserError
-from nst_core.images import pil_to_tensor, resize_max_side
-from nst_core.losses import LossWeights, compute_targets, loss_terms
-from nst_core.stylize import StylizeConfig, _Average, _make_optimizer, parse_layers, prepare_inputs, stylize, targets_at
-from nst_core.weights import load_vgg
+from nst_core.core.errors import UserError
+from nst_core.image.color import color_statistics, match_color
+from nst_core.image.io import pil_to_tensor, resize_max_side
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import LossWeights, compute_targets, loss_terms
+from nst_core.nst.stylize import (
+    StylizeConfig,
+    _Average,
+    _make_optimizer,
+    parse_layers,
+    prepare_inputs,
+    stylize,
+    targets_at,
+)
 
 SHALLOW = {"content_layers": "relu2_1", "style_layers": "relu1_1,relu2_1,relu3_1"}
 
@@ -93,7 +101,9 @@ def test_style_targets_are_computed_at_the_scaled_size(shallow, content_image, s
     wh = (64, 48)
     for changes, side in (({"style_scale": 0.5}, 32), ({"style_size": 40}, 40), ({}, 64)):
         c = config(**changes)
-        prepared = prepare_inputs(content_image, [style_image], 64, False, style_scale=c.style_scale, style_size=c.style_size)
+        prepared = prepare_inputs(
+            content_image, [style_image], 64, False, style_scale=c.style_scale, style_size=c.style_size
+        )
         targets = targets_at(shallow, preset, prepared, wh)
         by_hand = style_image.resize((side, side), Image.LANCZOS)
         expected = compute_targets(shallow, preset, pil_to_tensor(content_image), [pil_to_tensor(by_hand)])
@@ -117,8 +127,13 @@ def test_layer_lists_are_parsed_validated_and_used(shallow, content_image, style
     assert parse_layers("relu3_1:0.5,relu4_1", "style layers") == {"relu3_1": 0.5, "relu4_1": 0.5}
     assert parse_layers("relu1_1,relu2_1", "style layers") == {"relu1_1": 0.5, "relu2_1": 0.5}
     assert parse_layers("relu4_2", "content layers", default_weight=1.0) == {"relu4_2": 1.0}
-    for text, message in (("relu9_1", "unknown VGG-19 layer 'relu9_1'"), ("relu1_1,relu1_1", "given twice"),
-                          ("relu1_1:x", "must be a number"), ("relu1_1:0", "all zero"), ("relu1_1,", "comma-separated")):
+    for text, message in (
+        ("relu9_1", "unknown VGG-19 layer 'relu9_1'"),
+        ("relu1_1,relu1_1", "given twice"),
+        ("relu1_1:x", "must be a number"),
+        ("relu1_1:0", "all zero"),
+        ("relu1_1,", "comma-separated"),
+    ):
         with pytest.raises(UserError, match=message):
             parse_layers(text, "style layers")
     c = config(style_layers="relu1_1:2,relu3_1")
@@ -126,8 +141,13 @@ def test_layer_lists_are_parsed_validated_and_used(shallow, content_image, style
     assert preset.style_layers == {"relu1_1": 2.0, "relu3_1": 0.5} and preset.content_layers == {"relu2_1": 1.0}
     result = stylize(shallow, content_image, [style_image], replace(c, iterations=1))
     prepared = prepare_inputs(content_image, [style_image], 64, False)
-    own = loss_terms(shallow, preset, pil_to_tensor(content_image), targets_at(shallow, preset, prepared, (64, 48)),
-                     LossWeights.from_preset(preset))
+    own = loss_terms(
+        shallow,
+        preset,
+        pil_to_tensor(content_image),
+        targets_at(shallow, preset, prepared, (64, 48)),
+        LossWeights.from_preset(preset),
+    )
     assert result.history[0]["style"] == pytest.approx(float(own["style"]), rel=1e-4)
     with pytest.raises(UserError, match="network stops at relu3_1 but preset 'seed' needs relu4_1"):
         stylize(shallow, content_image, [style_image], config(style_layers="relu4_1"))
@@ -182,8 +202,19 @@ def test_sqrt2_scales_and_adam_state_carried(shallow, content_image, style_image
 
 def test_same_seed_same_image_with_every_control(shallow, content_image, style_image, tmp_path):
     mask = save_mask(tmp_path / "m.png", np.linspace(0, 255, 64))
-    c = config(init="noise", seed=5, mask=mask, ema=0.8, scale_spacing="sqrt2", min_size=45, style_loss="meancov",
-               padding="replicate", color="histogram", style_scale=0.75, iterations=4)
+    c = config(
+        init="noise",
+        seed=5,
+        mask=mask,
+        ema=0.8,
+        scale_spacing="sqrt2",
+        min_size=45,
+        style_loss="meancov",
+        padding="replicate",
+        color="histogram",
+        style_scale=0.75,
+        iterations=4,
+    )
     a, b = (pixels(stylize(shallow, content_image, [style_image], c).image) for _ in range(2))
     assert np.array_equal(a, b)
     assert not np.array_equal(a, pixels(stylize(shallow, content_image, [style_image], replace(c, seed=6)).image))
@@ -213,4 +244,6 @@ def test_bad_controls_are_named(changes, message):
 
 def test_style_too_small_for_the_network_is_named(shallow, content_image, style_image):
     with pytest.raises(UserError, match="style images too small"):
-        stylize(shallow, content_image, [style_image], config(style_scale=0.1, scales=2))  # 3 px at 32 px; relu3_1 needs 4
+        stylize(
+            shallow, content_image, [style_image], config(style_scale=0.1, scales=2)
+        )  # 3 px at 32 px; relu3_1 needs 4

@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from nst_core import cli
-from nst_core.errors import UserError
-from nst_core.images import pil_to_tensor
-from nst_core.losses import LossWeights, compute_targets, get_preset
-from nst_core.stylize import Progress, StylizeConfig, dense_evaluator, stylize
-from nst_core.tiling import (
+from nst_core.core.errors import UserError
+from nst_core.image.io import pil_to_tensor
+from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.nst.losses import LossWeights, compute_targets, get_preset
+from nst_core.nst.stylize import Progress, StylizeConfig, dense_evaluator, stylize
+from nst_core.nst.tiling import (
     TiledEvaluator,
     TiledNetwork,
     exact_halo,
@@ -28,10 +29,10 @@ from nst_core.tiling import (
     tile_grid,
     tiled_targets,
 )
-from nst_core.vgg import DENSE_WIDTHS
 
-
-SHALLOW = replace(get_preset("seed"), name="shallow", content_layers={"relu2_1": 1.0}, style_layers={"relu1_2": 0.5, "relu2_2": 0.5})
+SHALLOW = replace(
+    get_preset("seed"), name="shallow", content_layers={"relu2_1": 1.0}, style_layers={"relu1_2": 0.5, "relu2_2": 0.5}
+)
 
 
 def test_cores_partition_the_image_and_windows_align_with_pooling():
@@ -42,9 +43,15 @@ def test_cores_partition_the_image_and_windows_align_with_pooling():
         for t in tiles:
             covered[t.core_top : t.core_bottom, t.core_left : t.core_right] += 1
             assert t.top <= t.core_top < t.core_bottom <= t.bottom and t.left <= t.core_left < t.core_right <= t.right
-            assert t.bottom - t.top <= 48 + 16 and t.right - t.left <= 48 + 16  # at most the tile (+ a stride at the far edge)
+            assert (
+                t.bottom - t.top <= 48 + 16 and t.right - t.left <= 48 + 16
+            )  # at most the tile (+ a stride at the far edge)
             assert t.top % 16 == 0 and t.left % 16 == 0  # pooling windows are the whole image's
-            assert all(edge % 16 == 0 for edge in (t.core_top, t.core_left) + tuple(e for e in (t.core_bottom, t.core_right) if e not in (100, 70)))
+            assert all(
+                edge % 16 == 0
+                for edge in (t.core_top, t.core_left)
+                + tuple(e for e in (t.core_bottom, t.core_right) if e not in (100, 70))
+            )
         assert torch.equal(covered, torch.ones_like(covered))  # every pixel in exactly one core
 
 
@@ -55,7 +62,9 @@ def test_the_grid_moves_each_call_and_repeats_with_the_seed():
 
     assert offsets(3) == offsets(3)
     assert len(set(offsets(3))) > 1
-    assert tile_grid(48, 64, 64, 16, 16, torch.Generator().manual_seed(0)) == tile_grid(48, 64, 64, 16, 16)  # one tile: never shifted
+    assert tile_grid(48, 64, 64, 16, 16, torch.Generator().manual_seed(0)) == tile_grid(
+        48, 64, 64, 16, 16
+    )  # one tile: never shifted
 
 
 def test_receptive_fields_and_exact_halos():
@@ -69,7 +78,9 @@ def evaluate_both(model, preset, content, style, image, tile, guides=None, halo=
     x = image.clone().requires_grad_(True)
     whole = dense(x)
     net = TiledNetwork(model, preset, tile, halo=halo)
-    tiled = TiledEvaluator(net, tiled_targets(net, [style], guides=guides), weights, content, torch.Generator().manual_seed(1))
+    tiled = TiledEvaluator(
+        net, tiled_targets(net, [style], guides=guides), weights, content, torch.Generator().manual_seed(1)
+    )
     y = image.clone().requires_grad_(True)
     parts = tiled(y)
     return whole, x.grad, parts, y.grad, len(tiled.tiles_last)
@@ -78,12 +89,16 @@ def evaluate_both(model, preset, content, style, image, tile, guides=None, halo=
 @pytest.fixture
 def noisy(content_image):
     content = pil_to_tensor(content_image)
-    return content, (content + 20 * torch.randn(content.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 255)
+    return content, (content + 20 * torch.randn(content.shape, generator=torch.Generator().manual_seed(3))).clamp(
+        0, 255
+    )
 
 
 def test_one_tile_is_the_untiled_objective(random_model, noisy, style_image):
     content, image = noisy
-    whole, grad, parts, tiled_grad, count = evaluate_both(random_model, get_preset("seed"), content, pil_to_tensor(style_image), image, 64)
+    whole, grad, parts, tiled_grad, count = evaluate_both(
+        random_model, get_preset("seed"), content, pil_to_tensor(style_image), image, 64
+    )
     assert count == 1
     for term in ("content", "style", "tv", "total"):
         assert parts[term] == pytest.approx(whole[term], rel=1e-5)
@@ -99,7 +114,9 @@ def test_many_tiles_with_the_exact_halo_match_the_whole_image(random_model, nois
     # A soft region guide (left half stylized) must be cropped tile by tile like the features.
     guide = torch.ones(1, 1, 48, 64)
     guide[..., 32:] = 0.25
-    whole, grad, parts, tiled_grad, count = evaluate_both(random_model, preset, content, pil_to_tensor(style_image), image, 32, [guide])
+    whole, grad, parts, tiled_grad, count = evaluate_both(
+        random_model, preset, content, pil_to_tensor(style_image), image, 32, [guide]
+    )
     assert count >= 12
     for term in ("content", "style", "tv", "total"):
         assert parts[term] == pytest.approx(whole[term], rel=1e-5)
@@ -109,7 +126,9 @@ def test_many_tiles_with_the_exact_halo_match_the_whole_image(random_model, nois
 def test_a_halo_below_the_receptive_field_changes_the_loss(random_model, noisy, style_image):
     """The check above can fail: halos of 0 cut each core's receptive field at its edge."""
     content, image = noisy
-    whole, grad, parts, tiled_grad, _ = evaluate_both(random_model, SHALLOW, content, pil_to_tensor(style_image), image, 32, halo=0)
+    whole, grad, parts, tiled_grad, _ = evaluate_both(
+        random_model, SHALLOW, content, pil_to_tensor(style_image), image, 32, halo=0
+    )
     assert abs(parts["content"] - whole["content"]) > 1e-3 * whole["content"]
     assert (tiled_grad - grad).norm() > 1e-2 * grad.norm()
 
@@ -123,8 +142,13 @@ def test_no_seams_where_the_grid_cut(random_model, content_image, style_image):
     content = pil_to_tensor(content_image)
     net = TiledNetwork(random_model, SHALLOW, 16)
     assert net.halo < exact_halo(SHALLOW.last_layer)
-    evaluate = TiledEvaluator(net, tiled_targets(net, [pil_to_tensor(style_image)]), LossWeights.from_preset(SHALLOW), content,
-                              torch.Generator().manual_seed(0))
+    evaluate = TiledEvaluator(
+        net,
+        tiled_targets(net, [pil_to_tensor(style_image)]),
+        LossWeights.from_preset(SHALLOW),
+        content,
+        torch.Generator().manual_seed(0),
+    )
     x = content.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([x], lr=10)
     cut_cols, cut_rows = set(), set()
@@ -133,7 +157,9 @@ def test_no_seams_where_the_grid_cut(random_model, content_image, style_image):
         cut_cols |= {t.core_left for t in evaluate.tiles_last if t.core_left}
         cut_rows |= {t.core_top for t in evaluate.tiles_last if t.core_top}
     update = x.detach() - content
-    across_cols = (update[..., :, 1:] - update[..., :, :-1]).abs().mean(dim=(0, 1, 2))  # index c-1: between columns c-1 and c
+    across_cols = (
+        (update[..., :, 1:] - update[..., :, :-1]).abs().mean(dim=(0, 1, 2))
+    )  # index c-1: between columns c-1 and c
     across_rows = (update[..., 1:, :] - update[..., :-1, :]).abs().mean(dim=(0, 1, 3))
     for profile, cuts in ((across_cols, cut_cols), (across_rows, cut_rows)):
         at_cut = torch.zeros_like(profile, dtype=torch.bool)
@@ -180,30 +206,40 @@ def test_the_plan_adds_coarse_scales_and_picks_tiles_within_the_budget():
         plan_tiles(DENSE_WIDTHS, layers, [(4096, 3072)], "fp32", budget=10**8)
 
 
-@pytest.mark.parametrize("config, words", [
-    (StylizeConfig(tile=7), "tile 7 px is too small: layer relu5_3 needs tiles of at least 16 px"),
-    (StylizeConfig(tile=0), "tile 0 px is too small"),
-    (StylizeConfig(max_memory=0), "max memory must be at least 1MB"),
-    (StylizeConfig(tile=64, max_memory=4 * 10**9), "give one"),
-])
+@pytest.mark.parametrize(
+    "config, words",
+    [
+        (StylizeConfig(tile=7), "tile 7 px is too small: layer relu5_3 needs tiles of at least 16 px"),
+        (StylizeConfig(tile=0), "tile 0 px is too small"),
+        (StylizeConfig(max_memory=0), "max memory must be at least 1MB"),
+        (StylizeConfig(tile=64, max_memory=4 * 10**9), "give one"),
+    ],
+)
 def test_bad_tile_settings_are_one_line_errors(config, words):
     with pytest.raises(UserError) as info:
         config.validate()
     assert words in str(info.value) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("flags, words", [
-    (["--max-memory", "0"], "--max-memory '0': must be at least 1MB"),
-    (["--max-memory", "4 parsecs"], "give an amount with a unit, such as 4GB"),
-    (["--max-memory", "0GB"], "--max-memory '0GB': must be at least 1MB"),
-    (["--tile", "7"], "tile 7 px is too small: layer relu5_3 needs tiles of at least 16 px"),
-    (["--tile", "64", "--max-memory", "4GB"], "give one"),
-])
-def test_bad_flags_are_one_line_errors_before_any_network_loads(tmp_path, capsys, content_image, style_image, flags, words):
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--max-memory", "0"], "--max-memory '0': must be at least 1MB"),
+        (["--max-memory", "4 parsecs"], "give an amount with a unit, such as 4GB"),
+        (["--max-memory", "0GB"], "--max-memory '0GB': must be at least 1MB"),
+        (["--tile", "7"], "tile 7 px is too small: layer relu5_3 needs tiles of at least 16 px"),
+        (["--tile", "64", "--max-memory", "4GB"], "give one"),
+    ],
+)
+def test_bad_flags_are_one_line_errors_before_any_network_loads(
+    tmp_path, capsys, content_image, style_image, flags, words
+):
     content, style = tmp_path / "c.png", tmp_path / "s.png"
     content_image.save(content)
     style_image.save(style)
-    code = cli.main(["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), "--weights", "random:0", *flags])
+    code = cli.main(
+        ["stylize", str(content), str(style), "-o", str(tmp_path / "o.png"), "--weights", "random:0", *flags]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and err.startswith("nst: error: ") and "\n" not in err, err
     assert words in err

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nst_core.vgg import CAFFE, CONV_NAMES, DENSE_WIDTHS, TORCHVISION, VGGFeatures, layer_index, min_input_side
-from nst_core.weight_spec import WeightSpecError, parse_hub_spec, parse_weight_spec
-from nst_core.weights import WeightsError, load_vgg, random_state_dict
+from nst_core.model.vgg import CAFFE, CONV_NAMES, DENSE_WIDTHS, TORCHVISION, VGGFeatures, layer_index, min_input_side
+from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec, parse_weight_spec
+from nst_core.model.weights import WeightsError, load_vgg, random_state_dict
 
 CLASSIFIER_SHAPES = {  # torchvision's and the Caffe conversion's classifier, identical shapes
     "classifier.0.weight": (4096, 25088),
@@ -87,14 +87,16 @@ def test_torchvision_layout_with_declared_preprocessing(tmp_path):
 def test_timm_safetensors_layout(tmp_path):
     """timm/vgg19.tv_in1k's model.safetensors: features.N.* plus pre_logits (conv-ified fc) and head."""
     state = full_features(5)
-    state.update({
-        "pre_logits.fc1.weight": torch.zeros(4096, 512, 7, 7),
-        "pre_logits.fc1.bias": torch.zeros(4096),
-        "pre_logits.fc2.weight": torch.zeros(4096, 4096, 1, 1),
-        "pre_logits.fc2.bias": torch.zeros(4096),
-        "head.fc.weight": torch.zeros(1000, 4096),
-        "head.fc.bias": torch.zeros(1000),
-    })
+    state.update(
+        {
+            "pre_logits.fc1.weight": torch.zeros(4096, 512, 7, 7),
+            "pre_logits.fc1.bias": torch.zeros(4096),
+            "pre_logits.fc2.weight": torch.zeros(4096, 4096, 1, 1),
+            "pre_logits.fc2.bias": torch.zeros(4096),
+            "head.fc.weight": torch.zeros(1000, 4096),
+            "head.fc.bias": torch.zeros(1000),
+        }
+    )
     path = tmp_path / "model.safetensors"
     save_file(state, str(path))
     model = load_vgg(str(path), last_layer="relu5_4")
@@ -134,7 +136,9 @@ def test_wrong_shape_is_named(tmp_path):
     state["features.5.weight"] = torch.zeros(128, 32, 3, 3)
     path = tmp_path / "shapes.pth"
     torch.save(state, path)
-    with pytest.raises(WeightsError, match=r"'features.5.weight' has shape \[128, 32, 3, 3\], expected \[128, 64, 3, 3\]"):
+    with pytest.raises(
+        WeightsError, match=r"'features.5.weight' has shape \[128, 32, 3, 3\], expected \[128, 64, 3, 3\]"
+    ):
         load_vgg(str(path), last_layer="relu2_1")
 
 
@@ -177,7 +181,11 @@ def test_weight_spec_kinds():
     assert parse_weight_spec("caffe").name == "caffe"
     assert parse_weight_spec("random").seed == 0 and parse_weight_spec("random:7").seed == 7
     assert parse_weight_spec("dir/w.pth").path.name == "w.pth"
-    for bad, message in (("random:abc", "non-negative integer"), ("random:-1", "non-negative integer"), ("vgg", "unknown weight source")):
+    for bad, message in (
+        ("random:abc", "non-negative integer"),
+        ("random:-1", "non-negative integer"),
+        ("vgg", "unknown weight source"),
+    ):
         with pytest.raises(WeightSpecError, match=message):
             parse_weight_spec(bad)
     with pytest.raises(WeightSpecError, match="hf:OWNER/NAME"):
@@ -188,7 +196,7 @@ def test_weight_spec_kinds():
 def test_offline_with_nothing_cached_fails_fast(tmp_path, spec):
     """No network here and an empty cache: the loader must fail in seconds with advice, not hang."""
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "HF_HOME": str(tmp_path / "hf")}
-    code = f"from nst_core.weights import load_vgg\nload_vgg({spec!r})"
+    code = f"from nst_core.model.weights import load_vgg\nload_vgg({spec!r})"
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     elapsed = time.monotonic() - started
@@ -198,8 +206,8 @@ def test_offline_with_nothing_cached_fails_fast(tmp_path, spec):
 
 
 def test_a_packed_project_checkpoint_loads_as_weights(tmp_path):
-    from nst_core.checkpoint import save_checkpoint
-    from nst_core.pruning import prune_fine
+    from nst_core.compress.pruning import prune_fine
+    from nst_core.model.checkpoint import save_checkpoint
 
     pruned = prune_fine(load_vgg("random:0", last_layer="relu3_1"), 0.5)
     path = save_checkpoint(pruned, tmp_path / "pruned.safetensors", encoding="packed", dtype="fp32")
@@ -213,7 +221,7 @@ def test_python_api_warns_once_about_random_weights():
     code = (
         "import warnings\n"
         "warnings.simplefilter('always')\n"
-        "from nst_core.weights import RandomWeightsWarning, load_vgg\n"
+        "from nst_core.model.weights import RandomWeightsWarning, load_vgg\n"
         "with warnings.catch_warnings(record=True) as seen:\n"
         "    warnings.simplefilter('always')\n"
         "    load_vgg('random:0', 'relu1_1'); load_vgg('random:1', 'relu1_1')\n"

@@ -21,12 +21,12 @@ import venv
 from pathlib import Path
 
 import pytest
+from hub_server import HubServer
 from huggingface_hub import ModelCard
 
-from hub_server import HubServer
-from nst_core.checkpoint import save_checkpoint
-from nst_core.pruning import prune_fine
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import prune_fine
+from nst_core.model.checkpoint import save_checkpoint
+from nst_core.model.weights import load_vgg
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMMY_TOKEN = "hf_DummyTokenForTheLocalHub0123456789"
@@ -49,7 +49,20 @@ def installed(tmp_path_factory) -> Path:
         shutil.copyfile(ROOT / name, source / name)
     shutil.copytree(ROOT / "nst_core", source / "nst_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp / "dist"
-    run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "--no-index", "-w", str(dist)])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            str(source),
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-w",
+            str(dist),
+        ]
+    )
     (wheel,) = dist.glob("nst_core-*.whl")
     env_dir = tmp / "venv"
     venv.create(env_dir, with_pip=False)
@@ -61,7 +74,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_ships_the_card_template(installed):
-    code = "import nst_core.hub as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
+    code = "import nst_core.hub.publish as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
     where, exists = run([str(installed / "python"), "-c", code], env=_clean_env(), cwd=installed).split()
     assert Path(where).is_relative_to(installed.parent), f"imported {where}, not the wheel's copy"
     assert exists == "True"
@@ -76,20 +89,25 @@ def test_an_installed_wheel_pushes_and_pulls(installed, tmp_path):
     path = save_checkpoint(prune_fine(load_vgg("random:12", last_layer="relu2_1"), 0.5), tmp_path / "w.safetensors")
     with HubServer() as server:
         env = _clean_env(
-            HF_ENDPOINT=server.endpoint, HF_TOKEN=DUMMY_TOKEN, HF_HOME=str(tmp_path / "hf_home"),
-            HF_HUB_DISABLE_XET="1", HF_HUB_DISABLE_TELEMETRY="1",
+            HF_ENDPOINT=server.endpoint,
+            HF_TOKEN=DUMMY_TOKEN,
+            HF_HOME=str(tmp_path / "hf_home"),
+            HF_HUB_DISABLE_XET="1",
+            HF_HUB_DISABLE_TELEMETRY="1",
         )
         pushed = run([str(installed / "nst"), "push", REPO, str(path)], env=env, cwd=tmp_path)
         pulled = run([str(installed / "nst"), "pull", REPO, "--check"], env=env, cwd=tmp_path)
         code = (
-            "import json\nfrom nst_core.hub import VGGFeatures\n"
+            "import json\nfrom nst_core.hub.publish import VGGFeatures\n"
             f"m = VGGFeatures.from_pretrained({REPO!r})\n"
             "print(json.dumps([m.last_layer, sorted(m.masks)]))\n"
         )
         loaded = json.loads(run([str(installed / "python"), "-c", code], env=env, cwd=tmp_path).splitlines()[-1])
         files = server.hub.repos[("model", REPO)].resolve("main").files
         ops = {p: key for repo, p, key in server.hub.commit_ops if repo == REPO}
-        config_requests = [p for _, p in server.hub.requests if p.startswith(f"/{REPO}/resolve/") and p.endswith("/config.json")]
+        config_requests = [
+            p for _, p in server.hub.requests if p.startswith(f"/{REPO}/resolve/") and p.endswith("/config.json")
+        ]
     assert "commit " in pushed
     assert sorted(files) == [".gitattributes", "README.md", "config.json", "w.safetensors"]
     assert files["w.safetensors"] == path.read_bytes() and ops["w.safetensors"] == "lfsFile"

@@ -14,8 +14,9 @@ import sys
 import traceback
 import warnings
 
-from ..errors import UserError, first_line
-from ..weights import RandomWeightsWarning
+from nst_core.core.errors import UserError, first_line
+from nst_core.model.weights import RandomWeightsWarning
+
 from . import finetune, hub, prune, release, scan, stylize
 
 # Each module adds its subcommands; order here is the order in `nst --help`.
@@ -122,7 +123,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
             return 1
-        print(f"nst: error: {type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
+        print(
+            f"nst: error: {type(exc).__name__}: {first_line(exc)} (run with --debug for the traceback)", file=sys.stderr
+        )
         return 1
 
 

@@ -7,19 +7,19 @@ import dataclasses
 import os
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from ..losses import PRESETS
 from PIL import Image
 
-from ..devices import DEVICE_CHOICES
-from ..errors import UserError
-from ..images import input_label, load_image
-from ..losses import STYLE_LOSSES
-from ..stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, StylizeConfig
-from ..vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
-from ..weights import load_vgg
+from nst_core.core.devices import DEVICE_CHOICES
+from nst_core.core.errors import UserError
+from nst_core.image.io import input_label, load_image
+from nst_core.model.vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import PRESETS, STYLE_LOSSES
+from nst_core.nst.stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, StylizeConfig
 
 RANDOM_WARNING = (
     "warning: VGG-19 weights are random ({source}); results are mechanically right but visually meaningless. "
@@ -41,7 +41,9 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
         choices=sorted(PREPROCESSINGS),
         help="override the preprocessing that belongs to the weights (caffe: BGR 0..255 minus mean; torchvision: RGB 0..1, mean/std)",
     )
-    parser.add_argument("--pooling", default="max", choices=POOLINGS, help="pooling layers: max (VGG) or avg (Gatys' choice)")
+    parser.add_argument(
+        "--pooling", default="max", choices=POOLINGS, help="pooling layers: max (VGG) or avg (Gatys' choice)"
+    )
     parser.add_argument(
         "--device",
         default="auto",
@@ -85,37 +87,37 @@ _STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
 
 #: What each stylize flag means, for every command that offers it.
 STYLIZE_HELP: dict[str, str] = {
-        "preset": "loss layers, weights and normalisations",
-        "size": "longer side of the output in px",
-        "iterations": "optimiser iterations in total (over all scales)",
-        "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
-        "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
-        "init": "start from the content, seeded noise, the style, or an image file (e.g. a smaller result to refine)",
-        "seed": "random seed (noise init); same seed + settings = same image",
-        "content_weight": "content loss weight (default: the preset's)",
-        "style_weight": "style loss weight (default: the preset's)",
-        "tv_weight": "total-variation weight (default: the preset's)",
-        "style_blend": "one weight per style image",
-        "preserve_color": "keep the content's colours (luminance-only transfer)",
-        "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
-        "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
-        "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
-        "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
-        "style_scale": "style images' size relative to the output (brush-stroke size): 0.5 finer, 2 coarser",
-        "style_size": "style images' longer side in px at the full output size (instead of --style-scale)",
-        "content_layers": "content layers with optional weights, e.g. relu4_2 or relu3_1:0.5,relu4_1 (default: the preset's)",
-        "style_layers": "style layers with optional weights (unweighted ones share equally; default: the preset's)",
-        "style_loss": "gram: Gram matrices (Gatys); meancov: feature means and covariances (2-Wasserstein), "
-        "keeps the style's colour saturation; its values are ~20x the Gram loss, so lower --style-weight",
-        "color": "luminance: keep the content's colours (as --preserve-color); histogram: recolour the style "
-        "images to the content's RGB mean and covariance first",
-        "mask": "greyscale content mask: style where white, the content kept where black, soft edges blend",
-        "style_masks": "one greyscale mask per style image: each style is matched in its own region",
-        "ema": "average the iterates with this decay (e.g. 0.9); the output is the average",
-        "padding": "first conv's padding: replicate reduces dark/bright edge artefacts",
-        "scale_spacing": "ratio between coarse-to-fine sizes: 2 (halving) or sqrt2 (more, gentler steps)",
-        "min_size": "coarse-to-fine from this longer side up to --size (instead of --scales)",
-    }
+    "preset": "loss layers, weights and normalisations",
+    "size": "longer side of the output in px",
+    "iterations": "optimiser iterations in total (over all scales)",
+    "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
+    "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
+    "init": "start from the content, seeded noise, the style, or an image file (e.g. a smaller result to refine)",
+    "seed": "random seed (noise init); same seed + settings = same image",
+    "content_weight": "content loss weight (default: the preset's)",
+    "style_weight": "style loss weight (default: the preset's)",
+    "tv_weight": "total-variation weight (default: the preset's)",
+    "style_blend": "one weight per style image",
+    "preserve_color": "keep the content's colours (luminance-only transfer)",
+    "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
+    "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
+    "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
+    "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
+    "style_scale": "style images' size relative to the output (brush-stroke size): 0.5 finer, 2 coarser",
+    "style_size": "style images' longer side in px at the full output size (instead of --style-scale)",
+    "content_layers": "content layers with optional weights, e.g. relu4_2 or relu3_1:0.5,relu4_1 (default: the preset's)",
+    "style_layers": "style layers with optional weights (unweighted ones share equally; default: the preset's)",
+    "style_loss": "gram: Gram matrices (Gatys); meancov: feature means and covariances (2-Wasserstein), "
+    "keeps the style's colour saturation; its values are ~20x the Gram loss, so lower --style-weight",
+    "color": "luminance: keep the content's colours (as --preserve-color); histogram: recolour the style "
+    "images to the content's RGB mean and covariance first",
+    "mask": "greyscale content mask: style where white, the content kept where black, soft edges blend",
+    "style_masks": "one greyscale mask per style image: each style is matched in its own region",
+    "ema": "average the iterates with this decay (e.g. 0.9); the output is the average",
+    "padding": "first conv's padding: replicate reduces dark/bright edge artefacts",
+    "scale_spacing": "ratio between coarse-to-fine sizes: 2 (halving) or sqrt2 (more, gentler steps)",
+    "min_size": "coarse-to-fine from this longer side up to --size (instead of --scales)",
+}
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -179,13 +181,17 @@ def load_images_from_args(
     when given) before any network loads."""
     content_image = load_image(content, max_side=size, name=input_label("content image", content))
     style_side = style_size or size
-    style_images = [load_image(s, max_side=style_side, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)]
+    style_images = [
+        load_image(s, max_side=style_side, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)
+    ]
     return content_image, style_images
 
 
 def load_model_from_args(args: argparse.Namespace, last_layer: str) -> VGGFeatures:
     """The frozen VGG trunk the arguments ask for; warns on stderr when the weights are random."""
-    model = load_vgg(args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
+    model = load_vgg(
+        args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device
+    )
     if model.has_random_weights:
         print(RANDOM_WARNING.format(source=model.weight_source), file=sys.stderr)
     return model

@@ -9,16 +9,24 @@ import time
 import warnings
 from pathlib import Path
 
-from ..calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
-from ..checkpoint import ENCODINGS, STORED_DTYPES, check_storage, load_checkpoint, save_checkpoint
-from ..errors import UserError
-from ..files import atomic_write_text
-from ..finetune import SCHEDULES, FinetuneConfig, FinetuneResult, RecoveryConfig, Ranks, finetune, process_group_from_env
-from ..losses import PRESETS, get_preset
-from ..pruning import load_profile, prune
-from ..vgg import LAYER_NAMES, VGGFeatures, layer_index
-from ..weights import load_vgg
-from .common import RANDOM_WARNING, HelpFormatter, add_weight_args, check_output_path
+from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args, check_output_path
+from nst_core.compress.calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
+from nst_core.compress.finetune import (
+    SCHEDULES,
+    FinetuneConfig,
+    FinetuneResult,
+    Ranks,
+    RecoveryConfig,
+    finetune,
+    process_group_from_env,
+)
+from nst_core.compress.pruning import load_profile, prune
+from nst_core.core.errors import UserError
+from nst_core.core.files import atomic_write_text
+from nst_core.model.checkpoint import ENCODINGS, STORED_DTYPES, check_storage, load_checkpoint, save_checkpoint
+from nst_core.model.vgg import LAYER_NAMES, VGGFeatures, layer_index
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import PRESETS, get_preset
 
 
 def register(subparsers) -> None:
@@ -40,17 +48,32 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--profile", help="prune the dense network with this profile (a name such as 'seed' or a profile JSON), then fine-tune")
-    source.add_argument("--checkpoint", help="fine-tune this pruned checkpoint (.safetensors written by nst prune / nst finetune)")
+    source.add_argument(
+        "--profile",
+        help="prune the dense network with this profile (a name such as 'seed' or a profile JSON), then fine-tune",
+    )
+    source.add_argument(
+        "--checkpoint", help="fine-tune this pruned checkpoint (.safetensors written by nst prune / nst finetune)"
+    )
     p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write (.safetensors)")
-    p.add_argument("--images", default=None, help="folder of calibration images, any mix of photos and paintings (default: the bundled examples/)")
+    p.add_argument(
+        "--images",
+        default=None,
+        help="folder of calibration images, any mix of photos and paintings (default: the bundled examples/)",
+    )
     add_weight_args(p)
     # The teacher's weights: "auto" is caffe for --profile and, for --checkpoint, the dense weights it was pruned from.
     p.set_defaults(weights="auto")
     for action in p._actions:  # argparse has no public way to reword a shared argument's help
         if action.dest == "weights":
-            action.help = "dense (teacher) VGG-19 weights: auto, " + (action.help.partition(": ")[2] or action.help) + "; auto = caffe for --profile, the checkpoint's own dense weights for --checkpoint"
-    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose layers are distilled and judged")
+            action.help = (
+                "dense (teacher) VGG-19 weights: auto, "
+                + (action.help.partition(": ")[2] or action.help)
+                + "; auto = caffe for --profile, the checkpoint's own dense weights for --checkpoint"
+            )
+    p.add_argument(
+        "--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose layers are distilled and judged"
+    )
     p.add_argument(
         "--layers",
         default=None,
@@ -59,12 +82,23 @@ def register(subparsers) -> None:
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the training images (one crop per image per pass)")
-    p.add_argument("--batch-size", type=int, default=4, help="crops per step, over all processes under torchrun (a multiple of their number)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=4,
+        help="crops per step, over all processes under torchrun (a multiple of their number)",
+    )
     p.add_argument("--crop-size", type=int, default=128, help="side of the square training crops, px")
-    p.add_argument("--scale-min", type=float, default=0.25, help="smallest crop side as a fraction of the image's shorter side")
-    p.add_argument("--scale-max", type=float, default=1.0, help="largest crop side as a fraction of the image's shorter side")
+    p.add_argument(
+        "--scale-min", type=float, default=0.25, help="smallest crop side as a fraction of the image's shorter side"
+    )
+    p.add_argument(
+        "--scale-max", type=float, default=1.0, help="largest crop side as a fraction of the image's shorter side"
+    )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--max-side", type=int, default=512, help="calibration images are shrunk to this longer side when loaded")
+    p.add_argument(
+        "--max-side", type=int, default=512, help="calibration images are shrunk to this longer side when loaded"
+    )
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (peak)")
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine schedule ends at lr times this")
@@ -73,20 +107,36 @@ def register(subparsers) -> None:
     p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
     p.add_argument("--seed", type=int, default=0, help="seed for the held-out split, crops and judged style transfer")
     p.add_argument("--heldout", type=int, default=2, help="images held out of training to measure recovery on")
-    p.add_argument("--eval-size", type=int, default=256, help="longer side of held-out images for the distortion measurement")
+    p.add_argument(
+        "--eval-size", type=int, default=256, help="longer side of held-out images for the distortion measurement"
+    )
     p.add_argument("--judge-size", type=int, default=128, help="size of the short judged style transfer")
     p.add_argument("--judge-iterations", type=int, default=50, help="iterations of the short judged style transfer")
     p.add_argument("--checkpoint-every", type=int, default=25, help="write the resumable training state every K steps")
-    p.add_argument("--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed")
-    p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
-    p.add_argument("--stop-after", type=int, default=None, metavar="K", help="stop after K steps of this run (state saved; run again to resume)")
-    p.add_argument("--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: positions + kept values)")
     p.add_argument(
-        "--dtype", default="fp16", choices=STORED_DTYPES,
+        "--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed"
+    )
+    p.add_argument("--keep-state", action="store_true", help="keep the training state file after a finished run")
+    p.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        metavar="K",
+        help="stop after K steps of this run (state saved; run again to resume)",
+    )
+    p.add_argument(
+        "--encoding", default="packed", choices=ENCODINGS, help="checkpoint encoding (packed: positions + kept values)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="fp16",
+        choices=STORED_DTYPES,
         help="stored weight precision (measurements use fp32); int8 (per-output-channel scale) and codebook4 "
         "(16-entry k-means codebook per conv, 4-bit indices) quantise the packed encoding's weights",
     )
-    p.add_argument("--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON")
+    p.add_argument(
+        "--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON"
+    )
     p.set_defaults(func=run)
 
 
@@ -137,7 +187,9 @@ def _pair_from_checkpoint(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatur
     if weights in ("unset", ""):
         raise UserError(f"{args.checkpoint} does not record its dense weights; pass --weights")
     preprocessing = args.preprocessing or student.preprocessing.name
-    teacher = load_vgg(weights, last_layer=last_layer, pooling=student.pooling, preprocessing=preprocessing, device=args.device)
+    teacher = load_vgg(
+        weights, last_layer=last_layer, pooling=student.pooling, preprocessing=preprocessing, device=args.device
+    )
     if weights != student.weight_source:
         print(f"note: the student was pruned from {student.weight_source}; the teacher is {weights}", file=sys.stderr)
     return teacher, student
@@ -145,19 +197,29 @@ def _pair_from_checkpoint(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatur
 
 def _pair_from_profile(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
     profile = load_profile(args.profile)  # validated before any weights are loaded
-    teacher = load_vgg("caffe" if args.weights == "auto" else args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device)
+    teacher = load_vgg(
+        "caffe" if args.weights == "auto" else args.weights,
+        last_layer=last_layer,
+        pooling=args.pooling,
+        preprocessing=args.preprocessing,
+        device=args.device,
+    )
     return teacher, prune(teacher, profile)
 
 
 def _load_pair(args, last_layer: str) -> tuple[VGGFeatures, VGGFeatures]:
     """(teacher, student): the dense network and the pruned network to fine-tune."""
-    teacher, student = _pair_from_checkpoint(args, last_layer) if args.checkpoint else _pair_from_profile(args, last_layer)
+    teacher, student = (
+        _pair_from_checkpoint(args, last_layer) if args.checkpoint else _pair_from_profile(args, last_layer)
+    )
     if teacher.has_random_weights and Ranks.current().writes:
         print(RANDOM_WARNING.format(source=teacher.weight_source), file=sys.stderr)
     return teacher, student
 
 
-def _configs(args, layers: list[str] | None, train_images: list[CalibrationImage]) -> tuple[FinetuneConfig, RecoveryConfig]:
+def _configs(
+    args, layers: list[str] | None, train_images: list[CalibrationImage]
+) -> tuple[FinetuneConfig, RecoveryConfig]:
     """The training and recovery settings the flags ask for (--epochs turned into steps)."""
     steps = args.steps
     if steps is None:
@@ -208,7 +270,9 @@ def _save_and_report(
     student.provenance["finetune"]["stored_dtype"] = args.dtype
     save_checkpoint(student, output, encoding=args.encoding, dtype=args.dtype, metrics=metrics)
     elapsed = time.perf_counter() - started
-    random_note = " (random weights: numbers are mechanically right, not meaningful)" if teacher.has_random_weights else ""
+    random_note = (
+        " (random weights: numbers are mechanically right, not meaningful)" if teacher.has_random_weights else ""
+    )
     print(f"recovery on {len(heldout)} held-out image(s){random_note}:")
     print(result.table)
     print(f"wrote {output} in {elapsed:.1f} s (training {result.train.seconds:.1f} s over {result.train.step} steps)")
@@ -229,7 +293,7 @@ def _save_and_report(
 def run(args: argparse.Namespace) -> int:
     """``nst finetune``: exit status 0 on success (errors are raised as ``UserError``).
 
-    Under ``torchrun`` every process runs this; see ``nst_core.finetune.process_group_from_env``.
+    Under ``torchrun`` every process runs this; see ``nst_core.compress.finetune.process_group_from_env``.
     """
     with process_group_from_env(args.device) as device:
         args.device = device
@@ -250,11 +314,24 @@ def _run(args: argparse.Namespace) -> int:
     ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
     state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
     if not ranks.writes:
-        finetune(teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=False)
+        finetune(
+            teacher,
+            student,
+            train_images,
+            heldout,
+            config,
+            recovery,
+            state_path=state_path,
+            stop_after=args.stop_after,
+            progress=False,
+        )
         return 0  # rank 0 measures, writes and reports
 
     if ranks.distributed:
-        print(f"distributed: {ranks.world} processes, {config.batch_size // ranks.world} crop(s) each per step", file=sys.stderr)
+        print(
+            f"distributed: {ranks.world} processes, {config.batch_size // ranks.world} crop(s) each per step",
+            file=sys.stderr,
+        )
     print(
         f"student: {student.provenance.get('method', 'pruned')} pruned, {len(train_images)} training image(s), "
         f"held out: {', '.join(im.name for im in heldout)}; {config.steps} steps of batch {config.batch_size} "
@@ -265,16 +342,29 @@ def _run(args: argparse.Namespace) -> int:
         print(f"resuming from {state_path}", file=sys.stderr)
     try:
         result = finetune(
-            teacher, student, train_images, heldout, config, recovery, state_path=state_path, stop_after=args.stop_after, progress=None
+            teacher,
+            student,
+            train_images,
+            heldout,
+            config,
+            recovery,
+            state_path=state_path,
+            stop_after=args.stop_after,
+            progress=None,
         )
     except KeyboardInterrupt:
         if state_path.exists():
-            print(f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume", file=sys.stderr)
+            print(
+                f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume",
+                file=sys.stderr,
+            )
         raise
     if result.train.resumed_from is not None:
         print(f"resumed at step {result.train.resumed_from} of {config.steps}", file=sys.stderr)
     if not result.train.finished:
-        print(f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; run the same command again to resume")
+        print(
+            f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; run the same command again to resume"
+        )
         return 0
     _save_and_report(args, output, result, teacher, heldout, started)
     if not args.keep_state and state_path.exists():

@@ -6,12 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from ..checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
-from ..hub import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
-from ..errors import UserError
-from ..vgg import PREPROCESSINGS
-from ..weight_spec import HUB_PREFIX, parse_hub_spec
-from .common import HelpFormatter
+from nst_core.cli.common import HelpFormatter
+from nst_core.core.errors import UserError
+from nst_core.hub.publish import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
+from nst_core.model.checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
+from nst_core.model.vgg import PREPROCESSINGS
+from nst_core.model.weight_spec import HUB_PREFIX, parse_hub_spec
 
 
 def register(subparsers) -> None:
@@ -33,7 +33,9 @@ def register(subparsers) -> None:
     p.add_argument("--private", action="store_true", default=None, help="create the repo as private")
     p.add_argument("--revision", help="branch to commit to (default: main)")
     p.add_argument("--message", help="commit message")
-    p.add_argument("--license", default=DEFAULT_LICENSE, help="licence in the model card (VGG-19 weights are CC BY 4.0)")
+    p.add_argument(
+        "--license", default=DEFAULT_LICENSE, help="licence in the model card (VGG-19 weights are CC BY 4.0)"
+    )
     p.add_argument(
         "--base-model",
         help="the Hub repo of the weights this network was made from, for the card's base_model "
@@ -60,8 +62,9 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "repo", help="OWNER/NAME of the model repo, or a Hub spec naming file and revision too: "
-        "hf:OWNER/NAME[:FILE][@REV] or hf://OWNER/NAME[@REV][/FILE]"
+        "repo",
+        help="OWNER/NAME of the model repo, or a Hub spec naming file and revision too: "
+        "hf:OWNER/NAME[:FILE][@REV] or hf://OWNER/NAME[@REV][/FILE]",
     )
     p.add_argument("file", nargs="?", help="file in the repo (default: the one config.json names)")
     p.add_argument("--revision", help="branch, tag or commit")
@@ -90,7 +93,9 @@ def register(subparsers) -> None:
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=_push_space)
 
-    weights = subparsers.add_parser("weights", formatter_class=HelpFormatter, help="VGG-19 weight files: convert for hosting")
+    weights = subparsers.add_parser(
+        "weights", formatter_class=HelpFormatter, help="VGG-19 weight files: convert for hosting"
+    )
     weights_sub = weights.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
     p = weights_sub.add_parser(
         "convert",
@@ -105,7 +110,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("source", help="the .pth file, e.g. vgg19-d01eb7cb.pth")
     p.add_argument("output", help="the .safetensors file to write")
-    p.add_argument("--preprocessing", default="caffe", choices=sorted(PREPROCESSINGS), help="the preprocessing these weights expect")
+    p.add_argument(
+        "--preprocessing",
+        default="caffe",
+        choices=sorted(PREPROCESSINGS),
+        help="the preprocessing these weights expect",
+    )
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="stored dtype")
     p.set_defaults(func=_convert)
 
@@ -137,7 +147,9 @@ def _push(args) -> int:
     )
     print(f"pushed {', '.join(result.files)} to {result.repo_url}")
     print(f"commit {result.commit}")
-    print(f"download: hf download {args.repo} config.json {args.filename or Path(args.checkpoint).name} --revision {result.commit}")
+    print(
+        f"download: hf download {args.repo} config.json {args.filename or Path(args.checkpoint).name} --revision {result.commit}"
+    )
     return 0
 
 
@@ -152,8 +164,10 @@ def _pull(args) -> int:
     path = pull(repo, file, revision=revision, local_dir=args.local_dir)
     if args.check:
         model = load_checkpoint(path)
-        print(f"loaded {len(model.conv_names)} convs up to {model.last_layer}; masks: {len(model.masks)}; "
-              f"structured: {len(model.kept_channels)}")
+        print(
+            f"loaded {len(model.conv_names)} convs up to {model.last_layer}; masks: {len(model.masks)}; "
+            f"structured: {len(model.kept_channels)}"
+        )
     print(path)
     return 0
 
@@ -177,10 +191,14 @@ def _info(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
-    print(f"{args.path}: {info['format']} v{info['format_version']}, {info['encoding']} {info['dtype']}, "
-          f"{info['file_bytes']:,} bytes ({info['file_bytes'] / MiB:.2f} MiB)")
-    print(f"  network: vgg19 up to {info['last_layer']}, {info['pooling']} pooling, "
-          f"preprocessing {info['preprocessing']['name']}, weights {info.get('weight_source')}")
+    print(
+        f"{args.path}: {info['format']} v{info['format_version']}, {info['encoding']} {info['dtype']}, "
+        f"{info['file_bytes']:,} bytes ({info['file_bytes'] / MiB:.2f} MiB)"
+    )
+    print(
+        f"  network: vgg19 up to {info['last_layer']}, {info['pooling']} pooling, "
+        f"preprocessing {info['preprocessing']['name']}, weights {info.get('weight_source')}"
+    )
     kept, total = info.get("conv_weights_kept", 0), info.get("conv_weights", 0)
     print(f"  pruning: {info.get('pruning_method')}; conv weights kept {kept:,} of {total:,}")
     print(f"  {'layer':<8} {'width':>6} {'sparsity':>9}")

@@ -6,15 +6,11 @@ import argparse
 import json
 from pathlib import Path
 
-from ..budget import budgeted_prune, calibrate_cost_model, measure_speedup
-from ..calibration import load_folder
-from ..checkpoint import ENCODINGS, STORED_DTYPES, check_storage, save_checkpoint
-from ..cost import CostModel
-from ..errors import UserError
-from ..files import atomic_write_text
-from ..importance import CRITERIA, filter_importance
-from ..losses import PRESETS
-from ..pruning import (
+from nst_core.cli.common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
+from nst_core.compress.budget import budgeted_prune, calibrate_cost_model, measure_speedup
+from nst_core.compress.calibration import load_folder
+from nst_core.compress.importance import CRITERIA, filter_importance
+from nst_core.compress.pruning import (
     METHODS,
     PROFILES,
     Profile,
@@ -24,8 +20,12 @@ from ..pruning import (
     sparsity_report,
     threshold_for_global_sparsity,
 )
-from ..validation import read_json_file
-from .common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
+from nst_core.core.errors import UserError
+from nst_core.core.files import atomic_write_text
+from nst_core.core.validation import read_json_file
+from nst_core.model.checkpoint import ENCODINGS, STORED_DTYPES, check_storage, save_checkpoint
+from nst_core.nst.cost import CostModel
+from nst_core.nst.losses import PRESETS
 
 
 def register(subparsers) -> None:
@@ -45,41 +45,110 @@ def register(subparsers) -> None:
     )
     add_weight_args(p)
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--profile", help=f"named profile ({', '.join(PROFILES)}) or a profile JSON (from `nst scan select`)")
-    what.add_argument("--sparsity", type=float, help="one sparsity for every conv (fraction of weights, or of filters with --method structured)")
-    what.add_argument("--global-sparsity", type=float, help="fine-grained with one magnitude threshold over all convs, zeroing this fraction overall")
-    what.add_argument("--target-speedup", type=float, metavar="X",
-                      help="structured budget: predicted per-iteration speedup over dense at --size (needs --method structured)")
-    what.add_argument("--target-macs", type=float, metavar="N",
-                      help="structured budget: conv MACs of one iteration at --size, e.g. 2.5e10 (needs --method structured)")
-    p.add_argument("--method", choices=METHODS, default="fine",
-                   help="with --sparsity or a target: zero weights (fine) or remove filters (structured)")
-    p.add_argument("--importance", choices=CRITERIA, default="l1",
-                   help="structured: rank filters by weight L1 norm, mean activation over the --images, "
-                        "or first-order Taylor importance for the content+style loss over content/style pairs of --images")
-    p.add_argument("--images", default=None, metavar="DIR",
-                   help="calibration images for --importance activation|taylor and the proxy (default: the bundled examples/)")
-    p.add_argument("--calibration-size", type=int, default=128, metavar="PX", help="calibration images are shrunk to this longer side")
-    p.add_argument("--scan", default=None, metavar="DIR",
-                   help="with a target: per-layer sensitivity from this structured scan folder instead of the proxy")
-    p.add_argument("--calibrate-cost", action="store_true",
-                   help="with a target: fit the cost model (MACs, activation sizes, fixed part) to timings on this machine "
-                        "at --size first, so the predicted speedup is this machine's; default: MACs only")
-    p.add_argument("--cost-model", default=None, metavar="PATH.json",
-                   help="with a target: a cost model fitted earlier (read), or with --calibrate-cost where to write the fit")
-    p.add_argument("--measure-iterations", type=int, default=None, metavar="N",
-                   help="time N stylization iterations per network and round at --size to measure the speedup "
-                        "(default: 2 with a target, else 0 = do not measure)")
-    p.add_argument("--measure-rounds", type=int, default=2, metavar="N", help="interleaved dense/pruned timing rounds")
-    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network")
-    p.add_argument("--last-layer", default=None, help="truncate after this layer instead of the preset's deepest loss layer")
-    p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
-    p.add_argument("--encoding", choices=ENCODINGS, default="packed", help="checkpoint encoding (packed stores masks + kept values)")
+    what.add_argument(
+        "--profile", help=f"named profile ({', '.join(PROFILES)}) or a profile JSON (from `nst scan select`)"
+    )
+    what.add_argument(
+        "--sparsity",
+        type=float,
+        help="one sparsity for every conv (fraction of weights, or of filters with --method structured)",
+    )
+    what.add_argument(
+        "--global-sparsity",
+        type=float,
+        help="fine-grained with one magnitude threshold over all convs, zeroing this fraction overall",
+    )
+    what.add_argument(
+        "--target-speedup",
+        type=float,
+        metavar="X",
+        help="structured budget: predicted per-iteration speedup over dense at --size (needs --method structured)",
+    )
+    what.add_argument(
+        "--target-macs",
+        type=float,
+        metavar="N",
+        help="structured budget: conv MACs of one iteration at --size, e.g. 2.5e10 (needs --method structured)",
+    )
     p.add_argument(
-        "--dtype", choices=STORED_DTYPES, default="fp16",
+        "--method",
+        choices=METHODS,
+        default="fine",
+        help="with --sparsity or a target: zero weights (fine) or remove filters (structured)",
+    )
+    p.add_argument(
+        "--importance",
+        choices=CRITERIA,
+        default="l1",
+        help="structured: rank filters by weight L1 norm, mean activation over the --images, "
+        "or first-order Taylor importance for the content+style loss over content/style pairs of --images",
+    )
+    p.add_argument(
+        "--images",
+        default=None,
+        metavar="DIR",
+        help="calibration images for --importance activation|taylor and the proxy (default: the bundled examples/)",
+    )
+    p.add_argument(
+        "--calibration-size",
+        type=int,
+        default=128,
+        metavar="PX",
+        help="calibration images are shrunk to this longer side",
+    )
+    p.add_argument(
+        "--scan",
+        default=None,
+        metavar="DIR",
+        help="with a target: per-layer sensitivity from this structured scan folder instead of the proxy",
+    )
+    p.add_argument(
+        "--calibrate-cost",
+        action="store_true",
+        help="with a target: fit the cost model (MACs, activation sizes, fixed part) to timings on this machine "
+        "at --size first, so the predicted speedup is this machine's; default: MACs only",
+    )
+    p.add_argument(
+        "--cost-model",
+        default=None,
+        metavar="PATH.json",
+        help="with a target: a cost model fitted earlier (read), or with --calibrate-cost where to write the fit",
+    )
+    p.add_argument(
+        "--measure-iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time N stylization iterations per network and round at --size to measure the speedup "
+        "(default: 2 with a target, else 0 = do not measure)",
+    )
+    p.add_argument("--measure-rounds", type=int, default=2, metavar="N", help="interleaved dense/pruned timing rounds")
+    p.add_argument(
+        "--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network"
+    )
+    p.add_argument(
+        "--last-layer", default=None, help="truncate after this layer instead of the preset's deepest loss layer"
+    )
+    p.add_argument("--save", default=None, metavar="PATH.safetensors", help="write the pruned network as a checkpoint")
+    p.add_argument(
+        "--encoding",
+        choices=ENCODINGS,
+        default="packed",
+        help="checkpoint encoding (packed stores masks + kept values)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=STORED_DTYPES,
+        default="fp16",
         help="checkpoint weight dtype; int8 and codebook4 quantise the packed encoding's weights",
     )
-    p.add_argument("--size", type=int, default=512, metavar="PX", help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=512,
+        metavar="PX",
+        help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured",
+    )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
@@ -92,7 +161,11 @@ def _check_args(args: argparse.Namespace) -> bool:
     if args.importance != "l1" and args.method != "structured":
         raise UserError(f"--importance {args.importance} ranks filters: it needs --method structured")
     if not budgeted:
-        for flag, value in (("--scan", args.scan), ("--calibrate-cost", args.calibrate_cost), ("--cost-model", args.cost_model)):
+        for flag, value in (
+            ("--scan", args.scan),
+            ("--calibrate-cost", args.calibrate_cost),
+            ("--cost-model", args.cost_model),
+        ):
             if value:
                 raise UserError(f"{flag} is used to choose widths: it needs --target-speedup or --target-macs")
     if args.target_speedup is not None and not args.target_speedup > 1.0:
@@ -148,8 +221,16 @@ def run(args: argparse.Namespace) -> int:
     if budgeted:
         cost_model = _cost_model(args, model)
         result = budgeted_prune(
-            model, args.target_speedup, args.target_macs, args.importance, args.images, args.scan,
-            args.size, args.calibration_size, cost_model, args.preset,
+            model,
+            args.target_speedup,
+            args.target_macs,
+            args.importance,
+            args.images,
+            args.scan,
+            args.size,
+            args.calibration_size,
+            cost_model,
+            args.preset,
         )
         pruned = result.pruned
         budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
@@ -157,7 +238,9 @@ def run(args: argparse.Namespace) -> int:
         extra["budget"] = result.plan.to_dict()
     elif profile is not None or args.sparsity is not None:
         if profile is None:
-            profile = Profile(args.method, {name: args.sparsity for name in model.conv_names}, {"uniform": args.sparsity})
+            profile = Profile(
+                args.method, {name: args.sparsity for name in model.conv_names}, {"uniform": args.sparsity}
+            )
             label = f"uniform {args.method} sparsity {args.sparsity}"
         else:
             label = f"profile {args.profile} ({profile.method})"
@@ -182,20 +265,29 @@ def run(args: argparse.Namespace) -> int:
     print(report.to_text())
     if budgeted:
         plan = result.plan
-        print(f"budget: predicted speedup {plan.predicted_speedup:.2f}x by {plan.cost_model['source']} "
-              f"(MACs alone: {report.predicted_speedup:.2f}x); predicted degradation {plan.predicted_degradation:.3g} "
-              f"(sum of each conv's own, {plan.curves_source.get('mode', 'proxy')})")
+        print(
+            f"budget: predicted speedup {plan.predicted_speedup:.2f}x by {plan.cost_model['source']} "
+            f"(MACs alone: {report.predicted_speedup:.2f}x); predicted degradation {plan.predicted_degradation:.3g} "
+            f"(sum of each conv's own, {plan.curves_source.get('mode', 'proxy')})"
+        )
     iterations = args.measure_iterations if args.measure_iterations is not None else (2 if budgeted else 0)
     if iterations:
         speed = measure_speedup(model, pruned, args.size, iterations, args.measure_rounds, args.preset)
         predicted = result.plan.predicted_speedup if budgeted else report.predicted_speedup
         extra["measured"] = speed.to_dict()
-        print(f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
-              f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
-              f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)")
+        print(
+            f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
+            f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
+            f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)"
+        )
     if args.json:
-        data = {"weights": model.weight_source, "last_layer": last_layer, "pruning": pruned.provenance,
-                "report": report.to_dict(), **extra}
+        data = {
+            "weights": model.weight_source,
+            "last_layer": last_layer,
+            "pruning": pruned.provenance,
+            "report": report.to_dict(),
+            **extra,
+        }
         atomic_write_text(Path(args.json), json.dumps(data, indent=2) + "\n")
         print(f"wrote {args.json}")
     if save:

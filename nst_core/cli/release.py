@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..budget import PROXY_LEVELS
-from ..checkpoint import STORED_DTYPES
-from ..importance import CRITERIA
-from ..losses import PRESETS
-from ..release import ReleaseSettings, run_release
-from ..weight_spec import is_random_source
-from ..errors import UserError
-from .common import RANDOM_WARNING, HelpFormatter, add_weight_args
-from .finetune import parse_layers
+from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args
+from nst_core.cli.finetune import parse_layers
+from nst_core.compress.budget import PROXY_LEVELS
+from nst_core.compress.importance import CRITERIA
+from nst_core.core.errors import UserError
+from nst_core.model.checkpoint import STORED_DTYPES
+from nst_core.model.weight_spec import is_random_source
+from nst_core.nst.losses import PRESETS
+from nst_core.workflows.release import ReleaseSettings, run_release
 
 
 def register(subparsers) -> None:
@@ -34,19 +34,50 @@ def register(subparsers) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="release folder (created; an existing release folder is resumed)")
     add_weight_args(p)
-    p.add_argument("--images", default=None, help="folder of calibration images, photos and paintings (default: the bundled examples/)")
-    p.add_argument("--target-speedup", type=float, required=True, help="fewer MACs per stylization iteration than dense, e.g. 3")
-    p.add_argument("--push", default=None, metavar="REPO", help="push the checkpoint, card, report and plots to this Hub model repo")
+    p.add_argument(
+        "--images",
+        default=None,
+        help="folder of calibration images, photos and paintings (default: the bundled examples/)",
+    )
+    p.add_argument(
+        "--target-speedup", type=float, required=True, help="fewer MACs per stylization iteration than dense, e.g. 3"
+    )
+    p.add_argument(
+        "--push",
+        default=None,
+        metavar="REPO",
+        help="push the checkpoint, card, report and plots to this Hub model repo",
+    )
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
-    p.add_argument("--preset", default="seed", choices=sorted(PRESETS), help="loss preset: layers scanned, distilled and judged")
-    p.add_argument("--full-scan", action="store_true", help="stylize and judge every scan cell instead of the proxy (slow)")
+    p.add_argument(
+        "--preset", default="seed", choices=sorted(PRESETS), help="loss preset: layers scanned, distilled and judged"
+    )
+    p.add_argument(
+        "--full-scan", action="store_true", help="stylize and judge every scan cell instead of the proxy (slow)"
+    )
     p.add_argument("--scan-size", type=int, default=128, help="image size of the scan")
     p.add_argument("--scan-iterations", type=int, default=50, help="style-transfer iterations per cell of a full scan")
-    p.add_argument("--levels", default=",".join(str(x) for x in PROXY_LEVELS), help="fractions of filters removed at which each conv is scanned")
-    p.add_argument("--importance", default="taylor", choices=CRITERIA, help="how filters are ranked (taylor: |activation x gradient| of the style-transfer losses)")
-    p.add_argument("--cost-size", type=int, default=512, help="image size the MAC budget is counted (and the speedup measured) at")
+    p.add_argument(
+        "--levels",
+        default=",".join(str(x) for x in PROXY_LEVELS),
+        help="fractions of filters removed at which each conv is scanned",
+    )
+    p.add_argument(
+        "--importance",
+        default="taylor",
+        choices=CRITERIA,
+        help="how filters are ranked (taylor: |activation x gradient| of the style-transfer losses)",
+    )
+    p.add_argument(
+        "--cost-size", type=int, default=512, help="image size the MAC budget is counted (and the speedup measured) at"
+    )
     p.add_argument("--calibration-size", type=int, default=128, help="image size for ranking filters")
-    p.add_argument("--uniform-fraction", type=float, default=0.5, help="the uniform L1 baseline removes this fraction of every conv's filters")
+    p.add_argument(
+        "--uniform-fraction",
+        type=float,
+        default=0.5,
+        help="the uniform L1 baseline removes this fraction of every conv's filters",
+    )
     p.add_argument("--steps", type=int, default=200, help="fine-tuning steps")
     p.add_argument("--batch-size", type=int, default=4, help="fine-tuning crops per step")
     p.add_argument("--crop-size", type=int, default=128, help="fine-tuning crop side, px")
@@ -57,10 +88,20 @@ def register(subparsers) -> None:
     p.add_argument("--eval-size", type=int, default=256, help="held-out distortion image size")
     p.add_argument("--judge-size", type=int, default=128, help="size of the judged style transfer")
     p.add_argument("--judge-iterations", type=int, default=50, help="iterations of the judged style transfer")
-    p.add_argument("--dtype", default="fp16", choices=STORED_DTYPES, help="stored weights of the released checkpoint (packed encoding)")
+    p.add_argument(
+        "--dtype",
+        default="fp16",
+        choices=STORED_DTYPES,
+        help="stored weights of the released checkpoint (packed encoding)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for the held-out split, crops and judged style transfers")
     p.add_argument("--max-side", type=int, default=512, help="calibration images are shrunk to this longer side")
-    p.add_argument("--measure-iterations", type=int, default=2, help="iterations timed per network to measure the speedup (0: skip)")
+    p.add_argument(
+        "--measure-iterations",
+        type=int,
+        default=2,
+        help="iterations timed per network to measure the speedup (0: skip)",
+    )
     p.set_defaults(func=run)
 
 
@@ -75,17 +116,40 @@ def _levels(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     """``nst release``: exit status 0 on success (errors are raised as ``UserError``)."""
     settings = ReleaseSettings(
-        weights=args.weights, target_speedup=args.target_speedup, images=args.images, preset=args.preset, pooling=args.pooling,
-        preprocessing=args.preprocessing, full_scan=args.full_scan, scan_size=args.scan_size, scan_iterations=args.scan_iterations,
-        levels=_levels(args.levels), importance=args.importance, cost_size=args.cost_size, calibration_size=args.calibration_size,
-        uniform_fraction=args.uniform_fraction, steps=args.steps, batch_size=args.batch_size, crop_size=args.crop_size, lr=args.lr,
-        layers=parse_layers(args.layers), checkpoint_every=args.checkpoint_every, heldout=args.heldout, eval_size=args.eval_size,
-        judge_size=args.judge_size, judge_iterations=args.judge_iterations, dtype=args.dtype, seed=args.seed, max_side=args.max_side,
+        weights=args.weights,
+        target_speedup=args.target_speedup,
+        images=args.images,
+        preset=args.preset,
+        pooling=args.pooling,
+        preprocessing=args.preprocessing,
+        full_scan=args.full_scan,
+        scan_size=args.scan_size,
+        scan_iterations=args.scan_iterations,
+        levels=_levels(args.levels),
+        importance=args.importance,
+        cost_size=args.cost_size,
+        calibration_size=args.calibration_size,
+        uniform_fraction=args.uniform_fraction,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        layers=parse_layers(args.layers),
+        checkpoint_every=args.checkpoint_every,
+        heldout=args.heldout,
+        eval_size=args.eval_size,
+        judge_size=args.judge_size,
+        judge_iterations=args.judge_iterations,
+        dtype=args.dtype,
+        seed=args.seed,
+        max_side=args.max_side,
         measure_iterations=args.measure_iterations,
     )
     if is_random_source(settings.weights):
         print(RANDOM_WARNING.format(source=settings.weights), file=sys.stderr)
     release = run_release(args.out_dir, settings, push=args.push, private=args.private or None, device=args.device)
-    print(f"release in {release.out}: report {release.out / 'report.md'}, checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
-          f"card {release.out / '6-card' / 'card' / 'README.md'}")
+    print(
+        f"release in {release.out}: report {release.out / 'report.md'}, checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
+        f"card {release.out / '6-card' / 'card' / 'README.md'}"
+    )
     return 0

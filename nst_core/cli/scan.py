@@ -11,10 +11,17 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ..devices import resolve_device
-from ..importance import CRITERIA
-from ..pruning import METHODS, save_profile
-from ..scan import (
+from nst_core.cli.common import (
+    RANDOM_WARNING,
+    STYLIZE_HELP,
+    HelpFormatter,
+    add_stylize_args,
+    add_weight_args,
+    stylize_config_from_args,
+)
+from nst_core.compress.importance import CRITERIA
+from nst_core.compress.pruning import METHODS, save_profile
+from nst_core.compress.scan import (
     DEGRADATIONS,
     MODES,
     ScanConfig,
@@ -27,8 +34,8 @@ from ..scan import (
     shard_from_env,
     write_tables,
 )
-from ..weight_spec import is_random_source
-from .common import RANDOM_WARNING, STYLIZE_HELP, HelpFormatter, add_stylize_args, add_weight_args, stylize_config_from_args
+from nst_core.core.devices import resolve_device
+from nst_core.model.weight_spec import is_random_source
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,23 +63,56 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument("--out", required=True, help="scan folder (one configuration per folder)")
     add_weight_args(run)
     run.add_argument("--method", choices=METHODS, default="fine", help="fine: zero weights; structured: remove filters")
-    run.add_argument("--importance", choices=CRITERIA, default="l1",
-                     help="structured: rank each layer's filters by weight L1 norm, mean activation, or Taylor importance "
-                          "for the content+style loss, on the scan's own content and style images")
-    run.add_argument("--mode", choices=MODES, default="full", help="full: stylize and judge each cell; proxy: feature distortion only")
-    run.add_argument("--layers", default=None, help="comma-separated convs to scan (default: every conv the preset's losses need)")
+    run.add_argument(
+        "--importance",
+        choices=CRITERIA,
+        default="l1",
+        help="structured: rank each layer's filters by weight L1 norm, mean activation, or Taylor importance "
+        "for the content+style loss, on the scan's own content and style images",
+    )
+    run.add_argument(
+        "--mode",
+        choices=MODES,
+        default="full",
+        help="full: stylize and judge each cell; proxy: feature distortion only",
+    )
+    run.add_argument(
+        "--layers", default=None, help="comma-separated convs to scan (default: every conv the preset's losses need)"
+    )
     run.add_argument("--sparsities", default="0.4:0.9:0.1", help="levels: 0.4,0.6,0.8 or START:STOP:STEP")
-    run.add_argument("--shard", default=None, metavar="I/N", help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun")
+    run.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun",
+    )
     run.add_argument("--save-images", action="store_true", help="keep each cell's stylized image in OUT/images/")
     # Not --preserve-color or --tolerance: every cell runs all its iterations in full colour, as the dense baseline does.
-    shared = ("preset", "size", "optimizer", "lr", "init", "seed", "content_weight", "style_weight", "tv_weight", "style_blend", "scales")
-    add_stylize_args(run, {
-        **{name: STYLIZE_HELP[name] for name in shared},
-        "iterations": "iterations per cell (and for the dense baseline)",
-    })
+    shared = (
+        "preset",
+        "size",
+        "optimizer",
+        "lr",
+        "init",
+        "seed",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "style_blend",
+        "scales",
+    )
+    add_stylize_args(
+        run,
+        {
+            **{name: STYLIZE_HELP[name] for name in shared},
+            "iterations": "iterations per cell (and for the dense baseline)",
+        },
+    )
     run.set_defaults(func=cmd_run)
 
-    merge = sub.add_parser("merge", help="merge every shard's records into table.csv and table.json", formatter_class=fmt)
+    merge = sub.add_parser(
+        "merge", help="merge every shard's records into table.csv and table.json", formatter_class=fmt
+    )
     merge.add_argument("folder", help="scan folder")
     merge.set_defaults(func=cmd_merge)
 
@@ -88,7 +128,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     select.add_argument("folder", help="scan folder")
     select.add_argument("--tolerance", type=float, required=True, help="largest acceptable degradation, e.g. 0.1")
-    select.add_argument("--metric", choices=DEGRADATIONS, default=None, help="degradation measure (default: worst for full scans, proxy for proxy scans)")
+    select.add_argument(
+        "--metric",
+        choices=DEGRADATIONS,
+        default=None,
+        help="degradation measure (default: worst for full scans, proxy for proxy scans)",
+    )
     select.add_argument("-o", "--output", default=None, help="profile JSON path (default: FOLDER/profile.json)")
     select.set_defaults(func=cmd_select)
 
@@ -169,7 +214,10 @@ def cmd_select(args: argparse.Namespace) -> int:
     """`nst scan select`: a per-layer profile within the tolerance, written as JSON."""
     table = merge_scan(args.folder)
     if table.missing:
-        print(f"warning: {len(table.missing)} cell(s) of the grid are not finished; selecting from what is there", file=sys.stderr)
+        print(
+            f"warning: {len(table.missing)} cell(s) of the grid are not finished; selecting from what is there",
+            file=sys.stderr,
+        )
     profile = select_profile(table, args.tolerance, args.metric)
     output = Path(args.output) if args.output else Path(args.folder) / "profile.json"
     save_profile(profile, output)
@@ -188,4 +236,3 @@ def cmd_plot(args: argparse.Namespace) -> int:
     paths = plot_scan(table, args.out or Path(args.folder) / "plots")
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
-

@@ -9,12 +9,7 @@ import threading
 
 from tqdm import tqdm
 
-from ..files import atomic_save_image, atomic_write_text
-from ..memory import format_bytes, memory_in_use, parse_memory
-from ..stylize import Progress, StylizeConfig, plan_run, split_iterations, style_load_side, stylize
-from ..tiling import TilePlan, iteration_macs_tiled, measure_macs_per_second
-from ..vgg import VGGFeatures
-from .common import (
+from nst_core.cli.common import (
     STYLIZE_HELP,
     HelpFormatter,
     add_stylize_args,
@@ -24,7 +19,11 @@ from .common import (
     load_model_from_args,
     stylize_config_from_args,
 )
-
+from nst_core.core.files import atomic_save_image, atomic_write_text
+from nst_core.model.vgg import VGGFeatures
+from nst_core.nst.memory import format_bytes, memory_in_use, parse_memory
+from nst_core.nst.stylize import Progress, StylizeConfig, plan_run, split_iterations, style_load_side, stylize
+from nst_core.nst.tiling import TilePlan, iteration_macs_tiled, measure_macs_per_second
 
 #: From this longer side up (px) the CLI prints the plan, predicted peak memory and time even without --max-memory.
 PLAN_FROM_SIZE = 1024
@@ -47,15 +46,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
     add_weight_args(p)
     add_stylize_args(p, STYLIZE_HELP)
-    p.add_argument("--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations")
+    p.add_argument(
+        "--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations"
+    )
     p.add_argument("--log-json", default=None, metavar="PATH", help="write the loss history and timings as JSON")
     p.add_argument(
-        "--max-memory", default=None, metavar="AMOUNT",
+        "--max-memory",
+        default=None,
+        metavar="AMOUNT",
         help="peak memory the run may reach (RAM; GPU memory on a GPU), e.g. 4GB, 8GB, 512MB (1GB = 10^9 bytes, GiB = 2^30): "
         "scales that do not fit are stylized in tiles, coarser scales are added so the composition fits whole",
     )
     p.add_argument(
-        "--tile", type=int, default=None, metavar="PX",
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
         help="force tiles of this side at every scale larger than it (rounded down to the deepest layer's stride, 16 px)",
     )
     p.set_defaults(func=run)
@@ -85,7 +91,12 @@ def run(args: argparse.Namespace) -> int:
         if progress.tile:  # a tile report within a step
             bar.set_postfix(**where, tile=f"{progress.tile}/{progress.tiles}")
             return
-        bar.set_postfix(**where, loss=f"{progress.losses['total']:.4g}", content=f"{progress.losses['content']:.3g}", style=f"{progress.losses['style']:.3g}")
+        bar.set_postfix(
+            **where,
+            loss=f"{progress.losses['total']:.4g}",
+            content=f"{progress.losses['content']:.3g}",
+            style=f"{progress.losses['style']:.3g}",
+        )
         if progress.preview is not None:
             atomic_save_image(progress.preview, output.with_name(f"{output.stem}.iter{progress.iteration:05d}.png"))
 
@@ -96,31 +107,44 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     atomic_save_image(result.image, output)
     if log_json:
-        log = {"config": vars(config), "weights": model.weight_source, "stopped": result.stopped, "timings": result.timings, "history": result.history}
+        log = {
+            "config": vars(config),
+            "weights": model.weight_source,
+            "stopped": result.stopped,
+            "timings": result.timings,
+            "history": result.history,
+        }
         atomic_write_text(log_json, json.dumps(log, indent=1))
     per_it = result.timings["per_iteration"]
-    print(f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
-          f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})")
+    print(
+        f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
+        f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})"
+    )
     return 0
 
 
 def print_plan(model: VGGFeatures, config: StylizeConfig, size: tuple[int, int]) -> TilePlan:
     """Print the run's scales for an output of ``size`` (w, h) (whole or tiled), its predicted peak memory and time; return the plan.
 
-    The time comes from conv MACs (``nst_core.cost``) over a throughput measured here with one
-    small forward and backward pass, so it is a rough guide; the memory from ``nst_core.memory``.
+    The time comes from conv MACs (``nst_core.nst.cost``) over a throughput measured here with one
+    small forward and backward pass, so it is a rough guide; the memory from ``nst_core.nst.memory``.
     """
     preset = config.loss_preset()
     rate = measure_macs_per_second(model, preset, config.precision)  # first: the plan then counts its memory as held
     plan = plan_run(model, config, *size)
     steps = split_iterations(config.iterations, len(plan.sizes))
-    work = sum(n * iteration_macs_tiled(model.widths, preset, w, h, t) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles))
+    work = sum(
+        n * iteration_macs_tiled(model.widths, preset, w, h, t) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles)
+    )
     held = memory_in_use(next(model.parameters()).device)
     budget = f" of the {format_bytes(config.max_memory)} budget" if config.max_memory is not None else ""
     added = f" ({plan.added_scales} coarser scale(s) added so the composition fits whole)" if plan.added_scales else ""
     print(f"plan: {plan.describe(preset.last_layer)}{added}", file=sys.stderr)
-    print(f"predicted: peak memory {format_bytes(held + plan.predicted_peak)}{budget}, about {_duration(work / rate)} "
-          f"({work / 1e12:.2f} TMAC at a measured {rate / 1e9:.1f} GMAC/s)", file=sys.stderr)
+    print(
+        f"predicted: peak memory {format_bytes(held + plan.predicted_peak)}{budget}, about {_duration(work / rate)} "
+        f"({work / 1e12:.2f} TMAC at a measured {rate / 1e9:.1f} GMAC/s)",
+        file=sys.stderr,
+    )
     return plan
 
 

@@ -8,29 +8,34 @@ from __future__ import annotations
 
 import json
 import struct
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from nst_core.checkpoint import POSITION_ENCODINGS, STORED_DTYPES, save_checkpoint
-from nst_core.pruning import PROFILE_FORMAT, Profile, prune_fine, prune_structured
-from nst_core.scan.folder import RECORD_FORMAT, SCAN_FORMAT
-from nst_core.vgg import CONV_NAMES, LAYER_NAMES
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import PROFILE_FORMAT, Profile, prune_fine, prune_structured
+from nst_core.compress.scan.folder import RECORD_FORMAT, SCAN_FORMAT
+from nst_core.model.checkpoint import POSITION_ENCODINGS, STORED_DTYPES, save_checkpoint
+from nst_core.model.vgg import CONV_NAMES, LAYER_NAMES
+from nst_core.model.weights import load_vgg
 
 # Any JSON value, small: what a careless edit or a hostile upload puts where a field belongs.
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True, allow_infinity=True)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 conv_names = st.sampled_from(CONV_NAMES) | st.text(max_size=8)
 # Numbers that sit on every boundary a schema has.
-edgy_numbers = st.sampled_from([0, 1, -1, 0.0, 1.0, 0.5, 1e-300, 1e300, 2**63, -(2**63), 8000, 25_000, True, False]) | st.floats()
+edgy_numbers = (
+    st.sampled_from([0, 1, -1, 0.0, 1.0, 0.5, 1e-300, 1e300, 2**63, -(2**63), 8000, 25_000, True, False]) | st.floats()
+)
 
 
 def text_or_json(values=json_values):
@@ -54,7 +59,7 @@ def split_safetensors(blob: bytes) -> tuple[dict, dict, bytes]:
     return header, metadata, blob[8 + length :]
 
 
-@lru_cache(maxsize=None)
+@cache
 def valid_checkpoints() -> tuple[bytes, ...]:
     """Small real checkpoints (up to relu2_1): fine-grained packed, fine-grained dense, structured, and
     quantised packed ones (int8 and codebook4) whose positions are relative indices and bitmaps."""
@@ -64,19 +69,43 @@ def valid_checkpoints() -> tuple[bytes, ...]:
     sparse = prune_fine(model, {"conv1_1": 0.0, "conv1_2": 0.9, "conv2_1": 0.6})
     out = []
     with tempfile.TemporaryDirectory() as folder:
-        for i, (net, encoding, dtype) in enumerate((
-            (prune_fine(model, 0.5), "packed", "fp16"), (prune_fine(model, 0.5), "dense", "fp16"),
-            (prune_structured(model, 0.5), "dense", "fp16"), (sparse, "packed", "int8"),
-            (prune_fine(prune_structured(model, 0.5), 0.8), "packed", "codebook4"),
-        )):
+        for i, (net, encoding, dtype) in enumerate(
+            (
+                (prune_fine(model, 0.5), "packed", "fp16"),
+                (prune_fine(model, 0.5), "dense", "fp16"),
+                (prune_structured(model, 0.5), "dense", "fp16"),
+                (sparse, "packed", "int8"),
+                (prune_fine(prune_structured(model, 0.5), 0.8), "packed", "codebook4"),
+            )
+        ):
             path = save_checkpoint(net, Path(folder) / f"{i}.safetensors", encoding=encoding, dtype=dtype)
             out.append(path.read_bytes())
     return tuple(out)
 
 
-METADATA_KEYS = ["format", "format_version", "encoding", "dtype", "arch", "last_layer", "pooling", "widths",
-                 "preprocessing", "masks", "masked_layers", "structured", "sparsity", "provenance", "metrics",
-                 "conv_weights", "conv_weights_kept", "tensors_sha256", "weight_source", "positions", "quantisation"]
+METADATA_KEYS = [
+    "format",
+    "format_version",
+    "encoding",
+    "dtype",
+    "arch",
+    "last_layer",
+    "pooling",
+    "widths",
+    "preprocessing",
+    "masks",
+    "masked_layers",
+    "structured",
+    "sparsity",
+    "provenance",
+    "metrics",
+    "conv_weights",
+    "conv_weights_kept",
+    "tensors_sha256",
+    "weight_source",
+    "positions",
+    "quantisation",
+]
 ENTRY_KEYS = ["dtype", "shape", "data_offsets"]
 
 
@@ -96,7 +125,9 @@ def _preprocessing_value():
             "std": st.lists(edgy_numbers, max_size=4) | json_values,
         },
     )
-    return fields.map(lambda d: json.dumps(d, allow_nan=True)) | text_or_json() | st.sampled_from(["caffe", "torchvision"])
+    return (
+        fields.map(lambda d: json.dumps(d, allow_nan=True)) | text_or_json() | st.sampled_from(["caffe", "torchvision"])
+    )
 
 
 @st.composite
@@ -116,7 +147,8 @@ def metadata_edit(draw, metadata: dict) -> None:
         metadata["dtype"] = draw(st.sampled_from(STORED_DTYPES))
     elif action == "layer":
         metadata[draw(st.sampled_from(["last_layer", "masked_layers", "structured"]))] = draw(
-            st.sampled_from(LAYER_NAMES) | st.lists(conv_names, max_size=4).map(json.dumps))
+            st.sampled_from(LAYER_NAMES) | st.lists(conv_names, max_size=4).map(json.dumps)
+        )
     else:
         metadata[key] = draw(text_or_json())
 
@@ -131,7 +163,9 @@ def entry_edit(draw, entries: dict) -> None:
     if action == "field":
         entry[draw(st.sampled_from(ENTRY_KEYS))] = draw(json_values)
     elif action == "offsets":
-        entry["data_offsets"] = draw(st.lists(st.integers(-10, 10**12) | edgy_numbers | st.text(max_size=3), max_size=3))
+        entry["data_offsets"] = draw(
+            st.lists(st.integers(-10, 10**12) | edgy_numbers | st.text(max_size=3), max_size=3)
+        )
     elif action == "shape":
         entry["shape"] = draw(st.lists(st.integers(-2, 10**9) | edgy_numbers, max_size=5))
     elif action == "delete":
@@ -184,8 +218,14 @@ def pickle_files(draw) -> bytes:
     if kind == "empty":
         return b""
     leaves = json_values | st.integers(0, 3).map(lambda n: torch.zeros(n))
-    value = draw(st.dictionaries(st.sampled_from(["features.0.weight", "features.0.bias", "state_dict"]) | st.text(max_size=5),
-                                 leaves, max_size=4) | leaves)
+    value = draw(
+        st.dictionaries(
+            st.sampled_from(["features.0.weight", "features.0.bias", "state_dict"]) | st.text(max_size=5),
+            leaves,
+            max_size=4,
+        )
+        | leaves
+    )
     buffer = io.BytesIO()
     torch.save(value, buffer)
     blob = buffer.getvalue()
@@ -217,23 +257,47 @@ def scan_documents():
             "layers": st.lists(conv_names, max_size=3) | json_values,
             "sparsities": st.lists(edgy_numbers, max_size=3) | json_values,
         },
-        optional={"method": st.just("fine") | json_values, "weights": st.just("random:0") | json_values,
-                  "identity": json_values},
+        optional={
+            "method": st.just("fine") | json_values,
+            "weights": st.just("random:0") | json_values,
+            "identity": json_values,
+        },
     )
-    valid = {"format": SCAN_FORMAT, "config_hash": "abc", "identity": {}, "method": "fine", "mode": "proxy",
-             "weights": "random:0", "layers": ["conv1_1", "conv1_2"], "sparsities": [0.5]}
-    return st.just(valid) | st.builds(lambda key, value: {**valid, key: value}, st.sampled_from(sorted(valid)), json_values) \
-        | shaped | json_values
+    valid = {
+        "format": SCAN_FORMAT,
+        "config_hash": "abc",
+        "identity": {},
+        "method": "fine",
+        "mode": "proxy",
+        "weights": "random:0",
+        "layers": ["conv1_1", "conv1_2"],
+        "sparsities": [0.5],
+    }
+    return (
+        st.just(valid)
+        | st.builds(lambda key, value: {**valid, key: value}, st.sampled_from(sorted(valid)), json_values)
+        | shaped
+        | json_values
+    )
 
 
 def record_lines():
     """JSONL record lines of a scan folder: records of the right hash with broken fields, noise, torn lines."""
     record = st.fixed_dictionaries(
-        {"format": st.just(RECORD_FORMAT), "config_hash": st.just("abc") | json_values,
-         "cell": st.sampled_from(["conv1_1@0.5000", "conv1_2@0.5000"]) | json_values},
-        optional={"metrics": st.dictionaries(st.sampled_from(["content_ratio", "style_ratio", "ssim",
-                                                              "feature_distortion", "gram_distortion"]) | st.text(max_size=4),
-                                             edgy_numbers | json_values, max_size=5) | json_values},
+        {
+            "format": st.just(RECORD_FORMAT),
+            "config_hash": st.just("abc") | json_values,
+            "cell": st.sampled_from(["conv1_1@0.5000", "conv1_2@0.5000"]) | json_values,
+        },
+        optional={
+            "metrics": st.dictionaries(
+                st.sampled_from(["content_ratio", "style_ratio", "ssim", "feature_distortion", "gram_distortion"])
+                | st.text(max_size=4),
+                edgy_numbers | json_values,
+                max_size=5,
+            )
+            | json_values
+        },
     )
     line = record.map(lambda r: json.dumps(r, allow_nan=True)) | json_values.map(json.dumps) | st.text(max_size=20)
     return st.lists(line, max_size=5)
@@ -243,13 +307,28 @@ def finetune_states():
     """A fine-tuning state object: the real keys with values of any type."""
     tensors = st.integers(0, 3).map(lambda n: torch.zeros(n)) | st.just(torch.get_rng_state())
     value = json_values | tensors | st.dictionaries(st.text(max_size=5), tensors, max_size=2)
-    valid = {"version": 1, "fingerprint": "f", "step": 0, "student": {"features.0.bias": torch.zeros(2)},
-             "optimizer": {"state": {}, "param_groups": []}, "torch_rng": torch.get_rng_state(), "history": [],
-             "seconds": 0.0, "extra": {}}
+    valid = {
+        "version": 1,
+        "fingerprint": "f",
+        "step": 0,
+        "student": {"features.0.bias": torch.zeros(2)},
+        "optimizer": {"state": {}, "param_groups": []},
+        "torch_rng": torch.get_rng_state(),
+        "history": [],
+        "seconds": 0.0,
+        "extra": {},
+    }
     one_field_wrong = st.builds(lambda key, v: {**valid, key: v}, st.sampled_from(sorted(valid)), value)
-    return st.just(valid) | one_field_wrong | st.fixed_dictionaries(
-        {"version": st.just(1) | json_values},
-        optional={key: value for key in ("fingerprint", "step", "student", "optimizer", "torch_rng", "history", "seconds", "extra")},
+    return (
+        st.just(valid)
+        | one_field_wrong
+        | st.fixed_dictionaries(
+            {"version": st.just(1) | json_values},
+            optional={
+                key: value
+                for key in ("fingerprint", "step", "student", "optimizer", "torch_rng", "history", "seconds", "extra")
+            },
+        )
     )
 
 
@@ -257,8 +336,24 @@ weight_specs = (
     st.text(max_size=30)
     | st.builds(lambda s: "random:" + s, st.text(max_size=25))
     | st.builds(lambda s: "hf:" + s, st.text(max_size=40))
-    | st.sampled_from(["random", "random:0", "random:-1", "random:abc", "random:²", "random:" + "9" * 30, "hf:", "hf:a/b@",
-                       "hf:a/b:", "hf:/", "x.pth", "x.safetensors", "caffe", "torchvision"])
+    | st.sampled_from(
+        [
+            "random",
+            "random:0",
+            "random:-1",
+            "random:abc",
+            "random:²",
+            "random:" + "9" * 30,
+            "hf:",
+            "hf:a/b@",
+            "hf:a/b:",
+            "hf:/",
+            "x.pth",
+            "x.safetensors",
+            "caffe",
+            "torchvision",
+        ]
+    )
 )
 
 
@@ -268,12 +363,14 @@ def recoded_checkpoints(draw) -> bytes:
     length, with the digest recomputed: the file is self-consistent, so only decoding can catch it."""
     from safetensors.torch import load, save
 
-    from nst_core.checkpoint import tensors_digest
+    from nst_core.model.checkpoint import tensors_digest
 
     blob = draw(st.sampled_from(valid_checkpoints()[3:]))
     _, metadata, _ = split_safetensors(blob)
     tensors = load(blob)
-    key = draw(st.sampled_from(sorted(k for k in tensors if k.endswith((".gaps", ".mask", ".codes", ".values", ".scale")))))
+    key = draw(
+        st.sampled_from(sorted(k for k in tensors if k.endswith((".gaps", ".mask", ".codes", ".values", ".scale"))))
+    )
     old = tensors[key]
     itemsize = old.element_size()
     count = draw(st.just(old.numel()) | st.integers(0, old.numel() + 4))  # the same length half the time

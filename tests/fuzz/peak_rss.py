@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from nst_core.cli import main
-from nst_core.memory import peak_rss
+from nst_core.nst.memory import peak_rss
 
 if __name__ == "__main__":
     code = main(sys.argv[1:])

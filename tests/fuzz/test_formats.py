@@ -14,18 +14,17 @@ import torch
 from hypothesis import currently_in_test_context, event, given
 from hypothesis import strategies as st
 
-from nst_core.checkpoint import load_checkpoint, read_checkpoint_info
 from nst_core.cli import main
-from nst_core.errors import UserError
-from nst_core.finetune import load_state
-from nst_core.pruning import load_profile
-from nst_core.scan.folder import finished_records, load_scan_json
-from nst_core.scan.table import merge_scan
-from nst_core.weight_spec import parse_weight_spec
-from nst_core.weights import load_vgg, read_state_dict
+from nst_core.compress.finetune import load_state
+from nst_core.compress.pruning import load_profile
+from nst_core.compress.scan.folder import finished_records, load_scan_json
+from nst_core.compress.scan.table import merge_scan
+from nst_core.core.errors import UserError
+from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info
+from nst_core.model.weight_spec import parse_weight_spec
+from nst_core.model.weights import load_vgg, read_state_dict
 
 from . import formats
-
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -14,8 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from nst_core.checkpoint import save_checkpoint
-from nst_core.weights import load_vgg
+from nst_core.model.checkpoint import save_checkpoint
+from nst_core.model.weights import load_vgg
 
 from .formats import safetensors_bytes, split_safetensors
 
@@ -26,8 +26,14 @@ BOUND_KIB = 100 * 1024
 def peak_kib(*argv: str) -> tuple[int, int, str]:
     """(peak RSS in KiB, exit code, stderr) of `nst ARGV` in a fresh interpreter."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NST_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "tests.fuzz.peak_rss", *argv], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tests.fuzz.peak_rss", *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     match = re.search(r"peak_kib=(\d+) exit=(\d+)", proc.stderr)
     assert match, proc.stderr
     return int(match[1]), int(match[2]), proc.stderr
@@ -49,7 +55,10 @@ def test_width_bomb_is_refused_before_allocation(tmp_path):
     normal, code, _ = peak_kib("checkpoint", "info", str(tmp_path / "good.safetensors"))
     assert code == 0
     # `checkpoint info` reads the header only; `--weights FILE` loads the network it describes.
-    for argv in (["checkpoint", "info", str(bomb)], ["prune", "--weights", str(bomb), "--last-layer", "relu1_2", "--sparsity", "0.5"]):
+    for argv in (
+        ["checkpoint", "info", str(bomb)],
+        ["prune", "--weights", str(bomb), "--last-layer", "relu1_2", "--sparsity", "0.5"],
+    ):
         peak, code, err = peak_kib(*argv)
         assert code == 2, err
         assert "widths.conv1_1" in err and "8000" in err and str(bomb) in err, err
@@ -59,9 +68,9 @@ def test_width_bomb_is_refused_before_allocation(tmp_path):
 FUZZ_IN_A_SUBPROCESS = """
 import sys
 from hypothesis import given, settings
-from nst_core.checkpoint import load_checkpoint
-from nst_core.errors import UserError
-from nst_core.memory import peak_rss
+from nst_core.model.checkpoint import load_checkpoint
+from nst_core.core.errors import UserError
+from nst_core.nst.memory import peak_rss
 from tests.fuzz.formats import checkpoint_files, valid_checkpoints
 
 path = sys.argv[1]
@@ -85,8 +94,14 @@ print(before, peak_rss() // 1024)
 def test_fuzzed_checkpoints_stay_within_the_memory_bound(tmp_path):
     examples = int(os.environ.get("NST_FUZZ_EXAMPLES", "60"))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", FUZZ_IN_A_SUBPROCESS, str(tmp_path / "f.safetensors"), str(examples)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", FUZZ_IN_A_SUBPROCESS, str(tmp_path / "f.safetensors"), str(examples)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     before, after = map(int, proc.stdout.split())
     print(f"peak RSS growth over {examples} fuzzed checkpoints: {(after - before) / 1024:.1f} MiB")

@@ -1,1 +1,1 @@
-"""Tests of nst_core.scan, one file per module (a package, so their names cannot clash with other folders')."""
+"""Tests of nst_core.compress.scan, one file per module (a package, so their names cannot clash with other folders')."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from nst_core.scan import ScanTable, degradation
+from nst_core.compress.scan import ScanTable, degradation
 
 from .tiny import scan_args, scan_env
 
@@ -26,19 +26,35 @@ def entry(tmp_path_factory) -> Path:
 def reference(tmp_path_factory, entry) -> Path:
     """One uninterrupted single-process run of the tiny grid."""
     out = tmp_path_factory.mktemp("reference") / "scan"
-    done = subprocess.run([sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert (out / "table.csv").exists() and (out / "table.json").exists()  # a complete grid is merged at the end
     return out
 
 
 def _synthetic_table(rows: list[tuple[str, float, float, float, float]], mode: str = "full") -> ScanTable:
-    scan = {"config_hash": "f" * 16, "method": "fine", "mode": mode, "weights": "random:0",
-            "layers": sorted({r[0] for r in rows}), "sparsities": sorted({r[1] for r in rows})}
+    scan = {
+        "config_hash": "f" * 16,
+        "method": "fine",
+        "mode": mode,
+        "weights": "random:0",
+        "layers": sorted({r[0] for r in rows}),
+        "sparsities": sorted({r[1] for r in rows}),
+    }
     out = []
     for layer, sparsity, content_ratio, style_ratio, ssim in rows:
-        row = {"layer": layer, "sparsity": sparsity, "content_ratio": content_ratio, "style_ratio": style_ratio, "ssim": ssim,
-               "feature_distortion": content_ratio - 1, "gram_distortion": style_ratio - 1, "proxy": 0.0}
+        row = {
+            "layer": layer,
+            "sparsity": sparsity,
+            "content_ratio": content_ratio,
+            "style_ratio": style_ratio,
+            "ssim": ssim,
+            "feature_distortion": content_ratio - 1,
+            "gram_distortion": style_ratio - 1,
+            "proxy": 0.0,
+        }
         row["degradation"] = degradation(row, "worst")
         out.append(row)
     return ScanTable(scan, out, [], None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PIL import Image
 
 from nst_core.cli import main
-from nst_core.pruning import load_profile
+from nst_core.compress.pruning import load_profile
 
 
 def test_cli_plot_and_select_on_a_finished_scan(tmp_path, reference, capsys):
@@ -34,11 +34,31 @@ def test_a_scan_that_cannot_start_leaves_nothing_behind(tmp_path, monkeypatch, c
     monkeypatch.setenv("NST_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     out = tmp_path / "scan"
-    code = main(["scan", "run", "--content", CONTENT, "--style", STYLE, "--out", str(out), "--size", "64", "--iterations", "1"])
+    code = main(
+        ["scan", "run", "--content", CONTENT, "--style", STYLE, "--out", str(out), "--size", "64", "--iterations", "1"]
+    )
     assert code == 2 and "offline" in capsys.readouterr().err
     assert not out.exists()
     # A folder that already held something keeps it.
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    assert main(["scan", "run", "--content", CONTENT, "--style", STYLE, "--out", str(out), "--size", "64", "--iterations", "1"]) == 2
+    assert (
+        main(
+            [
+                "scan",
+                "run",
+                "--content",
+                CONTENT,
+                "--style",
+                STYLE,
+                "--out",
+                str(out),
+                "--size",
+                "64",
+                "--iterations",
+                "1",
+            ]
+        )
+        == 2
+    )
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]

@@ -1,10 +1,10 @@
-"""nst_core.scan.config: the grid, its validation, and how it splits into shards."""
+"""nst_core.compress.scan.config: the grid, its validation, and how it splits into shards."""
 
 from __future__ import annotations
 
 import pytest
 
-from nst_core.scan import Cell, ScanConfig, ScanError, parse_shard, parse_sparsities, shard_cells
+from nst_core.compress.scan import Cell, ScanConfig, ScanError, parse_shard, parse_sparsities, shard_cells
 
 from .tiny import CONTENT, STYLE
 

@@ -1,8 +1,8 @@
-"""nst_core.scan.folder: crash-safe JSONL records."""
+"""nst_core.compress.scan.folder: crash-safe JSONL records."""
 
 from __future__ import annotations
 
-from nst_core.scan import append_record, read_records
+from nst_core.compress.scan import append_record, read_records
 
 
 def test_torn_tail_is_ignored_by_readers_and_cut_by_the_next_writer(tmp_path):

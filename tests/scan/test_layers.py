@@ -29,7 +29,9 @@ def test_every_part_imports_only_the_parts_below_it():
     for module, allowed in ALLOWED.items():
         siblings, core = _imports(module)
         assert siblings <= allowed, f"{module} imports {sorted(siblings - allowed)}"
-        assert not any(name.startswith("cli") for name in core) and "scan" not in import_graph()[f"scan.{module}"], module
+        assert not any(name.startswith("cli") for name in core) and "scan" not in import_graph()[f"scan.{module}"], (
+            module
+        )
 
 
 def test_table_and_plots_do_not_import_the_runner_or_what_it_needs():

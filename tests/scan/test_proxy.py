@@ -1,14 +1,14 @@
-"""nst_core.scan.proxy: the optimisation-free sensitivity proxy."""
+"""nst_core.compress.scan.proxy: the optimisation-free sensitivity proxy."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from nst_core.losses import get_preset
-from nst_core.pruning import prune_fine, prune_structured
-from nst_core.scan import ProxyProbe
-from nst_core.weights import load_vgg
+from nst_core.compress.pruning import prune_fine, prune_structured
+from nst_core.compress.scan import ProxyProbe
+from nst_core.model.weights import load_vgg
+from nst_core.nst.losses import get_preset
 
 
 def test_proxy_is_zero_for_dense_and_structured_equals_zeroed_filters():

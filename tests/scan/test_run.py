@@ -1,4 +1,4 @@
-"""nst_core.scan.run: resumable records, sharding (incl. torchrun), and one folder per configuration.
+"""nst_core.compress.scan.run: resumable records, sharding (incl. torchrun), and one folder per configuration.
 
 The tiny grid of :mod:`.tiny` (2 layers x 2 sparsities, 64 px, 2 iterations, random weights)
 runs the real code paths in seconds.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nst_core.scan import (
+from nst_core.compress.scan import (
     ScanConfig,
     ScanError,
     append_record,
@@ -26,7 +26,7 @@ from nst_core.scan import (
     read_records,
     run_scan,
 )
-from nst_core.stylize import StylizeConfig
+from nst_core.nst.stylize import StylizeConfig
 
 from .tiny import CONTENT, STYLE, scan_args, scan_env
 
@@ -38,8 +38,12 @@ def _table_rows(folder: Path) -> list[dict]:
 def test_interrupted_scan_resumes_to_the_same_records(tmp_path, entry, reference):
     out = tmp_path / "scan"
     records = out / "records" / "shard-0-of-1.jsonl"
-    process = subprocess.Popen([sys.executable, str(entry), *scan_args(out)], env=scan_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, str(entry), *scan_args(out)],
+        env=scan_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 240
         while time.time() < deadline and process.poll() is None:
@@ -55,7 +59,9 @@ def test_interrupted_scan_resumes_to_the_same_records(tmp_path, entry, reference
     with open(records, "ab") as f:
         f.write(b'{"cell": "conv3_1@0.9000", "config_ha')
 
-    done = subprocess.run([sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert f"{4 - finished} cell(s) run, {finished} already done" in done.stdout
     lines = records.read_bytes().split(b"\n")
@@ -64,14 +70,26 @@ def test_interrupted_scan_resumes_to_the_same_records(tmp_path, entry, reference
     assert (out / "table.csv").read_text() == (reference / "table.csv").read_text()
 
     # Rerunning a finished scan runs nothing.
-    again = subprocess.run([sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(
+        [sys.executable, str(entry), *scan_args(out)], env=scan_env(), capture_output=True, text=True, timeout=300
+    )
     assert "0 cell(s) run, 4 already done" in again.stdout
 
 
 def test_two_process_torchrun_merges_to_the_one_process_table(tmp_path, entry, reference):
     out = tmp_path / "scan"
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
-               str(entry), *scan_args(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        str(entry),
+        *scan_args(out),
+    ]
     done = subprocess.run(command, env=scan_env(), capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     shard_files = sorted(p.name for p in (out / "records").glob("*.jsonl"))
@@ -96,20 +114,36 @@ def test_each_full_scan_record_holds_judge_and_proxy_metrics(reference):
 
 
 def test_changed_configuration_is_refused_and_a_grown_grid_reuses_cells(tmp_path):
-    config = ScanConfig(CONTENT, [STYLE], weights="random:0", mode="proxy", layers=["conv1_1", "conv2_1"],
-                        sparsities=[0.5], stylize=StylizeConfig(size=64, iterations=2))
+    config = ScanConfig(
+        CONTENT,
+        [STYLE],
+        weights="random:0",
+        mode="proxy",
+        layers=["conv1_1", "conv2_1"],
+        sparsities=[0.5],
+        stylize=StylizeConfig(size=64, iterations=2),
+    )
     first = run_scan(config, tmp_path, progress=False)
     assert (first.ran, first.complete) == (2, True)
     config.sparsities = [0.5, 0.8]
     second = run_scan(config, tmp_path, progress=False)
     assert (second.skipped, second.ran) == (2, 2)
     assert [row["sparsity"] for row in merge_scan(tmp_path).rows] == [0.5, 0.8, 0.5, 0.8]
-    changed = ScanConfig(CONTENT, [STYLE], weights="random:1", mode="proxy", layers=["conv1_1"], sparsities=[0.5],
-                         stylize=StylizeConfig(size=64, iterations=2))
+    changed = ScanConfig(
+        CONTENT,
+        [STYLE],
+        weights="random:1",
+        mode="proxy",
+        layers=["conv1_1"],
+        sparsities=[0.5],
+        stylize=StylizeConfig(size=64, iterations=2),
+    )
     with pytest.raises(ScanError, match="another configuration.*weights"):
         run_scan(changed, tmp_path, progress=False)
     # A record of another configuration slipped into the folder is never counted.
-    append_record(tmp_path / "records" / "stray.jsonl", {"config_hash": "0" * 16, "cell": "conv1_1@0.9000", "metrics": {}})
+    append_record(
+        tmp_path / "records" / "stray.jsonl", {"config_hash": "0" * 16, "cell": "conv1_1@0.9000", "metrics": {}}
+    )
     assert "conv1_1@0.9000" not in finished_records(tmp_path, config.config_hash())
 
 

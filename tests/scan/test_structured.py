@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from nst_core.budget import allocate_widths, curves_from_scan
-from nst_core.errors import UserError
-from nst_core.scan import ScanConfig, ScanError, merge_scan, read_records, run_scan, shard_file
-from nst_core.stylize import StylizeConfig
-from nst_core.vgg import DENSE_WIDTHS
+from nst_core.compress.budget import allocate_widths, curves_from_scan
+from nst_core.compress.scan import ScanConfig, ScanError, merge_scan, read_records, run_scan, shard_file
+from nst_core.core.errors import UserError
+from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.nst.stylize import StylizeConfig
 
 from .tiny import CONTENT, STYLE
 
-GRID = dict(weights="random:0", method="structured", layers=["conv1_2", "conv3_1"], sparsities=[0.4, 0.875],
-            stylize=StylizeConfig(size=64, iterations=2))
+GRID = dict(
+    weights="random:0",
+    method="structured",
+    layers=["conv1_2", "conv3_1"],
+    sparsities=[0.4, 0.875],
+    stylize=StylizeConfig(size=64, iterations=2),
+)
 
 
 def test_structured_full_scan_records_smaller_widths_and_ranks_its_proxy(tmp_path):
@@ -33,9 +38,15 @@ def test_structured_full_scan_records_smaller_widths_and_ranks_its_proxy(tmp_pat
     assert [x for x, _ in curves.points["conv1_2"]] == pytest.approx([1 - 40 / 64, 1 - 8 / 64])
     assert curves.source["degradation"] == "worst" and curves.source["mode"] == "full"
     row = next(r for r in table.rows if r["layer"] == "conv3_1" and r["sparsity"] == 0.875)
-    assert curves.points["conv3_1"][1][1] == pytest.approx(max(row["content_ratio"] - 1, row["style_ratio"] - 1, 1 - row["ssim"]))
-    plan = allocate_widths({n: DENSE_WIDTHS[n] for n in ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]},
-                           curves, 64, target_speedup=1.3)
+    assert curves.points["conv3_1"][1][1] == pytest.approx(
+        max(row["content_ratio"] - 1, row["style_ratio"] - 1, 1 - row["ssim"])
+    )
+    plan = allocate_widths(
+        {n: DENSE_WIDTHS[n] for n in ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]},
+        curves,
+        64,
+        target_speedup=1.3,
+    )
     assert plan.predicted_speedup >= 1.3 and plan.curves_source["scan"] == str(tmp_path)
 
 

@@ -1,4 +1,4 @@
-"""nst_core.scan.table: profile selection, and the rank correlations of proxy vs judged."""
+"""nst_core.compress.scan.table: profile selection, and the rank correlations of proxy vs judged."""
 
 from __future__ import annotations
 
@@ -7,31 +7,53 @@ import math
 import numpy as np
 import pytest
 
-from nst_core.pruning import Profile
-from nst_core.scan import ScanError, kendall_tau_b, rank_agreement, select_profile, select_sparsity, spearman_rho
+from nst_core.compress.pruning import Profile
+from nst_core.compress.scan import (
+    ScanError,
+    kendall_tau_b,
+    rank_agreement,
+    select_profile,
+    select_sparsity,
+    spearman_rho,
+)
 
 
 def test_profile_selected_from_a_synthetic_table_matches_hand_worked_expectations(synthetic_table):
-    table = synthetic_table([
-        # conv1_2: passes 0.4..0.6 (worst degradation 0.02, 0.05, 0.08), fails at 0.7 (style +0.15)
-        ("conv1_2", 0.4, 1.02, 1.01, 0.99), ("conv1_2", 0.5, 1.05, 1.02, 0.98),
-        ("conv1_2", 0.6, 1.03, 1.08, 0.97), ("conv1_2", 0.7, 1.04, 1.15, 0.96),
-        # conv2_1: fails at the lowest level on SSIM (1 - 0.85 = 0.15) -> stays dense
-        ("conv2_1", 0.4, 1.00, 1.00, 0.85), ("conv2_1", 0.5, 1.00, 1.00, 0.99),
-        ("conv2_1", 0.6, 1.00, 1.00, 0.99), ("conv2_1", 0.7, 1.00, 1.00, 0.99),
-        # conv3_1: passes at 0.4 and 0.5, fails at 0.6, passes again at 0.7 (noise) -> 0.5, not 0.7
-        ("conv3_1", 0.4, 1.01, 1.00, 0.99), ("conv3_1", 0.5, 1.09, 1.00, 0.99),
-        ("conv3_1", 0.6, 1.11, 1.00, 0.99), ("conv3_1", 0.7, 1.01, 1.00, 0.99),
-        # conv4_1: everything within tolerance, even better than dense -> 0.7
-        ("conv4_1", 0.4, 0.98, 0.97, 0.99), ("conv4_1", 0.5, 0.99, 0.97, 0.99),
-        ("conv4_1", 0.6, 1.00, 0.98, 0.99), ("conv4_1", 0.7, 1.09, 0.99, 0.95),
-    ])
+    table = synthetic_table(
+        [
+            # conv1_2: passes 0.4..0.6 (worst degradation 0.02, 0.05, 0.08), fails at 0.7 (style +0.15)
+            ("conv1_2", 0.4, 1.02, 1.01, 0.99),
+            ("conv1_2", 0.5, 1.05, 1.02, 0.98),
+            ("conv1_2", 0.6, 1.03, 1.08, 0.97),
+            ("conv1_2", 0.7, 1.04, 1.15, 0.96),
+            # conv2_1: fails at the lowest level on SSIM (1 - 0.85 = 0.15) -> stays dense
+            ("conv2_1", 0.4, 1.00, 1.00, 0.85),
+            ("conv2_1", 0.5, 1.00, 1.00, 0.99),
+            ("conv2_1", 0.6, 1.00, 1.00, 0.99),
+            ("conv2_1", 0.7, 1.00, 1.00, 0.99),
+            # conv3_1: passes at 0.4 and 0.5, fails at 0.6, passes again at 0.7 (noise) -> 0.5, not 0.7
+            ("conv3_1", 0.4, 1.01, 1.00, 0.99),
+            ("conv3_1", 0.5, 1.09, 1.00, 0.99),
+            ("conv3_1", 0.6, 1.11, 1.00, 0.99),
+            ("conv3_1", 0.7, 1.01, 1.00, 0.99),
+            # conv4_1: everything within tolerance, even better than dense -> 0.7
+            ("conv4_1", 0.4, 0.98, 0.97, 0.99),
+            ("conv4_1", 0.5, 0.99, 0.97, 0.99),
+            ("conv4_1", 0.6, 1.00, 0.98, 0.99),
+            ("conv4_1", 0.7, 1.09, 0.99, 0.95),
+        ]
+    )
     profile = select_profile(table, tolerance=0.1)
     assert isinstance(profile, Profile) and profile.method == "fine"
     assert profile.sparsity == {"conv1_2": 0.6, "conv2_1": 0.0, "conv3_1": 0.5, "conv4_1": 0.7}
     assert profile.source["tolerance"] == 0.1 and profile.source["degradation"] == "worst"
     # By style alone conv1_2 fails at 0.7 (0.15 > 0.1); conv2_1 and conv3_1 never fail on style.
-    assert select_profile(table, 0.1, "style").sparsity == {"conv1_2": 0.6, "conv2_1": 0.7, "conv3_1": 0.7, "conv4_1": 0.7}
+    assert select_profile(table, 0.1, "style").sparsity == {
+        "conv1_2": 0.6,
+        "conv2_1": 0.7,
+        "conv3_1": 0.7,
+        "conv4_1": 0.7,
+    }
     # Tighter: conv1_2 stops at 0.4 (0.05 at 0.5 > 0.03); conv4_1 at 0.6 (0.01 each up to 0.6, then 0.09).
     assert select_profile(table, 0.03).sparsity == {"conv1_2": 0.4, "conv2_1": 0.0, "conv3_1": 0.4, "conv4_1": 0.6}
     assert select_sparsity([(0.5, float("nan")), (0.4, 0.0)], 0.1) == 0.4

@@ -64,6 +64,7 @@ def GPU(fn=None, duration=60):  # noqa: N802 (the real package's name)
         return lambda f: GPU(f, duration=duration)
     _record(event="decorate", function=fn.__qualname__, duration="dynamic" if callable(duration) else duration)
     if inspect.isgeneratorfunction(fn):
+
         @functools.wraps(fn)
         def generator(*args, **kwargs):
             _enter(fn, duration, args, kwargs)
@@ -71,6 +72,7 @@ def GPU(fn=None, duration=60):  # noqa: N802 (the real package's name)
                 yield from fn(*args, **kwargs)
             finally:
                 _leave()
+
         return generator
 
     @functools.wraps(fn)
@@ -80,4 +82,5 @@ def GPU(fn=None, duration=60):  # noqa: N802 (the real package's name)
             return fn(*args, **kwargs)
         finally:
             _leave()
+
     return wrapper

@@ -1,0 +1,4 @@
+"""Images: loading with bounded memory, resizing, tensor conversion, colour and luminance.
+
+May import: ``core``.
+"""

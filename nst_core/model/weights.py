@@ -1,0 +1,502 @@
+"""Where VGG-19 weights come from, and loading them into a ``VGGFeatures``.
+
+A weight spec is one string (its grammar is in ``nst_core.model.weight_spec``); this module turns
+it into a network. A spec that names an nst checkpoint (a local ``.safetensors`` written by
+``save_checkpoint``, or a Hub repo holding one) means that network, pruned widths and masks
+included, wherever the spec is used. For a Hub repo named without a file, the file is the
+checkpoint its ``config.json`` names, else ``model.safetensors``; config.json is requested on
+every load from the Hub (``hub_file``), since the Hub counts a model's downloads by it.
+
+Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
+With no network and nothing cached, loading fails within seconds with a message saying how
+to provide weights, instead of hanging.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import socket
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+from huggingface_hub import constants, hf_hub_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from safetensors import safe_open
+
+from nst_core.core.devices import resolve_device
+from nst_core.core.errors import UserError, first_line
+from nst_core.core.validation import cut
+from nst_core.model.checkpoint import FORMAT_NAME, is_checkpoint, load_checkpoint, parse_preprocessing
+from nst_core.model.vgg import (
+    CAFFE,
+    PREPROCESSINGS,
+    TORCHVISION,
+    Preprocessing,
+    VGGFeatures,
+    freeze,
+    layer_index,
+    random_state_dict,
+)
+from nst_core.model.weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
+
+
+class WeightsError(UserError):
+    """Weights could not be found, downloaded or matched to the network."""
+
+
+class HubError(UserError):
+    """A Hub repo, file or revision is missing, or the Hub refused or could not be reached."""
+
+
+class HubUnreachableError(HubError):
+    """The Hub cannot be reached (offline mode or no network) and the file is not on this machine."""
+
+
+class HubFileMissingError(HubError):
+    """The repo has no such file at that revision."""
+
+
+@dataclass(frozen=True)
+class UrlWeights:
+    """Weights downloaded from a fixed URL into torch hub's cache, with their preprocessing."""
+
+    url: str
+    filename: str  # torch hub checks the sha256 prefix embedded after the dash
+    preprocessing: Preprocessing
+
+
+URL_SOURCES = {
+    "caffe": UrlWeights("https://web.eecs.umich.edu/~justincj/models/vgg19-d01eb7cb.pth", "vgg19-d01eb7cb.pth", CAFFE),
+    "torchvision": UrlWeights(
+        "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth", TORCHVISION
+    ),
+}
+
+assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree
+DEFAULT_HUB_FILE = "model.safetensors"
+CONFIG_NAME = constants.CONFIG_NAME  # "config.json": in a repo `nst push` wrote, names the checkpoint file
+
+HOW_TO_GET_WEIGHTS = (
+    "Provide weights one of these ways: run once with network access so they are cached; "
+    "download {url} yourself and pass the file with --weights PATH; "
+    "use --weights hf:REPO for a safetensors copy on the Hub; "
+    "or use --weights random for a mechanical test (results are not meaningful)."
+)
+
+DOWNLOAD_TIMEOUT_S = float(os.environ.get("NST_DOWNLOAD_TIMEOUT", "10"))
+
+
+def offline() -> bool:
+    """Whether HF_HUB_OFFLINE or NST_OFFLINE asks for no network access."""
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "NST_OFFLINE"))
+
+
+@contextmanager
+def _socket_timeout(seconds: float):
+    # torch.hub's urlopen has no timeout of its own; without this an unreachable host can hang.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download_url_weights(source: UrlWeights) -> Path:
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / source.filename
+    if cached.exists():
+        return cached
+    if offline():
+        raise WeightsError(
+            f"{source.filename} is not cached and offline mode is set. " + HOW_TO_GET_WEIGHTS.format(url=source.url)
+        )
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            torch.hub.download_url_to_file(
+                source.url, str(cached), hash_prefix=source.filename.split("-")[1].split(".")[0], progress=True
+            )
+    except Exception as exc:  # network errors come in many classes (URLError, timeout, OSError, RuntimeError for hash)
+        raise WeightsError(
+            f"could not download {source.url}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=source.url)
+        ) from None
+    return cached
+
+
+def endpoint_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub endpoint (HF_ENDPOINT or huggingface.co) accepts a TCP connection."""
+    url = urlparse(constants.ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def hub_error(exc: Exception, what: str, local_dir: str | os.PathLike | None = None) -> HubError:
+    """huggingface_hub's errors (or a failed connection) as one line naming ``what`` was asked for.
+
+    >>> raise hub_error(exc, "pushing to me/vgg19-seed") from None  # doctest: +SKIP
+    """
+    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
+    if isinstance(exc, LocalEntryNotFoundError):
+        where = local_dir or "the local Hugging Face cache"
+        return HubUnreachableError(
+            f"{what}: not in {where}, and the Hub cannot be reached (offline mode or no network); download it once while online"
+        )
+    if isinstance(exc, RepositoryNotFoundError):
+        return HubError(f"{what}: repository not found (or it is private and you are not logged in: `hf auth login`)")
+    if isinstance(exc, RevisionNotFoundError):
+        return HubError(f"{what}: revision not found in the repository")
+    if isinstance(exc, EntryNotFoundError):
+        return HubFileMissingError(f"{what}: file not found in the repository at that revision")
+    if isinstance(exc, HfHubHTTPError):
+        status = exc.response.status_code if exc.response is not None else "?"
+        hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""
+        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {first_line(exc)}")
+    # Anything else without an HTTP answer is a failed connection when the endpoint does not answer now;
+    # the transport's own exception classes change between huggingface_hub versions, a TCP probe does not.
+    if isinstance(exc, OfflineModeIsEnabled) or not endpoint_reachable():
+        cause = "offline mode is on (HF_HUB_OFFLINE is set)" if offline() else f"no answer from {constants.ENDPOINT}"
+        return HubUnreachableError(
+            f"{what}: the Hub cannot be reached: {cause}; check your network connection, HF_ENDPOINT and HF_HUB_OFFLINE"
+        )
+    return HubError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
+
+
+def hub_download(
+    repo_id: str,
+    filename: str,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    repo_type: str | None = None,
+    *,
+    local_files_only: bool = False,
+    **download_options: Any,
+) -> Path:
+    """One file of a Hub repo, through the Hugging Face cache or into ``local_dir`` (as ``hf download`` does).
+
+    Offline (HF_HUB_OFFLINE or NST_OFFLINE), or when the Hub does not answer, the file comes from
+    the cache or from ``local_dir``, whichever the call names. Errors are one-line ``HubError``s.
+    ``download_options`` go to ``hf_hub_download`` (``cache_dir``, ``force_download``, ``token``).
+
+    >>> hub_download("me/vgg19-seed", "seed.safetensors", revision="a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
+    what = repo_id + (f"@{revision}" if revision else "") + f" file {filename}"
+    # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
+    local_only = local_files_only or offline() or not endpoint_reachable()
+    try:
+        return Path(
+            hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                local_dir=local_dir,
+                repo_type=repo_type,
+                etag_timeout=DOWNLOAD_TIMEOUT_S,
+                local_files_only=local_only,
+                **download_options,
+            )
+        )
+    except Exception as exc:
+        raise hub_error(exc, what, local_dir) from None
+
+
+def repo_config(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> dict | None:
+    """A model repo's config.json as a dict; None when the repo has none (or it holds no JSON object).
+
+    Every load from the Hub asks for it first: the Hub counts a model's downloads by the requests
+    for its config.json, and for a repo ``nst push`` wrote it describes the checkpoint.
+    """
+    try:
+        path = hub_download(repo_id, CONFIG_NAME, revision, local_dir)
+    except HubFileMissingError:
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def checkpoint_named(repo_id: str, config: dict | None) -> str | None:
+    """The checkpoint file a config.json that ``nst push`` wrote names; None for any other config."""
+    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
+        return None
+    name = config.get("checkpoint")
+    if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
+        raise HubError(f"{repo_id}: {CONFIG_NAME} names a bad checkpoint file {str(name)[:80]!r}")
+    return name
+
+
+def hub_file(
+    repo_id: str,
+    filename: str | None = None,
+    revision: str | None = None,
+    local_dir: str | os.PathLike | None = None,
+    default: str | None = None,
+) -> Path:
+    """One file of a model repo, config.json requested first (so the Hub counts the download).
+
+    ``filename`` None means the checkpoint config.json names, else ``default``. Offline with
+    config.json not cached, a named (or default) file is still read from where it was downloaded.
+
+    >>> hub_file("me/vgg19-seed", revision="a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
+    try:
+        config = repo_config(repo_id, revision, local_dir)
+    except HubUnreachableError:
+        if filename is None and default is None:
+            raise
+        config = None
+    name = filename or checkpoint_named(repo_id, config) or default
+    if name is None:
+        where = repo_id + (f"@{revision}" if revision else "")
+        raise HubError(f"{where}: {CONFIG_NAME} does not name an nst checkpoint; give the file name")
+    return hub_download(repo_id, name, revision, local_dir)
+
+
+def _hub_weights_file(parsed: WeightSpec) -> Path:
+    """The local file of a hub spec: FILE, else the repo's nst checkpoint, else ``model.safetensors``."""
+    try:
+        return hub_file(parsed.repo, parsed.filename, parsed.revision, default=DEFAULT_HUB_FILE)
+    except HubUnreachableError as exc:
+        raise WeightsError(
+            f"{parsed.text}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=f"the file from {parsed.repo}")
+        ) from None
+    except HubError as exc:
+        raise WeightsError(f"{parsed.text}: {exc}") from None
+
+
+def load_torch_file(path: str | os.PathLike, what: str, error: type[UserError] = UserError) -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors: an empty, foreign or unsafe file is ``error``.
+
+    A pickle that needs code or objects other than plain tensors is refused for safety; the
+    message says so instead of PyTorch's advice to load it unsafely.
+
+    >>> state = load_torch_file("vgg19.pth", "PyTorch weights file", WeightsError)  # doctest: +SKIP
+    """
+    path = Path(path)
+    refused = f"{path}: not a loadable {what}"
+    try:
+        if path.stat().st_size == 0:
+            raise error(f"{refused}: the file is empty (0 bytes)")
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except UserError:
+        raise
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower():
+            raise error(
+                f"{refused}: refused for safety, because the file contains code or objects that are not plain tensors"
+            ) from None
+        raise error(f"{refused} ({cut(first_line(exc))})") from None
+    except OSError as exc:
+        raise error(f"{refused} ({exc.strerror or first_line(exc)})") from None
+    except Exception as exc:  # torch.load raises many kinds (RuntimeError, KeyError, EOFError, ...) for foreign bytes
+        raise error(f"{refused} ({type(exc).__name__}: {cut(first_line(exc))})") from None
+
+
+def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and (for safetensors) header metadata of a local weights file.
+
+    A pickle is loaded with ``weights_only=True`` (plain tensors only; anything else is refused
+    for safety); a ``preprocessing`` entry in the metadata is checked here, naming the file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise WeightsError(f"weights file {path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                if "preprocessing" in metadata:  # checked before any tensor is read
+                    parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
+                keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())
+                state = {k: f.get_tensor(k) for k in keys}
+        except WeightsError:
+            raise
+        except Exception as exc:  # safetensors raises its own SafetensorError (and OSError) for every malformed file
+            raise WeightsError(f"{path}: not a readable safetensors file ({cut(first_line(exc))})") from None
+        return state, metadata
+    state = load_torch_file(path, "PyTorch weights file", WeightsError)
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{path}: expected a dict of tensors (a state_dict)")
+    return state, {}
+
+
+def features_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Keep ``features.N.*`` keys; drop the classifier (and timm's pre_logits/head)."""
+    out = {}
+    for key, value in state.items():
+        key = key.removeprefix("module.")
+        if key.startswith("features."):
+            out[key] = value
+    return out
+
+
+def match_state_dict(model: VGGFeatures, state: dict[str, torch.Tensor], origin: str) -> dict[str, torch.Tensor]:
+    """The subset of ``state`` the model needs, checked key by key; names the first mismatch."""
+    expected = model.state_dict()
+    features = features_only(state)
+    if not features:
+        sample = ", ".join(list(state)[:4])
+        raise WeightsError(
+            f"{origin}: no 'features.N.weight' keys found (first keys: {sample}); is this a VGG-19 file?"
+        )
+    for key, tensor in expected.items():
+        if key not in features:
+            raise WeightsError(f"{origin}: missing key {key!r} needed up to layer {model.last_layer}")
+        if tuple(features[key].shape) != tuple(tensor.shape):
+            raise WeightsError(
+                f"{origin}: key {key!r} has shape {list(features[key].shape)}, expected {list(tensor.shape)}"
+            )
+    return {key: features[key].float() for key in expected}
+
+
+def _preprocessing_from(metadata: dict[str, str], declared: str | None, default: Preprocessing) -> Preprocessing:
+    if declared:
+        return PREPROCESSINGS[declared]
+    if "preprocessing" in metadata:
+        return parse_preprocessing(metadata["preprocessing"], "the weights' metadata", WeightsError)
+    return default
+
+
+def locate_weights(spec: str) -> Path:
+    """The local file a named, hub or file weight spec stands for, downloaded through the caches if need be.
+
+    The one place a spec becomes a file: ``load_vgg`` and the app's pruned-network slot both use it.
+
+    >>> locate_weights("hf:me/vgg19-seed-pruned@a1b2...")  # doctest: +SKIP
+    PosixPath('.../snapshots/a1b2.../seed.safetensors')
+    """
+    parsed = parse_weight_spec(spec)
+    if parsed.kind == "named":
+        return _download_url_weights(URL_SOURCES[parsed.name])
+    if parsed.kind == "hub":
+        return _hub_weights_file(parsed)
+    if parsed.kind == "file":
+        return parsed.path
+    raise WeightsError(f"{spec}: random weights are made by load_vgg, not read from a file")
+
+
+def _plain_weights(
+    parsed: WeightSpec, path: Path, preprocessing: str | None
+) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
+    """A plain weights file -> (state dict, preprocessing, human description)."""
+    state, metadata = read_state_dict(path)
+    if parsed.kind == "named":
+        default = URL_SOURCES[parsed.name].preprocessing
+    elif parsed.kind == "file" and path.suffix != ".safetensors":
+        default = CAFFE  # a .pth of unknown origin is most likely the seed's Caffe conversion
+    else:
+        default = TORCHVISION
+    return (
+        state,
+        _preprocessing_from(metadata, preprocessing, default),
+        str(path) if parsed.kind == "file" else parsed.text,
+    )
+
+
+def _checkpoint_network(path: Path, spec: str, last_layer: str, pooling: str, preprocessing: str | None) -> VGGFeatures:
+    """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``,
+    with the caller's pooling (a run setting, as for plain weights)."""
+    stored = load_checkpoint(path)
+    if layer_index(stored.last_layer) < layer_index(last_layer):
+        raise WeightsError(
+            f"{spec}: the checkpoint's network stops at {stored.last_layer}, but layers up to {last_layer} are needed"
+        )
+    prep = PREPROCESSINGS[preprocessing] if preprocessing else stored.preprocessing
+    model = VGGFeatures(last_layer, widths=stored.widths, pooling=pooling, preprocessing=prep)
+    wanted = model.state_dict()
+    model.load_state_dict({key: value for key, value in stored.state_dict().items() if key in wanted})
+    model.masks = {name: mask for name, mask in stored.masks.items() if name in model.widths}
+    model.kept_channels = {name: kept for name, kept in stored.kept_channels.items() if name in model.widths}
+    model.provenance = stored.provenance
+    # A pruned network records the dense weights it came from (the app shows the same); a dense file
+    # is itself the weights, so its spec names them, unless they are random and must stay labelled so.
+    pruned = bool(stored.masks or stored.kept_channels)
+    model.weight_source = stored.weight_source if pruned or stored.has_random_weights else spec
+    return model
+
+
+def load_vgg(
+    spec: str = "caffe",
+    last_layer: str = "relu5_4",
+    pooling: str = "max",
+    preprocessing: str | None = None,
+    device: str | torch.device = "cpu",
+) -> VGGFeatures:
+    """A frozen, eval-mode VGG-19 trunk up to ``last_layer`` with weights from ``spec``.
+
+    >>> model = load_vgg("random:0", last_layer="relu4_2")
+    >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"]))
+    ['relu4_2']
+
+    A spec naming an nst checkpoint (local or on the Hub) gives that network: its pruned widths
+    and masks, cut after ``last_layer`` (an error when it stops before). ``device``: cpu, cuda,
+    cuda:N, mps, or auto (the fastest present; see ``nst_core.core.devices``).
+    """
+    layer_index(last_layer)  # validate early, before any download
+    if preprocessing is not None and preprocessing not in PREPROCESSINGS:
+        raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
+    target = resolve_device(device)
+    parsed = parse_weight_spec(spec)
+    if parsed.kind == "random":
+        prep = PREPROCESSINGS[preprocessing or "caffe"]
+        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+        model.load_state_dict(random_state_dict(last_layer, parsed.seed))
+        model.weight_source = f"random:{parsed.seed}"
+    else:
+        path = locate_weights(spec)
+        if path.suffix == ".safetensors" and is_checkpoint(path):
+            model = _checkpoint_network(path, spec, last_layer, pooling, preprocessing)
+        else:
+            state, prep, description = _plain_weights(parsed, path, preprocessing)
+            model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+            model.load_state_dict(match_state_dict(model, state, description))
+            model.weight_source = description
+    if model.has_random_weights:
+        _warn_random_once(model.weight_source)
+    return freeze(model.to(target))
+
+
+class RandomWeightsWarning(UserWarning):
+    """A network with seeded random weights was loaded: its results are mechanically right, visually meaningless."""
+
+
+_random_warned = False
+
+
+def _warn_random_once(source: str) -> None:
+    # Once per process: a library user sees it, a loop that loads many networks is not flooded.
+    # The CLI and the app say it their own way and filter this category out.
+    global _random_warned
+    if not _random_warned:
+        _random_warned = True
+        warnings.warn(
+            f"VGG-19 weights are random ({source}): results are mechanically right but visually meaningless; "
+            "load real weights with load_vgg('caffe'), 'torchvision', 'hf:OWNER/NAME' or a file",
+            RandomWeightsWarning,
+            stacklevel=3,
+        )

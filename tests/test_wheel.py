@@ -74,7 +74,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_ships_the_card_template(installed):
-    code = "import nst_core.hub.publish as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
+    code = "import nst_core.model.hub.card as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
     where, exists = run([str(installed / "python"), "-c", code], env=_clean_env(), cwd=installed).split()
     assert Path(where).is_relative_to(installed.parent), f"imported {where}, not the wheel's copy"
     assert exists == "True"
@@ -98,7 +98,7 @@ def test_an_installed_wheel_pushes_and_pulls(installed, tmp_path):
         pushed = run([str(installed / "nst"), "push", REPO, str(path)], env=env, cwd=tmp_path)
         pulled = run([str(installed / "nst"), "pull", REPO, "--check"], env=env, cwd=tmp_path)
         code = (
-            "import json\nfrom nst_core.hub.publish import VGGFeatures\n"
+            "import json\nfrom nst_core.model.vgg import VGGFeatures\n"
             f"m = VGGFeatures.from_pretrained({REPO!r})\n"
             "print(json.dumps([m.last_layer, sorted(m.masks)]))\n"
         )

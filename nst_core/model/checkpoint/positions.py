@@ -4,10 +4,11 @@ A bool mask is stored either as a bitmap (8 weights per byte) or, as Deep Compre
 sparse weights, as the count of pruned weights skipped before each kept one, in B bits (1-8);
 the all-ones entry means "skip 2^B - 1, no weight yet", for longer gaps.
 
->>> mask = torch.tensor([True, False, False, True])
+>>> mask = torch.zeros(64, dtype=torch.bool)
+>>> mask[[3, 40]] = True  # two kept weights of 64: 2 bytes of 4-bit gaps against an 8-byte bitmap
 >>> encoding, data = encode_positions(mask)
->>> encoding, torch.equal(decode_positions(encoding, data, [4], "example"), mask)
-('gaps2', True)
+>>> encoding, data.numel(), torch.equal(decode_positions(encoding, data, [64], "example"), mask)
+('gaps4', 2, True)
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def _encode_gaps(gaps: np.ndarray, bits: int) -> np.ndarray:
 def encode_positions(mask: torch.Tensor) -> tuple[str, torch.Tensor]:
     """(encoding, uint8 tensor): the kept positions of ``mask`` in the smallest of ``POSITION_ENCODINGS``.
 
-    >>> encode_positions(torch.tensor([True, False, False, True]))[0]
-    'gaps2'
+    >>> encode_positions(torch.tensor([True, False, False, True]))[0]  # 1 byte either way: ties keep the bitmap
+    'bitmap'
     """
     flat = mask.cpu().numpy().reshape(-1)
     gaps = _gap_counts(flat)

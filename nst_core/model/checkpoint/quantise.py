@@ -6,10 +6,10 @@ codebook4  a 16-entry codebook per conv found by 1-D k-means (linear initialisat
            Compression found best) and 4-bit indices, two per byte, low nibble first
            (``.codebook``, ``.codes``).
 
->>> values = torch.tensor([0.5, -1.0, 0.25])
->>> stored = quantise(values, torch.tensor([0, 0, 1]), 2, "int8")
->>> dequantise(stored, torch.tensor([0, 0, 1]), 3, "int8").tolist()
-[0.5, -1.0, 0.25]
+>>> channels = torch.tensor([0, 0, 1])  # the output channel of each value
+>>> stored = quantise(torch.tensor([1.0, -0.5, 0.25]), channels, 2, "int8")
+>>> stored[""].tolist(), dequantise(stored, channels, 3, "int8").tolist()
+([127, -64, 127], [1.0, -0.5039370059967041, 0.25])
 """
 
 from __future__ import annotations

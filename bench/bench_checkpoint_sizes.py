@@ -39,10 +39,10 @@ from nst_core.model.checkpoint import (
     QUANTISED_DTYPES,
     STORED_DTYPES,
     encode_positions,
-    load_checkpoint,
     read_checkpoint_info,
     save_checkpoint,
 )
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import get_preset
 from nst_core.nst.quality import Judge

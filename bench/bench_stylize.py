@@ -53,7 +53,8 @@ def run_reference(size: int, iterations: int) -> list[float]:
     import torch.nn.functional as F
 
     from nst_core.image.io import load_image, pil_to_tensor
-    from nst_core.model.vgg import LAYER_INDEX, VGGFeatures, random_state_dict
+    from nst_core.model.layers import LAYER_INDEX
+    from nst_core.model.vgg import VGGFeatures, random_state_dict
 
     net = VGGFeatures("pool5")  # all 37 layers of VGG-19's features
     net.load_state_dict(random_state_dict("pool5", seed=0))

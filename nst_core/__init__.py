@@ -5,12 +5,11 @@ ones, never upward, and no two modules import each other (``tests/test_architect
 :data:`LAYERS` and checks every import against it):
 
 - ``core``: errors, atomic files, field validation, devices (no torch models, no images).
-- ``model``, ``image``: the VGG layer table and network, weight sources, the checkpoint format;
-  image loading and colour.
+- ``model``, ``image``: the VGG layer table and network, weight sources, the checkpoint format,
+  the Hugging Face Hub (download, push, pull, card, Space); image loading and colour.
 - ``nst``: the style-transfer engine: losses, the optimisation loop, tiling, memory and cost
   models, the judge.
-- ``compress``, ``hub``: making smaller networks (pruning, importance, scans, budgets, fine-tuning);
-  publishing networks on the Hugging Face Hub (push, pull, card, Space).
+- ``compress``: making smaller networks (pruning, importance, scans, budgets, fine-tuning).
 - ``workflows``: jobs that combine the layers below (the dense-vs-pruned comparison, releases).
 - ``cli``, ``app``: the ``nst`` command and the Gradio UI; they orchestrate and hold no algorithm.
 """
@@ -22,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("core",),
     ("model", "image"),
     ("nst",),
-    ("compress", "hub"),
+    ("compress",),
     ("workflows",),
     ("cli", "app"),
 )

@@ -29,7 +29,7 @@ from gradio_client.utils import QueueError, Status  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
 import app  # noqa: E402
-from nst_core.model.vgg import DENSE_WIDTHS  # noqa: E402
+from nst_core.model.layers import DENSE_WIDTHS  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
 from nst_core.workflows.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
 

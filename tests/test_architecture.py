@@ -67,6 +67,14 @@ def test_the_checks_can_fail():
     assert "model.checkpoint" in import_graph()["model.weights"]
 
 
+def test_the_checkpoint_format_never_imports_the_network():
+    """``model.vgg`` builds itself from the checkpoint's contents; the codec importing it back would be a cycle."""
+    graph = import_graph()
+    codec = [module for module in graph if module.split(".")[:2] == ["model", "checkpoint"]]
+    assert len(codec) > 1 and all("model.vgg" not in graph[module] for module in codec)
+    assert "model.checkpoint" in graph["model.vgg"] and "model.hub.pretrained" in graph["model.vgg"]
+
+
 def test_the_library_never_imports_gradio():
     for module, path in module_names().items():
         assert "import gradio" not in path.read_text(), f"nst_core.{module} imports gradio; only app.py may"

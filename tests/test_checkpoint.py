@@ -24,10 +24,13 @@ from nst_core.model.checkpoint import (
     decode_positions,
     encode_positions,
     kmeans_codebook,
-    load_checkpoint,
     read_checkpoint_info,
     save_checkpoint,
 )
+from nst_core.model.checkpoint import save as checkpoint_save
+from nst_core.model.checkpoint.positions import pack_mask
+from nst_core.model.layers import layer_index
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weights import load_vgg
 
 MiB = 2**20
@@ -246,10 +249,10 @@ def test_version_1_bitmap_files_still_load(tmp_path, small_fine):
     with safe_open(str(path), framework="pt") as f:
         metadata = dict(f.metadata())
     for name, kind in json.loads(metadata.pop("positions")).items():
-        key = f"features.{checkpoint.layer_index(name)}.weight"
+        key = f"features.{layer_index(name)}.weight"
         if kind != "bitmap":
             del tensors[key + ".gaps"]
-            tensors[key + ".mask"] = checkpoint._pack_mask(small_fine.masks[name])
+            tensors[key + ".mask"] = pack_mask(small_fine.masks[name])
     metadata.update(format_version="1", tensors_sha256=checkpoint.tensors_digest(tensors))
     save_file(tensors, str(tmp_path / "v1.safetensors"), metadata=metadata)
     assert_same_network(load_checkpoint(tmp_path / "v1.safetensors"), small_fine, torch.float16)
@@ -431,14 +434,14 @@ def test_bad_save_arguments(tmp_path, small_fine):
 def test_failed_write_leaves_old_file(tmp_path, small_fine, monkeypatch, failure):
     path = save_checkpoint(small_fine, tmp_path / "ckpt.safetensors", dtype="fp32")
     before = path.read_bytes()
-    real_serialize = checkpoint._serialize
+    real_serialize = checkpoint_save._serialize
 
     def fails_part_way(tensors, metadata):
         chunks = real_serialize(tensors, metadata)
         yield next(chunks)  # part of the new file reaches the temp file...
         raise failure  # ...then the write dies
 
-    monkeypatch.setattr(checkpoint, "_serialize", fails_part_way)
+    monkeypatch.setattr(checkpoint_save, "_serialize", fails_part_way)
     with pytest.raises(type(failure)):
         save_checkpoint(small_fine, path, dtype="fp16")
     assert path.read_bytes() == before

@@ -6,7 +6,8 @@ import doctest
 
 import pytest
 
-from nst_core.model.vgg import DENSE_WIDTHS, VGGFeatures
+from nst_core.model.layers import DENSE_WIDTHS
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst import cost
 
 

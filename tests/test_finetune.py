@@ -33,7 +33,7 @@ from nst_core.compress.finetune import (
 )
 from nst_core.compress.pruning import prune_fine, prune_structured
 from nst_core.core.errors import UserError
-from nst_core.model.checkpoint import load_checkpoint
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weights import load_vgg
 
 LAYERS = ["relu1_1", "relu2_1"]

@@ -31,8 +31,9 @@ from tensor_digest import weights_digest
 
 from nst_core.cli import main
 from nst_core.compress.pruning import prune_fine, prune_structured
-from nst_core.hub.publish import render_model_card
-from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info, save_checkpoint
+from nst_core.model.checkpoint import read_checkpoint_info, save_checkpoint
+from nst_core.model.hub.card import render_model_card
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec
 from nst_core.model.weights import WeightsError, load_vgg
 from nst_core.nst.stylize import StylizeConfig, stylize
@@ -157,10 +158,10 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
     run([HF_BIN, "download", REPO, "config.json"], hub_env)
     seen = len(hub.hub.requests)
     code = DIGEST_CODE + (
-        "from nst_core.hub.publish import load_from_hub, pull, HubError\n"
+        "from nst_core.model.hub.pull import load_from_hub, pull\nfrom nst_core.model.hub.errors import HubError\n"
         f"pinned = load_from_hub({REPO!r}, 'seed-fp16.safetensors', revision={pushed['commit']!r})\n"
         f"latest = load_from_hub({REPO!r})\n"
-        "from nst_core.model.checkpoint import load_checkpoint\nfrom nst_core.model.weights import load_vgg, locate_weights\n"
+        "from nst_core.model.vgg import load_checkpoint\nfrom nst_core.model.weights import load_vgg, locate_weights\n"
         f"by_spec = load_checkpoint(locate_weights('hf:{REPO}@{pushed['commit']}'))\n"
         "assert weights_digest(by_spec) == weights_digest(pinned)\n"
         # The CLI's --weights reads the same spec as the same network, masks included.
@@ -226,7 +227,7 @@ def cli_calls(calls: list[list[str]]) -> str:
 
 def test_missing_repo_file_and_revision_errors(hub_env, pushed):
     code = (
-        "import json\nfrom nst_core.hub.publish import pull\nfrom nst_core.core.errors import UserError\nout = []\n"
+        "import json\nfrom nst_core.model.hub.pull import pull\nfrom nst_core.core.errors import UserError\nout = []\n"
         "for args in [('tester/nope', 'x.safetensors', None), "
         f"({REPO!r}, 'nope.safetensors', None), ({REPO!r}, 'seed-fp16.safetensors', 'no-such-branch'), "
         f"({REPO!r}, 'seed-fp16.safetensors', '0' * 40), ('not-a-repo-id', 'x', None)]:\n"
@@ -289,7 +290,8 @@ def test_weights_convert_push_and_load_as_hf_spec(tmp_path, hub, hub_env, capsys
     assert torch.equal(local.conv("conv5_4").weight, conv5_4)
 
     code = (
-        "import hashlib\nfrom nst_core.hub.publish import push_checkpoint\nfrom nst_core.model.weights import load_vgg\n"
+        "import hashlib\nfrom nst_core.model.hub.push import push_checkpoint\n"
+        "from nst_core.model.weights import load_vgg\n"
         f"commit = push_checkpoint('tester/vgg19-caffe', {str(out)!r}).commit\n"
         "m = load_vgg(f'hf:tester/vgg19-caffe:vgg19-caffe.safetensors@{commit}', last_layer='relu5_4')\n"
         "print(m.preprocessing.name, hashlib.sha256(m.conv('conv5_4').weight.numpy().tobytes()).hexdigest())\n"
@@ -327,7 +329,7 @@ def test_push_space_pushes_what_there_is(tmp_path, hub, hub_env):
     first, second = [c.files for c in list(repo.commits.values())[1:]]
     assert "app.py" not in first
     assert first["README.md"].startswith(b"---\ntitle: t")
-    assert first["nst_core/hub.py"] == (ROOT / "nst_core" / "hub.py").read_bytes()
+    assert first["nst_core/model/hub/push.py"] == (ROOT / "nst_core" / "model" / "hub" / "push.py").read_bytes()
     assert "requirements.txt" in first and not any("__pycache__" in p for p in first)
     assert first["examples/content/tiny.png"] == (root / "examples" / "content" / "tiny.png").read_bytes()
     assert second["app.py"] == b"print('app')\n"
@@ -506,7 +508,8 @@ def test_every_pull_path_requests_config_json(hub, hub_env, pushed, tmp_path):
         + MARKER_CODE
         + (
             "import tempfile\nfrom huggingface_hub import constants\nfrom nst_core.cli import main\n"
-            "from nst_core.model.checkpoint import load_checkpoint\nfrom nst_core.hub.publish import VGGFeatures, load_from_hub\n"
+            "from nst_core.model.vgg import VGGFeatures, load_checkpoint\n"
+            "from nst_core.model.hub.pull import load_from_hub\n"
             "from nst_core.model.weights import load_vgg, locate_weights\ndigests = []\n"
             "def got(model):\n    digests.append(weights_digest(model))\n"
         )
@@ -552,7 +555,8 @@ def test_live_hub_round_trip(tmp_path):
     repo = f"{user}/nst-live-test-{uuid.uuid4().hex[:8]}"
     try:
         commit = python(
-            f"from nst_core.hub.publish import push_checkpoint; print(push_checkpoint({repo!r}, {str(path)!r}, private=True).commit)",
+            "from nst_core.model.hub.push import push_checkpoint; "
+            f"print(push_checkpoint({repo!r}, {str(path)!r}, private=True).commit)",
             env,
         ).stdout.strip()
         run(
@@ -787,7 +791,8 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
         DIGEST_CODE
         + MARKER_CODE
         + (
-            "from nst_core.hub.publish import VGGFeatures, push_checkpoint\nfrom nst_core.compress.pruning import prune_fine\n"
+            "from nst_core.model.vgg import VGGFeatures\nfrom nst_core.model.hub.push import push_checkpoint\n"
+            "from nst_core.compress.pruning import prune_fine\n"
             "from nst_core.model.weights import load_vgg\n"
             f"push_checkpoint({MIXIN_REPO!r}, {str(old)!r})\n"
             "model = prune_fine(load_vgg('random:31', last_layer='relu2_1'), 0.5)\n"
@@ -797,7 +802,7 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
             f"model.save_pretrained({str(saved)!r})\n"
             f"local = VGGFeatures.from_pretrained({str(saved)!r})\n"
             # The reference: the network as a checkpoint file holds it (fp16, masked weights +0.0).
-            "from nst_core.model.checkpoint import load_checkpoint, save_checkpoint\n"
+            "from nst_core.model.checkpoint import save_checkpoint\nfrom nst_core.model.vgg import load_checkpoint\n"
             f"ref = load_checkpoint(save_checkpoint(model, {str(tmp_path / 'ref.safetensors')!r}))\n"
             "print(json.dumps({'url': str(url), 'digests': [weights_digest(m) for m in (ref, back, local)],\n"
             "                  'masks': [sorted(m.masks) for m in (model, back, local)]}))\n"
@@ -834,15 +839,48 @@ def test_from_pretrained_and_push_to_hub_round_trip(hub, hub_env, tmp_path):
     assert ("tester/mixin-net", "model.safetensors", "lfsFile") in hub.hub.commit_ops
 
 
-def test_vgg_features_hub_methods_say_what_to_import(hub, hub_env):
-    """nst_core.model.vgg cannot import the format (a higher layer); used without nst_core.hub.publish, it says so."""
-    code = (
-        "from nst_core.model.vgg import VGGFeatures\n"
-        "try:\n"
-        f"    VGGFeatures('relu1_1').push_to_hub({MIXIN_REPO!r})\n"
-        "except RuntimeError as exc:\n"
-        "    print(exc)\n"
-    )
-    seen = len(hub.hub.requests)
-    assert "from nst_core.hub.publish import VGGFeatures" in python(code, hub_env).stdout
-    assert all("/commit/" not in path for _, path in hub.hub.requests[seen:])
+FRESH_NETWORK_CODE = """
+import json, sys
+import torch
+from nst_core.model.vgg import VGGFeatures
+
+model = VGGFeatures("relu2_1")
+torch.manual_seed(0)
+mask = torch.rand(model.conv("conv1_2").weight.shape) < 0.5
+with torch.no_grad():
+    for conv in model.convs().values():
+        conv.weight.normal_()
+        conv.bias.normal_()
+    model.conv("conv1_2").weight[~mask] = 0
+model.masks = {"conv1_2": mask}
+saved, repo = sys.argv[1], sys.argv[2]
+model.save_pretrained(saved)
+local = VGGFeatures.from_pretrained(saved)
+url = model.push_to_hub(repo)
+back = VGGFeatures.from_pretrained(repo)
+
+def same(loaded):  # save_pretrained stores fp16: compare with the network as fp16 holds it
+    return all(
+        torch.equal(loaded.conv(name).weight, model.conv(name).weight.half().float())
+        and torch.equal(loaded.conv(name).bias, model.conv(name).bias.half().float())
+        for name in model.conv_names
+    ) and loaded.widths == model.widths and {n: m.tolist() for n, m in loaded.masks.items()} == {
+        n: m.tolist() for n, m in model.masks.items()
+    }
+
+print(json.dumps({"local": same(local), "hub": same(back), "url": url}))
+"""
+
+
+def test_vgg_features_hub_methods_work_with_only_the_network_module_imported(hub, hub_env, tmp_path):
+    """A fresh interpreter that imports nst_core.model.vgg and nothing else of nst_core: save_pretrained,
+    from_pretrained (from the folder and from the Hub) and push_to_hub work, and give the same weights back."""
+    repo = "tester/fresh-net"
+    saved = tmp_path / "saved"
+    result = run([sys.executable, "-c", FRESH_NETWORK_CODE, str(saved), repo], hub_env)
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert out["local"] is True and out["hub"] is True
+    assert sorted(p.name for p in saved.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    head = hub.hub.repos[("model", repo)].resolve("main")
+    assert out["url"].endswith(head.oid)
+    assert sorted(head.files) == [".gitattributes", "README.md", "config.json", "model.safetensors"]

@@ -17,7 +17,7 @@ from fuzz.test_memory import peak_kib
 
 from nst_core.compress.pruning import prune_structured
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import get_preset
 from nst_core.nst.memory import SAFETY, parse_memory, predict_step_peak, step_bytes

@@ -27,8 +27,8 @@ from nst_core.compress.pruning import (
     sparsity_report,
     threshold_for_global_sparsity,
 )
-from nst_core.model.checkpoint import load_checkpoint
-from nst_core.model.vgg import CONV_NAMES, VGGFeatures
+from nst_core.model.layers import CONV_NAMES
+from nst_core.model.vgg import VGGFeatures, load_checkpoint
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import iteration_macs
 

@@ -21,7 +21,8 @@ from interrupt import kill_once_state_reaches
 
 from nst_core.cli import main
 from nst_core.core.files import file_sha256
-from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info
+from nst_core.model.checkpoint import read_checkpoint_info
+from nst_core.model.vgg import load_checkpoint
 from nst_core.workflows.release import STAGES, TIMING_FILES
 
 NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]

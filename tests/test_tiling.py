@@ -17,7 +17,7 @@ import torch
 from nst_core import cli
 from nst_core.core.errors import UserError
 from nst_core.image.io import pil_to_tensor
-from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.nst.losses import LossWeights, compute_targets, get_preset
 from nst_core.nst.stylize import Progress, StylizeConfig, dense_evaluator, stylize
 from nst_core.nst.tiling import (

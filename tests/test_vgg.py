@@ -2,7 +2,7 @@
 
 import torch
 
-from nst_core.model.vgg import layer_index
+from nst_core.model.layers import layer_index
 
 
 def reference_activations(model, image, layers):

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from nst_core.model.vgg import CAFFE, CONV_NAMES, DENSE_WIDTHS, TORCHVISION, VGGFeatures, layer_index, min_input_side
+from nst_core.model.layers import CAFFE, CONV_NAMES, DENSE_WIDTHS, TORCHVISION, layer_index, min_input_side
+from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec, parse_weight_spec
 from nst_core.model.weights import WeightsError, load_vgg, random_state_dict
 

@@ -1,7 +1,7 @@
 """The project as a user installs it: a wheel in a fresh virtual environment pushes and pulls.
 
-`pip wheel . --no-deps` builds the wheel (from a copy of the project's pyproject.toml, README.md
-and nst_core/, so no build output lands in the checkout; offline, so with the build backend
+`pip wheel . --no-deps` builds the wheel (from a copy of the project's pyproject.toml, setup.py,
+README.md, nst_core/ and hub_cards/, so no build output lands in the checkout; offline, so with the build backend
 already installed: --no-build-isolation). A fresh venv gets the wheel alone; its heavy
 dependencies (torch, huggingface_hub, ...) come from this interpreter's site-packages through a
 .pth line, which puts the folder on sys.path without running its .pth files, so the editable
@@ -45,9 +45,10 @@ def installed(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "src"
     source.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copyfile(ROOT / name, source / name)
-    shutil.copytree(ROOT / "nst_core", source / "nst_core", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for folder in ("nst_core", "hub_cards"):  # setup.py ships the top-level hub_cards/ as nst_core.hub_cards
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     dist = tmp / "dist"
     run(
         [
@@ -74,7 +75,7 @@ def installed(tmp_path_factory) -> Path:
 
 
 def test_the_wheel_ships_the_card_template(installed):
-    code = "import nst_core.hub.publish as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
+    code = "import nst_core.model.hub.card as h; print(h.__file__); print(h.TEMPLATE_PATH.is_file())"
     where, exists = run([str(installed / "python"), "-c", code], env=_clean_env(), cwd=installed).split()
     assert Path(where).is_relative_to(installed.parent), f"imported {where}, not the wheel's copy"
     assert exists == "True"
@@ -98,7 +99,7 @@ def test_an_installed_wheel_pushes_and_pulls(installed, tmp_path):
         pushed = run([str(installed / "nst"), "push", REPO, str(path)], env=env, cwd=tmp_path)
         pulled = run([str(installed / "nst"), "pull", REPO, "--check"], env=env, cwd=tmp_path)
         code = (
-            "import json\nfrom nst_core.hub.publish import VGGFeatures\n"
+            "import json\nfrom nst_core.model.vgg import VGGFeatures\n"
             f"m = VGGFeatures.from_pretrained({REPO!r})\n"
             "print(json.dumps([m.last_layer, sorted(m.masks)]))\n"
         )

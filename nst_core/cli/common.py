@@ -16,7 +16,8 @@ from PIL import Image
 from nst_core.core.devices import DEVICE_CHOICES
 from nst_core.core.errors import UserError
 from nst_core.image.io import input_label, load_image
-from nst_core.model.vgg import POOLINGS, PREPROCESSINGS, VGGFeatures
+from nst_core.model.layers import POOLINGS, PREPROCESSINGS
+from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import PRESETS, STYLE_LOSSES
 from nst_core.nst.stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, StylizeConfig

@@ -23,8 +23,9 @@ from nst_core.compress.finetune import (
 from nst_core.compress.pruning import load_profile, prune
 from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_write_text
-from nst_core.model.checkpoint import ENCODINGS, STORED_DTYPES, check_storage, load_checkpoint, save_checkpoint
-from nst_core.model.vgg import LAYER_NAMES, VGGFeatures, layer_index
+from nst_core.model.checkpoint import ENCODINGS, STORED_DTYPES, check_storage, save_checkpoint
+from nst_core.model.layers import LAYER_NAMES, layer_index
+from nst_core.model.vgg import VGGFeatures, load_checkpoint
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import PRESETS, get_preset
 

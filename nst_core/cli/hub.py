@@ -8,14 +8,25 @@ from pathlib import Path
 
 from nst_core.cli.common import HelpFormatter
 from nst_core.core.errors import UserError
-from nst_core.hub.publish import DEFAULT_LICENSE, MiB, convert_vgg_weights, pull, push_checkpoint, push_space
-from nst_core.model.checkpoint import DTYPES, load_checkpoint, read_checkpoint_info
-from nst_core.model.vgg import PREPROCESSINGS
+from nst_core.model.checkpoint import DTYPES, read_checkpoint_info
+from nst_core.model.hub.card import DEFAULT_LICENSE, MiB
+from nst_core.model.hub.convert import convert_vgg_weights
+from nst_core.model.hub.pull import pull
+from nst_core.model.hub.push import push_checkpoint
+from nst_core.model.hub.space import push_space
+from nst_core.model.layers import PREPROCESSINGS
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import HUB_PREFIX, parse_hub_spec
 
 
 def register(subparsers) -> None:
     """Add ``nst push``, ``pull``, ``push-space``, ``weights convert`` and ``checkpoint info``."""
+    for add in (_register_push, _register_pull, _register_push_space, _register_weights, _register_checkpoint):
+        add(subparsers)
+
+
+def _register_push(subparsers) -> None:
+    """`nst push`."""
     p = subparsers.add_parser(
         "push",
         formatter_class=HelpFormatter,
@@ -45,10 +56,14 @@ def register(subparsers) -> None:
         "--delete",
         metavar="PATTERN",
         action="append",
-        help="delete remote files matching PATTERN (e.g. '*.safetensors': a stale checkpoint) in the same commit; repeatable",
+        help="delete remote files matching PATTERN (e.g. '*.safetensors': a stale checkpoint) in the same commit; "
+        "repeatable",
     )
     p.set_defaults(func=_push)
 
+
+def _register_pull(subparsers) -> None:
+    """`nst pull`."""
     p = subparsers.add_parser(
         "pull",
         formatter_class=HelpFormatter,
@@ -76,6 +91,9 @@ def register(subparsers) -> None:
     p.add_argument("--check", action="store_true", help="load the checkpoint after downloading and print its summary")
     p.set_defaults(func=_pull)
 
+
+def _register_push_space(subparsers) -> None:
+    """`nst push-space`."""
     p = subparsers.add_parser(
         "push-space",
         formatter_class=HelpFormatter,
@@ -93,6 +111,9 @@ def register(subparsers) -> None:
     p.add_argument("--message", help="commit message")
     p.set_defaults(func=_push_space)
 
+
+def _register_weights(subparsers) -> None:
+    """`nst weights convert`."""
     weights = subparsers.add_parser(
         "weights", formatter_class=HelpFormatter, help="VGG-19 weight files: convert for hosting"
     )
@@ -119,6 +140,9 @@ def register(subparsers) -> None:
     p.add_argument("--dtype", default="fp32", choices=list(DTYPES), help="stored dtype")
     p.set_defaults(func=_convert)
 
+
+def _register_checkpoint(subparsers) -> None:
+    """`nst checkpoint info`."""
     checkpoint = subparsers.add_parser("checkpoint", formatter_class=HelpFormatter, help="inspect checkpoint files")
     checkpoint_sub = checkpoint.add_subparsers(dest="checkpoint_command", metavar="COMMAND", required=True)
     p = checkpoint_sub.add_parser(
@@ -147,9 +171,8 @@ def _push(args) -> int:
     )
     print(f"pushed {', '.join(result.files)} to {result.repo_url}")
     print(f"commit {result.commit}")
-    print(
-        f"download: hf download {args.repo} config.json {args.filename or Path(args.checkpoint).name} --revision {result.commit}"
-    )
+    filename = args.filename or Path(args.checkpoint).name
+    print(f"download: hf download {args.repo} config.json {filename} --revision {result.commit}")
     return 0
 
 

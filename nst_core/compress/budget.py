@@ -55,7 +55,8 @@ from nst_core.compress.scan.proxy import ProxyProbe
 from nst_core.compress.scan.table import degradation, merge_scan
 from nst_core.core.errors import UserError
 from nst_core.image.io import tensor_to_pil
-from nst_core.model.vgg import DENSE_WIDTHS, VGGFeatures
+from nst_core.model.layers import DENSE_WIDTHS
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import CostModel, activation_elements, iteration_macs
 from nst_core.nst.losses import get_preset
 from nst_core.nst.stylize import StylizeConfig, stylize

@@ -54,7 +54,8 @@ from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_path
 from nst_core.core.validation import Fields
 from nst_core.image.io import tensor_to_pil
-from nst_core.model.vgg import VGGFeatures, conv_feeding, freeze, layer_index
+from nst_core.model.layers import conv_feeding, layer_index
+from nst_core.model.vgg import VGGFeatures, freeze
 from nst_core.model.weights import load_torch_file
 from nst_core.nst.losses import get_preset, gram_matrix
 from nst_core.nst.quality import Judge

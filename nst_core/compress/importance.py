@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from nst_core.compress.calibration import CalibrationImage
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import VGGFeatures, layer_index, min_input_side
+from nst_core.model.layers import layer_index, min_input_side
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import LossPreset, LossWeights, compute_targets, get_preset, loss_terms
 
 CRITERIA = ("l1", "activation", "taylor")

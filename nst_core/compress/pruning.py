@@ -37,7 +37,8 @@ import torch
 from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_write_text
 from nst_core.core.validation import Fields, check_number, read_json_file, shown
-from nst_core.model.vgg import CONV_NAMES, DENSE_CONV_WEIGHTS, DENSE_WIDTHS, VGGFeatures
+from nst_core.model.layers import CONV_NAMES, DENSE_CONV_WEIGHTS, DENSE_WIDTHS
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import conv_macs
 
 PROFILE_FORMAT = "nst-profile/1"

@@ -1,167 +1,33 @@
-"""VGG-19 as a feature extractor: the layer table, preprocessing, and a truncated network.
+"""VGG-19 as a feature extractor: the truncated network ``VGGFeatures``, and loading one from a checkpoint.
 
 The network keeps torchvision's module indices (``features.N.weight``), so every weight
 source in ``nst_core.model.weights`` loads into it without renaming, and a pruned network whose
-channel counts shrank is still the same class with other ``widths``.
+channel counts shrank is still the same class with other ``widths``. Its layer table lives in
+``nst_core.model.layers``.
 
 Images enter as RGB in 0..255 (the optimization space of ``nst_core.nst.stylize``); the
 network applies the preprocessing that belongs to its weights, so callers never care
 whether the weights came from Caffe (BGR, mean only) or torchvision (RGB, mean and std).
+
+huggingface_hub's ``ModelHubMixin`` gives it ``from_pretrained``, ``save_pretrained`` and
+``push_to_hub`` in the nst checkpoint format; importing this module is all they need.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from huggingface_hub import ModelCard, ModelHubMixin
 from torch import nn
 
+from nst_core.core.devices import resolve_device
+from nst_core.model.checkpoint import CheckpointContents, read_checkpoint
+from nst_core.model.hub.pretrained import pretrained_card, pretrained_checkpoint, save_pretrained_files
+from nst_core.model.layers import CAFFE, DENSE_WIDTHS, LAYER_TABLE, POOLINGS, Preprocessing, convs_up_to, layer_index
 from nst_core.model.weight_spec import is_random_source
-
-# (block, number of convs, output channels) for VGG-19's "E" configuration.
-_BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 4, 256), (4, 4, 512), (5, 4, 512))
-
-
-def _build_layer_table() -> list[tuple[str, str]]:
-    table: list[tuple[str, str]] = []
-    for block, convs, _ in _BLOCKS:
-        for i in range(1, convs + 1):
-            table.append((f"conv{block}_{i}", "conv"))
-            table.append((f"relu{block}_{i}", "relu"))
-        table.append((f"pool{block}", "pool"))
-    return table
-
-
-#: Every layer of VGG-19's ``features`` in order; position == torchvision module index.
-LAYER_TABLE: list[tuple[str, str]] = _build_layer_table()
-LAYER_NAMES: list[str] = [name for name, _ in LAYER_TABLE]
-LAYER_INDEX: dict[str, int] = {name: i for i, name in enumerate(LAYER_NAMES)}
-#: The 16 conv layers, conv1_1 .. conv5_4.
-CONV_NAMES: list[str] = [name for name, kind in LAYER_TABLE if kind == "conv"]
-#: Output channels of each conv layer in the unpruned network.
-DENSE_WIDTHS: dict[str, int] = {
-    f"conv{block}_{i}": width for block, convs, width in _BLOCKS for i in range(1, convs + 1)
-}
-
-
-def layer_index(name: str) -> int:
-    """Module index of a named layer; raises a ValueError listing valid names."""
-    try:
-        return LAYER_INDEX[name]
-    except KeyError:
-        raise ValueError(f"unknown VGG-19 layer {name!r}; valid names: {', '.join(LAYER_NAMES)}") from None
-
-
-def deepest_layer(names) -> str:
-    """The layer among ``names`` that comes last in the network."""
-    names = list(names)
-    if not names:
-        raise ValueError("no layers given")
-    return max(names, key=layer_index)
-
-
-def convs_up_to(last_layer: str) -> list[str]:
-    """Conv layers needed to compute ``last_layer`` (everything after it can be dropped)."""
-    last = layer_index(last_layer)
-    return [name for name in CONV_NAMES if LAYER_INDEX[name] <= last]
-
-
-def conv_feeding(layer: str) -> str:
-    """The conv whose output channels ``layer`` carries (``relu3_3`` -> ``conv3_3``, ``pool2`` -> ``conv2_2``)."""
-    convs = convs_up_to(layer)
-    if not convs:  # unreachable for real layer names: the first layer is a conv
-        raise ValueError(f"layer {layer!r} comes before any conv")
-    return convs[-1]
-
-
-def conv_weight_counts(widths: dict[str, int]) -> dict[str, int]:
-    """Weights per conv (3x3 kernels) of a trunk whose convs have these output ``widths``, in order.
-
-    >>> conv_weight_counts({"conv1_1": 64, "conv1_2": 32})
-    {'conv1_1': 1728, 'conv1_2': 18432}
-    """
-    counts, in_channels = {}, 3
-    for name in sorted(widths, key=CONV_NAMES.index):
-        counts[name] = in_channels * widths[name] * 9
-        in_channels = widths[name]
-    return counts
-
-
-#: Weights per conv of the unpruned VGG-19.
-DENSE_CONV_WEIGHTS: dict[str, int] = conv_weight_counts(DENSE_WIDTHS)
-
-
-def min_input_side(last_layer: str) -> int:
-    """Smallest image side for which ``last_layer`` still has at least 1x1 spatial size."""
-    pools = sum(1 for name, kind in LAYER_TABLE[: layer_index(last_layer) + 1] if kind == "pool")
-    return 2**pools
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """How an RGB 0..255 image becomes network input for one family of weights.
-
-    caffe:       RGB -> BGR, subtract the BGR mean, keep the 0..255 scale.
-    torchvision: scale to 0..1, subtract the ImageNet mean, divide by its std (RGB).
-    """
-
-    name: str
-    bgr: bool
-    scale: float  # multiply 0..255 input by this before subtracting the mean
-    mean: tuple[float, float, float]  # in the network's channel order and scale
-    std: tuple[float, float, float]
-
-    def to_dict(self) -> dict:
-        """A JSON-ready dict (stored in checkpoint headers and weight-file metadata)."""
-        return {"name": self.name, "bgr": self.bgr, "scale": self.scale, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> Preprocessing:
-        """The inverse of :meth:`to_dict`."""
-        return cls(data["name"], bool(data["bgr"]), float(data["scale"]), tuple(data["mean"]), tuple(data["std"]))
-
-
-CAFFE = Preprocessing("caffe", bgr=True, scale=1.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
-TORCHVISION = Preprocessing(
-    "torchvision", bgr=False, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225)
-)
-PREPROCESSINGS = {p.name: p for p in (CAFFE, TORCHVISION)}
-POOLINGS = ("max", "avg")  # VGG's own max pooling, or Gatys et al.'s average pooling
-
-
-class HubFormat(Protocol):
-    """How a ``VGGFeatures`` is written to and read from a Hub repo folder.
-
-    The format (the nst checkpoint, config.json and the model card) lives in higher layers
-    (``nst_core.model.checkpoint``, ``nst_core.hub.publish``); ``nst_core.hub.publish`` registers its implementation
-    with :func:`register_hub_format` when it is imported, so this module imports none of them.
-    """
-
-    def save(self, model: VGGFeatures, save_directory: Path) -> None: ...
-
-    def card(self, model: VGGFeatures, save_directory: Path, repo_id: str | None, **kwargs: Any) -> ModelCard: ...
-
-    def load(self, model_id: str, config: dict | None, revision: str | None, **kwargs: Any) -> VGGFeatures: ...
-
-
-_hub_format: HubFormat | None = None
-
-
-def register_hub_format(hub_format: HubFormat) -> None:
-    """Give ``VGGFeatures.from_pretrained`` / ``save_pretrained`` / ``push_to_hub`` their format (see :class:`HubFormat`)."""
-    global _hub_format
-    _hub_format = hub_format
-
-
-def _registered_hub_format() -> HubFormat:
-    if _hub_format is None:
-        raise RuntimeError(
-            "VGGFeatures' Hub methods need nst_core.hub.publish: `from nst_core.hub.publish import VGGFeatures` (or `import nst_core.hub.publish`) first"
-        )
-    return _hub_format
 
 
 class VGGFeatures(
@@ -179,10 +45,9 @@ class VGGFeatures(
     Module indices match torchvision, so ``state_dict()`` keys are ``features.N.weight``.
 
     huggingface_hub's ``ModelHubMixin`` gives it ``from_pretrained``, ``save_pretrained`` and
-    ``push_to_hub`` in the nst checkpoint format (packed masks, config.json, model card), once
-    ``nst_core.hub.publish`` is imported (it provides the format; see :class:`HubFormat`):
+    ``push_to_hub`` in the nst checkpoint format (packed masks, config.json, model card; the files
+    are ``nst_core.model.hub.pretrained``'s):
 
-    >>> from nst_core.hub.publish import VGGFeatures                            # doctest: +SKIP
     >>> VGGFeatures.from_pretrained("me/vgg19-seed").push_to_hub("me/copy")  # doctest: +SKIP
     """
 
@@ -249,22 +114,28 @@ class VGGFeatures(
         x = x * self.preprocessing.scale
         return (x - self._mean) / self._std
 
-    # -- huggingface_hub's ModelHubMixin: the steps it leaves to the model, all in the registered format --
+    # -- huggingface_hub's ModelHubMixin: the steps it leaves to the model, in the nst format --
 
     def _save_pretrained(self, save_directory: Path) -> None:
-        _registered_hub_format().save(self, Path(save_directory))
+        save_pretrained_files(self, Path(save_directory))
 
     @classmethod
     def _from_pretrained(
-        cls, *, model_id: str, revision: str | None, config: dict | None = None, **kwargs: Any
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        config: dict | None = None,
+        device: str | torch.device = "cpu",
+        **kwargs: Any,
     ) -> VGGFeatures:
-        return _registered_hub_format().load(model_id, config, revision, **kwargs)
+        return load_checkpoint(pretrained_checkpoint(model_id, config, revision, **kwargs), device=device)
 
     def generate_model_card(
         self, *args: Any, save_directory: Path | None = None, repo_id: str | None = None, **kwargs: Any
     ) -> ModelCard:
         """The model card of the checkpoint ``save_pretrained`` just wrote into ``save_directory``."""
-        return _registered_hub_format().card(self, save_directory, repo_id, **kwargs)
+        return pretrained_card(save_directory, repo_id, **kwargs)
 
     def save_pretrained(
         self, save_directory: str | Path, *, model_card_kwargs: dict | None = None, **kwargs: Any
@@ -274,7 +145,10 @@ class VGGFeatures(
         return super().save_pretrained(save_directory, model_card_kwargs=card, **kwargs)
 
     def push_to_hub(self, repo_id: str, *, model_card_kwargs: dict | None = None, **kwargs: Any) -> str:
-        """``ModelHubMixin.push_to_hub`` (``delete_patterns`` removes stale files in the same commit); the card names ``repo_id``."""
+        """``ModelHubMixin.push_to_hub``; the card names ``repo_id``.
+
+        ``delete_patterns`` (say ``"*.safetensors"``) removes stale remote files in the same commit.
+        """
         return super().push_to_hub(
             repo_id, model_card_kwargs={**(model_card_kwargs or {}), "repo_id": repo_id}, **kwargs
         )
@@ -344,3 +218,43 @@ def random_state_dict(last_layer: str = "relu5_4", seed: int = 0, widths: dict[s
         state[f"features.{index}.weight"] = torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
         state[f"features.{index}.bias"] = torch.zeros(conv.out_channels)
     return state
+
+
+def network_from_checkpoint(
+    contents: CheckpointContents,
+    last_layer: str | None = None,
+    pooling: str | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> VGGFeatures:
+    """The network a checkpoint holds (widths, weights, masks, kept channels, provenance), not frozen.
+
+    ``last_layer`` (at or before the checkpoint's), ``pooling`` and ``preprocessing`` default to
+    the checkpoint's own; a shorter network keeps the checkpoint's first convs.
+    """
+    model = VGGFeatures(
+        last_layer or contents.last_layer,
+        widths=contents.widths,
+        pooling=pooling or contents.pooling,
+        preprocessing=preprocessing or contents.preprocessing,
+    )
+    wanted = model.state_dict()
+    model.load_state_dict({key: value for key, value in contents.state_dict.items() if key in wanted})
+    model.masks = {name: mask for name, mask in contents.masks.items() if name in model.widths}
+    model.kept_channels = {name: kept for name, kept in contents.kept_channels.items() if name in model.widths}
+    model.weight_source = contents.weight_source
+    model.provenance = contents.provenance
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGFeatures:
+    """A frozen ``VGGFeatures`` rebuilt from a checkpoint: weights (as fp32), masks, kept channels, provenance.
+
+    The whole header is checked (widths bounded by the dense VGG-19's, every tensor's dtype,
+    shape and offsets) before any tensor is read (see ``nst_core.model.checkpoint.read_checkpoint``).
+
+    >>> model = load_checkpoint("seed.safetensors")  # doctest: +SKIP
+    >>> model.masks["conv1_2"].float().mean()  # doctest: +SKIP
+    tensor(0.1000)
+    """
+    target = resolve_device(device)  # a missing GPU is reported before the file is read
+    return freeze(network_from_checkpoint(read_checkpoint(path)).to(target))

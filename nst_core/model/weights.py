@@ -5,16 +5,17 @@ it into a network. A spec that names an nst checkpoint (a local ``.safetensors``
 ``save_checkpoint``, or a Hub repo holding one) means that network, pruned widths and masks
 included, wherever the spec is used. For a Hub repo named without a file, the file is the
 checkpoint its ``config.json`` names, else ``model.safetensors``; config.json is requested on
-every load from the Hub (``hub_file``), since the Hub counts a model's downloads by it.
+every load from the Hub (``nst_core.model.hub.download.hub_file``), since the Hub counts a
+model's downloads by it.
 
-Downloads go through torch hub's and huggingface_hub's caches with hash / revision checks.
+Downloads go through torch hub's cache (the named sources' URLs, here) and huggingface_hub's
+(``nst_core.model.hub.download``) with hash / revision checks.
 With no network and nothing cached, loading fails within seconds with a message saying how
 to provide weights, instead of hanging.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import socket
@@ -23,51 +24,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
-from huggingface_hub import constants, hf_hub_download
-from huggingface_hub.errors import (
-    EntryNotFoundError,
-    HfHubHTTPError,
-    LocalEntryNotFoundError,
-    OfflineModeIsEnabled,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
 from safetensors import safe_open
 
 from nst_core.core.devices import resolve_device
 from nst_core.core.errors import UserError, first_line
 from nst_core.core.validation import cut
-from nst_core.model.checkpoint import FORMAT_NAME, is_checkpoint, load_checkpoint, parse_preprocessing
-from nst_core.model.vgg import (
-    CAFFE,
-    PREPROCESSINGS,
-    TORCHVISION,
-    Preprocessing,
-    VGGFeatures,
-    freeze,
-    layer_index,
-    random_state_dict,
-)
-from nst_core.model.weight_spec import NAMED_SOURCES, WeightSpec, parse_weight_spec
+from nst_core.model.checkpoint import is_checkpoint, parse_preprocessing, read_checkpoint
+from nst_core.model.hub.config import DEFAULT_HUB_FILE
+from nst_core.model.hub.download import DOWNLOAD_TIMEOUT_S, hub_file
+from nst_core.model.hub.errors import HubError, HubUnreachableError, offline
+from nst_core.model.layers import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, layer_index
+from nst_core.model.vgg import VGGFeatures, freeze, network_from_checkpoint, random_state_dict
+from nst_core.model.weight_spec import NAMED_SOURCES, WeightSpec, is_random_source, parse_weight_spec
 
 
 class WeightsError(UserError):
     """Weights could not be found, downloaded or matched to the network."""
-
-
-class HubError(UserError):
-    """A Hub repo, file or revision is missing, or the Hub refused or could not be reached."""
-
-
-class HubUnreachableError(HubError):
-    """The Hub cannot be reached (offline mode or no network) and the file is not on this machine."""
-
-
-class HubFileMissingError(HubError):
-    """The repo has no such file at that revision."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +61,6 @@ URL_SOURCES = {
 }
 
 assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree
-DEFAULT_HUB_FILE = "model.safetensors"
-CONFIG_NAME = constants.CONFIG_NAME  # "config.json": in a repo `nst push` wrote, names the checkpoint file
 
 HOW_TO_GET_WEIGHTS = (
     "Provide weights one of these ways: run once with network access so they are cached; "
@@ -96,13 +68,6 @@ HOW_TO_GET_WEIGHTS = (
     "use --weights hf:REPO for a safetensors copy on the Hub; "
     "or use --weights random for a mechanical test (results are not meaningful)."
 )
-
-DOWNLOAD_TIMEOUT_S = float(os.environ.get("NST_DOWNLOAD_TIMEOUT", "10"))
-
-
-def offline() -> bool:
-    """Whether HF_HUB_OFFLINE or NST_OFFLINE asks for no network access."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "NST_OFFLINE"))
 
 
 @contextmanager
@@ -135,142 +100,6 @@ def _download_url_weights(source: UrlWeights) -> Path:
             f"could not download {source.url}: {exc}. " + HOW_TO_GET_WEIGHTS.format(url=source.url)
         ) from None
     return cached
-
-
-def endpoint_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub endpoint (HF_ENDPOINT or huggingface.co) accepts a TCP connection."""
-    url = urlparse(constants.ENDPOINT)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def hub_error(exc: Exception, what: str, local_dir: str | os.PathLike | None = None) -> HubError:
-    """huggingface_hub's errors (or a failed connection) as one line naming ``what`` was asked for.
-
-    >>> raise hub_error(exc, "pushing to me/vgg19-seed") from None  # doctest: +SKIP
-    """
-    # LocalEntryNotFoundError subclasses EntryNotFoundError, so it is checked first.
-    if isinstance(exc, LocalEntryNotFoundError):
-        where = local_dir or "the local Hugging Face cache"
-        return HubUnreachableError(
-            f"{what}: not in {where}, and the Hub cannot be reached (offline mode or no network); download it once while online"
-        )
-    if isinstance(exc, RepositoryNotFoundError):
-        return HubError(f"{what}: repository not found (or it is private and you are not logged in: `hf auth login`)")
-    if isinstance(exc, RevisionNotFoundError):
-        return HubError(f"{what}: revision not found in the repository")
-    if isinstance(exc, EntryNotFoundError):
-        return HubFileMissingError(f"{what}: file not found in the repository at that revision")
-    if isinstance(exc, HfHubHTTPError):
-        status = exc.response.status_code if exc.response is not None else "?"
-        hint = " (check your token: `hf auth login` or HF_TOKEN)" if status in (401, 403) else ""
-        return HubError(f"{what}: the Hub answered HTTP {status}{hint}: {first_line(exc)}")
-    # Anything else without an HTTP answer is a failed connection when the endpoint does not answer now;
-    # the transport's own exception classes change between huggingface_hub versions, a TCP probe does not.
-    if isinstance(exc, OfflineModeIsEnabled) or not endpoint_reachable():
-        cause = "offline mode is on (HF_HUB_OFFLINE is set)" if offline() else f"no answer from {constants.ENDPOINT}"
-        return HubUnreachableError(
-            f"{what}: the Hub cannot be reached: {cause}; check your network connection, HF_ENDPOINT and HF_HUB_OFFLINE"
-        )
-    return HubError(f"{what}: {type(exc).__name__}: {first_line(exc)}")
-
-
-def hub_download(
-    repo_id: str,
-    filename: str,
-    revision: str | None = None,
-    local_dir: str | os.PathLike | None = None,
-    repo_type: str | None = None,
-    *,
-    local_files_only: bool = False,
-    **download_options: Any,
-) -> Path:
-    """One file of a Hub repo, through the Hugging Face cache or into ``local_dir`` (as ``hf download`` does).
-
-    Offline (HF_HUB_OFFLINE or NST_OFFLINE), or when the Hub does not answer, the file comes from
-    the cache or from ``local_dir``, whichever the call names. Errors are one-line ``HubError``s.
-    ``download_options`` go to ``hf_hub_download`` (``cache_dir``, ``force_download``, ``token``).
-
-    >>> hub_download("me/vgg19-seed", "seed.safetensors", revision="a1b2...")  # doctest: +SKIP
-    PosixPath('.../snapshots/a1b2.../seed.safetensors')
-    """
-    what = repo_id + (f"@{revision}" if revision else "") + f" file {filename}"
-    # huggingface_hub retries an unreachable host for ~25 s; probing first keeps "offline" fast.
-    local_only = local_files_only or offline() or not endpoint_reachable()
-    try:
-        return Path(
-            hf_hub_download(
-                repo_id,
-                filename,
-                revision=revision,
-                local_dir=local_dir,
-                repo_type=repo_type,
-                etag_timeout=DOWNLOAD_TIMEOUT_S,
-                local_files_only=local_only,
-                **download_options,
-            )
-        )
-    except Exception as exc:
-        raise hub_error(exc, what, local_dir) from None
-
-
-def repo_config(repo_id: str, revision: str | None = None, local_dir: str | os.PathLike | None = None) -> dict | None:
-    """A model repo's config.json as a dict; None when the repo has none (or it holds no JSON object).
-
-    Every load from the Hub asks for it first: the Hub counts a model's downloads by the requests
-    for its config.json, and for a repo ``nst push`` wrote it describes the checkpoint.
-    """
-    try:
-        path = hub_download(repo_id, CONFIG_NAME, revision, local_dir)
-    except HubFileMissingError:
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
-def checkpoint_named(repo_id: str, config: dict | None) -> str | None:
-    """The checkpoint file a config.json that ``nst push`` wrote names; None for any other config."""
-    if not isinstance(config, dict) or config.get("format") != FORMAT_NAME:
-        return None
-    name = config.get("checkpoint")
-    if not isinstance(name, str) or "/" in name or "\\" in name or not name.endswith(".safetensors"):
-        raise HubError(f"{repo_id}: {CONFIG_NAME} names a bad checkpoint file {str(name)[:80]!r}")
-    return name
-
-
-def hub_file(
-    repo_id: str,
-    filename: str | None = None,
-    revision: str | None = None,
-    local_dir: str | os.PathLike | None = None,
-    default: str | None = None,
-) -> Path:
-    """One file of a model repo, config.json requested first (so the Hub counts the download).
-
-    ``filename`` None means the checkpoint config.json names, else ``default``. Offline with
-    config.json not cached, a named (or default) file is still read from where it was downloaded.
-
-    >>> hub_file("me/vgg19-seed", revision="a1b2...")  # doctest: +SKIP
-    PosixPath('.../snapshots/a1b2.../seed.safetensors')
-    """
-    try:
-        config = repo_config(repo_id, revision, local_dir)
-    except HubUnreachableError:
-        if filename is None and default is None:
-            raise
-        config = None
-    name = filename or checkpoint_named(repo_id, config) or default
-    if name is None:
-        where = repo_id + (f"@{revision}" if revision else "")
-        raise HubError(f"{where}: {CONFIG_NAME} does not name an nst checkpoint; give the file name")
-    return hub_download(repo_id, name, revision, local_dir)
 
 
 def _hub_weights_file(parsed: WeightSpec) -> Path:
@@ -421,22 +250,17 @@ def _plain_weights(
 def _checkpoint_network(path: Path, spec: str, last_layer: str, pooling: str, preprocessing: str | None) -> VGGFeatures:
     """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``,
     with the caller's pooling (a run setting, as for plain weights)."""
-    stored = load_checkpoint(path)
+    stored = read_checkpoint(path)
     if layer_index(stored.last_layer) < layer_index(last_layer):
         raise WeightsError(
             f"{spec}: the checkpoint's network stops at {stored.last_layer}, but layers up to {last_layer} are needed"
         )
     prep = PREPROCESSINGS[preprocessing] if preprocessing else stored.preprocessing
-    model = VGGFeatures(last_layer, widths=stored.widths, pooling=pooling, preprocessing=prep)
-    wanted = model.state_dict()
-    model.load_state_dict({key: value for key, value in stored.state_dict().items() if key in wanted})
-    model.masks = {name: mask for name, mask in stored.masks.items() if name in model.widths}
-    model.kept_channels = {name: kept for name, kept in stored.kept_channels.items() if name in model.widths}
-    model.provenance = stored.provenance
+    model = network_from_checkpoint(stored, last_layer, pooling, prep)
     # A pruned network records the dense weights it came from (the app shows the same); a dense file
     # is itself the weights, so its spec names them, unless they are random and must stay labelled so.
     pruned = bool(stored.masks or stored.kept_channels)
-    model.weight_source = stored.weight_source if pruned or stored.has_random_weights else spec
+    model.weight_source = stored.weight_source if pruned or is_random_source(stored.weight_source) else spec
     return model
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nst_core.model.vgg import CONV_NAMES, DENSE_WIDTHS, conv_weight_counts, min_input_side
+from nst_core.model.layers import CONV_NAMES, DENSE_WIDTHS, conv_weight_counts, min_input_side
 
 
 def conv_macs(widths: dict[str, int], height: int, width: int) -> dict[str, int]:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import LAYER_TABLE, deepest_layer, layer_index
+from nst_core.model.layers import LAYER_TABLE, deepest_layer, layer_index
 
 
 @dataclass(frozen=True)

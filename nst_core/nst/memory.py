@@ -19,7 +19,7 @@ The constants were fitted to peak RSS measured in a subprocess (``tests/test_mem
 checks the fit stays within its tolerance): CPU allocators keep some freed blocks, so the
 counted bytes are scaled by ``ALLOCATOR_OVERHEAD``.
 
->>> from nst_core.model.vgg import DENSE_WIDTHS
+>>> from nst_core.model.layers import DENSE_WIDTHS
 >>> round(step_bytes(DENSE_WIDTHS, ["relu1_2", "relu5_3"], 512, 512, "fp32") / 2**20)  # doctest: +SKIP
 600
 """
@@ -34,7 +34,7 @@ import sys
 import torch
 
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import LAYER_TABLE, layer_index, min_input_side
+from nst_core.model.layers import LAYER_TABLE, layer_index, min_input_side
 
 #: Bytes per activation element for each precision (fp32 and bf16 autocast).
 ACTIVATION_BYTES = {"fp32": 4, "bf16": 2}

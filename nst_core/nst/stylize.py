@@ -23,7 +23,8 @@ from nst_core.core.devices import prepare_backend
 from nst_core.core.errors import UserError
 from nst_core.image.color import combine_luminance_chroma, luminance_image, match_color, match_luminance
 from nst_core.image.io import input_label, load_image, pil_to_tensor, resize_max_side, tensor_to_pil
-from nst_core.model.vgg import LAYER_INDEX, VGGFeatures, layer_index, min_input_side
+from nst_core.model.layers import LAYER_INDEX, layer_index, min_input_side
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import STYLE_LOSSES, LossPreset, LossWeights, Targets, compute_targets, get_preset, loss_terms
 from nst_core.nst.memory import SAFETY, memory_in_use
 from nst_core.nst.tiling import (

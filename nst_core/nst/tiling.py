@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import LAYER_TABLE, convs_up_to, layer_index, min_input_side
+from nst_core.model.layers import LAYER_TABLE, convs_up_to, layer_index, min_input_side
 from nst_core.nst.cost import conv_macs, iteration_macs
 from nst_core.nst.losses import (
     LossPreset,

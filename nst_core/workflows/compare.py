@@ -41,8 +41,8 @@ from nst_core.core.devices import resolve_device
 from nst_core.core.errors import UserError
 from nst_core.core.validation import cut
 from nst_core.image.io import ImageSource, input_label, load_image
-from nst_core.model.checkpoint import load_checkpoint
-from nst_core.model.vgg import CONV_NAMES, DENSE_WIDTHS, VGGFeatures, layer_index, min_input_side
+from nst_core.model.layers import CONV_NAMES, DENSE_WIDTHS, layer_index, min_input_side
+from nst_core.model.vgg import VGGFeatures, load_checkpoint
 from nst_core.model.weight_spec import HUB_PREFIX, parse_hub_spec
 from nst_core.model.weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg, locate_weights
 from nst_core.nst.losses import get_preset

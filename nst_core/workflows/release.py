@@ -16,7 +16,7 @@ included) and run again ends with the same files as a run never interrupted.
 4-judge       held-out images (never scanned, ranked or trained on): distortion and the judged
               style transfer of every candidate, ``judge.json``, ``pareto.png``
 5-checkpoint  the release file in the chosen dtype, judged again as decoded: ``model.safetensors``, ``final.json``
-6-card        ``card/``: the model card (``README.md``, from ``nst_core.hub.publish``), its plots, config and report
+6-card        ``card/``: the model card (``README.md``, from ``nst_core.model.hub.card``), its plots, config and report
 7-push        optional: the card folder to a Hub repo, ``push.json``
 
 ``report.md`` and ``report.json`` in OUT_DIR summarise every stage with the settings. Wall-clock
@@ -52,17 +52,14 @@ from nst_core.compress.scan.table import merge_scan, write_tables
 from nst_core.core.devices import resolve_device
 from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_write_text, file_sha256
-from nst_core.hub.publish import PLOT_NAME, config_from_info, push_checkpoint, render_model_card
-from nst_core.model.checkpoint import (
-    STORED_DTYPES,
-    check_storage,
-    load_checkpoint,
-    read_checkpoint_info,
-    save_checkpoint,
-)
-from nst_core.model.vgg import VGGFeatures
+from nst_core.model.checkpoint import STORED_DTYPES, check_storage, read_checkpoint_info, save_checkpoint
+from nst_core.model.hub.card import PLOT_NAME, render_model_card
+from nst_core.model.hub.config import config_from_info
+from nst_core.model.hub.errors import hub_error
+from nst_core.model.hub.push import push_checkpoint
+from nst_core.model.vgg import VGGFeatures, load_checkpoint
 from nst_core.model.weight_spec import check_repo_id, is_random_source
-from nst_core.model.weights import hub_error, load_vgg
+from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import CostModel, iteration_macs
 from nst_core.nst.losses import get_preset
 from nst_core.nst.stylize import StylizeConfig
@@ -502,7 +499,7 @@ class Release:
         self.mark_done("6-card", [f"card/{p.name}" for p in sorted(card.iterdir())], {"repo_id": repo_id})
 
     def push(self, repo_id: str, private: bool | None = None) -> dict:
-        """7-push: the checkpoint with its card (``nst_core.hub.publish.push_checkpoint``), then the release's report and plots."""
+        """7-push: the checkpoint with its card (``nst_core.model.hub.push.push_checkpoint``), then the release's report and plots."""
         card = self.stage_dir("6-card") / "card"
         first = push_checkpoint(
             repo_id,

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from nst_core.compress.pruning import PROFILE_FORMAT, Profile, prune_fine, prune_structured
 from nst_core.compress.scan.folder import RECORD_FORMAT, SCAN_FORMAT
 from nst_core.model.checkpoint import POSITION_ENCODINGS, STORED_DTYPES, save_checkpoint
-from nst_core.model.vgg import CONV_NAMES, LAYER_NAMES
+from nst_core.model.layers import CONV_NAMES, LAYER_NAMES
 from nst_core.model.weights import load_vgg
 
 # Any JSON value, small: what a careless edit or a hostile upload puts where a field belongs.

@@ -20,7 +20,8 @@ from nst_core.compress.pruning import load_profile
 from nst_core.compress.scan.folder import finished_records, load_scan_json
 from nst_core.compress.scan.table import merge_scan
 from nst_core.core.errors import UserError
-from nst_core.model.checkpoint import load_checkpoint, read_checkpoint_info
+from nst_core.model.checkpoint import read_checkpoint_info
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import parse_weight_spec
 from nst_core.model.weights import load_vgg, read_state_dict
 

@@ -68,7 +68,7 @@ def test_width_bomb_is_refused_before_allocation(tmp_path):
 FUZZ_IN_A_SUBPROCESS = """
 import sys
 from hypothesis import given, settings
-from nst_core.model.checkpoint import load_checkpoint
+from nst_core.model.vgg import load_checkpoint
 from nst_core.core.errors import UserError
 from nst_core.nst.memory import peak_rss
 from tests.fuzz.formats import checkpoint_files, valid_checkpoints

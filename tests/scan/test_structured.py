@@ -7,7 +7,7 @@ import pytest
 from nst_core.compress.budget import allocate_widths, curves_from_scan
 from nst_core.compress.scan import ScanConfig, ScanError, merge_scan, read_records, run_scan, shard_file
 from nst_core.core.errors import UserError
-from nst_core.model.vgg import DENSE_WIDTHS
+from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.nst.stylize import StylizeConfig
 
 from .tiny import CONTENT, STYLE

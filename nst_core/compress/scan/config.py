@@ -19,7 +19,7 @@ from nst_core.compress.importance import CRITERIA
 from nst_core.compress.pruning import METHODS
 from nst_core.compress.scan.folder import SCAN_FORMAT, SCAN_MODES, ScanError, cell_key
 from nst_core.core.files import file_sha256
-from nst_core.model.vgg import CONV_NAMES, PREPROCESSINGS, convs_up_to
+from nst_core.model.layers import CONV_NAMES, PREPROCESSINGS, convs_up_to
 from nst_core.nst.losses import LossPreset, get_preset
 from nst_core.nst.stylize import StylizeConfig
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import torch
 
-from nst_core.model.vgg import VGGFeatures, conv_feeding
+from nst_core.model.layers import conv_feeding
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import LossPreset, gram_matrix, normalise_blend
 
 

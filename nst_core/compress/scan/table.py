@@ -27,7 +27,7 @@ import numpy as np
 from nst_core.compress.pruning import Profile
 from nst_core.compress.scan.folder import ScanError, cell_key, finished_records, load_scan_json, read_dense_info
 from nst_core.core.files import atomic_write_text
-from nst_core.model.vgg import CONV_NAMES
+from nst_core.model.layers import CONV_NAMES
 from nst_core.model.weight_spec import is_random_source
 
 JUDGED = ("content_ratio", "style_ratio", "ssim")

@@ -355,7 +355,8 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if state_path.exists():
             print(
-                f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume",
+                f"training state is in {state_path} (saved every {config.checkpoint_every} steps); "
+                "run the same command again to resume",
                 file=sys.stderr,
             )
         raise
@@ -363,7 +364,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"resumed at step {result.train.resumed_from} of {config.steps}", file=sys.stderr)
     if not result.train.finished:
         print(
-            f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; run the same command again to resume"
+            f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; "
+            "run the same command again to resume"
         )
         return 0
     _save_and_report(args, output, result, teacher, heldout, started)

@@ -8,7 +8,7 @@ import sys
 from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args
 from nst_core.cli.finetune import parse_layers
 from nst_core.compress.budget import PROXY_LEVELS
-from nst_core.compress.importance import CRITERIA
+from nst_core.compress.importance import CRITERIA, criteria_help
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import STORED_DTYPES
 from nst_core.model.weight_spec import is_random_source
@@ -66,7 +66,7 @@ def register(subparsers) -> None:
         "--importance",
         default="taylor",
         choices=CRITERIA,
-        help="how filters are ranked (taylor: |activation x gradient| of the style-transfer losses)",
+        help=criteria_help("rank filters by", "the training images of --images (held-out ones never)"),
     )
     p.add_argument(
         "--cost-size", type=int, default=512, help="image size the MAC budget is counted (and the speedup measured) at"
@@ -149,7 +149,8 @@ def run(args: argparse.Namespace) -> int:
         print(RANDOM_WARNING.format(source=settings.weights), file=sys.stderr)
     release = run_release(args.out_dir, settings, push=args.push, private=args.private or None, device=args.device)
     print(
-        f"release in {release.out}: report {release.out / 'report.md'}, checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
+        f"release in {release.out}: report {release.out / 'report.md'}, "
+        f"checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
         f"card {release.out / '6-card' / 'card' / 'README.md'}"
     )
     return 0

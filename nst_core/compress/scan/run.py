@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nst_core.compress.calibration import CalibrationImage
 from nst_core.compress.importance import filter_importance
-from nst_core.compress.pruning import prune_fine, prune_structured
+from nst_core.compress.pruning import Profile, prune
 from nst_core.compress.scan.config import Cell, ScanConfig, shard_cells
 from nst_core.compress.scan.folder import (
     RECORD_FORMAT,
@@ -153,9 +153,7 @@ class CellEvaluator:
 
     def prune(self, cell: Cell) -> VGGFeatures:
         """The dense network with only ``cell.layer`` pruned to ``cell.sparsity``."""
-        if self.config.method == "structured":
-            return prune_structured(self.dense, {cell.layer: cell.sparsity}, self.scores)
-        return prune_fine(self.dense, {cell.layer: cell.sparsity})
+        return prune(self.dense, Profile(self.config.method, {cell.layer: cell.sparsity}), self.scores)
 
     def evaluate(self, cell: Cell) -> tuple[dict, Image.Image | None]:
         """The cell's record (metrics, widths, timing, host) and, in full mode, its stylized image."""

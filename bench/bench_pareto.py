@@ -1,4 +1,5 @@
-"""Speed against quality of structured-pruned VGG-19s: uniform L1 pruning and width budgets, before and after fine-tuning.
+"""Speed against quality of structured-pruned VGG-19s: uniform L1 pruning and width budgets, before and after
+fine-tuning.
 
 Candidates (all structured, from the same dense network):
 
@@ -19,7 +20,7 @@ With random weights (all this machine has) the quality numbers are mechanical, n
 on real pruning; the plot and JSON say so.
 
     python bench/bench_pareto.py             # 512 px timing, 40 fine-tune steps (~8 min on a quiet 2-core CPU)
-    python bench/bench_pareto.py --quick     # smoke run: 128 px timing, tiny fine-tune (noisy, not the numbers to quote)
+    python bench/bench_pareto.py --quick     # smoke run: 128 px timing, tiny fine-tune (noisy, not numbers to quote)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from nst_core.compress.budget import (
 from nst_core.compress.calibration import load_folder, split_heldout
 from nst_core.compress.finetune import FinetuneConfig, RecoveryConfig, finetune
 from nst_core.compress.importance import CRITERIA, filter_importance
-from nst_core.compress.pruning import prune_structured, prune_to_widths
+from nst_core.compress.pruning import Profile, prune
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import CostModel
 from nst_core.nst.losses import get_preset
@@ -58,7 +59,7 @@ def build_candidates(dense, train, size: int, cost_model: CostModel, levels: tup
     """Every candidate network with its description (family, importance, target, predicted speedup)."""
     candidates = []
     for fraction in UNIFORM:
-        net = prune_structured(dense, fraction)
+        net = prune(dense, Profile.uniform("structured", dense.conv_names, fraction))
         candidates.append(
             {
                 "name": f"uniform L1 {fraction:.1%}",
@@ -82,7 +83,7 @@ def build_candidates(dense, train, size: int, cost_model: CostModel, levels: tup
                     "family": "budget",
                     "importance": criterion,
                     "target": target,
-                    "net": prune_to_widths(dense, plan.widths, scores),
+                    "net": prune(dense, Profile("structured", {}, widths=plan.widths), scores),
                     "predicted_speedup": plan.predicted_speedup,
                     "predicted_degradation": plan.predicted_degradation,
                 }
@@ -238,7 +239,8 @@ def main() -> None:
 
     label = "RANDOM WEIGHTS (random:0): quality numbers are mechanical, not meaningful"
     title = (
-        f"{label}\nstructured VGG-19 to relu5_3: speed at {size}x{size} px ({rounds} rounds), judged on 2 held-out images, "
+        f"{label}\nstructured VGG-19 to relu5_3: speed at {size}x{size} px ({rounds} rounds), "
+        "judged on 2 held-out images, "
         f"fine-tune {steps} steps" + (" [--quick smoke run]" if quick else "")
     )
     out = Path(args.out)

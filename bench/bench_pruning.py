@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from nst_core.compress.pruning import prune, prune_structured, sparsity_report
+from nst_core.compress.pruning import Profile, prune, sparsity_report
 from nst_core.image.io import load_image, resize_max_side
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import conv_macs
@@ -65,7 +65,9 @@ def main() -> None:
     networks = {
         "dense": dense,
         "fine (seed profile)": prune(dense, "seed"),
-        f"structured ({args.structured:.0%} filters)": prune_structured(dense, args.structured),
+        f"structured ({args.structured:.0%} filters)": prune(
+            dense, Profile.uniform("structured", dense.conv_names, args.structured)
+        ),
     }
     nonzeros = {name: sparsity_report(net).total_nonzeros for name, net in networks.items()}
 
@@ -99,10 +101,12 @@ def main() -> None:
             )
 
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, random VGG-19 weights up to relu5_3, seed preset, Adam"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        "random VGG-19 weights up to relu5_3, seed preset, Adam"
     )
     print(
-        f"{'size':>5} {'image':>8} | {'network':<26} | {'s/it':>7} | {'speedup':>7} | {'conv GMAC':>9} | {'less work':>9} | {'nonzero w':>10}"
+        f"{'size':>5} {'image':>8} | {'network':<26} | {'s/it':>7} | {'speedup':>7} | "
+        f"{'conv GMAC':>9} | {'less work':>9} | {'nonzero w':>10}"
     )
     for r in rows:
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -29,7 +30,7 @@ from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import PRESETS, get_preset
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst finetune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "finetune",
@@ -47,6 +48,14 @@ def register(subparsers) -> None:
         ),
         formatter_class=HelpFormatter,
     )
+    _add_source_args(p)
+    _add_training_args(p)
+    _add_recovery_and_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    """The student (a profile or a checkpoint), the teacher's weights, the images and the layers distilled."""
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--profile",
@@ -79,6 +88,10 @@ def register(subparsers) -> None:
         default=None,
         help="comma-separated layers to distil instead of the preset's (e.g. relu1_1,relu2_1 for a quick run)",
     )
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """How long and how the student is trained: steps, batches, crops, learning rate, loss weights."""
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the training images (one crop per image per pass)")
@@ -105,6 +118,10 @@ def register(subparsers) -> None:
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
     p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
+
+
+def _add_recovery_and_output_args(p: argparse.ArgumentParser) -> None:
+    """How recovery is measured on held-out images, the resumable state, and the checkpoint written."""
     p.add_argument("--seed", type=int, default=0, help="seed for the held-out split, crops and judged style transfer")
     p.add_argument("--heldout", type=int, default=2, help="images held out of training to measure recovery on")
     p.add_argument(
@@ -137,7 +154,6 @@ def register(subparsers) -> None:
     p.add_argument(
         "--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON"
     )
-    p.set_defaults(func=run)
 
 
 def parse_layers(text: str | None) -> list[str] | None:
@@ -300,33 +316,15 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    ranks = Ranks.current()
-    output = _output_path(args)
-    layers = parse_layers(args.layers)
-    preset = get_preset(args.preset)
-    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
-    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
-    train_images, heldout = _load_images(args)
-    teacher, student = _load_pair(args, last_layer)
-    config, recovery = _configs(args, layers, train_images)
-    ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
-    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
-    if not ranks.writes:
-        finetune(
-            teacher,
-            student,
-            train_images,
-            heldout,
-            config,
-            recovery,
-            state_path=state_path,
-            stop_after=args.stop_after,
-            progress=False,
-        )
-        return 0  # rank 0 measures, writes and reports
-
+def _announce(
+    ranks: Ranks,
+    config: FinetuneConfig,
+    student: VGGFeatures,
+    train_images: list[CalibrationImage],
+    heldout: list[CalibrationImage],
+    state_path: Path,
+) -> None:
+    """Say on stderr what is about to be trained (and from where it resumes)."""
     if ranks.distributed:
         print(
             f"distributed: {ranks.world} processes, {config.batch_size // ranks.world} crop(s) each per step",
@@ -340,18 +338,39 @@ def _run(args: argparse.Namespace) -> int:
     )
     if state_path.exists():
         print(f"resuming from {state_path}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    ranks = Ranks.current()
+    output = _output_path(args)
+    layers = parse_layers(args.layers)
+    preset = get_preset(args.preset)
+    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
+    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
+    train_images, heldout = _load_images(args)
+    teacher, student = _load_pair(args, last_layer)
+    config, recovery = _configs(args, layers, train_images)
+    ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
+    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+    job = functools.partial(
+        finetune,
+        teacher,
+        student,
+        train_images,
+        heldout,
+        config,
+        recovery,
+        state_path=state_path,
+        stop_after=args.stop_after,
+    )
+    if not ranks.writes:
+        job(progress=False)
+        return 0  # rank 0 measures, writes and reports
+
+    _announce(ranks, config, student, train_images, heldout, state_path)
     try:
-        result = finetune(
-            teacher,
-            student,
-            train_images,
-            heldout,
-            config,
-            recovery,
-            state_path=state_path,
-            stop_after=args.stop_after,
-            progress=None,
-        )
+        result = job(progress=None)
     except KeyboardInterrupt:
         if state_path.exists():
             print(

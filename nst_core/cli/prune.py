@@ -20,7 +20,7 @@ from nst_core.nst.cost import CostModel
 from nst_core.nst.losses import PRESETS
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst prune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "prune",
@@ -36,6 +36,14 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     add_weight_args(p)
+    _add_what_args(p)
+    _add_budget_args(p)
+    _add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_what_args(p: argparse.ArgumentParser) -> None:
+    """What to prune: a profile, a sparsity, a global sparsity or a budget; the method and filter ranking."""
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--profile", help=f"named profile ({', '.join(PROFILES)}) or a profile JSON (from `nst scan select`)"
@@ -87,6 +95,10 @@ def register(subparsers) -> None:
         metavar="PX",
         help="calibration images are shrunk to this longer side",
     )
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    """How a width budget is met and checked: sensitivity curves, the cost model, the timing."""
     p.add_argument(
         "--scan",
         default=None,
@@ -114,6 +126,10 @@ def register(subparsers) -> None:
         "(default: 2 with a target, else 0 = do not measure)",
     )
     p.add_argument("--measure-rounds", type=int, default=2, metavar="N", help="interleaved dense/pruned timing rounds")
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """The network's depth, what is written and the image size costs are counted at."""
     p.add_argument(
         "--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network"
     )
@@ -142,7 +158,6 @@ def register(subparsers) -> None:
         "a budget's cost is predicted and the speedup measured",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
-    p.set_defaults(func=run)
 
 
 def _check_args(args: argparse.Namespace) -> bool:

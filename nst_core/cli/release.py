@@ -16,7 +16,7 @@ from nst_core.nst.losses import PRESETS
 from nst_core.workflows.release import ReleaseSettings, run_release
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst release`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "release",
@@ -49,6 +49,13 @@ def register(subparsers) -> None:
         help="push the checkpoint, card, report and plots to this Hub model repo",
     )
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
+    _add_scan_and_prune_args(p)
+    _add_finetune_and_judge_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_scan_and_prune_args(p: argparse.ArgumentParser) -> None:
+    """The scan (preset, proxy or full, levels) and the budgeted pruning (importance, cost, baseline)."""
     p.add_argument(
         "--preset", default="seed", choices=sorted(PRESETS), help="loss preset: layers scanned, distilled and judged"
     )
@@ -78,6 +85,10 @@ def register(subparsers) -> None:
         default=0.5,
         help="the uniform L1 baseline removes this fraction of every conv's filters",
     )
+
+
+def _add_finetune_and_judge_args(p: argparse.ArgumentParser) -> None:
+    """Fine-tuning, judging on held-out images, the released dtype and the seed."""
     p.add_argument("--steps", type=int, default=200, help="fine-tuning steps")
     p.add_argument("--batch-size", type=int, default=4, help="fine-tuning crops per step")
     p.add_argument("--crop-size", type=int, default=128, help="fine-tuning crop side, px")
@@ -102,7 +113,6 @@ def register(subparsers) -> None:
         default=2,
         help="iterations timed per network to measure the speedup (0: skip)",
     )
-    p.set_defaults(func=run)
 
 
 def _levels(text: str) -> list[float]:

@@ -18,6 +18,7 @@ from nst_core.compress.finetune import (
     FinetuneResult,
     Ranks,
     RecoveryConfig,
+    checkpoint_metrics,
     finetune,
     process_group_from_env,
 )
@@ -75,9 +76,10 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.set_defaults(weights="auto")
     for action in p._actions:  # argparse has no public way to reword a shared argument's help
         if action.dest == "weights":
+            shared = action.help or ""
             action.help = (
                 "dense (teacher) VGG-19 weights: auto, "
-                + (action.help.partition(": ")[2] or action.help)
+                + (shared.partition(": ")[2] or shared)
                 + "; auto = caffe for --profile, the checkpoint's own dense weights for --checkpoint"
             )
     p.add_argument(
@@ -275,13 +277,8 @@ def _save_and_report(
 ) -> None:
     """Write the fine-tuned checkpoint (with its held-out metrics), print the recovery table, log JSON."""
     student, after = result.student, result.after
-    metrics = {
-        "content_ratio": after["content_ratio"],
-        "style_ratio": after["style_ratio"],
-        "ssim": after["ssim"],
-        "feature_distortion": after["feature"],
-        "gram_distortion": after["gram"],
-    }
+    assert after is not None  # a finished run is measured (and this is rank 0, which measures)
+    metrics = checkpoint_metrics(after)
     student.provenance["finetune"]["measured_dtype"] = "fp32"
     student.provenance["finetune"]["stored_dtype"] = args.dtype
     save_checkpoint(student, output, encoding=args.encoding, dtype=args.dtype, metrics=metrics)

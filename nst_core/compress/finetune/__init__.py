@@ -57,6 +57,7 @@ from nst_core.compress.finetune.recovery import (
     TABLE_ROWS,
     RecoveryConfig,
     RecoveryMeter,
+    checkpoint_metrics,
     distortion,
     recovery_table,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "RecoveryMeter",
     "TrainResult",
     "check_masks",
+    "checkpoint_metrics",
     "distillation_terms",
     "distortion",
     "finetune",

@@ -105,13 +105,14 @@ class RecoveryMeter:
         )
         return stylize(model, content, [style], cfg).image, content, style
 
-    def _dense(self) -> Image.Image:
-        if self._dense_image is None:
+    def _dense(self) -> tuple[Image.Image, Judge]:
+        """The dense output and the judge of the short style transfer (made on first use, then reused)."""
+        if self._dense_image is None or self._judge is None:
             self._dense_image, content, style = self._stylize(self.teacher)
             self._judge = Judge(
                 self.teacher, get_preset(self.config.preset), content, [style], self.config.stylize_size
             )
-        return self._dense_image
+        return self._dense_image, self._judge
 
     def measure(self, student: VGGFeatures) -> dict:
         """{"feature", "gram", "content_ratio", "style_ratio", "ssim", "layers"} for ``student``."""
@@ -122,9 +123,9 @@ class RecoveryMeter:
         student.eval()
         try:
             result = distortion(self.teacher, student, self.heldout, self.layers, self.config.distortion_size)
-            dense_image = self._dense()
+            dense_image, judge = self._dense()
             image, _, _ = self._stylize(student)
-            result.update({k: float(v) for k, v in self._judge.compare(image, dense_image).items()})
+            result.update({k: float(v) for k, v in judge.compare(image, dense_image).items()})
         finally:
             for p, g in zip(student.parameters(), grads):
                 p.requires_grad_(g)
@@ -139,6 +140,17 @@ TABLE_ROWS = (
     ("style_ratio", "style loss ratio vs dense output"),
     ("ssim", "SSIM vs dense output (1 = identical)"),
 )
+
+
+def checkpoint_metrics(measured: dict) -> dict:
+    """The judged numbers of a :meth:`RecoveryMeter.measure` result that a checkpoint header keeps."""
+    return {
+        "content_ratio": measured["content_ratio"],
+        "style_ratio": measured["style_ratio"],
+        "ssim": measured["ssim"],
+        "feature_distortion": measured["feature"],
+        "gram_distortion": measured["gram"],
+    }
 
 
 def recovery_table(before: dict, after: dict) -> str:

@@ -145,6 +145,7 @@ def _copy_kept(model: VGGFeatures, small: VGGFeatures, local_keep: dict[str, tor
         if previous is not None:
             weight = weight.index_select(1, previous)
         dst.weight.copy_(weight)
+        assert src.bias is not None and dst.bias is not None  # every VGG conv has a bias
         dst.bias.copy_(src.bias.index_select(0, out_idx))
         if name in model.masks:
             mask = model.masks[name].index_select(0, out_idx.to(model.masks[name].device))

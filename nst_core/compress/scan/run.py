@@ -139,6 +139,7 @@ class CellEvaluator:
                     return img.convert("RGB"), info
             started = time.perf_counter()
             result = stylize(self.dense, self.config.content, self.config.styles, self.config.stylize)
+            assert self.judge is not None  # the baseline is made in full mode, which has a judge
             info = {
                 "config_hash": config_hash,
                 "losses": self.judge.losses(result.image),
@@ -180,6 +181,7 @@ class CellEvaluator:
                     }
                 )
             else:
+                assert self.judge is not None and self.dense_image is not None  # full mode has both
                 image = result.image
                 metrics.update(self.judge.compare(image, self.dense_image))
                 metrics.update({f"judged_{k}": v for k, v in self.judge.losses(image).items()})
@@ -234,7 +236,7 @@ def run_scan(
     shard: tuple[int, int] = (0, 1),
     save_images: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> RunSummary:
     """Run this shard's unfinished cells of the grid, appending one record per finished cell.
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from nst_core.compress.budget import budgeted_prune, measure_speedup
-from nst_core.compress.finetune import finetune
+from nst_core.compress.finetune import checkpoint_metrics, finetune
 from nst_core.compress.importance import calibration_pairs
 from nst_core.compress.pruning import Profile, prune
 from nst_core.compress.scan.plots import plot_scan
@@ -101,6 +101,7 @@ def finetune_stage(release: Release) -> None:
         "finetune",
         {key: record.pop(key) for key in ("train_seconds", "wall_seconds_this_run", "resumed_from_step")},
     )
+    assert result.after is not None  # the run went to its end (no stop_after) in this single process
     save_checkpoint(
         student,
         folder / "finetuned.safetensors",
@@ -182,14 +183,3 @@ def checkpoint_stage(release: Release) -> None:
         ),
     )
     release.mark_done("5-checkpoint", [CHECKPOINT_NAME, "final.json"])
-
-
-def checkpoint_metrics(measured: dict) -> dict:
-    """The judged numbers a checkpoint header keeps."""
-    return {
-        "content_ratio": measured["content_ratio"],
-        "style_ratio": measured["style_ratio"],
-        "ssim": measured["ssim"],
-        "feature_distortion": measured["feature"],
-        "gram_distortion": measured["gram"],
-    }

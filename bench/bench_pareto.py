@@ -147,7 +147,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: tiny sizes and fine-tune (about a minute or two)"
@@ -166,7 +167,61 @@ def main() -> None:
         "--calibrate-cost", action="store_true", help="fit the cost model to this machine before allocating"
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for pareto.json and pareto.png")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def time_and_finetune(
+    dense, candidates: list[dict], train, heldout, size: int, iterations: int, rounds: int, ft_config, recovery
+) -> tuple[list[dict], float]:
+    """(one row per candidate: measured speedup and judged quality before/after fine-tuning, dense s/it)."""
+    samples = time_iterations([dense] + [c["net"] for c in candidates], size, iterations, rounds)
+    rows = []
+    for candidate, times in zip(candidates, samples[1:]):
+        student = copy.deepcopy(candidate["net"])
+        result = finetune(dense, student, train, heldout, ft_config, recovery, progress=False)
+        row = {k: v for k, v in candidate.items() if k != "net"}
+        row.update(
+            {
+                "widths": candidate["net"].widths,
+                "s_per_it": statistics.median(times),
+                # Per-round ratios: each round timed dense and this network close together.
+                "measured_speedup": statistics.median(d / t for d, t in zip(samples[0], times)),
+                "before": {m: result.before[m] for m in METRICS},
+                "after": {m: result.after[m] for m in METRICS},
+            }
+        )
+        rows.append(row)
+        print(
+            f"{row['name']:<24} predicted {row['predicted_speedup']:5.2f}x measured {row['measured_speedup']:5.2f}x | "
+            + " ".join(f"{m} {row['before'][m]:.3f}->{row['after'][m]:.3f}" for m in METRICS),
+            flush=True,
+        )
+    return rows, statistics.median(samples[0])
+
+
+def equal_cost(rows: list[dict]) -> list[dict]:
+    """The issue's equal-cost comparison: uniform 50% of filters and the 4x budgets both do about 4x fewer MACs."""
+    uniform = next(r for r in rows if r["name"] == "uniform L1 50.0%")
+    compared = []
+    for row in (r for r in rows if r["target"] == 4.0):
+        better = row["after"]["style_ratio"] < uniform["after"]["style_ratio"]
+        compared.append(
+            {
+                "budget": row["name"],
+                "budget_style_ratio": row["after"]["style_ratio"],
+                "uniform_style_ratio": uniform["after"]["style_ratio"],
+                "budget_better": better,
+            }
+        )
+        print(
+            f"equal cost, fine-tuned: {row['name']} style ratio {row['after']['style_ratio']:.3f} vs uniform L1 50% "
+            f"{uniform['after']['style_ratio']:.3f} ({'better' if better else 'not better'}; random weights)"
+        )
+    return compared
+
+
+def main() -> None:
+    args = parse_args()
     quick = args.quick
     size = args.size or (128 if quick else 512)
     rounds = args.rounds or (1 if quick else 2)
@@ -195,47 +250,10 @@ def main() -> None:
         f"{len(candidates)} candidates built in {time.perf_counter() - started:.0f} s; timing at {size} px", flush=True
     )
 
-    samples = time_iterations([dense] + [c["net"] for c in candidates], size, args.iterations, rounds)
-    dense_s = statistics.median(samples[0])
-    rows = []
-    for candidate, times in zip(candidates, samples[1:]):
-        student = copy.deepcopy(candidate["net"])
-        result = finetune(dense, student, train, heldout, ft_config, recovery, progress=False)
-        row = {k: v for k, v in candidate.items() if k != "net"}
-        row.update(
-            {
-                "widths": candidate["net"].widths,
-                "s_per_it": statistics.median(times),
-                # Per-round ratios: each round timed dense and this network close together.
-                "measured_speedup": statistics.median(d / t for d, t in zip(samples[0], times)),
-                "before": {m: result.before[m] for m in METRICS},
-                "after": {m: result.after[m] for m in METRICS},
-            }
-        )
-        rows.append(row)
-        print(
-            f"{row['name']:<24} predicted {row['predicted_speedup']:5.2f}x measured {row['measured_speedup']:5.2f}x | "
-            + " ".join(f"{m} {row['before'][m]:.3f}->{row['after'][m]:.3f}" for m in METRICS),
-            flush=True,
-        )
-
-    # The issue's equal-cost comparison: uniform 50% of filters and the 4x budgets both do about 4x fewer MACs.
-    uniform = next(r for r in rows if r["name"] == "uniform L1 50.0%")
-    equal_cost = []
-    for row in (r for r in rows if r["target"] == 4.0):
-        better = row["after"]["style_ratio"] < uniform["after"]["style_ratio"]
-        equal_cost.append(
-            {
-                "budget": row["name"],
-                "budget_style_ratio": row["after"]["style_ratio"],
-                "uniform_style_ratio": uniform["after"]["style_ratio"],
-                "budget_better": better,
-            }
-        )
-        print(
-            f"equal cost, fine-tuned: {row['name']} style ratio {row['after']['style_ratio']:.3f} vs uniform L1 50% "
-            f"{uniform['after']['style_ratio']:.3f} ({'better' if better else 'not better'}; random weights)"
-        )
+    rows, dense_s = time_and_finetune(
+        dense, candidates, train, heldout, size, args.iterations, rounds, ft_config, recovery
+    )
+    equal_cost_rows = equal_cost(rows)
 
     label = "RANDOM WEIGHTS (random:0): quality numbers are mechanical, not meaningful"
     title = (
@@ -259,7 +277,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seconds": time.perf_counter() - started,
-        "equal_cost": equal_cost,
+        "equal_cost": equal_cost_rows,
         "rows": rows,
     }
     (out / "pareto.json").write_text(json.dumps(data, indent=1) + "\n")

@@ -40,7 +40,7 @@ class ProxyProbe:
     """Dense activations computed once; :meth:`measure` scores any pruned network against them.
 
     >>> probe = ProxyProbe(dense, preset, content_t, [style_t])     # doctest: +SKIP
-    >>> probe.measure(prune_fine(dense, {"conv3_1": 0.8}))           # doctest: +SKIP
+    >>> probe.measure(prune(dense, Profile("fine", {"conv3_1": 0.8})))   # doctest: +SKIP
     {'feature_distortion': 0.12, 'gram_distortion': 0.08, 'proxy': 0.10}
     """
 

@@ -1,4 +1,5 @@
-"""Speed against quality of structured-pruned VGG-19s: uniform L1 pruning and width budgets, before and after fine-tuning.
+"""Speed against quality of structured-pruned VGG-19s: uniform L1 pruning and width budgets, before and after
+fine-tuning.
 
 Candidates (all structured, from the same dense network):
 
@@ -19,7 +20,7 @@ With random weights (all this machine has) the quality numbers are mechanical, n
 on real pruning; the plot and JSON say so.
 
     python bench/bench_pareto.py             # 512 px timing, 40 fine-tune steps (~8 min on a quiet 2-core CPU)
-    python bench/bench_pareto.py --quick     # smoke run: 128 px timing, tiny fine-tune (noisy, not the numbers to quote)
+    python bench/bench_pareto.py --quick     # smoke run: 128 px timing, tiny fine-tune (noisy, not numbers to quote)
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from nst_core.compress.budget import (
 from nst_core.compress.calibration import load_folder, split_heldout
 from nst_core.compress.finetune import FinetuneConfig, RecoveryConfig, finetune
 from nst_core.compress.importance import CRITERIA, filter_importance
-from nst_core.compress.pruning import prune_structured, prune_to_widths
+from nst_core.compress.pruning import Profile, prune
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import CostModel
 from nst_core.nst.losses import get_preset
@@ -58,7 +59,7 @@ def build_candidates(dense, train, size: int, cost_model: CostModel, levels: tup
     """Every candidate network with its description (family, importance, target, predicted speedup)."""
     candidates = []
     for fraction in UNIFORM:
-        net = prune_structured(dense, fraction)
+        net = prune(dense, Profile.uniform("structured", dense.conv_names, fraction))
         candidates.append(
             {
                 "name": f"uniform L1 {fraction:.1%}",
@@ -82,7 +83,7 @@ def build_candidates(dense, train, size: int, cost_model: CostModel, levels: tup
                     "family": "budget",
                     "importance": criterion,
                     "target": target,
-                    "net": prune_to_widths(dense, plan.widths, scores),
+                    "net": prune(dense, Profile("structured", {}, widths=plan.widths), scores),
                     "predicted_speedup": plan.predicted_speedup,
                     "predicted_degradation": plan.predicted_degradation,
                 }
@@ -146,7 +147,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: tiny sizes and fine-tune (about a minute or two)"
@@ -165,7 +167,61 @@ def main() -> None:
         "--calibrate-cost", action="store_true", help="fit the cost model to this machine before allocating"
     )
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"), help="folder for pareto.json and pareto.png")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def time_and_finetune(
+    dense, candidates: list[dict], train, heldout, size: int, iterations: int, rounds: int, ft_config, recovery
+) -> tuple[list[dict], float]:
+    """(one row per candidate: measured speedup and judged quality before/after fine-tuning, dense s/it)."""
+    samples = time_iterations([dense] + [c["net"] for c in candidates], size, iterations, rounds)
+    rows = []
+    for candidate, times in zip(candidates, samples[1:]):
+        student = copy.deepcopy(candidate["net"])
+        result = finetune(dense, student, train, heldout, ft_config, recovery, progress=False)
+        row = {k: v for k, v in candidate.items() if k != "net"}
+        row.update(
+            {
+                "widths": candidate["net"].widths,
+                "s_per_it": statistics.median(times),
+                # Per-round ratios: each round timed dense and this network close together.
+                "measured_speedup": statistics.median(d / t for d, t in zip(samples[0], times)),
+                "before": {m: result.before[m] for m in METRICS},
+                "after": {m: result.after[m] for m in METRICS},
+            }
+        )
+        rows.append(row)
+        print(
+            f"{row['name']:<24} predicted {row['predicted_speedup']:5.2f}x measured {row['measured_speedup']:5.2f}x | "
+            + " ".join(f"{m} {row['before'][m]:.3f}->{row['after'][m]:.3f}" for m in METRICS),
+            flush=True,
+        )
+    return rows, statistics.median(samples[0])
+
+
+def equal_cost(rows: list[dict]) -> list[dict]:
+    """The issue's equal-cost comparison: uniform 50% of filters and the 4x budgets both do about 4x fewer MACs."""
+    uniform = next(r for r in rows if r["name"] == "uniform L1 50.0%")
+    compared = []
+    for row in (r for r in rows if r["target"] == 4.0):
+        better = row["after"]["style_ratio"] < uniform["after"]["style_ratio"]
+        compared.append(
+            {
+                "budget": row["name"],
+                "budget_style_ratio": row["after"]["style_ratio"],
+                "uniform_style_ratio": uniform["after"]["style_ratio"],
+                "budget_better": better,
+            }
+        )
+        print(
+            f"equal cost, fine-tuned: {row['name']} style ratio {row['after']['style_ratio']:.3f} vs uniform L1 50% "
+            f"{uniform['after']['style_ratio']:.3f} ({'better' if better else 'not better'}; random weights)"
+        )
+    return compared
+
+
+def main() -> None:
+    args = parse_args()
     quick = args.quick
     size = args.size or (128 if quick else 512)
     rounds = args.rounds or (1 if quick else 2)
@@ -194,51 +250,15 @@ def main() -> None:
         f"{len(candidates)} candidates built in {time.perf_counter() - started:.0f} s; timing at {size} px", flush=True
     )
 
-    samples = time_iterations([dense] + [c["net"] for c in candidates], size, args.iterations, rounds)
-    dense_s = statistics.median(samples[0])
-    rows = []
-    for candidate, times in zip(candidates, samples[1:]):
-        student = copy.deepcopy(candidate["net"])
-        result = finetune(dense, student, train, heldout, ft_config, recovery, progress=False)
-        row = {k: v for k, v in candidate.items() if k != "net"}
-        row.update(
-            {
-                "widths": candidate["net"].widths,
-                "s_per_it": statistics.median(times),
-                # Per-round ratios: each round timed dense and this network close together.
-                "measured_speedup": statistics.median(d / t for d, t in zip(samples[0], times)),
-                "before": {m: result.before[m] for m in METRICS},
-                "after": {m: result.after[m] for m in METRICS},
-            }
-        )
-        rows.append(row)
-        print(
-            f"{row['name']:<24} predicted {row['predicted_speedup']:5.2f}x measured {row['measured_speedup']:5.2f}x | "
-            + " ".join(f"{m} {row['before'][m]:.3f}->{row['after'][m]:.3f}" for m in METRICS),
-            flush=True,
-        )
-
-    # The issue's equal-cost comparison: uniform 50% of filters and the 4x budgets both do about 4x fewer MACs.
-    uniform = next(r for r in rows if r["name"] == "uniform L1 50.0%")
-    equal_cost = []
-    for row in (r for r in rows if r["target"] == 4.0):
-        better = row["after"]["style_ratio"] < uniform["after"]["style_ratio"]
-        equal_cost.append(
-            {
-                "budget": row["name"],
-                "budget_style_ratio": row["after"]["style_ratio"],
-                "uniform_style_ratio": uniform["after"]["style_ratio"],
-                "budget_better": better,
-            }
-        )
-        print(
-            f"equal cost, fine-tuned: {row['name']} style ratio {row['after']['style_ratio']:.3f} vs uniform L1 50% "
-            f"{uniform['after']['style_ratio']:.3f} ({'better' if better else 'not better'}; random weights)"
-        )
+    rows, dense_s = time_and_finetune(
+        dense, candidates, train, heldout, size, args.iterations, rounds, ft_config, recovery
+    )
+    equal_cost_rows = equal_cost(rows)
 
     label = "RANDOM WEIGHTS (random:0): quality numbers are mechanical, not meaningful"
     title = (
-        f"{label}\nstructured VGG-19 to relu5_3: speed at {size}x{size} px ({rounds} rounds), judged on 2 held-out images, "
+        f"{label}\nstructured VGG-19 to relu5_3: speed at {size}x{size} px ({rounds} rounds), "
+        "judged on 2 held-out images, "
         f"fine-tune {steps} steps" + (" [--quick smoke run]" if quick else "")
     )
     out = Path(args.out)
@@ -257,7 +277,7 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "seconds": time.perf_counter() - started,
-        "equal_cost": equal_cost,
+        "equal_cost": equal_cost_rows,
         "rows": rows,
     }
     (out / "pareto.json").write_text(json.dumps(data, indent=1) + "\n")

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from nst_core.compress.calibration import CalibrationImage
-from nst_core.compress.importance import calibration_pairs, filter_importance
+from nst_core.compress.importance import CRITERIA, IMPORTANCE, calibration_pairs, criteria_help, filter_importance
 from nst_core.compress.pruning import filter_l1_norms, prune_structured, prune_to_widths
 from nst_core.core.errors import UserError
 from nst_core.model.weights import load_vgg
@@ -123,3 +123,11 @@ def test_criteria_rank_filters_differently_and_bad_requests_are_refused(model):
         filter_importance(model, "taylor", [])
     with pytest.raises(UserError, match="stops at relu2_1"):
         filter_importance(load_vgg("random:0", last_layer="relu2_1"), "taylor", images)
+
+
+def test_one_table_names_every_criterion_for_scoring_and_help():
+    assert CRITERIA == tuple(IMPORTANCE) == ("l1", "activation", "taylor")
+    assert all(name == c.name and c.help for name, c in IMPORTANCE.items())
+    text = criteria_help("rank filters by", "--images")
+    assert all(f"{c.name} ({c.help})" in text for c in IMPORTANCE.values()) and text.endswith("--images")
+    assert [name for name, c in IMPORTANCE.items() if not c.needs_images] == ["l1"]

@@ -23,6 +23,7 @@ from nst_core.compress.pruning import (
     prune,
     prune_fine,
     prune_structured,
+    prune_to_widths,
     save_profile,
     sparsity_report,
     threshold_for_global_sparsity,
@@ -232,6 +233,32 @@ def test_prune_dispatches_on_method(small):
     assert structured.widths["conv1_1"] == 32 and not structured.masks
     fine = prune(small, Profile("fine", {"conv1_1": 0.5}, {}))
     assert fine.widths["conv1_1"] == 64 and set(fine.masks) == {"conv1_1"}
+
+
+def test_prune_applies_widths_and_global_profiles_as_the_methods_do(small, tmp_path):
+    """prune() is the one entry point: a widths profile is prune_to_widths, a global one prune_fine's threshold."""
+    scores = {name: torch.arange(width, dtype=torch.float32) for name, width in small.widths.items()}
+    by_widths = prune(small, Profile("structured", {}, widths={"conv1_2": 24, "conv2_1": 40}), scores)
+    direct = prune_to_widths(small, {"conv1_2": 24, "conv2_1": 40}, scores)
+    assert by_widths.widths == direct.widths and by_widths.provenance == direct.provenance
+    assert all(torch.equal(a, b) for a, b in zip(by_widths.state_dict().values(), direct.state_dict().values()))
+    assert by_widths.kept_channels["conv1_2"].tolist() == list(range(40, 64))  # the highest scores kept
+
+    by_global = prune(small, Profile("fine", {}, global_sparsity=0.6))
+    threshold = threshold_for_global_sparsity(small, 0.6)
+    assert by_global.provenance == prune_fine(small, global_threshold=threshold).provenance
+    assert by_global.provenance["global_threshold"] == threshold
+
+    save_profile(Profile("structured", {}, {"budget": 1}, widths={"conv1_2": 24}), tmp_path / "w.json")
+    assert load_profile(tmp_path / "w.json").widths == {"conv1_2": 24}
+    with pytest.raises(ProfileError, match="only a structured profile"):
+        prune(small, Profile("fine", {"conv1_1": 0.5}), scores)
+    with pytest.raises(ProfileError, match="structured method"):
+        Profile("fine", {}, widths={"conv1_2": 24})
+    with pytest.raises(ProfileError, match="fine method"):
+        Profile("structured", {}, global_sparsity=0.5)
+    with pytest.raises(ProfileError, match="not both"):
+        Profile("structured", {"conv1_1": 0.5}, widths={"conv1_2": 24})
 
 
 def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -17,6 +18,7 @@ from nst_core.compress.finetune import (
     FinetuneResult,
     Ranks,
     RecoveryConfig,
+    checkpoint_metrics,
     finetune,
     process_group_from_env,
 )
@@ -30,7 +32,7 @@ from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import PRESETS, get_preset
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst finetune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "finetune",
@@ -48,6 +50,14 @@ def register(subparsers) -> None:
         ),
         formatter_class=HelpFormatter,
     )
+    _add_source_args(p)
+    _add_training_args(p)
+    _add_recovery_and_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_source_args(p: argparse.ArgumentParser) -> None:
+    """The student (a profile or a checkpoint), the teacher's weights, the images and the layers distilled."""
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--profile",
@@ -67,9 +77,10 @@ def register(subparsers) -> None:
     p.set_defaults(weights="auto")
     for action in p._actions:  # argparse has no public way to reword a shared argument's help
         if action.dest == "weights":
+            shared = action.help or ""
             action.help = (
                 "dense (teacher) VGG-19 weights: auto, "
-                + (action.help.partition(": ")[2] or action.help)
+                + (shared.partition(": ")[2] or shared)
                 + "; auto = caffe for --profile, the checkpoint's own dense weights for --checkpoint"
             )
     p.add_argument(
@@ -80,6 +91,10 @@ def register(subparsers) -> None:
         default=None,
         help="comma-separated layers to distil instead of the preset's (e.g. relu1_1,relu2_1 for a quick run)",
     )
+
+
+def _add_training_args(p: argparse.ArgumentParser) -> None:
+    """How long and how the student is trained: steps, batches, crops, learning rate, loss weights."""
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the training images (one crop per image per pass)")
@@ -106,6 +121,10 @@ def register(subparsers) -> None:
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
     p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
+
+
+def _add_recovery_and_output_args(p: argparse.ArgumentParser) -> None:
+    """How recovery is measured on held-out images, the resumable state, and the checkpoint written."""
     p.add_argument("--seed", type=int, default=0, help="seed for the held-out split, crops and judged style transfer")
     p.add_argument("--heldout", type=int, default=2, help="images held out of training to measure recovery on")
     p.add_argument(
@@ -138,7 +157,6 @@ def register(subparsers) -> None:
     p.add_argument(
         "--log-json", default=None, metavar="PATH", help="also write the loss history and before/after metrics as JSON"
     )
-    p.set_defaults(func=run)
 
 
 def parse_layers(text: str | None) -> list[str] | None:
@@ -260,13 +278,8 @@ def _save_and_report(
 ) -> None:
     """Write the fine-tuned checkpoint (with its held-out metrics), print the recovery table, log JSON."""
     student, after = result.student, result.after
-    metrics = {
-        "content_ratio": after["content_ratio"],
-        "style_ratio": after["style_ratio"],
-        "ssim": after["ssim"],
-        "feature_distortion": after["feature"],
-        "gram_distortion": after["gram"],
-    }
+    assert after is not None  # a finished run is measured (and this is rank 0, which measures)
+    metrics = checkpoint_metrics(after)
     student.provenance["finetune"]["measured_dtype"] = "fp32"
     student.provenance["finetune"]["stored_dtype"] = args.dtype
     save_checkpoint(student, output, encoding=args.encoding, dtype=args.dtype, metrics=metrics)
@@ -301,33 +314,15 @@ def run(args: argparse.Namespace) -> int:
         return _run(args)
 
 
-def _run(args: argparse.Namespace) -> int:
-    started = time.perf_counter()
-    ranks = Ranks.current()
-    output = _output_path(args)
-    layers = parse_layers(args.layers)
-    preset = get_preset(args.preset)
-    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
-    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
-    train_images, heldout = _load_images(args)
-    teacher, student = _load_pair(args, last_layer)
-    config, recovery = _configs(args, layers, train_images)
-    ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
-    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
-    if not ranks.writes:
-        finetune(
-            teacher,
-            student,
-            train_images,
-            heldout,
-            config,
-            recovery,
-            state_path=state_path,
-            stop_after=args.stop_after,
-            progress=False,
-        )
-        return 0  # rank 0 measures, writes and reports
-
+def _announce(
+    ranks: Ranks,
+    config: FinetuneConfig,
+    student: VGGFeatures,
+    train_images: list[CalibrationImage],
+    heldout: list[CalibrationImage],
+    state_path: Path,
+) -> None:
+    """Say on stderr what is about to be trained (and from where it resumes)."""
     if ranks.distributed:
         print(
             f"distributed: {ranks.world} processes, {config.batch_size // ranks.world} crop(s) each per step",
@@ -341,22 +336,44 @@ def _run(args: argparse.Namespace) -> int:
     )
     if state_path.exists():
         print(f"resuming from {state_path}", file=sys.stderr)
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    ranks = Ranks.current()
+    output = _output_path(args)
+    layers = parse_layers(args.layers)
+    preset = get_preset(args.preset)
+    # The teacher must reach the preset's layers (the judged style transfer uses them) and any --layers.
+    last_layer = max([preset.last_layer, *(layers or [])], key=layer_index)
+    train_images, heldout = _load_images(args)
+    teacher, student = _load_pair(args, last_layer)
+    config, recovery = _configs(args, layers, train_images)
+    ranks.share(config.batch_size)  # refused before any work if the processes cannot share a batch evenly
+    state_path = Path(args.state) if args.state else output.with_name(output.name + ".state.pt")
+    job = functools.partial(
+        finetune,
+        teacher,
+        student,
+        train_images,
+        heldout,
+        config,
+        recovery,
+        state_path=state_path,
+        stop_after=args.stop_after,
+    )
+    if not ranks.writes:
+        job(progress=False)
+        return 0  # rank 0 measures, writes and reports
+
+    _announce(ranks, config, student, train_images, heldout, state_path)
     try:
-        result = finetune(
-            teacher,
-            student,
-            train_images,
-            heldout,
-            config,
-            recovery,
-            state_path=state_path,
-            stop_after=args.stop_after,
-            progress=None,
-        )
+        result = job(progress=None)
     except KeyboardInterrupt:
         if state_path.exists():
             print(
-                f"training state is in {state_path} (saved every {config.checkpoint_every} steps); run the same command again to resume",
+                f"training state is in {state_path} (saved every {config.checkpoint_every} steps); "
+                "run the same command again to resume",
                 file=sys.stderr,
             )
         raise
@@ -364,7 +381,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"resumed at step {result.train.resumed_from} of {config.steps}", file=sys.stderr)
     if not result.train.finished:
         print(
-            f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; run the same command again to resume"
+            f"stopped at step {result.train.step} of {config.steps}; state saved to {state_path}; "
+            "run the same command again to resume"
         )
         return 0
     _save_and_report(args, output, result, teacher, heldout, started)

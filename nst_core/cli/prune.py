@@ -7,28 +7,20 @@ import json
 from pathlib import Path
 
 from nst_core.cli.common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
-from nst_core.compress.budget import budgeted_prune, calibrate_cost_model, measure_speedup
+from nst_core.compress.budget import BudgetResult, budgeted_prune, calibrate_cost_model, measure_speedup
 from nst_core.compress.calibration import load_folder
-from nst_core.compress.importance import CRITERIA, filter_importance
-from nst_core.compress.pruning import (
-    METHODS,
-    PROFILES,
-    Profile,
-    load_profile,
-    prune_fine,
-    prune_structured,
-    sparsity_report,
-    threshold_for_global_sparsity,
-)
+from nst_core.compress.importance import CRITERIA, criteria_help, filter_importance
+from nst_core.compress.pruning import METHODS, PROFILES, Profile, load_profile, prune, sparsity_report
 from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_write_text
 from nst_core.core.validation import read_json_file
 from nst_core.model.checkpoint import ENCODINGS, STORED_DTYPES, check_storage, save_checkpoint
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import CostModel
 from nst_core.nst.losses import PRESETS
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst prune`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "prune",
@@ -44,6 +36,14 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     add_weight_args(p)
+    _add_what_args(p)
+    _add_budget_args(p)
+    _add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_what_args(p: argparse.ArgumentParser) -> None:
+    """What to prune: a profile, a sparsity, a global sparsity or a budget; the method and filter ranking."""
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--profile", help=f"named profile ({', '.join(PROFILES)}) or a profile JSON (from `nst scan select`)"
@@ -80,8 +80,7 @@ def register(subparsers) -> None:
         "--importance",
         choices=CRITERIA,
         default="l1",
-        help="structured: rank filters by weight L1 norm, mean activation over the --images, "
-        "or first-order Taylor importance for the content+style loss over content/style pairs of --images",
+        help=criteria_help("structured: rank filters by", "--images"),
     )
     p.add_argument(
         "--images",
@@ -96,6 +95,10 @@ def register(subparsers) -> None:
         metavar="PX",
         help="calibration images are shrunk to this longer side",
     )
+
+
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    """How a width budget is met and checked: sensitivity curves, the cost model, the timing."""
     p.add_argument(
         "--scan",
         default=None,
@@ -123,6 +126,10 @@ def register(subparsers) -> None:
         "(default: 2 with a target, else 0 = do not measure)",
     )
     p.add_argument("--measure-rounds", type=int, default=2, metavar="N", help="interleaved dense/pruned timing rounds")
+
+
+def _add_output_args(p: argparse.ArgumentParser) -> None:
+    """The network's depth, what is written and the image size costs are counted at."""
     p.add_argument(
         "--preset", default="seed", choices=sorted(PRESETS), help="loss preset whose deepest layer ends the network"
     )
@@ -147,10 +154,10 @@ def register(subparsers) -> None:
         type=int,
         default=512,
         metavar="PX",
-        help="image side (PX x PX) at which the report counts multiply-accumulates, a budget's cost is predicted and the speedup measured",
+        help="image side (PX x PX) at which the report counts multiply-accumulates, "
+        "a budget's cost is predicted and the speedup measured",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
-    p.set_defaults(func=run)
 
 
 def _check_args(args: argparse.Namespace) -> bool:
@@ -190,7 +197,8 @@ def _check_args(args: argparse.Namespace) -> bool:
 
 
 def _cost_model(args: argparse.Namespace, model) -> CostModel | None:
-    """The cost model the budget uses: fitted now (and written to --cost-model), read from --cost-model, or MACs only."""
+    """The cost model the budget uses: fitted now (and written to --cost-model), read from --cost-model,
+    or MACs only."""
     if args.calibrate_cost:
         fitted = calibrate_cost_model(model, args.size, preset=args.preset)
         if args.cost_model:
@@ -206,6 +214,59 @@ def _cost_model(args: argparse.Namespace, model) -> CostModel | None:
     return None
 
 
+def _prune_to_budget(args: argparse.Namespace, model: VGGFeatures) -> tuple[BudgetResult, str]:
+    """``--target-speedup``/``--target-macs``: the budgeted network and the report's label for it."""
+    result = budgeted_prune(
+        model,
+        args.target_speedup,
+        args.target_macs,
+        args.importance,
+        args.images,
+        args.scan,
+        args.size,
+        args.calibration_size,
+        _cost_model(args, model),
+        args.preset,
+    )
+    budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
+    label = f"structured, budget {budget}, {args.importance} importance, curves from {args.scan or 'the proxy'}"
+    return result, label
+
+
+def _prune_to_profile(args: argparse.Namespace, model: VGGFeatures, profile: Profile | None) -> tuple[VGGFeatures, str]:
+    """``--profile``, ``--sparsity`` or ``--global-sparsity``: the pruned network and the report's label for it."""
+    if profile is None and args.sparsity is None:
+        if not 0.0 <= args.global_sparsity <= 1.0:
+            raise UserError(f"--global-sparsity must be in [0, 1], not {args.global_sparsity}")
+        pruned = prune(model, Profile("fine", {}, global_sparsity=args.global_sparsity))
+        threshold = pruned.provenance["global_threshold"]
+        return pruned, f"global fine sparsity {args.global_sparsity} (|w| < {threshold:.4g})"
+    if profile is None:
+        profile = Profile.uniform(args.method, model.conv_names, args.sparsity, {"uniform": args.sparsity})
+        label = f"uniform {args.method} sparsity {args.sparsity}"
+    else:
+        label = f"profile {args.profile} ({profile.method})"
+    scores = None
+    if profile.method == "structured":  # only filters are ranked; fine pruning ranks weights by magnitude
+        images = load_folder(args.images, args.calibration_size) if args.importance != "l1" else []
+        scores = filter_importance(model, args.importance, images, args.preset)
+        label += f", {args.importance} importance"
+    return prune(model, profile, scores), label
+
+
+def _measure(
+    args: argparse.Namespace, model: VGGFeatures, pruned: VGGFeatures, iterations: int, predicted: float
+) -> dict:
+    """Time dense against pruned, print the measured speedup beside ``predicted``; the measurement as JSON."""
+    speed = measure_speedup(model, pruned, args.size, iterations, args.measure_rounds, args.preset)
+    print(
+        f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
+        f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
+        f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)"
+    )
+    return speed.to_dict()
+
+
 def run(args: argparse.Namespace) -> int:
     """``nst prune``: exit status 0 on success (errors are raised as ``UserError``)."""
     budgeted = _check_args(args)
@@ -218,53 +279,18 @@ def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile) if args.profile else None  # a bad profile fails before weights load
     model = load_model_from_args(args, last_layer)
     extra: dict = {}
+    plan = None
     if budgeted:
-        cost_model = _cost_model(args, model)
-        result = budgeted_prune(
-            model,
-            args.target_speedup,
-            args.target_macs,
-            args.importance,
-            args.images,
-            args.scan,
-            args.size,
-            args.calibration_size,
-            cost_model,
-            args.preset,
-        )
-        pruned = result.pruned
-        budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
-        label = f"structured, budget {budget}, {args.importance} importance, curves from {args.scan or 'the proxy'}"
-        extra["budget"] = result.plan.to_dict()
-    elif profile is not None or args.sparsity is not None:
-        if profile is None:
-            profile = Profile(
-                args.method, {name: args.sparsity for name in model.conv_names}, {"uniform": args.sparsity}
-            )
-            label = f"uniform {args.method} sparsity {args.sparsity}"
-        else:
-            label = f"profile {args.profile} ({profile.method})"
-        if profile.method == "structured":
-            images = load_folder(args.images, args.calibration_size) if args.importance != "l1" else []
-            scores = filter_importance(model, args.importance, images, args.preset)
-            pruned = prune_structured(model, profile.sparsity, scores)
-            label += f", {args.importance} importance"
-        else:
-            pruned = prune_fine(model, profile.sparsity)
-        if profile.source:
-            pruned.provenance["profile_source"] = dict(profile.source)
+        result, label = _prune_to_budget(args, model)
+        pruned, plan = result.pruned, result.plan
+        extra["budget"] = plan.to_dict()
     else:
-        if not 0.0 <= args.global_sparsity <= 1.0:
-            raise UserError(f"--global-sparsity must be in [0, 1], not {args.global_sparsity}")
-        threshold = threshold_for_global_sparsity(model, args.global_sparsity)
-        pruned = prune_fine(model, global_threshold=threshold)
-        label = f"global fine sparsity {args.global_sparsity} (|w| < {threshold:.4g})"
+        pruned, label = _prune_to_profile(args, model, profile)
 
     report = sparsity_report(pruned, args.size)
     print(f"VGG-19 up to {last_layer}, weights {model.weight_source}, {label}")
     print(report.to_text())
-    if budgeted:
-        plan = result.plan
+    if plan is not None:
         print(
             f"budget: predicted speedup {plan.predicted_speedup:.2f}x by {plan.cost_model['source']} "
             f"(MACs alone: {report.predicted_speedup:.2f}x); predicted degradation {plan.predicted_degradation:.3g} "
@@ -272,14 +298,8 @@ def run(args: argparse.Namespace) -> int:
         )
     iterations = args.measure_iterations if args.measure_iterations is not None else (2 if budgeted else 0)
     if iterations:
-        speed = measure_speedup(model, pruned, args.size, iterations, args.measure_rounds, args.preset)
-        predicted = result.plan.predicted_speedup if budgeted else report.predicted_speedup
-        extra["measured"] = speed.to_dict()
-        print(
-            f"measured at {args.size}x{args.size} px: dense {speed.dense_s:.3f} s/it, pruned {speed.pruned_s:.3f} s/it: "
-            f"{speed.speedup:.2f}x (predicted {predicted:.2f}x, {predicted / speed.speedup - 1:+.0%}; "
-            f"median of the dense/pruned ratios of {speed.samples} interleaved rounds x {iterations} iterations)"
-        )
+        predicted = plan.predicted_speedup if plan is not None else report.predicted_speedup
+        extra["measured"] = _measure(args, model, pruned, iterations, predicted)
     if args.json:
         data = {
             "weights": model.weight_source,

@@ -8,7 +8,7 @@ import sys
 from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args
 from nst_core.cli.finetune import parse_layers
 from nst_core.compress.budget import PROXY_LEVELS
-from nst_core.compress.importance import CRITERIA
+from nst_core.compress.importance import CRITERIA, criteria_help
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import STORED_DTYPES
 from nst_core.model.weight_spec import is_random_source
@@ -16,7 +16,7 @@ from nst_core.nst.losses import PRESETS
 from nst_core.workflows.release import ReleaseSettings, run_release
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``nst release`` to the ``nst`` parser's subcommands."""
     p = subparsers.add_parser(
         "release",
@@ -49,6 +49,13 @@ def register(subparsers) -> None:
         help="push the checkpoint, card, report and plots to this Hub model repo",
     )
     p.add_argument("--private", action="store_true", help="create the Hub repo private")
+    _add_scan_and_prune_args(p)
+    _add_finetune_and_judge_args(p)
+    p.set_defaults(func=run)
+
+
+def _add_scan_and_prune_args(p: argparse.ArgumentParser) -> None:
+    """The scan (preset, proxy or full, levels) and the budgeted pruning (importance, cost, baseline)."""
     p.add_argument(
         "--preset", default="seed", choices=sorted(PRESETS), help="loss preset: layers scanned, distilled and judged"
     )
@@ -66,7 +73,7 @@ def register(subparsers) -> None:
         "--importance",
         default="taylor",
         choices=CRITERIA,
-        help="how filters are ranked (taylor: |activation x gradient| of the style-transfer losses)",
+        help=criteria_help("rank filters by", "the training images of --images (held-out ones never)"),
     )
     p.add_argument(
         "--cost-size", type=int, default=512, help="image size the MAC budget is counted (and the speedup measured) at"
@@ -78,6 +85,10 @@ def register(subparsers) -> None:
         default=0.5,
         help="the uniform L1 baseline removes this fraction of every conv's filters",
     )
+
+
+def _add_finetune_and_judge_args(p: argparse.ArgumentParser) -> None:
+    """Fine-tuning, judging on held-out images, the released dtype and the seed."""
     p.add_argument("--steps", type=int, default=200, help="fine-tuning steps")
     p.add_argument("--batch-size", type=int, default=4, help="fine-tuning crops per step")
     p.add_argument("--crop-size", type=int, default=128, help="fine-tuning crop side, px")
@@ -102,7 +113,6 @@ def register(subparsers) -> None:
         default=2,
         help="iterations timed per network to measure the speedup (0: skip)",
     )
-    p.set_defaults(func=run)
 
 
 def _levels(text: str) -> list[float]:
@@ -149,7 +159,8 @@ def run(args: argparse.Namespace) -> int:
         print(RANDOM_WARNING.format(source=settings.weights), file=sys.stderr)
     release = run_release(args.out_dir, settings, push=args.push, private=args.private or None, device=args.device)
     print(
-        f"release in {release.out}: report {release.out / 'report.md'}, checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
+        f"release in {release.out}: report {release.out / 'report.md'}, "
+        f"checkpoint {release.out / '5-checkpoint' / 'model.safetensors'}, "
         f"card {release.out / '6-card' / 'card' / 'README.md'}"
     )
     return 0

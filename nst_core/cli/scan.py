@@ -19,7 +19,7 @@ from nst_core.cli.common import (
     add_weight_args,
     stylize_config_from_args,
 )
-from nst_core.compress.importance import CRITERIA
+from nst_core.compress.importance import CRITERIA, criteria_help
 from nst_core.compress.pruning import METHODS, save_profile
 from nst_core.compress.scan import (
     DEGRADATIONS,
@@ -67,8 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--importance",
         choices=CRITERIA,
         default="l1",
-        help="structured: rank each layer's filters by weight L1 norm, mean activation, or Taylor importance "
-        "for the content+style loss, on the scan's own content and style images",
+        help=criteria_help("structured: rank each layer's filters by", "the scan's own content and style images"),
     )
     run.add_argument(
         "--mode",

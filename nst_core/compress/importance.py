@@ -1,6 +1,8 @@
 """How important each output filter of each conv is, for choosing which filters structured pruning removes.
 
-Three criteria (``CRITERIA``), each a score per output filter, larger = keep:
+Three criteria, each a score per output filter, larger = keep. :data:`IMPORTANCE` is the one
+table of them (name -> implementation and help text) that scoring, the ``--importance`` flags,
+scan settings and releases read; :data:`CRITERIA` is its names.
 
 - ``l1``: the L1 norm of the filter's weights (needs no images; what pruning used alone before).
 - ``activation``: the mean magnitude of the filter's output after its ReLU over calibration
@@ -27,6 +29,9 @@ torch.Size([256])
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -35,8 +40,6 @@ from nst_core.core.errors import UserError
 from nst_core.model.layers import layer_index, min_input_side
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import LossPreset, LossWeights, compute_targets, get_preset, loss_terms
-
-CRITERIA = ("l1", "activation", "taylor")
 
 
 def calibration_pairs(
@@ -65,7 +68,8 @@ def _batch(image: CalibrationImage, device: torch.device, need: int) -> torch.Te
     pixels = image.pixels
     if min(pixels.shape[-2:]) < need:
         raise UserError(
-            f"calibration image {image.name} is {pixels.shape[-1]}x{pixels.shape[-2]} px; the network needs {need} px per side"
+            f"calibration image {image.name} is {pixels.shape[-1]}x{pixels.shape[-2]} px; "
+            f"the network needs {need} px per side"
         )
     return pixels.unsqueeze(0).to(device)
 
@@ -137,6 +141,67 @@ def _taylor(
     return totals
 
 
+# The implementations as the table calls them: (network, calibration images, loss preset, max pairs).
+
+
+def _l1_score(
+    model: VGGFeatures, _images: list[CalibrationImage], _preset: str | LossPreset, _max_pairs: int | None
+) -> dict[str, torch.Tensor]:
+    return _l1(model)
+
+
+def _activation_score(
+    model: VGGFeatures, images: list[CalibrationImage], _preset: str | LossPreset, _max_pairs: int | None
+) -> dict[str, torch.Tensor]:
+    return _activation(model, images)
+
+
+def _taylor_score(
+    model: VGGFeatures, images: list[CalibrationImage], preset: str | LossPreset, max_pairs: int | None
+) -> dict[str, torch.Tensor]:
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    if layer_index(model.last_layer) < layer_index(preset.last_layer):
+        raise UserError(f"the network stops at {model.last_layer} but preset {preset.name!r} needs {preset.last_layer}")
+    return _taylor(model, calibration_pairs(images, max_pairs), preset)
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One way of ranking filters: its implementation, its help text, and whether it reads images."""
+
+    name: str
+    score: Callable[[VGGFeatures, list[CalibrationImage], str | LossPreset, int | None], dict[str, torch.Tensor]]
+    help: str
+    needs_images: bool = True
+
+
+#: Every importance criterion by name, in the order flags list them.
+IMPORTANCE: dict[str, Criterion] = {
+    c.name: c
+    for c in (
+        Criterion("l1", _l1_score, "weight L1 norm", needs_images=False),
+        Criterion("activation", _activation_score, "mean activation over the calibration images"),
+        Criterion(
+            "taylor",
+            _taylor_score,
+            "first-order Taylor importance, |activation x gradient| of the content+style loss "
+            "over content/style pairs of the calibration images",
+        ),
+    )
+}
+CRITERIA = tuple(IMPORTANCE)
+
+
+def criteria_help(lead: str, images: str) -> str:
+    """Help text for an ``--importance`` flag: ``lead``, each criterion with its own help, where ``images`` come from.
+
+    >>> criteria_help("rank filters by", "--images").split(" or ")[0]
+    'rank filters by l1 (weight L1 norm), activation (mean activation over the calibration images)'
+    """
+    named = [f"{c.name} ({c.help})" for c in IMPORTANCE.values()]
+    return f"{lead} {', '.join(named[:-1])} or {named[-1]}; calibration images: {images}"
+
+
 def filter_importance(
     model: VGGFeatures,
     criterion: str,
@@ -150,15 +215,9 @@ def filter_importance(
     needed for ``activation`` and ``taylor``; ``taylor`` uses the losses of ``preset`` over
     :func:`calibration_pairs` (at most ``max_pairs``). The network is not changed.
     """
-    if criterion not in CRITERIA:
+    if criterion not in IMPORTANCE:
         raise UserError(f"unknown importance criterion {criterion!r}; choose from {', '.join(CRITERIA)}")
-    if criterion == "l1":
-        return _l1(model)
-    if not images:
+    chosen = IMPORTANCE[criterion]
+    if chosen.needs_images and not images:
         raise UserError(f"--importance {criterion} needs calibration images (an image folder)")
-    if criterion == "activation":
-        return _activation(model, images)
-    preset = get_preset(preset) if isinstance(preset, str) else preset
-    if layer_index(model.last_layer) < layer_index(preset.last_layer):
-        raise UserError(f"the network stops at {model.last_layer} but preset {preset.name!r} needs {preset.last_layer}")
-    return _taylor(model, calibration_pairs(images, max_pairs), preset)
+    return chosen.score(model, images or [], preset, max_pairs)

@@ -87,7 +87,8 @@ class ScanConfig:
         for s in self.sparsities:
             if not 0.0 <= s <= upper:
                 raise ScanError(
-                    f"sparsity {s} is out of range for {self.method} pruning (0 <= s {'<=' if self.method == 'fine' else '<'} 1)"
+                    f"sparsity {s} is out of range for {self.method} pruning "
+                    f"(0 <= s {'<=' if self.method == 'fine' else '<'} 1)"
                 )
         if len({round(s, 4) for s in self.sparsities}) != len(self.sparsities):
             raise ScanError(f"sparsities repeat (to 4 decimals): {self.sparsities}")

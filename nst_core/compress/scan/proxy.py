@@ -41,7 +41,7 @@ class ProxyProbe:
     """Dense activations computed once; :meth:`measure` scores any pruned network against them.
 
     >>> probe = ProxyProbe(dense, preset, content_t, [style_t])     # doctest: +SKIP
-    >>> probe.measure(prune_fine(dense, {"conv3_1": 0.8}))           # doctest: +SKIP
+    >>> probe.measure(prune(dense, Profile("fine", {"conv3_1": 0.8})))   # doctest: +SKIP
     {'feature_distortion': 0.12, 'gram_distortion': 0.08, 'proxy': 0.10}
     """
 
@@ -65,11 +65,11 @@ class ProxyProbe:
         content_layers = list(self.preset.content_layers)
         style_layers = list(self.preset.style_layers)
         feats = model(self.content, content_layers)
-        content = {l: _teacher_channels(model, l, feats[l], self.widths[l]) for l in content_layers}
+        content = {n: _teacher_channels(model, n, feats[n], self.widths[n]) for n in content_layers}
         grams = []
         for style in self.styles:
             feats = model(style, style_layers)
-            grams.append({l: gram_matrix(_teacher_channels(model, l, feats[l], self.widths[l])) for l in style_layers})
+            grams.append({n: gram_matrix(_teacher_channels(model, n, feats[n], self.widths[n])) for n in style_layers})
         return content, grams
 
     def measure(self, pruned: VGGFeatures) -> dict[str, float]:
@@ -77,8 +77,8 @@ class ProxyProbe:
         content, grams = self._features(pruned)
         cw = self.preset.content_layers
         sw = self.preset.style_layers
-        feature = sum(w * _relative(content[l], self.dense_content[l]) for l, w in cw.items()) / sum(cw.values())
+        feature = sum(w * _relative(content[n], self.dense_content[n]) for n, w in cw.items()) / sum(cw.values())
         gram = 0.0
         for b, mine, dense in zip(self.blend, grams, self.dense_grams):
-            gram += b * sum(w * _relative(mine[l], dense[l]) for l, w in sw.items()) / sum(sw.values())
+            gram += b * sum(w * _relative(mine[n], dense[n]) for n, w in sw.items()) / sum(sw.values())
         return {"feature_distortion": feature, "gram_distortion": gram, "proxy": (feature + gram) / 2}

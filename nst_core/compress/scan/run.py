@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from nst_core.compress.calibration import CalibrationImage
 from nst_core.compress.importance import filter_importance
-from nst_core.compress.pruning import prune_fine, prune_structured
+from nst_core.compress.pruning import Profile, prune
 from nst_core.compress.scan.config import Cell, ScanConfig, shard_cells
 from nst_core.compress.scan.folder import (
     RECORD_FORMAT,
@@ -139,6 +139,7 @@ class CellEvaluator:
                     return img.convert("RGB"), info
             started = time.perf_counter()
             result = stylize(self.dense, self.config.content, self.config.styles, self.config.stylize)
+            assert self.judge is not None  # the baseline is made in full mode, which has a judge
             info = {
                 "config_hash": config_hash,
                 "losses": self.judge.losses(result.image),
@@ -153,9 +154,7 @@ class CellEvaluator:
 
     def prune(self, cell: Cell) -> VGGFeatures:
         """The dense network with only ``cell.layer`` pruned to ``cell.sparsity``."""
-        if self.config.method == "structured":
-            return prune_structured(self.dense, {cell.layer: cell.sparsity}, self.scores)
-        return prune_fine(self.dense, {cell.layer: cell.sparsity})
+        return prune(self.dense, Profile(self.config.method, {cell.layer: cell.sparsity}), self.scores)
 
     def evaluate(self, cell: Cell) -> tuple[dict, Image.Image | None]:
         """The cell's record (metrics, widths, timing, host) and, in full mode, its stylized image."""
@@ -182,6 +181,7 @@ class CellEvaluator:
                     }
                 )
             else:
+                assert self.judge is not None and self.dense_image is not None  # full mode has both
                 image = result.image
                 metrics.update(self.judge.compare(image, self.dense_image))
                 metrics.update({f"judged_{k}": v for k, v in self.judge.losses(image).items()})
@@ -236,7 +236,7 @@ def run_scan(
     shard: tuple[int, int] = (0, 1),
     save_images: bool = False,
     progress: bool = True,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> RunSummary:
     """Run this shard's unfinished cells of the grid, appending one record per finished cell.
 

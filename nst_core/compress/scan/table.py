@@ -141,7 +141,8 @@ class ScanTable:
             )
         if self.missing:
             lines.append(
-                f"{len(self.missing)} cell(s) not finished yet: {', '.join(self.missing[:6])}{' ...' if len(self.missing) > 6 else ''}"
+                f"{len(self.missing)} cell(s) not finished yet: "
+                f"{', '.join(self.missing[:6])}{' ...' if len(self.missing) > 6 else ''}"
             )
         for item in self.agreement():
             lines.append(

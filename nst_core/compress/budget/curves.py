@@ -1,0 +1,142 @@
+"""Sensitivity curves: per conv, how much quality degrades when only that conv loses a fraction of its filters.
+
+From a structured scan folder (:func:`curves_from_scan`: judged degradation of a full scan, proxy
+distortion of a proxy scan), or measured here with the scan's proxy (:func:`proxy_curves`: feature
+and Gram distortion, no optimisation), with filters ranked by any importance criterion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nst_core.compress.pruning import best_filters, channels_to_keep
+from nst_core.compress.scan.proxy import ProxyProbe
+from nst_core.compress.scan.table import degradation, merge_scan
+from nst_core.core.errors import UserError
+from nst_core.model.layers import DENSE_WIDTHS
+from nst_core.model.vgg import VGGFeatures
+from nst_core.nst.losses import get_preset
+
+#: Fractions of filters removed at which the proxy measures each conv's curve.
+PROXY_LEVELS = (0.25, 0.5, 0.625, 0.75, 0.875)
+
+
+@dataclass
+class SensitivityCurves:
+    """Per conv, (fraction of filters removed, degradation) points; 0 removed is 0 degradation."""
+
+    points: dict[str, list[tuple[float, float]]]
+    source: dict = field(default_factory=dict)  # where the numbers came from (scan folder, proxy settings, ...)
+
+    def degradation_at(self, layer: str, removed: float) -> float:
+        """Predicted degradation of ``layer`` alone with ``removed`` of its filters gone.
+
+        Linear between measured levels, and never less than at a smaller removal (a measured
+        dip is noise: losing more filters is not better). Past the deepest level: infinite.
+        """
+        if removed <= 1e-12:
+            return 0.0
+        levels = sorted(self.points.get(layer, []))
+        if not levels or removed > levels[-1][0] + 1e-9:
+            return float("inf")
+        previous_x, previous_y, best = 0.0, 0.0, 0.0
+        for x, y in levels:
+            y = max(y, best) if np.isfinite(y) else float("inf")
+            if removed <= x + 1e-12:
+                if not np.isfinite(y):
+                    return float("inf")
+                share = (removed - previous_x) / (x - previous_x) if x > previous_x else 1.0
+                return previous_y + share * (y - previous_y)
+            previous_x, previous_y, best = x, y, y
+        return float("inf")
+
+    def to_dict(self) -> dict:
+        """JSON-ready curves and source."""
+        return {"points": {k: [list(p) for p in v] for k, v in self.points.items()}, "source": dict(self.source)}
+
+
+def curves_from_scan(folder: str | Path, metric: str | None = None) -> SensitivityCurves:
+    """Curves from a structured scan folder (``nst scan run --method structured``): its merged cells.
+
+    ``metric`` is a :data:`nst_core.compress.scan.DEGRADATIONS` name; default ``worst`` for full scans,
+    ``proxy`` for proxy scans (as ``nst scan select``).
+    """
+    table = merge_scan(folder)
+    if table.scan["method"] != "structured":
+        raise UserError(
+            f"--scan {folder}: the scan pruned {table.scan['method']!r}; "
+            "a width budget needs a structured scan (--method structured)"
+        )
+    if not table.rows:
+        raise UserError(f"--scan {folder}: the scan has no finished cells")
+    metric = metric or table.default_degradation
+    points: dict[str, list[tuple[float, float]]] = {}
+    for row in table.rows:
+        # The scan's level is nominal; the filters actually removed are rounded to multiples of 8.
+        width = DENSE_WIDTHS[row["layer"]]
+        removed = 1.0 - channels_to_keep(width, float(row["sparsity"])) / width
+        points.setdefault(row["layer"], []).append((removed, float(degradation(row, metric))))
+    source = {
+        "scan": str(folder),
+        "config_hash": table.scan["config_hash"],
+        "mode": table.scan["mode"],
+        "importance": table.scan.get("importance", "l1"),
+        "degradation": metric,
+        "incomplete": bool(table.missing),
+        "weights": table.scan["weights"],
+    }
+    return SensitivityCurves({k: sorted(v) for k, v in points.items()}, source)
+
+
+def proxy_curves(
+    model: VGGFeatures,
+    content: torch.Tensor,
+    styles: list[torch.Tensor],
+    scores: dict[str, torch.Tensor] | None = None,
+    preset: str = "seed",
+    levels: tuple[float, ...] = PROXY_LEVELS,
+    layers: list[str] | None = None,
+) -> SensitivityCurves:
+    """Curves measured with the scan's proxy (no optimisation): per conv and level, prune that conv
+    alone (filters ranked by ``scores``, default L1; see :func:`zeroed_filters`) and take the larger
+    of the feature and Gram distortion. ``content``/``styles`` are (1, 3, H, W) RGB 0..255 tensors."""
+    loss_preset = get_preset(preset)
+    probe = ProxyProbe(model, loss_preset, content, styles)
+    points: dict[str, list[tuple[float, float]]] = {}
+    for layer in layers or model.conv_names:
+        width = model.widths[layer]
+        seen: set[int] = set()
+        for level in levels:
+            kept = channels_to_keep(width, level)
+            if kept in seen or kept == width:
+                continue  # rounding to multiples of 8 made two levels the same width
+            seen.add(kept)
+            with zeroed_filters(model, layer, best_filters(model, layer, kept, scores)):
+                distortion = degradation(probe.measure(model), "proxy")
+            points.setdefault(layer, []).append((1.0 - kept / width, distortion))
+    size = list(content.shape[-2:])
+    return SensitivityCurves(points, {"proxy": "max(feature, gram) distortion", "levels": list(levels), "size": size})
+
+
+@contextmanager
+def zeroed_filters(model: VGGFeatures, layer: str, kept: torch.Tensor) -> Iterator[None]:
+    """Within the block, conv ``layer`` of ``model`` outputs 0 at every channel not in ``kept``.
+
+    A removed filter (and its bias) makes its ReLU output exactly 0, and the next conv then
+    sums over one fewer input channel: the same activations as the structurally pruned
+    network, zero-filled (what the proxy compares), without building one network per cell.
+    """
+    conv = model.conv(layer)
+    mask = torch.zeros(1, conv.out_channels, 1, 1, device=conv.weight.device, dtype=conv.weight.dtype)
+    mask[:, kept.to(conv.weight.device)] = 1.0
+    handle = conv.register_forward_hook(lambda _module, _inputs, output: output * mask)
+    try:
+        yield
+    finally:
+        handle.remove()

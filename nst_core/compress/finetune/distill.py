@@ -1,0 +1,79 @@
+"""The distillation loss: the student's activations and Gram matrices against the teacher's, each
+normalised by the teacher's energy at that layer (a relative squared error, 0 = identical).
+
+A structured student kept only some output channels of each conv; it is matched against the
+teacher's activations at exactly those channels (``student.kept_channels``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from nst_core.model.layers import conv_feeding
+from nst_core.model.vgg import VGGFeatures
+from nst_core.nst.losses import gram_matrix
+
+_EPS = 1e-12
+
+
+@dataclass(frozen=True)
+class DistillWeights:
+    """How much the feature term and the Gram term count in the distillation loss."""
+
+    feature: float = 1.0
+    gram: float = 1.0
+
+
+_EQUAL = DistillWeights()
+
+
+def teacher_at_kept_channels(teacher_acts: dict[str, torch.Tensor], student: VGGFeatures) -> dict[str, torch.Tensor]:
+    """Teacher activations restricted to the channels the (structured) student kept at each layer."""
+    out = {}
+    for layer, act in teacher_acts.items():
+        kept = student.kept_channels.get(conv_feeding(layer))
+        out[layer] = act.index_select(1, kept.to(act.device)) if kept is not None else act
+    return out
+
+
+def relative_error(student: torch.Tensor, teacher: torch.Tensor, energy: torch.Tensor | None = None) -> torch.Tensor:
+    """|s - t|^2 / |t|^2 (means), a scale-free distortion: 0 when equal, 1 when s = 0.
+
+    ``energy`` replaces the teacher's mean square |t|^2 (distributed training passes the mean over all ranks).
+    """
+    energy = teacher.pow(2).mean() if energy is None else energy
+    return F.mse_loss(student, teacher) / energy.clamp_min(_EPS)
+
+
+def distillation_terms(
+    student_acts: dict[str, torch.Tensor],
+    teacher_acts: dict[str, torch.Tensor],
+    weights: DistillWeights = _EQUAL,
+    mean_over_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Feature and Gram terms (each a mean over layers) and their weighted total.
+
+    ``teacher_acts`` must already be restricted to the student's kept channels.
+    ``mean_over_ranks`` (distributed training) turns this rank's teacher energies into the
+    whole batch's, so every rank divides by the same numbers the single-process run would.
+    """
+    pairs = []
+    for layer, t in teacher_acts.items():
+        s = student_acts[layer]
+        if s.shape != t.shape:
+            raise ValueError(
+                f"layer {layer}: student activation {list(s.shape)} does not match teacher {list(t.shape)}"
+            )
+        pairs.append((s, t))
+        pairs.append((gram_matrix(s), gram_matrix(t)))
+    energies = torch.stack([t.detach().pow(2).mean() for _, t in pairs])
+    if mean_over_ranks is not None:
+        energies = mean_over_ranks(energies)  # one collective per step for every layer
+    errors = [relative_error(s, t, energy) for (s, t), energy in zip(pairs, energies)]
+    feature = torch.stack(errors[0::2]).mean()
+    gram = torch.stack(errors[1::2]).mean()
+    return {"feature": feature, "gram": gram, "total": weights.feature * feature + weights.gram * gram}

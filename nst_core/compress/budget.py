@@ -58,7 +58,7 @@ from nst_core.image.io import tensor_to_pil
 from nst_core.model.vgg import DENSE_WIDTHS, VGGFeatures
 from nst_core.nst.cost import CostModel, activation_elements, iteration_macs
 from nst_core.nst.losses import get_preset
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 #: Fractions of filters removed at which the proxy measures each conv's curve.
 PROXY_LEVELS = (0.25, 0.5, 0.625, 0.75, 0.875)
@@ -400,11 +400,11 @@ def time_iterations(
     content, style = _timing_images(size)
     config = StylizeConfig(size=size, iterations=iterations, preset=preset)
     for model in models:
-        stylize(model, content, [style], StylizeConfig(size=size, iterations=1, preset=preset))
+        stylize(prepare(model, content, [style], StylizeConfig(size=size, iterations=1, preset=preset)))
     samples: list[list[float]] = [[] for _ in models]
     for _ in range(rounds):
         for index, model in enumerate(models):
-            samples[index].append(stylize(model, content, [style], config).timings["per_iteration"])
+            samples[index].append(stylize(prepare(model, content, [style], config)).timings["per_iteration"])
     return samples
 
 

@@ -58,7 +58,7 @@ from nst_core.model.vgg import VGGFeatures, conv_feeding, freeze, layer_index
 from nst_core.model.weights import load_torch_file
 from nst_core.nst.losses import get_preset, gram_matrix
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 STATE_VERSION = 1
 SCHEDULES = ("cosine", "constant")
@@ -672,7 +672,7 @@ class RecoveryMeter:
             iterations=self.config.stylize_iterations,
             seed=self.config.seed,
         )
-        return stylize(model, content, [style], cfg).image, content, style
+        return stylize(prepare(model, content, [style], cfg)).image, content, style
 
     def _dense(self) -> Image.Image:
         if self._dense_image is None:

@@ -6,8 +6,8 @@ engine's own wrappers: :class:`PaddedNetwork` (the first conv's padding chosen) 
 handed to the losses (``compute_targets``, ``loss_terms``) and to one another.
 
 >>> from nst_core.model.weights import load_vgg
->>> model = load_vgg("random:0", last_layer="relu2_1")          # doctest: +SKIP
->>> isinstance(model, FeatureNetwork), device_of(model).type    # doctest: +SKIP
+>>> model = load_vgg("random:0", last_layer="relu2_1")
+>>> isinstance(model, FeatureNetwork), device_of(model).type
 (True, 'cpu')
 """
 

@@ -46,7 +46,7 @@ from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import get_preset
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 ROOT = Path(__file__).resolve().parent.parent
 MiB = 2**20
@@ -112,13 +112,13 @@ def judged_effect(model, dense, folder: Path, size: int, iterations: int) -> lis
     style = load_image(ROOT / "examples" / "style" / "swirls.jpg", max_side=size)
     config = StylizeConfig(preset="seed", size=size, iterations=iterations, seed=0)
     judge = Judge(dense, get_preset("seed"), content, [style], size)
-    reference = stylize(model, content, [style], config).image
+    reference = stylize(prepare(model, content, [style], config)).image
     rows = []
     for dtype in QUANTISED_DTYPES:
         path = save_checkpoint(model, folder / f"q-{dtype}.safetensors", encoding="packed", dtype=dtype)
         errors = read_checkpoint_info(path)["quantisation"]["relative_error"]
         decoded = load_checkpoint(path)
-        image = stylize(decoded, content, [style], config).image
+        image = stylize(prepare(decoded, content, [style], config)).image
         verdict = judge.compare(image, reference)
         rows.append(
             {

@@ -34,7 +34,7 @@ from nst_core.core.files import atomic_write_text
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import get_preset
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -83,7 +83,9 @@ def run_one(
             if (stop_below is not None and loss <= stop_below) or (time_cap is not None and seconds > time_cap):
                 cancel.set()
 
-    result = stylize(model, CONTENT, [STYLE], replace(config, preview_every=every), callback=on_progress, cancel=cancel)
+    result = stylize(
+        prepare(model, CONTENT, [STYLE], replace(config, preview_every=every)), callback=on_progress, cancel=cancel
+    )
     final = judged_total(judge, result.image, preset)
     seconds = result.timings["total"] - judging[0]
     if not curve or curve[-1][0] != len(result.history):

@@ -34,7 +34,7 @@ from nst_core.core.devices import DEVICE_CHOICES, prepare_backend, resolve_devic
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import PRESETS, get_preset
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -68,7 +68,7 @@ def floor_times(
 def stylize_times(model: VGGFeatures, config: StylizeConfig) -> tuple[list[float], tuple[int, int]]:
     """Per-iteration seconds of a real `stylize` run (from its progress callback) and the output size."""
     stamps: list[float] = []
-    result = stylize(model, CONTENT, [STYLE], config, callback=lambda _p: stamps.append(time.perf_counter()))
+    result = stylize(prepare(model, CONTENT, [STYLE], config), callback=lambda _p: stamps.append(time.perf_counter()))
     gaps = [b - a for a, b in zip(stamps, stamps[1:])]
     return gaps[WARMUP:], result.image.size
 
@@ -121,14 +121,16 @@ def measure(args: argparse.Namespace, device: torch.device) -> list[dict]:
             for precision in ("fp32", "bf16"):
                 config = StylizeConfig(preset=args.preset, size=512, iterations=500, precision=precision)
                 stylize(
-                    model,
-                    CONTENT,
-                    [STYLE],
-                    StylizeConfig(preset=args.preset, size=512, iterations=5, precision=precision),
+                    prepare(
+                        model,
+                        CONTENT,
+                        [STYLE],
+                        StylizeConfig(preset=args.preset, size=512, iterations=5, precision=precision),
+                    )
                 )
                 _sync(device)
                 start = time.perf_counter()
-                stylize(model, CONTENT, [STYLE], config)
+                stylize(prepare(model, CONTENT, [STYLE], config))
                 _sync(device)
                 seconds = time.perf_counter() - start
                 rows.append(

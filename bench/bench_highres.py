@@ -46,16 +46,17 @@ def child(network: str, size: int, budget: int | None, iterations: int) -> dict:
     from PIL import Image
 
     from nst_core.nst.memory import peak_rss
-    from nst_core.nst.stylize import StylizeConfig, plan_run, stylize
+    from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
     warnings.simplefilter("ignore")
     model = load_network(network)
     # A 4:3 content image at the asked size (the example photo enlarged: speed and memory do not depend on the pixels).
     content = Image.open(CONTENT).convert("RGB").resize((size, size * 3 // 4), Image.LANCZOS)
     config = StylizeConfig(size=size, iterations=iterations, max_memory=budget)
-    plan = plan_run(model, config, *content.size)
     started = time.perf_counter()
-    result = stylize(model, content, [STYLE], config)
+    prepared = prepare(model, content, [STYLE], config)
+    plan = prepared.plan  # the plan the run follows
+    result = stylize(prepared)
     return {
         "network": network,
         "size": f"{content.size[0]}x{content.size[1]}",

@@ -30,7 +30,7 @@ from nst_core.image.io import load_image, resize_max_side
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import conv_macs
 from nst_core.nst.losses import get_preset
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
@@ -41,10 +41,7 @@ def time_iterations(model, size: int, iterations: int) -> list[float]:
     """Seconds of each stylization iteration after the first (which also computes targets)."""
     stamps: list[float] = []
     stylize(
-        model,
-        CONTENT,
-        [STYLE],
-        StylizeConfig(size=size, iterations=iterations + 1),
+        prepare(model, CONTENT, [STYLE], StylizeConfig(size=size, iterations=iterations + 1)),
         callback=lambda _progress: stamps.append(time.perf_counter()),
     )
     return [b - a for a, b in zip(stamps, stamps[1:])]

@@ -30,7 +30,7 @@ WARMUP = 3
 def run_ours(size: int, iterations: int) -> list[float]:
     from nst_core.model.weights import load_vgg
     from nst_core.nst.losses import get_preset
-    from nst_core.nst.stylize import StylizeConfig, stylize
+    from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
     model = load_vgg("random:0", last_layer=get_preset("seed").last_layer)
     times: list[float] = []
@@ -43,7 +43,7 @@ def run_ours(size: int, iterations: int) -> list[float]:
 
     config = StylizeConfig(preset="seed", size=size, iterations=iterations + WARMUP)
     last[0] = time.perf_counter()
-    stylize(model, CONTENT, [STYLE], config, callback=tick)
+    stylize(prepare(model, CONTENT, [STYLE], config), callback=tick)
     return times[WARMUP:]  # the first iterations include target computation and oneDNN warm-up
 
 

@@ -283,3 +283,49 @@ def test_bad_controls_are_one_line_errors(tmp_path):
         assert (
             len(proc.stderr.strip().splitlines()) <= 2 and "Traceback" not in proc.stderr
         )  # the random-weights warning may precede it
+
+
+def test_the_plan_printed_is_the_plan_run(tmp_path, monkeypatch, capsys):
+    """The memory in use is read once, when the run is prepared: the plan printed is the plan the loop runs,
+    although the process holds more afterwards (a second reading would refuse the budget outright)."""
+    from nst_core.cli import main
+    from nst_core.cli import stylize as cli_stylize
+    from nst_core.nst.stylize import planning
+
+    readings: list[int] = []
+
+    def memory_in_use(device):
+        readings.append(0 if not readings else 10**12)  # then more than any budget below
+        return readings[-1]
+
+    monkeypatch.setattr(planning, "memory_in_use", memory_in_use)
+    run = {}
+    real_stylize = cli_stylize.stylize
+
+    def spy(prepared, *, callback, cancel):
+        run["plan"], run["tiled_scales"] = prepared.plan, set()
+
+        def report(progress):
+            if progress.tile:
+                run["tiled_scales"].add(progress.scale)
+            callback(progress)
+
+        return real_stylize(prepared, callback=report, cancel=cancel)
+
+    monkeypatch.setattr(cli_stylize, "stylize", spy)
+    content = tmp_path / "content.png"
+    Image.open(EXAMPLES / "content" / "lakeside.jpg").convert("RGB").resize((64, 48)).save(content)
+    shallow = ["--content-layers", "relu2_1", "--style-layers", "relu1_2,relu2_2", "--scales", "2"]
+    for flags, plan in (
+        (["--max-memory", "8GB"], "plan: 32x24 whole, 64x48 whole"),
+        (["--tile", "32"], "plan: 32x24 whole, 64x48 in 12 tiles of 32 px (halo 8 px)"),
+    ):
+        readings.clear()
+        args = [str(content), str(EXAMPLES / "style" / "swirls.jpg"), "-o", str(tmp_path / "o.png")]
+        code = main(["stylize", *args, "--weights", "random:0", "--size", "64", "--iterations", "2", *shallow, *flags])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert readings == [0]  # read once, in prepare
+        assert [line for line in err.splitlines() if line.startswith("plan: ")] == [plan]
+        assert plan == f"plan: {run['plan'].describe('relu2_2')}"  # what was printed is what the loop was given
+        assert run["tiled_scales"] == {k for k, tile in enumerate(run["plan"].tiles) if tile is not None}

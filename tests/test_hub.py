@@ -36,7 +36,7 @@ from nst_core.model.hub.card import render_model_card
 from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec
 from nst_core.model.weights import WeightsError, load_vgg
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_BIN = str(Path(sys.executable).with_name("hf"))
@@ -692,7 +692,7 @@ TINY_RUN = StylizeConfig(size=32, iterations=2)
 
 
 def loss_history(model) -> list[dict]:
-    return stylize(model, CONTENT, [STYLE], TINY_RUN).history
+    return stylize(prepare(model, CONTENT, [STYLE], TINY_RUN)).history
 
 
 def test_local_checkpoint_as_weights_is_that_network_cut_to_the_layers_needed(tmp_path):

@@ -8,7 +8,6 @@ from nst_core.nst.losses import (
     PRESETS,
     LossWeights,
     StyleTarget,
-    _Gram,
     compute_targets,
     content_loss,
     get_preset,
@@ -21,6 +20,7 @@ from nst_core.nst.losses import (
     style_loss_of,
     tv_loss,
 )
+from nst_core.nst.losses.statistics import _Gram
 
 
 def test_gram_matrix_by_hand():

@@ -12,7 +12,15 @@ from nst_core.image.io import pil_to_tensor
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import LossWeights, get_preset, loss_terms
 from nst_core.nst.quality import Judge, ssim
-from nst_core.nst.stylize import StylizeConfig, prepare_inputs, scale_sizes, split_iterations, stylize, targets_at
+from nst_core.nst.stylize import (
+    StylizeConfig,
+    prepare,
+    prepare_inputs,
+    scale_sizes,
+    split_iterations,
+    stylize,
+    targets_at,
+)
 
 
 def pixels(image):
@@ -21,16 +29,18 @@ def pixels(image):
 
 def test_same_seed_same_image_and_other_seed_differs(random_model, content_image, style_image):
     config = StylizeConfig(size=64, iterations=4, init="noise", seed=7)
-    a = stylize(random_model, content_image, [style_image], config)
-    b = stylize(random_model, content_image, [style_image], config)
-    c = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=4, init="noise", seed=8))
+    a = stylize(prepare(random_model, content_image, [style_image], config))
+    b = stylize(prepare(random_model, content_image, [style_image], config))
+    c = stylize(
+        prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=4, init="noise", seed=8))
+    )
     assert np.array_equal(pixels(a.image), pixels(b.image))
     assert not np.array_equal(pixels(a.image), pixels(c.image))
     assert a.image.size == (64, 48)
 
 
 def test_style_loss_falls_over_20_iterations(random_model, content_image, style_image):
-    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=20))
+    result = stylize(prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=20)))
     styles = [h["style"] for h in result.history]
     assert len(result.history) == 20 and result.stopped == "done"
     assert styles[-1] < 0.7 * styles[0]
@@ -39,7 +49,7 @@ def test_style_loss_falls_over_20_iterations(random_model, content_image, style_
 
 def test_lbfgs_reduces_the_total_loss(random_model, content_image, style_image):
     result = stylize(
-        random_model, content_image, [style_image], StylizeConfig(size=64, iterations=6, optimizer="lbfgs")
+        prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=6, optimizer="lbfgs"))
     )
     assert result.history[-1]["total"] < result.history[0]["total"]
 
@@ -53,16 +63,16 @@ def test_multi_scale_runs_every_scale(content_image, style_image):
     model = load_vgg("random:0", last_layer="relu4_2")
     config = StylizeConfig(preset="seed", size=64, iterations=6, scales=2)
     with pytest.raises(UserError, match="needs relu5_3"):  # this network stops before the preset's deepest layer
-        stylize(model, content_image, [style_image], config)
+        stylize(prepare(model, content_image, [style_image], config))
     model = load_vgg("random:0", last_layer="relu5_3")
-    result = stylize(model, content_image, [style_image], config)
+    result = stylize(prepare(model, content_image, [style_image], config))
     assert [h["scale"] for h in result.history] == [0, 0, 0, 1, 1, 1]
     assert result.image.size == (64, 48)
 
 
 def test_too_small_for_the_scales_is_a_clear_error(random_model, content_image, style_image):
     with pytest.raises(UserError, match="needs at least 16 px"):
-        stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3, scales=3))
+        stylize(prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3, scales=3)))
 
 
 def test_several_styles_blend(random_model, content_image, style_image):
@@ -80,7 +90,9 @@ def test_several_styles_blend(random_model, content_image, style_image):
 
     # stylize optimises against exactly these targets: its first recorded style loss is theirs.
     result = stylize(
-        random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1])
+        prepare(
+            random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[2, 1])
+        )
     )
     assert len(result.history) == 2
     start = pil_to_tensor(prepared.content)
@@ -88,14 +100,18 @@ def test_several_styles_blend(random_model, content_image, style_image):
     assert result.history[0]["style"] == pytest.approx(float(own["style"]), rel=1e-4)
     with pytest.raises(UserError, match="1 style weights given for 2"):
         stylize(
-            random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1])
+            prepare(
+                random_model, content_image, [style_image, other], StylizeConfig(size=64, iterations=2, style_blend=[1])
+            )
         )
 
 
 def test_preserve_color_keeps_the_content_chroma(random_model, content_image, style_image):
     previews = []
     config = StylizeConfig(size=64, iterations=5, preserve_color=True, preview_every=2)
-    result = stylize(random_model, content_image, [style_image], config, callback=lambda p: previews.append(p.preview))
+    result = stylize(
+        prepare(random_model, content_image, [style_image], config), callback=lambda p: previews.append(p.preview)
+    )
     ref = np.asarray(content_image.resize(result.image.size).convert("YCbCr"), dtype=np.float64)
 
     def chroma_error(image):
@@ -119,7 +135,9 @@ def test_cancel_stops_at_once(random_model, content_image, style_image):
             cancel.set()
 
     result = stylize(
-        random_model, content_image, [style_image], StylizeConfig(size=64, iterations=50), on_progress, cancel
+        prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=50)),
+        callback=on_progress,
+        cancel=cancel,
     )
     assert result.stopped == "cancelled" and len(result.history) == 3 and seen == [1, 2, 3]
 
@@ -127,10 +145,7 @@ def test_cancel_stops_at_once(random_model, content_image, style_image):
 def test_previews_arrive_every_k_iterations(random_model, content_image, style_image):
     previews = []
     stylize(
-        random_model,
-        content_image,
-        [style_image],
-        StylizeConfig(size=64, iterations=4, preview_every=2),
+        prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=4, preview_every=2)),
         callback=lambda p: previews.append((p.iteration, p.preview is not None, sorted(p.losses))),
     )
     assert [(i, has) for i, has, _ in previews] == [(1, False), (2, True), (3, False), (4, True)]
@@ -138,7 +153,9 @@ def test_previews_arrive_every_k_iterations(random_model, content_image, style_i
 
 
 def test_tolerance_stops_early(random_model, content_image, style_image):
-    result = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, tolerance=10.0))
+    result = stylize(
+        prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, tolerance=10.0))
+    )
     assert result.stopped == "converged" and len(result.history) == 11
 
 
@@ -148,9 +165,9 @@ def test_tv_weight_smooths_the_output(random_model, content_image, style_image):
         return np.abs(np.diff(a, axis=0)).mean() + np.abs(np.diff(a, axis=1)).mean()
 
     base = StylizeConfig(size=64, iterations=8, init="noise", tv_weight=0.0)
-    rough = stylize(random_model, content_image, [style_image], base).image
+    rough = stylize(prepare(random_model, content_image, [style_image], base)).image
     smooth = stylize(
-        random_model, content_image, [style_image], StylizeConfig(**{**vars(base), "tv_weight": 1e6})
+        prepare(random_model, content_image, [style_image], StylizeConfig(**{**vars(base), "tv_weight": 1e6}))
     ).image
     assert tv(smooth) < tv(rough)
 
@@ -168,11 +185,11 @@ def test_tv_weight_smooths_the_output(random_model, content_image, style_image):
 )
 def test_bad_settings_are_named(random_model, content_image, style_image, change, message):
     with pytest.raises(UserError, match=message):
-        stylize(random_model, content_image, [style_image], StylizeConfig(**change))
+        stylize(prepare(random_model, content_image, [style_image], StylizeConfig(**change)))
 
 
 def test_judge_scores_dense_against_itself_as_one(random_model, content_image, style_image):
-    dense = stylize(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3)).image
+    dense = stylize(prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3))).image
     judge = Judge(random_model, "seed", content_image, [style_image], size=64)
     assert judge.compare(dense, dense) == {"content_ratio": 1.0, "style_ratio": 1.0, "ssim": pytest.approx(1.0)}
     # The content itself has zero content loss, so its ratio against the stylized image is below 1.
@@ -187,7 +204,10 @@ def test_ssim_bounds(content_image, style_image):
 def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_image, style_image):
     """The fast paths compute the same thing.
 
-    channels_last only reorders memory, so losses agree to float rounding. bf16 keeps 8 significant
+    channels_last only reorders memory, so the first loss (the same start image through both layouts) agrees
+    to float rounding. After that Adam amplifies rounding: it moves each pixel by about lr per step whatever
+    the gradient's size, so a sign that a different summation order flips moves a pixel the other way; CI
+    measured 0.16% apart after 8 steps, so later fp32 losses must agree within 1%. bf16 keeps 8 significant
     bits (relative rounding 2^-9, about 0.2%) in conv inputs and weights; through 13 convs that grows
     to about 1% in the deep features (measured: at most 1.2% over these 8 iterations), so the loss
     curves must agree within 3%. Gram matrices and losses stay fp32, so no term is ever non-finite.
@@ -196,10 +216,12 @@ def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_i
     """
     runs = {
         (precision, channels_last): stylize(
-            random_model,
-            content_image,
-            [style_image],
-            StylizeConfig(size=64, iterations=8, precision=precision, channels_last=channels_last),
+            prepare(
+                random_model,
+                content_image,
+                [style_image],
+                StylizeConfig(size=64, iterations=8, precision=precision, channels_last=channels_last),
+            )
         )
         for precision in ("fp32", "bf16")
         for channels_last in (False, True)
@@ -207,11 +229,12 @@ def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_i
     reference = runs[("fp32", False)]
     for key, result in runs.items():
         assert all(np.isfinite(list(h.values())).all() for h in result.history), key
-        tolerance = 1e-3 if key[0] == "fp32" else 3e-2
+        first, later = (1e-4, 1e-2) if key[0] == "fp32" else (3e-2, 3e-2)
         for ours, theirs in zip(result.history, reference.history):
+            tolerance = first if ours["iteration"] == result.history[0]["iteration"] else later
             assert ours["total"] == pytest.approx(theirs["total"], rel=tolerance), (key, ours["iteration"])
     same_layout = np.abs(pixels(runs[("fp32", True)].image) - pixels(reference.image))
-    assert same_layout.mean() < 1.0
+    assert same_layout.mean() < 3.0  # of 255; measured up to 1.24 (the sign flips above)
     assert runs[("bf16", True)].history[-1]["total"] < runs[("bf16", True)].history[0]["total"]  # bf16 still optimises
     with pytest.raises(UserError, match="precision must be one of fp32, bf16"):
         StylizeConfig(precision="fp16").validate()

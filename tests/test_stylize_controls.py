@@ -16,15 +16,8 @@ from nst_core.image.color import color_statistics, match_color
 from nst_core.image.io import pil_to_tensor, resize_max_side
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import LossWeights, compute_targets, loss_terms
-from nst_core.nst.stylize import (
-    StylizeConfig,
-    _Average,
-    _make_optimizer,
-    parse_layers,
-    prepare_inputs,
-    stylize,
-    targets_at,
-)
+from nst_core.nst.stylize import StylizeConfig, parse_layers, prepare, prepare_inputs, stylize, targets_at
+from nst_core.nst.stylize.loop import _Average, _make_optimizer
 
 SHALLOW = {"content_layers": "relu2_1", "style_layers": "relu1_1,relu2_1,relu3_1"}
 
@@ -52,7 +45,7 @@ def test_mask_keeps_the_content_where_black_and_blends_soft_edges(shallow, conte
     # Left 24 columns black, 8 columns mid-grey, right 32 white; noise init, so every stylized pixel moves.
     columns = np.r_[np.zeros(24), np.full(8, 128), np.full(32, 255)]
     mask = save_mask(tmp_path / "mask.png", columns)
-    result = stylize(shallow, content_image, [style_image], config(init="noise", mask=mask, iterations=2))
+    result = stylize(prepare(shallow, content_image, [style_image], config(init="noise", mask=mask, iterations=2)))
     out, content = pixels(result.image), pixels(content_image)
     deviation = np.abs(out - content).mean(axis=(0, 2))
     assert deviation[:24].max() <= 0.5  # black: the content, exactly (up to rounding)
@@ -69,13 +62,15 @@ def test_region_styles_follow_their_masks(shallow, content_image, tmp_path):
     right = save_mask(tmp_path / "right.png", np.r_[np.zeros(32), np.full(32, 255)])
 
     def redder_on_the_left(masks) -> float:
-        out = pixels(stylize(shallow, content_image, [red, blue], config(style_masks=masks, iterations=6)).image)
+        out = pixels(
+            stylize(prepare(shallow, content_image, [red, blue], config(style_masks=masks, iterations=6))).image
+        )
         redness = out[..., 0] - out[..., 2]
         return float(redness[:, :32].mean() - redness[:, 32:].mean())
 
     assert redder_on_the_left([left, right]) > redder_on_the_left([right, left]) + 5
     with pytest.raises(UserError, match="1 style masks given for 2 style images"):
-        stylize(shallow, content_image, [red, blue], config(style_masks=[left]))
+        stylize(prepare(shallow, content_image, [red, blue], config(style_masks=[left])))
 
 
 def test_histogram_matching_gives_the_style_the_contents_colours(shallow, content_image, style_image):
@@ -88,7 +83,7 @@ def test_histogram_matching_gives_the_style_the_contents_colours(shallow, conten
     assert np.abs(color_statistics(warm)[0] - mean_c).max() > 20  # it had to move
 
     def colour_distance(color: str) -> float:
-        out = stylize(shallow, content_image, [warm], config(color=color, iterations=6)).image
+        out = stylize(prepare(shallow, content_image, [warm], config(color=color, iterations=6))).image
         mean, cov = color_statistics(out)
         return float(np.abs(mean - mean_c).sum() + np.abs(cov - cov_c).sum() / 100)
 
@@ -117,7 +112,7 @@ def test_style_targets_are_computed_at_the_scaled_size(shallow, content_image, s
 def test_init_from_an_image_starts_there(shallow, content_image, style_image, tmp_path):
     start = tmp_path / "start.png"
     style_image.resize((64, 48)).save(start)
-    result = stylize(shallow, content_image, [style_image], config(init=str(start), iterations=1, lr=1e-4))
+    result = stylize(prepare(shallow, content_image, [style_image], config(init=str(start), iterations=1, lr=1e-4)))
     assert np.abs(pixels(result.image) - pixels(Image.open(start))).max() <= 1
     with pytest.raises(UserError, match="init must be one of content, noise, style or an image file"):
         config(init=str(tmp_path / "missing.png")).validate()
@@ -139,7 +134,7 @@ def test_layer_lists_are_parsed_validated_and_used(shallow, content_image, style
     c = config(style_layers="relu1_1:2,relu3_1")
     preset = c.loss_preset()
     assert preset.style_layers == {"relu1_1": 2.0, "relu3_1": 0.5} and preset.content_layers == {"relu2_1": 1.0}
-    result = stylize(shallow, content_image, [style_image], replace(c, iterations=1))
+    result = stylize(prepare(shallow, content_image, [style_image], replace(c, iterations=1)))
     prepared = prepare_inputs(content_image, [style_image], 64, False)
     own = loss_terms(
         shallow,
@@ -150,22 +145,22 @@ def test_layer_lists_are_parsed_validated_and_used(shallow, content_image, style
     )
     assert result.history[0]["style"] == pytest.approx(float(own["style"]), rel=1e-4)
     with pytest.raises(UserError, match="network stops at relu3_1 but preset 'seed' needs relu4_1"):
-        stylize(shallow, content_image, [style_image], config(style_layers="relu4_1"))
+        stylize(prepare(shallow, content_image, [style_image], config(style_layers="relu4_1")))
 
 
 def test_meancov_loss_is_optimised(shallow, content_image, style_image):
-    result = stylize(shallow, content_image, [style_image], config(style_loss="meancov", iterations=6))
+    result = stylize(prepare(shallow, content_image, [style_image], config(style_loss="meancov", iterations=6)))
     styles = [h["style"] for h in result.history]
     assert styles[-1] < 0.8 * styles[0]
-    gram = stylize(shallow, content_image, [style_image], config(iterations=1))
+    gram = stylize(prepare(shallow, content_image, [style_image], config(iterations=1)))
     assert result.history[0]["style"] != pytest.approx(gram.history[0]["style"], rel=0.1)  # another loss
 
 
 def test_ema_result_is_the_average_of_the_iterates(shallow, content_image, style_image):
     decay = 0.6
-    first = pixels(stylize(shallow, content_image, [style_image], config(iterations=1)).image)
-    second = pixels(stylize(shallow, content_image, [style_image], config(iterations=2)).image)
-    averaged = pixels(stylize(shallow, content_image, [style_image], config(iterations=2, ema=decay)).image)
+    first = pixels(stylize(prepare(shallow, content_image, [style_image], config(iterations=1))).image)
+    second = pixels(stylize(prepare(shallow, content_image, [style_image], config(iterations=2))).image)
+    averaged = pixels(stylize(prepare(shallow, content_image, [style_image], config(iterations=2, ema=decay))).image)
     # Bias-corrected EMA of two iterates: (d x1 + x2) / (1 + d); the inputs were rounded to 8 bits.
     assert np.abs(averaged - (decay * first + second) / (1 + decay)).max() <= 1.01
     assert np.abs(averaged - second).mean() > 0.5
@@ -196,7 +191,7 @@ def test_sqrt2_scales_and_adam_state_carried(shallow, content_image, style_image
     carried = _make_optimizer(config(), fine, adam.state[coarse]).state[fine]
     assert carried["step"].item() == 1 and carried["exp_avg"].shape == fine.shape
     assert torch.allclose(carried["exp_avg"], torch.full_like(fine, 0.1))  # (1 - beta1) * grad, resized
-    result = stylize(shallow, content_image, [style_image], replace(c, iterations=6))
+    result = stylize(prepare(shallow, content_image, [style_image], replace(c, iterations=6)))
     assert [h["scale"] for h in result.history] == [0, 0, 1, 1, 2, 2] and result.image.size == (64, 48)
 
 
@@ -215,9 +210,11 @@ def test_same_seed_same_image_with_every_control(shallow, content_image, style_i
         style_scale=0.75,
         iterations=4,
     )
-    a, b = (pixels(stylize(shallow, content_image, [style_image], c).image) for _ in range(2))
+    a, b = (pixels(stylize(prepare(shallow, content_image, [style_image], c)).image) for _ in range(2))
     assert np.array_equal(a, b)
-    assert not np.array_equal(a, pixels(stylize(shallow, content_image, [style_image], replace(c, seed=6)).image))
+    assert not np.array_equal(
+        a, pixels(stylize(prepare(shallow, content_image, [style_image], replace(c, seed=6))).image)
+    )
 
 
 @pytest.mark.parametrize(
@@ -245,5 +242,5 @@ def test_bad_controls_are_named(changes, message):
 def test_style_too_small_for_the_network_is_named(shallow, content_image, style_image):
     with pytest.raises(UserError, match="style images too small"):
         stylize(
-            shallow, content_image, [style_image], config(style_scale=0.1, scales=2)
+            prepare(shallow, content_image, [style_image], config(style_scale=0.1, scales=2))
         )  # 3 px at 32 px; relu3_1 needs 4

@@ -19,7 +19,8 @@ from nst_core.core.errors import UserError
 from nst_core.image.io import pil_to_tensor
 from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.nst.losses import LossWeights, compute_targets, get_preset
-from nst_core.nst.stylize import Progress, StylizeConfig, dense_evaluator, stylize
+from nst_core.nst.network import FeatureNetwork, PaddedNetwork, device_of
+from nst_core.nst.stylize import Progress, StylizeConfig, dense_evaluator, planning, prepare, stylize
 from nst_core.nst.tiling import (
     TiledEvaluator,
     TiledNetwork,
@@ -178,7 +179,7 @@ def test_stylize_tiles_reports_tiles_and_cancels_between_them(random_model, cont
         if progress.iteration == 1 and progress.tile == 3:
             cancel.set()
 
-    result = stylize(random_model, content_image, [style_image], config, callback=on_progress, cancel=cancel)
+    result = stylize(prepare(random_model, content_image, [style_image], config), callback=on_progress, cancel=cancel)
     assert result.stopped == "cancelled" and len(result.history) == 1
     tile_reports = [p for p in reports if p.tile]
     assert [p.tile for p in tile_reports][:3] == [1, 2, 3] and tile_reports[0].tiles >= 4
@@ -188,11 +189,45 @@ def test_stylize_tiles_reports_tiles_and_cancels_between_them(random_model, cont
 def test_tiled_stylize_equals_untiled_with_the_exact_halo(random_model, content_image, style_image):
     """The whole loop: same seed, same steps; tiles with the exact halo give the untiled image (to rounding)."""
     config = StylizeConfig(size=64, iterations=2, content_layers="relu2_1", style_layers="relu1_2,relu2_2")
-    whole = stylize(random_model, content_image, [style_image], config)
-    tiled = stylize(random_model, content_image, [style_image], replace(config, tile=40))
+    whole = stylize(prepare(random_model, content_image, [style_image], config))
+    tiled = stylize(prepare(random_model, content_image, [style_image], replace(config, tile=40)))
     assert tiled.history[-1]["total"] == pytest.approx(whole.history[-1]["total"], rel=1e-4)
     difference = (pil_to_tensor(tiled.image) - pil_to_tensor(whole.image)).abs()
     assert difference.max() <= 1  # 8-bit rounding
+
+
+def test_the_run_follows_the_prepared_plan_and_config(random_model, content_image, style_image, monkeypatch):
+    """stylize(prepared) plans nothing and reads no memory: it runs the plan (and the config copy) prepared."""
+    config = StylizeConfig(size=64, iterations=2, content_layers="relu2_1", style_layers="relu1_2,relu2_2")
+    prepared = prepare(random_model, content_image, [style_image], config)
+    assert prepared.plan.tiles == [None] and prepared.describe() == "64x48 whole"
+    config.iterations = 7  # the caller's config changes after prepare; the prepared run does not
+
+    def read_again(device):
+        raise AssertionError("the memory in use was read again after prepare")
+
+    monkeypatch.setattr(planning, "memory_in_use", read_again)
+    forced = replace(prepared, plan=replace(prepared.plan, tiles=[32]))  # a plan stylize could not have made itself
+    reports: list[Progress] = []
+    tiled = stylize(forced, callback=reports.append)
+    assert len(tiled.history) == 2 and {p.scale for p in reports if p.tile} == {0}
+    reports.clear()
+    whole = stylize(prepared, callback=reports.append)
+    assert len(whole.history) == 2 and not any(p.tile for p in reports)
+
+
+def test_every_network_shape_is_a_feature_network(random_model, content_image, style_image):
+    """VGGFeatures, the padding wrapper and the tiled network share the Protocol, so the losses take each."""
+    tiled = TiledNetwork(random_model, SHALLOW, 64)
+    for net in (random_model, PaddedNetwork(random_model, "replicate"), tiled):
+        assert isinstance(net, FeatureNetwork)
+        assert device_of(net) == torch.device("cpu") and net.last_layer == "relu5_3"
+        assert net.widths == random_model.widths
+    content, style = pil_to_tensor(content_image), pil_to_tensor(style_image)
+    whole, by_tiles = (compute_targets(net, SHALLOW, content, [style]) for net in (random_model, tiled))
+    for layer, gram in whole.grams.items():
+        # One tile, so only the channels_last layout's order of fp32 sums differs.
+        assert torch.allclose(by_tiles.grams[layer], gram, rtol=1e-5, atol=1e-6 * float(gram.abs().max())), layer
 
 
 def test_the_plan_adds_coarse_scales_and_picks_tiles_within_the_budget():

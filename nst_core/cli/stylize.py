@@ -15,15 +15,13 @@ from nst_core.cli.common import (
     add_stylize_args,
     add_weight_args,
     check_output_path,
-    load_images_from_args,
     load_model_from_args,
     stylize_config_from_args,
 )
 from nst_core.core.files import atomic_save_image, atomic_write_text
-from nst_core.model.vgg import VGGFeatures
-from nst_core.nst.memory import format_bytes, memory_in_use, parse_memory
-from nst_core.nst.stylize import Progress, StylizeConfig, plan_run, split_iterations, style_load_side, stylize
-from nst_core.nst.tiling import TilePlan, iteration_macs_tiled, measure_macs_per_second
+from nst_core.nst.memory import format_bytes, parse_memory
+from nst_core.nst.stylize import PreparedRun, Progress, load_run_inputs, prepare_run, split_iterations, stylize
+from nst_core.nst.tiling import iteration_macs_tiled, measure_macs_per_second
 
 #: From this longer side up (px) the CLI prints the plan, predicted peak memory and time even without --max-memory.
 PLAN_FROM_SIZE = 1024
@@ -74,15 +72,17 @@ def run(args: argparse.Namespace) -> int:
     log_json = check_output_path(args.log_json, "--log-json") if args.log_json else None
     max_memory = parse_memory(args.max_memory) if args.max_memory is not None else None
     config = stylize_config_from_args(args, preview_every=max(0, args.save_every), max_memory=max_memory)
-    config.validate()
-    style_side = style_load_side(config.size, config.style_scale, config.style_size)
-    content, styles = load_images_from_args(args.content, args.styles, config.size, style_side)
-    model = load_model_from_args(args, config.loss_preset().last_layer)
+    inputs = load_run_inputs(args.content, args.styles, config)  # validates the config; loads every image
+    model = load_model_from_args(args, inputs.preset.last_layer)
     # The plan is news where memory matters: a budget or tiles asked for, or print sizes.
-    if config.max_memory is not None or config.tile is not None or max(content.size) >= PLAN_FROM_SIZE:
-        plan = print_plan(model, config, content.size)
+    if config.max_memory is not None or config.tile is not None or max(inputs.images.content.size) >= PLAN_FROM_SIZE:
+        # The throughput is measured first, so the plan counts the memory the measurement left held.
+        rate = measure_macs_per_second(model, inputs.preset, config.precision)
+        prepared = prepare_run(model, inputs)
+        print_plan(prepared, rate)
     else:
-        plan = plan_run(model, config, *content.size)
+        prepared = prepare_run(model, inputs)
+    plan = prepared.plan
     bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
     def on_progress(progress: Progress) -> None:
@@ -102,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
     cancel = threading.Event()
     try:
-        result = stylize(model, content, styles, config, callback=on_progress, cancel=cancel)
+        result = stylize(prepared, callback=on_progress, cancel=cancel)
     finally:
         bar.close()
     atomic_save_image(result.image, output)
@@ -123,29 +123,26 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_plan(model: VGGFeatures, config: StylizeConfig, size: tuple[int, int]) -> TilePlan:
-    """Print the run's scales for an output of ``size`` (w, h) (whole or tiled), its predicted peak memory and time; return the plan.
+def print_plan(prepared: PreparedRun, rate: float) -> None:
+    """Print the prepared run's scales (whole or tiled), its predicted peak memory and time.
 
-    The time comes from conv MACs (``nst_core.nst.cost``) over a throughput measured here with one
-    small forward and backward pass, so it is a rough guide; the memory from ``nst_core.nst.memory``.
+    The time is the plan's conv MACs (``nst_core.nst.cost``) over ``rate``, a throughput in MAC/s
+    measured with one small forward and backward pass (``measure_macs_per_second``), so it is a rough
+    guide; the memory is what was held when the plan was made plus the plan's predicted peak
+    (``nst_core.nst.memory``).
     """
-    preset = config.loss_preset()
-    rate = measure_macs_per_second(model, preset, config.precision)  # first: the plan then counts its memory as held
-    plan = plan_run(model, config, *size)
+    config, plan, preset = prepared.config, prepared.plan, prepared.preset
     steps = split_iterations(config.iterations, len(plan.sizes))
-    work = sum(
-        n * iteration_macs_tiled(model.widths, preset, w, h, t) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles)
-    )
-    held = memory_in_use(next(model.parameters()).device)
+    widths = prepared.model.widths
+    work = sum(n * iteration_macs_tiled(widths, preset, w, h, t) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles))
     budget = f" of the {format_bytes(config.max_memory)} budget" if config.max_memory is not None else ""
     added = f" ({plan.added_scales} coarser scale(s) added so the composition fits whole)" if plan.added_scales else ""
-    print(f"plan: {plan.describe(preset.last_layer)}{added}", file=sys.stderr)
+    print(f"plan: {prepared.describe()}{added}", file=sys.stderr)
     print(
-        f"predicted: peak memory {format_bytes(held + plan.predicted_peak)}{budget}, about {_duration(work / rate)} "
-        f"({work / 1e12:.2f} TMAC at a measured {rate / 1e9:.1f} GMAC/s)",
+        f"predicted: peak memory {format_bytes(prepared.memory_held + plan.predicted_peak)}{budget}, "
+        f"about {_duration(work / rate)} ({work / 1e12:.2f} TMAC at a measured {rate / 1e9:.1f} GMAC/s)",
         file=sys.stderr,
     )
-    return plan
 
 
 def _duration(seconds: float) -> str:

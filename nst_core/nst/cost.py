@@ -146,7 +146,8 @@ class CostModel:
             values.append(float(value))
         if values[0] <= 0:
             raise ValueError("cost model field 'mac_s' must be > 0: the MACs are what pruning removes")
-        return cls(*values, str(data.get("source", "from a file")))
+        mac_s, element_s, fixed_s = values
+        return cls(mac_s, element_s, fixed_s, str(data.get("source", "from a file")))
 
     def to_dict(self) -> dict:
         """JSON-ready fields (reports, cost model files; :meth:`from_dict` reads them back)."""

@@ -15,15 +15,15 @@ from skimage.metrics import structural_similarity
 
 from nst_core.image.color import luminance_image
 from nst_core.image.io import pil_to_tensor
-from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import LossPreset, LossWeights, get_preset, loss_terms
+from nst_core.nst.network import FeatureNetwork, device_of
 from nst_core.nst.stylize import prepare_inputs, targets_at
 
 
 def ssim(a: Image.Image, b: Image.Image) -> float:
     """Mean SSIM of two RGB images (b is resized to a's size if they differ), 1.0 = identical."""
     if a.size != b.size:
-        b = b.resize(a.size, Image.LANCZOS)
+        b = b.resize(a.size, Image.Resampling.LANCZOS)
     x = np.asarray(a.convert("RGB"))
     y = np.asarray(b.convert("RGB"))
     win = min(7, *x.shape[:2])
@@ -41,7 +41,7 @@ class Judge:
 
     def __init__(
         self,
-        dense_model: VGGFeatures,
+        dense_model: FeatureNetwork,
         preset: str | LossPreset,
         content,
         styles: list,
@@ -60,10 +60,10 @@ class Judge:
     @torch.no_grad()
     def losses(self, image: Image.Image) -> dict[str, float]:
         """Unweighted dense content and style loss of ``image`` (resized to the content's size)."""
-        seen = image.convert("RGB").resize(self.prepared.content.size, Image.LANCZOS)
+        seen = image.convert("RGB").resize(self.prepared.content.size, Image.Resampling.LANCZOS)
         if self.preserve_color:
             seen = luminance_image(seen)
-        device = next(self.model.parameters()).device
+        device = device_of(self.model)
         terms = loss_terms(self.model, self.preset, pil_to_tensor(seen).to(device), self.targets, self._unit)
         return {"content": float(terms["content"]), "style": float(terms["style"])}
 

@@ -47,7 +47,17 @@ from nst_core.model.weight_spec import HUB_PREFIX, parse_hub_spec
 from nst_core.model.weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg, locate_weights
 from nst_core.nst.losses import get_preset
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import OPTIMIZERS, Progress, StylizeConfig, StylizeResult, style_load_side, stylize
+from nst_core.nst.stylize import (
+    OPTIMIZERS,
+    Progress,
+    StylizeConfig,
+    StylizeResult,
+    load_run_inputs,
+    prepare,
+    prepare_run,
+    style_load_side,
+    stylize,
+)
 
 PRESET = "seed"
 #: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
@@ -246,7 +256,7 @@ def warm_up(model: VGGFeatures) -> None:
     land on whichever run goes first, the dense one, and would flatter the pruned one."""
     img = Image.new("RGB", (64, 64), (120, 130, 140))
     for optimizer in OPTIMIZERS:
-        stylize(model, img, [img], StylizeConfig(preset=PRESET, size=64, iterations=2, optimizer=optimizer))
+        stylize(prepare(model, img, [img], StylizeConfig(preset=PRESET, size=64, iterations=2, optimizer=optimizer)))
 
 
 # --- the pruned network ------------------------------------------------------------------------
@@ -595,10 +605,10 @@ def run_comparison(
     """
     validate_settings(settings)
     config = settings.to_config(preview_every=max(1, int(settings.iterations) // max(1, previews)))
-    config.validate()
     content_img, style_imgs = load_inputs(
         content, styles, int(settings.size), style_load_side(config.size, config.style_scale)
     )
+    inputs = load_run_inputs(content_img, style_imgs, config)  # validated once; both networks run on these
     cancel = cancel or threading.Event()
     events: queue.Queue = queue.Queue()
     done = object()
@@ -617,7 +627,8 @@ def run_comparison(
 
                 events.put(RunProgress(phase, None, f"{phase}: starting"))
                 started = time.perf_counter()
-                result = stylize(model, content_img, style_imgs, replace(config), callback=report, cancel=cancel)
+                # Planned just before its run: a memory budget counts what the run before it left held.
+                result = stylize(prepare_run(model, inputs), callback=report, cancel=cancel)
                 results[phase] = (result, time.perf_counter() - started)
                 if result.stopped == "cancelled":
                     raise Cancelled("cancelled")

@@ -12,7 +12,7 @@ from PIL import Image
 from nst_core.core.errors import UserError
 from nst_core.image.io import tensor_to_pil
 from nst_core.model.vgg import VGGFeatures
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 
 @dataclass
@@ -73,11 +73,11 @@ def time_iterations(
     content, style = _timing_images(size)
     config = StylizeConfig(size=size, iterations=iterations, preset=preset)
     for model in models:
-        stylize(model, content, [style], StylizeConfig(size=size, iterations=1, preset=preset))
+        stylize(prepare(model, content, [style], StylizeConfig(size=size, iterations=1, preset=preset)))
     samples: list[list[float]] = [[] for _ in models]
     for _ in range(rounds):
         for index, model in enumerate(models):
-            samples[index].append(stylize(model, content, [style], config).timings["per_iteration"])
+            samples[index].append(stylize(prepare(model, content, [style], config)).timings["per_iteration"])
     return samples
 
 

@@ -17,7 +17,7 @@ from nst_core.image.io import tensor_to_pil
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import get_preset, gram_matrix
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import StylizeConfig, stylize
+from nst_core.nst.stylize import StylizeConfig, prepare, stylize
 
 
 def _fit(pixels: torch.Tensor, max_side: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ class RecoveryMeter:
             iterations=self.config.stylize_iterations,
             seed=self.config.seed,
         )
-        return stylize(model, content, [style], cfg).image, content, style
+        return stylize(prepare(model, content, [style], cfg)).image, content, style
 
     def _dense(self) -> tuple[Image.Image, Judge]:
         """The dense output and the judge of the short style transfer (made on first use, then reused)."""

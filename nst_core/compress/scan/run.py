@@ -44,7 +44,7 @@ from nst_core.image.io import pil_to_tensor
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
 from nst_core.nst.quality import Judge
-from nst_core.nst.stylize import prepare_inputs, stylize
+from nst_core.nst.stylize import prepare, prepare_inputs, stylize
 
 
 def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -138,7 +138,7 @@ class CellEvaluator:
                 with Image.open(image_path) as img:
                     return img.convert("RGB"), info
             started = time.perf_counter()
-            result = stylize(self.dense, self.config.content, self.config.styles, self.config.stylize)
+            result = stylize(prepare(self.dense, self.config.content, self.config.styles, self.config.stylize))
             assert self.judge is not None  # the baseline is made in full mode, which has a judge
             info = {
                 "config_hash": config_hash,
@@ -166,7 +166,7 @@ class CellEvaluator:
         error = None
         if self.config.mode == "full":
             try:
-                result = stylize(pruned, self.config.content, self.config.styles, self.config.stylize)
+                result = stylize(prepare(pruned, self.config.content, self.config.styles, self.config.stylize))
             except UserError as exc:
                 # The dense baseline ran with these settings, so the pruning broke it (e.g. divergence):
                 # that is a result (as bad as it gets), not a reason to stop the scan or retry forever.

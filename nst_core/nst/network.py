@@ -1,0 +1,70 @@
+"""The network as the engine sees it: what the loop, the tiler and the losses need of a feature extractor.
+
+:class:`FeatureNetwork` is that need as a Protocol. ``VGGFeatures`` satisfies it, and so do the
+engine's own wrappers: :class:`PaddedNetwork` (the first conv's padding chosen) and
+``tiling.TiledNetwork`` (the network in a run's precision and layout), so any of them can be
+handed to the losses (``compute_targets``, ``loss_terms``) and to one another.
+
+>>> from nst_core.model.weights import load_vgg
+>>> model = load_vgg("random:0", last_layer="relu2_1")
+>>> isinstance(model, FeatureNetwork), device_of(model).type
+(True, 'cpu')
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import torch
+
+from nst_core.model.vgg import VGGFeatures
+
+
+@runtime_checkable
+class FeatureNetwork(Protocol):
+    """A network that maps an RGB 0..255 batch (N, 3, H, W) to the activations of named VGG layers."""
+
+    def __call__(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        """``{layer: activations}`` for each of ``layers`` (names such as ``relu4_2``)."""
+        ...
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The weights (their device is where inputs must be)."""
+        ...
+
+    @property
+    def last_layer(self) -> str:
+        """The deepest layer the network computes."""
+        ...
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """Each conv's output channels, ``conv1_1`` onwards (the memory and cost models read them)."""
+        ...
+
+
+def device_of(network: FeatureNetwork) -> torch.device:
+    """The device a network's weights live on (where its inputs must be)."""
+    return next(network.parameters()).device
+
+
+class PaddedNetwork:
+    """A VGG trunk whose first conv pads with ``padding`` ("replicate": edge pixels, no dark frame)."""
+
+    def __init__(self, model: VGGFeatures, padding: str):
+        self.model, self.padding = model, padding
+
+    def __call__(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.model(image, layers, first_padding=self.padding)
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        return self.model.parameters()
+
+    @property
+    def last_layer(self) -> str:
+        return self.model.last_layer
+
+    @property
+    def widths(self) -> dict[str, int]:
+        return self.model.widths

@@ -1,0 +1,246 @@
+"""The optimisation loop: the prepared run's scales, coarse to fine, each optimised for its share of iterations.
+
+The optimised variable is the image itself in RGB 0..255, whatever the weights' preprocessing (the
+network preprocesses inside), so Adam's learning rate of 10 means "ten grey levels per step" for
+every weight source, as in the seed.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from nst_core.core.devices import prepare_backend
+from nst_core.core.errors import UserError
+from nst_core.image.color import combine_luminance_chroma
+from nst_core.image.io import tensor_to_pil
+from nst_core.nst.stylize.config import StylizeConfig, split_iterations
+from nst_core.nst.stylize.evaluators import Evaluator, View, dense_evaluator, targets_at, tiled_evaluator
+from nst_core.nst.stylize.inputs import PreparedInputs, initial_image
+from nst_core.nst.stylize.planning import PreparedRun
+from nst_core.nst.tiling import EvaluationCancelled
+
+
+@dataclass
+class Progress:
+    """What a progress callback receives after each iteration and, at tiled scales, after each tile
+    (then ``tile`` > 0, ``iteration`` counts the iterations finished and ``losses`` are the last iteration's)."""
+
+    iteration: int  # 1-based, counted over all scales
+    total: int
+    losses: dict[str, float]
+    preview: Image.Image | None
+    elapsed: float
+    scale: int = 0  # index of the current scale
+    tile: int = 0  # a tile report: tiles done in this step (0: an iteration's report)
+    tiles: int = 0  # a tile report: tiles per step at this scale
+
+
+@dataclass
+class StylizeResult:
+    """The output image, the per-iteration loss history, timings (s) and why the run stopped."""
+
+    image: Image.Image
+    history: list[dict] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    stopped: str = "done"  # "done" | "converged" | "cancelled"
+
+
+def stylize(
+    prepared: PreparedRun,
+    *,
+    callback: Callable[[Progress], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> StylizeResult:
+    """Run the prepared plan: optimise an image to have the content's features and the styles' statistics.
+
+    ``callback`` receives a :class:`Progress` after each iteration (and each tile at tiled scales);
+    setting ``cancel`` stops the run at the next iteration or tile, keeping the image so far.
+
+    >>> from nst_core.model.weights import load_vgg
+    >>> from nst_core.nst.stylize import StylizeConfig, prepare
+    >>> model = load_vgg("random:0", last_layer="relu5_3")
+    >>> result = stylize(prepare(model, "examples/content/lakeside.jpg", ["examples/style/swirls.jpg"],
+    ...                          StylizeConfig(size=64, iterations=5)))     # doctest: +SKIP
+    >>> result.image.size                                                   # doctest: +SKIP
+    (64, 48)
+    """
+    config, plan, device = prepared.config, prepared.plan, prepared.device
+    prepare_backend(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    run = _RunState(config, prepared.inputs.images, callback, cancel)
+    image = initial_image(prepared.inputs, plan.sizes[0], generator).to(device)
+    carried: dict | None = None  # Adam's moments, resized with the image from scale to scale
+    for scale, (wh, steps) in enumerate(zip(plan.sizes, split_iterations(config.iterations, len(plan.sizes)))):
+        if scale > 0:
+            # Carry the coarse result (its average, with --ema) up: the fine scale refines instead of starting over.
+            start = run.average.value() if run.average is not None else image.detach()
+            image = _resize(start, wh, "bicubic").clamp(0, 255)
+        t0 = time.perf_counter()
+        run.view = View.at(prepared.inputs, wh, device)
+        evaluate = _scale_evaluator(prepared, scale, generator, run)
+        run.timings["targets"] += time.perf_counter() - t0
+        evaluate = run.view.masked(evaluate)
+        image = image.detach().contiguous().requires_grad_(True)
+        run.average = _Average(image, config.ema) if config.ema is not None else None
+        optimizer = _make_optimizer(config, image, carried)
+        run.stopped = _optimise_scale(evaluate, image, optimizer, steps, scale, run)
+        carried = optimizer.state.get(image) if config.optimizer == "adam" else None
+        if run.stopped != "done":
+            break
+    return run.result(image)
+
+
+def _scale_evaluator(prepared: PreparedRun, scale: int, generator: torch.Generator, run: _RunState) -> Evaluator:
+    """The objective at one scale as the plan says: whole (targets computed here), or in tiles."""
+    config, inputs = prepared.config, prepared.inputs
+    wh, tile = prepared.plan.sizes[scale], prepared.plan.tiles[scale]
+    if tile is None:
+        targets = targets_at(prepared.network, inputs.preset, inputs.images, wh, config.style_blend, run.view.guides)
+        layout = torch.channels_last if config.channels_last else torch.contiguous_format
+        return dense_evaluator(prepared.network, inputs.preset, targets, inputs.weights, config.precision, layout)
+    on_tile = partial(run.report_tile, scale)
+    return tiled_evaluator(prepared.network, inputs, wh, tile, run.view.guides, generator, run.cancel, on_tile)
+
+
+def _resize(t: torch.Tensor, wh: tuple[int, int], mode: str) -> torch.Tensor:
+    return F.interpolate(t, size=(wh[1], wh[0]), mode=mode, align_corners=False)
+
+
+class _Average:
+    """Exponential moving average of the iterates, bias-corrected as Adam's moments are."""
+
+    def __init__(self, image: torch.Tensor, decay: float):
+        self.decay, self.steps = decay, 0
+        self.total = torch.zeros_like(image.detach())
+
+    def update(self, image: torch.Tensor) -> None:
+        self.steps += 1
+        self.total.mul_(self.decay).add_(image.detach(), alpha=1 - self.decay)
+
+    def value(self) -> torch.Tensor:
+        return self.total / (1 - self.decay**self.steps) if self.steps else self.total
+
+
+def _make_optimizer(config: StylizeConfig, image: torch.Tensor, carried: dict | None) -> torch.optim.Optimizer:
+    """The optimiser for one scale; Adam continues with the previous scale's moments resized to this one."""
+    if config.optimizer == "lbfgs":
+        # One L-BFGS iteration per step() call keeps progress, cancellation and previews per iteration;
+        # its curvature history persists across calls (within a scale: its vectors have the image's size).
+        return torch.optim.LBFGS([image], lr=config.learning_rate, max_iter=1, history_size=50)
+    optimizer = torch.optim.Adam([image], lr=config.learning_rate)
+    if carried:
+        wh = (image.shape[-1], image.shape[-2])
+        optimizer.state[image] = {
+            "step": carried["step"].clone(),
+            # Bilinear: never overshoots, so the second moment stays non-negative.
+            "exp_avg": _resize(carried["exp_avg"], wh, "bilinear"),
+            "exp_avg_sq": _resize(carried["exp_avg_sq"], wh, "bilinear").clamp_min(0),
+        }
+    return optimizer
+
+
+@dataclass
+class _RunState:
+    """The loop state that carries across scales: iterations done, the loss history, timings, why it stopped."""
+
+    config: StylizeConfig
+    images: PreparedInputs
+    callback: Callable[[Progress], None] | None
+    cancel: threading.Event | None
+    started: float = field(default_factory=time.perf_counter)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=lambda: {"targets": 0.0, "optimize": 0.0})
+    done: int = 0  # iterations finished, over all scales
+    stopped: str = "done"
+    view: View = field(default_factory=View)
+    average: _Average | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel is not None and self.cancel.is_set()
+
+    def picture(self, image: torch.Tensor) -> Image.Image:
+        """What a person sees of the optimised tensor: the masked composite; with luminance-only transfer,
+        its luminance on the content's colours. The same conversion for previews and the result."""
+        result = tensor_to_pil(self.view.seen(image.detach()).cpu())
+        return combine_luminance_chroma(result, self.images.content) if self.config.luminance_only else result
+
+    def record(self, terms: dict[str, float], scale: int, image: torch.Tensor) -> None:
+        """Count one iteration: history, then progress (with a preview every ``preview_every``)."""
+        self.done += 1
+        if not math.isfinite(terms["total"]):
+            raise UserError(
+                f"the optimisation diverged (loss is {terms['total']}) at iteration {self.done}; "
+                "lower the learning rate or the loss weights"
+            )
+        self.history.append({"iteration": self.done, "scale": scale, **terms})
+        if self.callback is not None:
+            every = self.config.preview_every
+            shown = self.average.value() if self.average is not None else image
+            preview = self.picture(shown) if every and self.done % every == 0 else None
+            elapsed = time.perf_counter() - self.started
+            self.callback(Progress(self.done, self.config.iterations, dict(terms), preview, elapsed, scale))
+
+    def report_tile(self, scale: int, done: int, tiles: int) -> None:
+        """Progress within a tiled step: ``done`` of ``tiles`` tiles, with the last iteration's losses."""
+        if self.callback is not None:
+            last = self.history[-1] if self.history else {}
+            losses = {k: v for k, v in last.items() if k not in ("iteration", "scale")}
+            elapsed = time.perf_counter() - self.started
+            self.callback(Progress(self.done, self.config.iterations, losses, None, elapsed, scale, done, tiles))
+
+    def converged(self, steps_this_scale: int) -> bool:
+        """Relative change of the total loss over the last 10 iterations of this scale below ``tolerance``."""
+        tolerance = self.config.tolerance
+        if tolerance is None or steps_this_scale <= 10:
+            return False
+        before, now = self.history[-11]["total"], self.history[-1]["total"]
+        return abs(before - now) <= tolerance * max(abs(now), 1e-12)
+
+    def result(self, image: torch.Tensor) -> StylizeResult:
+        """The run's result from the last iterate (its average, with ``ema``), with the timings completed."""
+        picture = self.picture(self.average.value() if self.average is not None else image)
+        self.timings["total"] = time.perf_counter() - self.started
+        self.timings["per_iteration"] = self.timings["optimize"] / max(1, len(self.history))
+        return StylizeResult(image=picture, history=self.history, timings=self.timings, stopped=self.stopped)
+
+
+def _optimise_scale(
+    evaluate: Evaluator, image: torch.Tensor, optimizer: torch.optim.Optimizer, steps: int, scale: int, run: _RunState
+) -> str:
+    """Run ``steps`` iterations on ``image`` (a leaf tensor) at one scale; returns why it stopped."""
+    last_terms: dict[str, float] = {}
+
+    def closure() -> float:
+        terms = evaluate(image)
+        last_terms.clear()
+        last_terms.update(terms)
+        return terms["total"]
+
+    for step in range(steps):
+        if run.cancelled:
+            return "cancelled"
+        t0 = time.perf_counter()
+        try:
+            optimizer.step(closure)
+        except EvaluationCancelled:  # between two tiles of a step: the image is left as the last step made it
+            return "cancelled"
+        with torch.no_grad():
+            image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
+        if run.average is not None:
+            run.average.update(image)
+        run.timings["optimize"] += time.perf_counter() - t0
+        run.record(last_terms, scale, image)
+        if run.converged(step + 1):  # compare within this scale only
+            return "converged"
+    return "done"

@@ -29,6 +29,7 @@ from nst_core.workflows.compare import DEFAULT_WEIGHTS
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The server's options: each flag falls back to its environment variable, then its default."""
+    # Long but flat: one add_argument per server option (argparse boilerplate), each with its variable.
     env = os.environ.get
     parser = argparse.ArgumentParser(description="Serve the dense vs pruned style transfer app.")
     parser.add_argument(

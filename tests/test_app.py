@@ -28,7 +28,7 @@ from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 from gradio_client.utils import QueueError, Status  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 
-import app  # noqa: E402
+from nst_core.app.handler import RunHandler  # noqa: E402
 from nst_core.model.layers import DENSE_WIDTHS  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
 from nst_core.workflows.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
@@ -425,7 +425,7 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
     )
     assert parameters["pruned_choice"]["parameter_default"] == "profile:seed"
     # Every parameter has a description, the same one an MCP client reads from the handler's docstring.
-    _, mcp_descriptions, mcp_returns = get_function_description(app.RunHandler.run)
+    _, mcp_descriptions, mcp_returns = get_function_description(RunHandler.run)
     for name, p in parameters.items():
         assert len(p["python_type"]["description"]) > 10, name
         assert p["python_type"]["description"] == mcp_descriptions[name], name
@@ -550,7 +550,7 @@ def test_a_released_checkpoint_is_the_default_comparison(checkpoint):
         stop_server(proc)
     bad = subprocess.run(
         [sys.executable, "app.py", "--weights", "random", "--release", "/nonexistent.safetensors"],
-        cwd=Path(app.__file__).parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=120,

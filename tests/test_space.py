@@ -30,7 +30,8 @@ from app_server import ROOT, free_port, start_server, stop_server, wait_until_se
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 
-import app  # noqa: E402
+from nst_core.app.limits import RunLimits  # noqa: E402
+from nst_core.app.zero_gpu import GPU_FIXED_S, GPU_MACS_PER_S, gpu_seconds  # noqa: E402
 from nst_core.model.weight_spec import parse_hub_spec  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
 from nst_core.workflows import compare  # noqa: E402
@@ -185,9 +186,7 @@ def test_zero_gpu_start_up_stays_on_the_cpu_and_runs_inside_spaces_gpu(space, re
     assert [c["function"] for c in calls] == ["comparison_updates"]
     dense = compare.load_dense("random", device="cpu")
     settings = compare.CompareSettings(size=96, iterations=3)
-    assert calls[0]["duration"] == app.gpu_seconds(
-        dense, None, None, settings, "profile:seed", None, app.RunLimits(TIME_LIMIT)
-    )
+    assert calls[0]["duration"] == gpu_seconds(dense, None, None, settings, "profile:seed", None, RunLimits(TIME_LIMIT))
     # Every forward pass of the run (both stylizations and the judge) happened inside the GPU call.
     forwards = [r for r in new if r["event"] == "forward"]
     assert forwards and all(r["inside"] for r in forwards)
@@ -220,22 +219,22 @@ def test_on_zero_gpu_the_device_is_chosen_inside_the_gpu_function(tmp_path):
 
 def test_gpu_seconds_grow_with_size_and_iterations_and_stop_at_the_time_limit():
     dense = compare.load_dense("random", device="cpu")
-    limits = app.RunLimits(time_limit=3600)
+    limits = RunLimits(time_limit=3600)
 
-    def seconds(size: int, iterations: int, limits: app.RunLimits = limits) -> int:
-        return app.gpu_seconds(
+    def seconds(size: int, iterations: int, limits: RunLimits = limits) -> int:
+        return gpu_seconds(
             dense, None, None, compare.CompareSettings(size=size, iterations=iterations), "", None, limits
         )
 
     # Both runs' conv MACs at a square `size`, at the assumed throughput, plus the fixed costs.
     macs = iteration_macs(dense.model.widths, 512, 512)
-    assert seconds(512, 300) == int(app.GPU_FIXED_S + 2 * 300 * macs / app.GPU_MACS_PER_S) + 1
-    assert seconds(64, 1) == app.GPU_FIXED_S + 1  # a tiny job asks for little more than the fixed costs
+    assert seconds(512, 300) == int(GPU_FIXED_S + 2 * 300 * macs / GPU_MACS_PER_S) + 1
+    assert seconds(64, 1) == GPU_FIXED_S + 1  # a tiny job asks for little more than the fixed costs
     assert seconds(512, 300) < seconds(512, 600) < seconds(1024, 600)
-    variable = {size: seconds(size, 1000) - app.GPU_FIXED_S for size in (256, 512)}
+    variable = {size: seconds(size, 1000) - GPU_FIXED_S for size in (256, 512)}
     assert 3.5 < variable[512] / variable[256] < 4.5  # four times the pixels, about four times the work
     # Never more than the run may take: it is stopped at the time limit.
-    assert seconds(1024, 1000, app.RunLimits(time_limit=30)) == app.GPU_FIXED_S + 30 + 1
+    assert seconds(1024, 1000, RunLimits(time_limit=30)) == GPU_FIXED_S + 30 + 1
 
 
 # --- Gradio: time limit, validator ------------------------------------------------------------------

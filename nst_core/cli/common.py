@@ -7,7 +7,7 @@ import dataclasses
 import os
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,8 @@ from nst_core.image.io import input_label, load_image
 from nst_core.model.layers import POOLINGS, PREPROCESSINGS
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
-from nst_core.nst.losses import PRESETS, STYLE_LOSSES
-from nst_core.nst.stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, StylizeConfig
+from nst_core.nst.stylize import StylizeConfig
+from nst_core.workflows.settings import CLI_SETTINGS
 
 RANDOM_WARNING = (
     "warning: VGG-19 weights are random ({source}); results are mechanically right but visually meaningless. "
@@ -40,7 +40,8 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
         "--preprocessing",
         default=None,
         choices=sorted(PREPROCESSINGS),
-        help="override the preprocessing that belongs to the weights (caffe: BGR 0..255 minus mean; torchvision: RGB 0..1, mean/std)",
+        help="override the preprocessing that belongs to the weights (caffe: BGR 0..255 minus mean; "
+        "torchvision: RGB 0..1, mean/std)",
     )
     parser.add_argument(
         "--pooling", default="max", choices=POOLINGS, help="pooling layers: max (VGG) or avg (Gatys' choice)"
@@ -52,104 +53,43 @@ def add_weight_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-# How each StylizeConfig field is read from the command line, in the order --help lists them.
-# Defaults come from StylizeConfig itself; help texts from each command (see add_stylize_args).
-_STYLIZE_FLAGS: dict[str, dict[str, Any]] = {
-    "preset": {"choices": sorted(PRESETS)},
-    "size": {"type": int},
-    "iterations": {"type": int},
-    "optimizer": {"choices": OPTIMIZERS},
-    "lr": {"type": float},
-    "init": {"metavar": "|".join(INITS) + "|PATH"},
-    "seed": {"type": int},
-    "content_weight": {"type": float},
-    "style_weight": {"type": float},
-    "tv_weight": {"type": float},
-    "style_blend": {"type": float, "nargs": "+", "metavar": "W"},
-    "preserve_color": {"action": "store_true"},
-    "scales": {"type": int},
-    "tolerance": {"type": float},
-    "precision": {"choices": PRECISIONS},
-    "channels_last": {"action": argparse.BooleanOptionalAction},
-    "style_scale": {"type": float, "metavar": "F"},
-    "style_size": {"type": int, "metavar": "PX"},
-    "content_layers": {"metavar": "LAYER[:W],..."},
-    "style_layers": {"metavar": "LAYER[:W],..."},
-    "style_loss": {"choices": STYLE_LOSSES},
-    "color": {"choices": COLORS},
-    "mask": {"metavar": "PATH"},
-    "style_masks": {"nargs": "+", "metavar": "PATH", "flag": "--style-mask"},
-    "ema": {"type": float, "metavar": "DECAY"},
-    "padding": {"choices": PADDINGS},
-    "scale_spacing": {"choices": tuple(SCALE_SPACINGS)},
-    "min_size": {"type": int, "metavar": "PX"},
-}
-
-
-#: What each stylize flag means, for every command that offers it.
-STYLIZE_HELP: dict[str, str] = {
-    "preset": "loss layers, weights and normalisations",
-    "size": "longer side of the output in px",
-    "iterations": "optimiser iterations in total (over all scales)",
-    "optimizer": "Adam (seed) or L-BFGS (fewer iterations)",
-    "lr": "learning rate in grey levels per step (default: 10 Adam, 1 L-BFGS)",
-    "init": "start from the content, seeded noise, the style, or an image file (e.g. a smaller result to refine)",
-    "seed": "random seed (noise init); same seed + settings = same image",
-    "content_weight": "content loss weight (default: the preset's)",
-    "style_weight": "style loss weight (default: the preset's)",
-    "tv_weight": "total-variation weight (default: the preset's)",
-    "style_blend": "one weight per style image",
-    "preserve_color": "keep the content's colours (luminance-only transfer)",
-    "scales": "coarse-to-fine scales (3 = size/4, size/2, size)",
-    "tolerance": "stop early when the loss changes less than this (relative) over 10 iterations",
-    "precision": "bf16: convolutions under bf16 autocast (fast on GPUs; Gram matrices and losses stay fp32)",
-    "channels_last": "NHWC activations, the fastest conv layout for oneDNN and cuDNN (bench/bench_floor.py)",
-    "style_scale": "style images' size relative to the output (brush-stroke size): 0.5 finer, 2 coarser",
-    "style_size": "style images' longer side in px at the full output size (instead of --style-scale)",
-    "content_layers": "content layers with optional weights, e.g. relu4_2 or relu3_1:0.5,relu4_1 (default: the preset's)",
-    "style_layers": "style layers with optional weights (unweighted ones share equally; default: the preset's)",
-    "style_loss": "gram: Gram matrices (Gatys); meancov: feature means and covariances (2-Wasserstein), "
-    "keeps the style's colour saturation; its values are ~20x the Gram loss, so lower --style-weight",
-    "color": "luminance: keep the content's colours (as --preserve-color); histogram: recolour the style "
-    "images to the content's RGB mean and covariance first",
-    "mask": "greyscale content mask: style where white, the content kept where black, soft edges blend",
-    "style_masks": "one greyscale mask per style image: each style is matched in its own region",
-    "ema": "average the iterates with this decay (e.g. 0.9); the output is the average",
-    "padding": "first conv's padding: replicate reduces dark/bright edge artefacts",
-    "scale_spacing": "ratio between coarse-to-fine sizes: 2 (halving) or sqrt2 (more, gentler steps)",
-    "min_size": "coarse-to-fine from this longer side up to --size (instead of --scales)",
-}
-
-
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows a flag's default only where it says something: not for None or False, not for a required
     flag, and not where the help text already explains its default."""
 
-    def _get_help_string(self, action: argparse.Action) -> str:
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         if action.default is None or action.default is False or action.required or "(default" in text:
             return text
         return super()._get_help_string(action)
 
 
-def add_stylize_args(parser: argparse.ArgumentParser, helps: Mapping[str, str | None]) -> None:
-    """A flag for each :class:`StylizeConfig` field named in ``helps`` (field -> help text, None for none).
+def add_stylize_args(
+    parser: argparse.ArgumentParser, names: Iterable[str] | None = None, helps: Mapping[str, str] | None = None
+) -> None:
+    """A flag for each command-line setting of the settings table (``nst_core.workflows.settings``) named
+    in ``names`` (None: every one), in the table's order; ``helps`` rewords a flag's help for this command.
 
-    Each command picks the settings it exposes and describes them in its own words; the type,
-    choices and default of a flag are the same everywhere. :func:`stylize_config_from_args`
-    reads them back.
+    The type, choices and spelling of a flag come from its table entry and its default from
+    :class:`StylizeConfig`, the same everywhere. :func:`stylize_config_from_args` reads them back.
 
-    >>> add_stylize_args(parser, {"preset": "loss preset", "size": "longer side in px"})   # doctest: +SKIP
+    >>> add_stylize_args(parser, ["preset", "size"], {"size": "longer side in px"})   # doctest: +SKIP
     """
-    unknown = set(helps) - set(_STYLIZE_FLAGS)
+    offered = {setting.name for setting in CLI_SETTINGS}
+    chosen = offered if names is None else set(names)
+    unknown = (chosen | set(helps or {})) - offered
     if unknown:
         raise ValueError(f"no stylize flag for {', '.join(sorted(unknown))}")
     defaults = StylizeConfig()
-    for name, spec in _STYLIZE_FLAGS.items():
-        if name in helps:
-            spec = dict(spec)
-            flag = spec.pop("flag", "--" + name.replace("_", "-"))
-            parser.add_argument(flag, dest=name, default=getattr(defaults, name), help=helps[name], **spec)
+    for setting in CLI_SETTINGS:
+        if setting.name in chosen and setting.cli is not None:
+            parser.add_argument(
+                setting.cli.flag(setting.name),
+                dest=setting.name,
+                default=getattr(defaults, setting.name),
+                help=(helps or {}).get(setting.name, setting.cli.help),
+                **setting.cli.argparse_kwargs(),
+            )
 
 
 def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, ...] = ()) -> Path:

@@ -13,7 +13,6 @@ import torch.distributed as dist
 
 from nst_core.cli.common import (
     RANDOM_WARNING,
-    STYLIZE_HELP,
     HelpFormatter,
     add_stylize_args,
     add_weight_args,
@@ -86,7 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run only every N-th cell starting at I (0-based); default RANK/WORLD_SIZE under torchrun",
     )
     run.add_argument("--save-images", action="store_true", help="keep each cell's stylized image in OUT/images/")
-    # Not --preserve-color or --tolerance: every cell runs all its iterations in full colour, as the dense baseline does.
+    # Not --preserve-color or --tolerance: every cell runs all its iterations in full colour, as the dense
+    # baseline does.
     shared = (
         "preset",
         "size",
@@ -100,13 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "style_blend",
         "scales",
     )
-    add_stylize_args(
-        run,
-        {
-            **{name: STYLIZE_HELP[name] for name in shared},
-            "iterations": "iterations per cell (and for the dense baseline)",
-        },
-    )
+    add_stylize_args(run, (*shared, "iterations"), {"iterations": "iterations per cell (and for the dense baseline)"})
     run.set_defaults(func=cmd_run)
 
     merge = sub.add_parser(

@@ -10,7 +10,6 @@ import threading
 from tqdm import tqdm
 
 from nst_core.cli.common import (
-    STYLIZE_HELP,
     HelpFormatter,
     add_stylize_args,
     add_weight_args,
@@ -43,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
     add_weight_args(p)
-    add_stylize_args(p, STYLIZE_HELP)
+    add_stylize_args(p)
     p.add_argument(
         "--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations"
     )
@@ -52,15 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-memory",
         default=None,
         metavar="AMOUNT",
-        help="peak memory the run may reach (RAM; GPU memory on a GPU), e.g. 4GB, 8GB, 512MB (1GB = 10^9 bytes, GiB = 2^30): "
-        "scales that do not fit are stylized in tiles, coarser scales are added so the composition fits whole",
+        help="peak memory the run may reach (RAM; GPU memory on a GPU), e.g. 4GB, 8GB, 512MB "
+        "(1GB = 10^9 bytes, GiB = 2^30): scales that do not fit are stylized in tiles, coarser scales are added "
+        "so the composition fits whole",
     )
     p.add_argument(
         "--tile",
         type=int,
         default=None,
         metavar="PX",
-        help="force tiles of this side at every scale larger than it (rounded down to the deepest layer's stride, 16 px)",
+        help="force tiles of this side at every scale larger than it (rounded down to the deepest layer's "
+        "stride, 16 px)",
     )
     p.set_defaults(func=run)
 

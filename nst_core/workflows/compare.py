@@ -5,15 +5,10 @@ One comparison runs the dense VGG-19 and a pruned one on the same inputs with th
 dense judge (DESIGN.md: a pruned network is never judged by its own loss). The app only
 turns the events of :func:`run_comparison` into widgets.
 
-Which pruned network: a spec string, the same in the app, its flags and tests:
-
-    profile:NAME        a named profile (``nst_core.compress.pruning.PROFILES``) pruned on the fly
-    structured:RATIO    every conv loses RATIO of its filters (physically smaller, faster)
-    fast:X              structured, each conv's width chosen for a predicted X-fold speedup
-                        (``nst_core.compress.budget``, L1 filters, proxy curves on the bundled examples)
-    PATH.json           a profile file, e.g. selected from a sensitivity scan
-    PATH.safetensors    a pruned checkpoint saved by ``nst prune --save`` / fine-tuning
-    hf:OWNER/NAME[:FILE][@REV]   a pruned checkpoint on the Hugging Face Hub
+The comparison's parts, each in its own module and importable from here:
+:mod:`~nst_core.workflows.compare_settings` (what a person sets, from the settings table),
+:mod:`~nst_core.workflows.dense` (the dense network) and :mod:`~nst_core.workflows.pruned`
+(which pruned network: a spec string such as ``profile:seed``).
 
 >>> s = default_settings(gpu=False)
 >>> validate_settings(s)
@@ -23,28 +18,21 @@ Which pruned network: a spec string, the same in the app, its flags and tests:
 
 from __future__ import annotations
 
-import copy
-import functools
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from PIL import Image
 
-from nst_core.compress.budget import budgeted_prune
-from nst_core.compress.pruning import PROFILES, Profile, load_profile, prune, sparsity_report
-from nst_core.core.devices import resolve_device
+from nst_core.compress.pruning import sparsity_report
 from nst_core.core.errors import UserError
 from nst_core.core.validation import cut
 from nst_core.image.io import ImageSource, input_label, load_image
-from nst_core.model.layers import CONV_NAMES, DENSE_WIDTHS, layer_index, min_input_side
-from nst_core.model.vgg import VGGFeatures, load_checkpoint
-from nst_core.model.weight_spec import HUB_PREFIX, parse_hub_spec
-from nst_core.model.weights import HOW_TO_GET_WEIGHTS, URL_SOURCES, WeightsError, load_vgg, locate_weights
+from nst_core.model.layers import DENSE_WIDTHS, min_input_side
+from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import get_preset
 from nst_core.nst.quality import Judge
 from nst_core.nst.stylize import (
@@ -58,196 +46,68 @@ from nst_core.nst.stylize import (
     style_load_side,
     stylize,
 )
+from nst_core.workflows.compare_settings import CompareSettings, default_settings, validate_settings
+from nst_core.workflows.dense import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, DenseNetwork, load_dense
+from nst_core.workflows.pruned import (
+    DEFAULT_PRUNED,
+    HUB_SPEC_LIMIT,
+    PrunedNetwork,
+    default_pruned,
+    describe_pruned_spec,
+    named_choices,
+    placed,
+    pruned_spec_from_ui,
+    resolve_pruned,
+)
+from nst_core.workflows.settings import GPU_MAX_SIZE, MAX_STYLES, PRESET, SIZE_RANGE
 
-PRESET = "seed"
-#: The weights the app asks for first; when they cannot be loaded it falls back to RANDOM_WEIGHTS.
-DEFAULT_WEIGHTS = "caffe"
-RANDOM_WEIGHTS = "random:0"
-#: Prefixes of the pruned-network specs pruned on the fly (the module docstring lists every form).
-PROFILE_PREFIX = "profile:"
-STRUCTURED_PREFIX = "structured:"
-FAST_PREFIX = "fast:"
-DEFAULT_PRUNED = PROFILE_PREFIX + "seed"
-STRUCTURED_DEMO = STRUCTURED_PREFIX + "0.5"
-FAST_DEMO = FAST_PREFIX + "3"
-#: The budgeted network's cost is predicted at this side (px), the size a real stylization runs at.
-FAST_COST_SIZE = 512
+# What callers use from here (each defined in the module it is imported from).
+__all__ = [
+    "DEFAULT_PRUNED",
+    "DEFAULT_WEIGHTS",
+    "GPU_MAX_SIZE",
+    "HUB_SPEC_LIMIT",
+    "MAX_STYLES",
+    "MESSAGE_LIMIT",
+    "PRESET",
+    "RANDOM_WEIGHTS",
+    "SIZE_RANGE",
+    "Cancelled",
+    "CompareSettings",
+    "Comparison",
+    "DenseNetwork",
+    "PrunedNetwork",
+    "RunProgress",
+    "default_pruned",
+    "default_settings",
+    "describe_pruned_spec",
+    "load_dense",
+    "load_inputs",
+    "named_choices",
+    "placed",
+    "public_message",
+    "pruned_spec_from_ui",
+    "resolve_pruned",
+    "run_comparison",
+    "validate_settings",
+    "warm_up",
+]
 
-# Bounds every caller is held to (the app's sliders use the same numbers). The upper size
-# bound keeps one request from taking a GPU Space for minutes; the lower one is what relu5_3 needs
-# with a little room, so the judge's windows are not degenerate.
-SIZE_RANGE = (64, 1024)
-#: The largest size on a GPU by default (``app.py --max-size`` sets another); sizes that do not fit the
-#: GPU's memory whole are stylized in tiles (``CompareSettings.max_memory``).
-GPU_MAX_SIZE = 2048
-ITERATIONS_RANGE = (1, 1000)
-STYLE_STRENGTH_RANGE = (0.0, 20.0)
-TV_WEIGHT_RANGE = (0.0, 1.0)
-SEED_RANGE = (0, 2**31 - 1)
-STYLE_SCALE_RANGE = (0.25, 4.0)
-#: The app's colour choices beside "keep the content's colours" (luminance-only transfer, its own checkbox).
-COLOR_CHOICES = ("none", "histogram")
-MAX_STYLES = 4
-# Error messages go back to whoever sent the request, so they repeat no value whole (a pasted
-# 100,000-character "repo id" must not come back) and stay one readable line. A Hub OWNER and
-# NAME are at most 96 characters each; the rest leaves room for :FILE and @REVISION.
-ECHO_LIMIT = 80
+#: Error messages go back to whoever sent the request, so they stay one readable line of at most this many characters.
 MESSAGE_LIMIT = 500
-HUB_SPEC_LIMIT = 256
 
 
-@dataclass(frozen=True)
-class CompareSettings:
-    """What a person sets in the app; turned into one StylizeConfig shared by both runs."""
+def public_message(message: str, uploads: Iterable[str | None] = ()) -> str:
+    """An error message as the app shows it: each uploaded file named by its own file name,
+    never by the server's temporary path, and the whole cut to ``MESSAGE_LIMIT`` characters.
 
-    size: int = 128
-    iterations: int = 30
-    optimizer: str = "adam"
-    style_strength: float = 1.0  # multiplies the preset's style weight
-    tv_weight: float = 1e-3
-    seed: int = 0
-    preserve_color: bool = False
-    style_scale: float = 1.0  # style images' size relative to the output
-    style_weights: tuple[float, ...] | None = None  # one per style image; None: equal
-    color: str = "none"  # "histogram": the styles recoloured to the content's palette first
-    mask: str | None = None  # greyscale content mask (white: stylized, black: kept)
-    style_masks: tuple[str, ...] | None = None  # one greyscale mask per style image
-    max_size: int = SIZE_RANGE[1]  # the server's largest size (not a person's setting)
-    max_memory: int | None = None  # the server's memory budget per run, bytes (tiles above it)
-
-    def to_config(self, preview_every: int = 0) -> StylizeConfig:
-        """The one config both runs use (content init, the preset's weights scaled by ``style_strength``)."""
-        preset = get_preset(PRESET)
-        return StylizeConfig(
-            preset=PRESET,
-            size=int(self.size),
-            iterations=int(self.iterations),
-            optimizer=self.optimizer,
-            init="content",
-            seed=int(self.seed),
-            style_weight=preset.style_weight * float(self.style_strength),
-            tv_weight=float(self.tv_weight),
-            preserve_color=bool(self.preserve_color),
-            preview_every=preview_every,
-            style_scale=float(self.style_scale),
-            style_blend=None if self.style_weights is None else list(self.style_weights),
-            color=self.color,
-            mask=self.mask,
-            style_masks=None if self.style_masks is None else list(self.style_masks),
-            max_memory=self.max_memory,
-        )
-
-
-def default_settings(gpu: bool | None = None) -> CompareSettings:
-    """Defaults that finish one click (dense + pruned) in about a minute on a 2-core CPU;
-    full quality (512 px, the seed's Adam at more iterations) when a GPU is present.
-
-    CPU numbers were measured on the 2-core build machine (see the README's app section):
-    at 192 px one Adam iteration of the relu5_3-deep network takes about 0.4 s.
+    >>> public_message("/tmp/gradio/3f/evil.safetensors: not a safetensors file", ["/tmp/gradio/3f/evil.safetensors"])
+    'evil.safetensors: not a safetensors file'
     """
-    if gpu is None:
-        gpu = resolve_device("auto").type != "cpu"
-    if gpu:
-        return CompareSettings(size=512, iterations=300)
-    return CompareSettings(size=192, iterations=40)
-
-
-def _check_range(name: str, value: float | None, bounds: tuple[float, float]) -> None:
-    low, high = bounds
-    if value is None or not (low <= value <= high):
-        raise UserError(f"{name} must be between {low} and {high}, not {value}")
-
-
-def validate_settings(s: CompareSettings) -> None:
-    """Raise a UserError naming the first setting that is out of range."""
-    _check_range("size", s.size, (SIZE_RANGE[0], s.max_size))
-    _check_range("iterations", s.iterations, ITERATIONS_RANGE)
-    _check_range("style strength", s.style_strength, STYLE_STRENGTH_RANGE)
-    _check_range("TV weight", s.tv_weight, TV_WEIGHT_RANGE)
-    _check_range("seed", s.seed, SEED_RANGE)
-    _check_range("style scale", s.style_scale, STYLE_SCALE_RANGE)
-    if s.color not in COLOR_CHOICES:
-        raise UserError(f"colour must be one of {', '.join(COLOR_CHOICES)}, not {s.color!r}")
-    if s.style_weights is not None and (len(s.style_weights) > MAX_STYLES or not all(w >= 0 for w in s.style_weights)):
-        raise UserError(f"style weights: at most {MAX_STYLES} non-negative numbers, one per style image")
-    if s.optimizer not in OPTIMIZERS:
-        raise UserError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {s.optimizer!r}")
-    if int(s.size) != s.size or int(s.iterations) != s.iterations or int(s.seed) != s.seed:
-        raise UserError("size, iterations and seed must be whole numbers")
-
-
-# --- the dense network -------------------------------------------------------------------------
-
-
-@dataclass
-class DenseNetwork:
-    """The app's dense VGG-19, and why it has random weights when it does."""
-
-    model: VGGFeatures
-    requested: str  # the weight spec asked for
-    fallback_reason: str | None = None  # why random weights are used instead, if they are
-
-    @property
-    def device(self) -> torch.device:
-        """Where the networks run (pruned ones are loaded beside the dense one)."""
-        return next(self.model.parameters()).device
-
-    @property
-    def random(self) -> bool:
-        """Whether the weights are seeded random ones (then every result must say so)."""
-        return self.model.has_random_weights
-
-    def banner(self) -> str | None:
-        """The warning every screen showing results from random weights must carry (None for real weights)."""
-        if not self.random:
-            return None
-        why = (
-            f"The VGG-19 weights `{self.requested}` could not be loaded ({_without_how_to(self.fallback_reason)})."
-            if self.fallback_reason
-            else "The app was started with `--weights random`."
-        )
-        caffe = URL_SOURCES[DEFAULT_WEIGHTS]
-        return (
-            "**Random weights: results are not meaningful.** "
-            + why
-            + " The network has seeded random weights, so the pipeline runs end to end but the images"
-            " and quality numbers say nothing about style transfer. To use real weights, start the app"
-            " with network access once (they are cached), or download"
-            f" `{caffe.url}` and run"
-            f" `python app.py --weights /path/to/{caffe.filename}` (or `--weights {HUB_PREFIX}OWNER/REPO` for a"
-            " safetensors copy on the Hub)."
-        )
-
-
-def _without_how_to(loader_message: str) -> str:
-    """A weights loader's error without the how-to it may end with (the banner gives the app's own).
-
-    The how-to is ``weights.HOW_TO_GET_WEIGHTS`` with a URL filled in; its text up to the URL
-    placeholder marks where it starts.
-    """
-    how_to_opening = HOW_TO_GET_WEIGHTS.partition("{url}")[0]
-    return loader_message.partition(how_to_opening)[0].rstrip(". ")
-
-
-@functools.lru_cache(maxsize=2)
-def _load_cached(spec: str, last_layer: str, dev: str) -> VGGFeatures:
-    return load_vgg(spec, last_layer=last_layer, device=dev)
-
-
-def load_dense(spec: str = DEFAULT_WEIGHTS, fallback: bool = True, device: str = "auto") -> DenseNetwork:
-    """The dense network for the app, loaded once per process (cached by spec).
-
-    With ``fallback`` a spec that cannot be loaded (offline, nothing cached, bad file) gives
-    random weights and the reason, instead of an app that does not start.
-    """
-    last_layer = get_preset(PRESET).last_layer
-    where = str(resolve_device(device))  # a missing GPU is the person's error, never a fallback
-    try:
-        return DenseNetwork(_load_cached(spec, last_layer, where), spec)
-    except WeightsError as exc:
-        if not fallback:
-            raise
-        return DenseNetwork(_load_cached(RANDOM_WEIGHTS, last_layer, where), spec, str(exc))
+    for path in uploads:
+        if path:
+            message = message.replace(str(path), Path(path).name)
+    return cut(message, MESSAGE_LIMIT)
 
 
 def warm_up(model: VGGFeatures) -> None:
@@ -257,222 +117,6 @@ def warm_up(model: VGGFeatures) -> None:
     img = Image.new("RGB", (64, 64), (120, 130, 140))
     for optimizer in OPTIMIZERS:
         stylize(prepare(model, img, [img], StylizeConfig(preset=PRESET, size=64, iterations=2, optimizer=optimizer)))
-
-
-# --- the pruned network ------------------------------------------------------------------------
-
-
-@dataclass
-class PrunedNetwork:
-    """A pruned network ready to compare, with where it came from and caveats to show."""
-
-    model: VGGFeatures
-    spec: str
-    label: str
-    file_bytes: int | None = None  # size of the checkpoint file it came from, if any
-    notes: list[str] = field(default_factory=list)
-
-
-def named_choices(server_files: list[str] | None = None, release: str | None = None) -> list[tuple[str, str]]:
-    """(label, spec) pairs the app offers in its dropdown: a released checkpoint first (when the app
-    was given one), named profiles, a structured example, the budgeted "fast" network, and files
-    given on the command line with ``--pruned``."""
-    specs = [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO, FAST_DEMO] + list(server_files or [])
-    if release:
-        specs = [release] + [spec for spec in specs if spec != release]
-    return [(describe_pruned_spec(spec) + (" [release]" if spec == release else ""), spec) for spec in specs]
-
-
-def default_pruned(release: str | None = None) -> str:
-    """The dropdown's first choice: the released checkpoint when there is one, else :data:`DEFAULT_PRUNED`."""
-    return release or DEFAULT_PRUNED
-
-
-def _split_pruned_spec(spec: str) -> tuple[str, str]:
-    """A pruned spec -> (form, argument): ("profile", NAME), ("structured", RATIO), ("hub", OWNER/NAME...)
-    or ("file", PATH). Whether the argument is valid is for the caller to find out."""
-    for form, prefix in (
-        ("profile", PROFILE_PREFIX),
-        ("structured", STRUCTURED_PREFIX),
-        ("fast", FAST_PREFIX),
-        ("hub", HUB_PREFIX),
-    ):
-        if spec.startswith(prefix):
-            return form, spec.removeprefix(prefix)
-    return "file", spec
-
-
-def describe_pruned_spec(spec: str) -> str:
-    """How the app names a pruned spec (in its dropdown, status line and table).
-
-    >>> describe_pruned_spec("structured:0.5")
-    'structured: 50% of filters removed (pruned on the fly)'
-    """
-    form, argument = _split_pruned_spec(spec)
-    if form == "profile":
-        return f"{argument} profile (fine-grained, pruned on the fly)"
-    if form == "structured":
-        try:
-            return f"structured: {float(argument):.0%} of filters removed (pruned on the fly)"
-        except ValueError:
-            return spec
-    if form == "fast":
-        return f"fast: ~{argument}x (structured, widths chosen for the budget, pruned on the fly)"
-    if form == "hub":
-        return f"Hub checkpoint {argument}"
-    kind = "profile" if spec.endswith(".json") else "checkpoint"
-    return f"{kind} file {Path(spec).name}"
-
-
-def public_message(message: str, uploads: Iterable[str | None] = ()) -> str:
-    """An error message as the app shows it: each uploaded file named by its own file name,
-    never by the server's temporary path, and the whole cut to ``MESSAGE_LIMIT`` characters.
-
-    >>> public_message("/tmp/gradio/3f2a/evil.safetensors: not a safetensors file", ["/tmp/gradio/3f2a/evil.safetensors"])
-    'evil.safetensors: not a safetensors file'
-    """
-    for path in uploads:
-        if path:
-            message = message.replace(str(path), Path(path).name)
-    return cut(message, MESSAGE_LIMIT)
-
-
-def pruned_spec_from_ui(choice: str | None, upload: str | None, hub_repo: str | None) -> str:
-    """The app's three widgets (dropdown, file upload, repo id box) -> one pruned spec.
-
-    An uploaded file or a repo id wins over the dropdown, so the person's latest, most
-    specific action decides; empty widgets are ignored.
-    """
-    if upload:
-        return str(upload)
-    repo = (hub_repo or "").strip()
-    if repo:
-        if len(repo) > HUB_SPEC_LIMIT:  # checked first: every later message may repeat the id
-            raise UserError(
-                f"the Hub repo id {repo[:ECHO_LIMIT]!r}... is {len(repo):,} characters long; expected"
-                f" OWNER/NAME[:FILE][@REVISION], at most {HUB_SPEC_LIMIT} characters"
-            )
-        spec = repo if repo.startswith(HUB_PREFIX) else HUB_PREFIX + repo
-        if any(ch.isspace() for ch in spec):
-            raise UserError(f"{repo!r} is not a Hub repo id: expected OWNER/NAME[:FILE][@REVISION]")
-        parse_hub_spec(spec)  # a malformed id is the person's typo: say so before touching the network
-        return spec
-    if not choice:
-        raise UserError("choose a pruned network to compare against")
-    return choice
-
-
-def _structured_profile(ratio_text: str) -> Profile:
-    try:
-        ratio = float(ratio_text)
-    except ValueError:
-        raise UserError(f"structured:RATIO needs a number, not {ratio_text!r}") from None
-    return Profile("structured", {name: ratio for name in CONV_NAMES}, {"profile": STRUCTURED_PREFIX + ratio_text})
-
-
-def _fast_network(target_text: str, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
-    try:
-        target = float(target_text)
-    except ValueError:
-        raise UserError(f"fast:X needs a speedup such as fast:3, not {spec!r}") from None
-    if not 1.0 < target <= 8.0:
-        raise UserError(f"fast:X needs a speedup above 1 and at most 8, not {target_text}")
-    # Proxy curves at 48 px and three levels on the bundled examples: seconds on a CPU, done once per
-    # dense network (cached); `nst prune --target-speedup` measures finer curves for a checkpoint.
-    result = budgeted_prune(
-        dense, target_speedup=target, size=FAST_COST_SIZE, calibration_size=48, levels=(0.5, 0.75, 0.875)
-    )
-    note = (
-        f"widths chosen for a predicted {result.plan.predicted_speedup:.2f}x per iteration at "
-        f"{FAST_COST_SIZE} px (conv MACs); not fine-tuned"
-    )
-    return PrunedNetwork(result.pruned, spec, label, notes=[note])
-
-
-def _check_compatible(pruned: VGGFeatures, dense: VGGFeatures, origin: str) -> list[str]:
-    """Refuse networks the comparison cannot use; return notes on ones it can but that need a caveat."""
-    if layer_index(pruned.last_layer) < layer_index(dense.last_layer):
-        raise UserError(
-            f"{origin}: the network stops at {pruned.last_layer} but the comparison needs layers up to {dense.last_layer}"
-        )
-    notes = []
-    if pruned.preprocessing.name != dense.preprocessing.name:
-        notes.append(
-            f"{origin} expects {pruned.preprocessing.name} preprocessing, the dense network {dense.preprocessing.name}"
-        )
-    if pruned.weight_source != dense.weight_source and pruned.weight_source != "unset":
-        notes.append(
-            f"{origin} was pruned from weights '{pruned.weight_source}' but the dense network uses '{dense.weight_source}':"
-            " the comparison is between different networks"
-        )
-    return notes
-
-
-def _file_checkpoint(path: Path, dense: VGGFeatures, spec: str, label: str) -> PrunedNetwork:
-    model = load_checkpoint(path, device=next(dense.parameters()).device)
-    return PrunedNetwork(model, spec, label, path.stat().st_size, _check_compatible(model, dense, label))
-
-
-def _hub_checkpoint(spec: str, dense: VGGFeatures) -> PrunedNetwork:
-    path = locate_weights(spec)  # the spec means the same file here as in `--weights`
-    return _file_checkpoint(path, dense, spec, describe_pruned_spec(spec))
-
-
-_PRUNED_CACHE: dict[tuple[str, str], PrunedNetwork] = {}
-_PRUNED_CACHE_SIZE = 3
-_pruned_lock = threading.Lock()
-
-
-def resolve_pruned(spec: str, dense: VGGFeatures) -> PrunedNetwork:
-    """A spec (see the module docstring) -> the pruned network, cached per (spec, dense weights).
-
-    Profiles are pruned from ``dense`` itself, so both runs share every weight that survives.
-    """
-    spec = spec.strip()
-    key = (spec, dense.weight_source)
-    with _pruned_lock:
-        if key in _PRUNED_CACHE:
-            return _PRUNED_CACHE[key]
-    label = describe_pruned_spec(spec) if spec else spec
-    form, argument = _split_pruned_spec(spec)
-    if form == "profile":
-        net = PrunedNetwork(prune(dense, load_profile(argument)), spec, label)
-    elif form == "structured":
-        net = PrunedNetwork(prune(dense, _structured_profile(argument)), spec, label)
-    elif form == "fast":
-        net = _fast_network(argument, dense, spec, label)
-    elif form == "hub":
-        net = _hub_checkpoint(spec, dense)
-    else:
-        path = Path(spec)
-        if path.suffix.lower() == ".json":
-            net = PrunedNetwork(prune(dense, load_profile(path)), spec, label)
-        elif path.suffix.lower() == ".safetensors":
-            if not path.exists():
-                raise UserError(f"checkpoint {path} does not exist")
-            net = _file_checkpoint(path, dense, spec, label)
-        else:
-            raise UserError(
-                f"unknown pruned network {spec!r}: use profile:NAME, structured:RATIO, a .json profile,"
-                " a .safetensors checkpoint or hf:OWNER/NAME[:FILE][@REV]"
-            )
-    with _pruned_lock:
-        if len(_PRUNED_CACHE) >= _PRUNED_CACHE_SIZE:
-            _PRUNED_CACHE.pop(next(iter(_PRUNED_CACHE)))
-        _PRUNED_CACHE[key] = net
-    return net
-
-
-def placed(dense: VGGFeatures, pruned: PrunedNetwork, device: torch.device) -> tuple[VGGFeatures, PrunedNetwork]:
-    """Both networks on ``device``: themselves when they are there already, else copies moved there.
-
-    The originals stay where start-up put them: on a ZeroGPU Space that is the CPU, because CUDA
-    exists only while a ``spaces.GPU`` function runs, and the cached networks outlive each run.
-    """
-    here = next(dense.parameters()).device
-    if here.type == device.type and (device.index is None or device.index == here.index):
-        return dense, pruned
-    return copy.deepcopy(dense).to(device), replace(pruned, model=copy.deepcopy(pruned.model).to(device))
 
 
 # --- running both ------------------------------------------------------------------------------
@@ -561,7 +205,8 @@ def _mib(n: int) -> str:
 def load_inputs(
     content: ImageSource | None, styles: list[ImageSource | None] | None, size: int, style_side: int | None = None
 ) -> tuple[Image.Image, list[Image.Image]]:
-    """Uploads -> RGB images at most ``size`` px (styles at most ``style_side``, when given), with errors that name the file."""
+    """Uploads -> RGB images at most ``size`` px (styles at most ``style_side``, when given), with errors
+    that name the file."""
     if content is None:
         raise UserError("upload a content image")
     styles = [s for s in (styles or []) if s is not None]

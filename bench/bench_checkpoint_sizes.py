@@ -18,7 +18,7 @@ Three tables, one run:
 
     python bench/bench_checkpoint_sizes.py            # ~3 minutes on 2 CPU cores
     python bench/bench_checkpoint_sizes.py --quick    # pruned profile only, tiny style transfer
-    python bench/bench_checkpoint_sizes.py --markdown # README tables
+    python bench/bench_checkpoint_sizes.py --markdown # the tables of docs/checkpoints.md
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def main() -> None:
     )
     parser.add_argument("--judge-size", type=int, default=128, help="size of the judged style transfer")
     parser.add_argument("--judge-iterations", type=int, default=50, help="iterations of the judged style transfer")
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/checkpoints.md)")
     parser.add_argument(
         "--json", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.json"), help="where to write results"
     )

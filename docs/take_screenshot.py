@@ -1,4 +1,4 @@
-"""Refresh docs/screenshot.png, the picture README's app section shows.
+"""Refresh docs/screenshot.png, the picture README.md and docs/app.md show.
 
     python docs/take_screenshot.py                      # random weights, as the browser test runs
     python docs/take_screenshot.py --weights caffe -o /tmp/app.png
@@ -7,7 +7,7 @@ Starts `python app.py` on a free port, opens it in headless Chromium (Debian's
 /usr/bin/chromium through Playwright), runs the bundled examples `lakeside.jpg` + `swirls.jpg`
 at 128 px and 25 iterations, and saves the whole page. It drives the app exactly as
 tests/test_browser.py does (same helpers); the test suite itself only writes to a temporary
-folder, so refreshing the README's picture is always this explicit step.
+folder, so refreshing that picture is always this explicit step.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from app_browser import browser_page, run_comparison, save_screenshot  # noqa: E402
-from app_server import free_port, server_log, start_server, stop_server, wait_until_serving  # noqa: E402
+from support.app_browser import browser_page, run_comparison, save_screenshot  # noqa: E402
+from support.app_server import free_port, server_log, start_server, stop_server, wait_until_serving  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

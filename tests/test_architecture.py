@@ -6,9 +6,11 @@ whole has no cycle, so two modules of one layer never import each other either.
 
 from __future__ import annotations
 
-from import_graph import PACKAGE, import_graph, module_names
+import re
 
 import nst_core
+
+from support.import_graph import PACKAGE, import_graph, module_names
 
 # The layers are the package's folders, lowest first, as nst_core.LAYERS declares them.
 LAYERS = [set(packages) for packages in nst_core.LAYERS]
@@ -81,3 +83,21 @@ def test_the_library_never_imports_gradio():
         if module.split(".")[0] != "app":
             assert "import gradio" not in path.read_text(), f"nst_core.{module} imports gradio; only nst_core.app may"
     assert "import gradio" in (PACKAGE / "app" / "page.py").read_text()  # the check looks where Gradio is
+
+
+def test_the_readme_map_and_the_architecture_page_match_the_folders():
+    """The README's map lists each package folder at its layer; docs/architecture.md names every module."""
+    root = PACKAGE.parent
+    readme_rows = re.findall(r"^\| (\d) \| `nst_core/(\w+)/` \|", (root / "README.md").read_text(), re.M)
+    expected = [(str(index + 1), package) for index, layer in enumerate(nst_core.LAYERS) for package in layer]
+    assert sorted(readme_rows) == sorted(expected)
+    folders = {path.name for path in PACKAGE.iterdir() if (path / "__init__.py").is_file()}
+    assert folders == {package for _, package in expected}
+    page = (root / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"`(\w+)/?`", page))
+    unnamed = [
+        module
+        for module in module_names()
+        if module and module.split(".")[-1] not in named and not module.startswith("cli.")
+    ]
+    assert unnamed == [], "modules missing from docs/architecture.md"

@@ -12,18 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from app_server import CHROMIUM, free_port, start_server, stop_server, wait_until_serving
 from PIL import Image
+
+from support.app_server import CHROMIUM, free_port, start_server, stop_server, wait_until_serving
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not Path(CHROMIUM).exists(),
         reason=f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)",
     ),
 ]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
-from app_browser import CONTENT, STYLE, VIEWPORT, browser_page, run_comparison, save_screenshot  # noqa: E402
+from support.app_browser import CONTENT, STYLE, VIEWPORT, browser_page, run_comparison, save_screenshot  # noqa: E402
 
 # Elements inside `root` whose content is larger than their box and that scroll or clip it
 # (leaving out what is hidden from view, like the table's own column-sizing copy).

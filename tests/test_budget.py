@@ -123,6 +123,7 @@ def test_fit_recovers_the_coefficients_that_made_the_times():
         fit_cost_model(widths[:2], [1.0, 0.0], 64)
 
 
+@pytest.mark.slow
 def test_zeroing_filters_gives_the_pruned_networks_proxy():
     """The proxy curves gate filters of the dense network instead of building a network per cell."""
     dense = load_vgg("random:0", last_layer="relu5_3")
@@ -142,6 +143,7 @@ def test_zeroing_filters_gives_the_pruned_networks_proxy():
     )
 
 
+@pytest.mark.slow
 def test_measure_speedup_times_both_networks(tmp_path):
     dense = load_vgg("random:0", last_layer="relu5_3")
     speed = measure_speedup(dense, prune_to_widths(dense, {"conv1_2": 16}), size=32, iterations=1, rounds=1)
@@ -153,6 +155,7 @@ def test_measure_speedup_times_both_networks(tmp_path):
     assert SpeedMeasurement((64, 64), [1.0, 9.0], [1.0, 1.0]).speedup == 5.0
 
 
+@pytest.mark.slow
 def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
     report, cost_file = tmp_path / "r.json", tmp_path / "cost.json"
     # A cost model from a file: MACs plus a fixed part the size of 10% of dense's MACs (so it must cut deeper).

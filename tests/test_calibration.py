@@ -6,10 +6,11 @@ import warnings
 
 import pytest
 import torch
-from calibration_images import write_images
 
 from nst_core.compress.calibration import CropSampler, SkippedImageWarning, load_folder, split_heldout
 from nst_core.core.errors import UserError
+
+from support.pictures import write_images
 
 
 @pytest.fixture(scope="module")

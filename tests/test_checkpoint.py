@@ -128,6 +128,7 @@ def seed_pruned_vgg19():
     return prune_fine(load_vgg("random:0", last_layer="relu5_4"), PROFILES["seed"])
 
 
+@pytest.mark.slow
 def test_seed_profile_sizes(tmp_path, seed_pruned_vgg19):
     packed = save_checkpoint(seed_pruned_vgg19, tmp_path / "p.safetensors", encoding="packed", dtype="fp16")
     dense = save_checkpoint(seed_pruned_vgg19, tmp_path / "d.safetensors", encoding="dense", dtype="fp32")
@@ -142,6 +143,7 @@ def test_seed_profile_sizes(tmp_path, seed_pruned_vgg19):
     assert torch.equal(loaded.conv("conv5_4").weight, seed_pruned_vgg19.conv("conv5_4").weight.half().float())
 
 
+@pytest.mark.slow
 def test_seed_profile_in_codebook4_is_at_most_4_mib(tmp_path, seed_pruned_vgg19):
     """The issue's bar: all 16 convs of the seed profile in the smallest encoding <= 4 MiB (fp16 packed was 8.15 MiB)."""
     path = save_checkpoint(seed_pruned_vgg19, tmp_path / "c.safetensors", encoding="packed", dtype="codebook4")
@@ -258,6 +260,7 @@ def test_version_1_bitmap_files_still_load(tmp_path, small_fine):
     assert_same_network(load_checkpoint(tmp_path / "v1.safetensors"), small_fine, torch.float16)
 
 
+@pytest.mark.slow
 def test_the_same_network_saves_to_the_same_bytes_in_another_process(tmp_path):
     """safetensors orders the header's metadata differently per process; the saved bytes must not depend on it."""
     import subprocess

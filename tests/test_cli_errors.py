@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from fuzz.formats import safetensors_bytes, split_safetensors
 from safetensors.torch import save_file
 
 from nst_core import cli
@@ -20,6 +19,8 @@ from nst_core.compress.finetune import load_state
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import save_checkpoint
 from nst_core.model.weights import load_vgg
+
+from support.formats import safetensors_bytes, split_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -267,6 +268,7 @@ def run_nst(*argv: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_unknown_flag_gets_the_subcommands_usage_and_a_suggestion():
     proc = run_nst("stylize", "c.png", "s.png", "-o", "out.png", "--iters", "5")
     assert proc.returncode == 2
@@ -274,6 +276,7 @@ def test_unknown_flag_gets_the_subcommands_usage_and_a_suggestion():
     assert "unrecognized arguments: --iters 5 (did you mean --iterations?)" in proc.stderr
 
 
+@pytest.mark.slow
 def test_one_line_errors_in_a_subprocess(tmp_path, good_checkpoint):
     path = edited(tmp_path, good_checkpoint, "bare.safetensors", keep_only={"format", "format_version"})
     proc = run_nst("checkpoint", "info", str(path))
@@ -281,6 +284,7 @@ def test_one_line_errors_in_a_subprocess(tmp_path, good_checkpoint):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("nst: error: "), proc.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_is_not_a_traceback(tmp_path, good_checkpoint):
     # A big provenance makes `checkpoint info --json` print far more than a pipe holds.
     path = edited(tmp_path, good_checkpoint, "big.safetensors", {"provenance": json.dumps({"note": "x" * 1_000_000})})
@@ -321,6 +325,7 @@ class RefusesEveryone(BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_hub_weights_refused_with_401_are_one_line(tmp_path):
     server = ThreadingHTTPServer(("127.0.0.1", 0), RefusesEveryone)
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow  # every test starts `nst` in a subprocess
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -6,7 +6,6 @@ Seeded random VGG-19 weights and 64 px images (real weights cannot be downloaded
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -236,12 +235,15 @@ def test_cancel_stops_the_work(dense, inputs):
     events = compare.run_comparison(
         dense.model, seed, content, [style], compare.CompareSettings(size=64, iterations=1000), cancel
     )
-    started = time.perf_counter()
+    seen = []  # (phase, iteration) of every progress report, those queued after the cancel included
     with pytest.raises(compare.Cancelled):
         for event in events:
-            if event.progress is not None and event.progress.iteration == 2:
-                cancel.set()
-    assert time.perf_counter() - started < 60
+            if event.progress is not None:
+                seen.append((event.phase, event.progress.iteration))
+                if event.progress.iteration == 2:
+                    cancel.set()
+    # The dense run stopped within a few iterations of the cancel (not after its 1000), and the pruned one never ran.
+    assert {phase for phase, _ in seen} == {"dense"} and max(i for _, i in seen) <= 10, seen
 
 
 def test_closing_the_stream_stops_the_worker(dense, inputs):
@@ -257,6 +259,7 @@ def test_closing_the_stream_stops_the_worker(dense, inputs):
     assert not any(t.name == "nst-compare" and t.is_alive() for t in threading.enumerate())
 
 
+@pytest.mark.slow
 def test_fast_choice_is_a_budgeted_network_doing_a_third_of_the_work(dense):
     from nst_core.nst.cost import iteration_macs
 

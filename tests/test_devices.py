@@ -7,9 +7,15 @@ from nst_core.core.devices import resolve_device
 from nst_core.core.errors import UserError
 
 
-def test_cpu_and_auto():
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_cpu_and_auto(monkeypatch, cuda, mps, expected):
+    """auto: CUDA first, then Apple's MPS, then the CPU, whatever this machine has (the backends' answers are faked)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert resolve_device("cpu") == torch.device("cpu")
-    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
     assert resolve_device("auto").type == expected
     assert resolve_device(None).type == expected
 

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from calibration_images import write_images
-from interrupt import kill_once_state_reaches
 
 from nst_core.cli import main
 from nst_core.compress.calibration import load_folder, split_heldout
@@ -35,6 +33,9 @@ from nst_core.compress.pruning import prune_fine, prune_structured
 from nst_core.core.errors import UserError
 from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weights import load_vgg
+
+from support.interrupt import kill_once_state_reaches
+from support.pictures import write_images
 
 LAYERS = ["relu1_1", "relu2_1"]
 NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
@@ -140,6 +141,7 @@ def test_structured_student_is_matched_at_its_kept_channels(teacher, split):
     assert after["layers"]["relu2_1"]["feature"] < before["layers"]["relu2_1"]["feature"]
 
 
+@pytest.mark.slow
 def test_distortion_on_heldout_images_falls(teacher, split):
     train_images, heldout = split
     assert not {im.name for im in heldout} & {im.name for im in train_images}
@@ -151,6 +153,7 @@ def test_distortion_on_heldout_images_falls(teacher, split):
     assert after["gram"] < 0.9 * before["gram"], (before, after)
 
 
+@pytest.mark.slow
 def test_stop_and_resume_gives_identical_weights(teacher, split, tmp_path):
     train_images, _ = split
     config = _config(steps=10, checkpoint_every=3)
@@ -191,6 +194,7 @@ def test_cosine_schedule():
     assert learning_rate(warm, 0) == pytest.approx(0.5e-3)
 
 
+@pytest.mark.slow
 def test_finetune_records_before_after_in_provenance(split):
     """The whole job: judged style transfer before and after, table and provenance."""
     train_images, heldout = split
@@ -226,6 +230,7 @@ def _cli_args(image_dir: Path, out: Path, steps: int, extra=()) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_cli_killed_mid_run_resumes_to_identical_weights(tmp_path, capsys):
     """Really interrupt: SIGKILL the CLI process once it has saved a state past step 0, then run
     the same command again; its weights must equal those of an uninterrupted run, bit for bit.
@@ -286,6 +291,7 @@ TORCHRUN = [
 ]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_the_single_process_run(tmp_path, image_dir, capsys):
     """A real `torchrun --nproc_per_node 2` on CPU (gloo, DistributedDataParallel), interrupted by
     --stop-after and resumed under torchrun, against one process with the same total batch.

@@ -1,7 +1,7 @@
 """Hub push / download / offline load, model cards, weights hosting and the Space push.
 
 The real Hub cannot be reached from CI, so the real huggingface_hub client (our code, and the
-`hf` command) talks to ``tests/hub_server.py``, a Hub-compatible HTTP server on 127.0.0.1.
+`hf` command) talks to ``tests/support/hub_server.py``, a Hub-compatible HTTP server on 127.0.0.1.
 Every client step runs in a subprocess with HF_ENDPOINT, a dummy HF_TOKEN and a private HF_HOME:
 huggingface_hub reads those when it is imported, and another test module may have imported it
 into this process already. ``test_live_hub_round_trip`` runs the same round trip against the
@@ -24,10 +24,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from hub_server import FakeHub, HubServer, Repo, validate_card_yaml
 from huggingface_hub import ModelCard
 from PIL import Image
-from tensor_digest import weights_digest
 
 from nst_core.cli import main
 from nst_core.compress.pruning import prune_fine, prune_structured
@@ -37,6 +35,9 @@ from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import WeightSpecError, parse_hub_spec
 from nst_core.model.weights import WeightsError, load_vgg
 from nst_core.nst.stylize import StylizeConfig, prepare, stylize
+
+from support.hub_server import FakeHub, HubServer, Repo, validate_card_yaml
+from support.tensor_digest import weights_digest
 
 ROOT = Path(__file__).resolve().parent.parent
 HF_BIN = str(Path(sys.executable).with_name("hf"))
@@ -83,7 +84,7 @@ def python(code: str, env: dict, **changes) -> subprocess.CompletedProcess:
 
 
 # The client subprocesses import the same digest (tests/ is on their PYTHONPATH).
-DIGEST_CODE = "import json\nfrom tensor_digest import weights_digest\n"
+DIGEST_CODE = "import json\nfrom support.tensor_digest import weights_digest\n"
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +141,7 @@ def test_model_card_parses_with_valid_metadata(hub, pushed):
     assert "scan-64px.json" in body
 
 
+@pytest.mark.slow
 def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, pushed, tmp_path):
     """push -> `hf download REPO FILE --revision SHA --local-dir D` -> load; then from the cache offline."""
     local = tmp_path / "d"
@@ -571,16 +573,16 @@ def test_live_hub_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# README's Hub recipe, run as printed
+# The Hub recipe of docs/hub.md ("Sharing on the Hugging Face Hub"), run as printed
 # ---------------------------------------------------------------------------------------------
 
-README_REPO = "me/vgg19-seed-pruned"  # the README's placeholders, and what stands in for them here
+README_REPO = "me/vgg19-seed-pruned"  # the page's placeholders, and what stands in for them here
 STAND_IN_REPO = "tester/readme-seed-pruned"
 
 
 def readme_hub_lines() -> list[str]:
-    """The commands of the first bash block in README's "Sharing on the Hugging Face Hub" section."""
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Sharing on the Hugging Face Hub", 1)[1]
+    """The commands of the first bash block of docs/hub.md ("Sharing on the Hugging Face Hub")."""
+    section = (ROOT / "docs" / "hub.md").read_text(encoding="utf-8").split("# Sharing on the Hugging Face Hub", 1)[1]
     block = section.split("```bash\n", 1)[1].split("```", 1)[0]
     return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
 
@@ -629,6 +631,7 @@ def recipe_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_readme_hub_recipe_runs_as_printed(hub, hub_env, recipe_folder, tmp_path):
     lines = readme_hub_lines()
     # The recipe keeps its offline steps: from a --local-dir folder and from the cache.
@@ -638,6 +641,7 @@ def test_readme_hub_recipe_runs_as_printed(hub, hub_env, recipe_folder, tmp_path
     run_readme_recipe(lines, hub, env, recipe_folder, recipe_folder / "seed.safetensors")
 
 
+@pytest.mark.slow
 def test_readme_hub_recipe_with_hf_download_alone(hub, hub_env, recipe_folder, tmp_path):
     """The README calls its two --local-dir downloads equivalent: `hf download` alone must do for the offline step."""
     lines = readme_hub_lines()
@@ -711,6 +715,7 @@ def test_local_checkpoint_as_weights_is_that_network_cut_to_the_layers_needed(tm
         load_vgg(str(f_path), last_layer="relu5_3")
 
 
+@pytest.mark.slow
 def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_env, tmp_path):
     """`nst stylize --weights hf:OWNER/NAME` (and a checkpoint path) runs the pruned network itself.
 

@@ -1,6 +1,6 @@
 """The peak-memory model against peak RSS measured in fresh interpreters, and --max-memory kept.
 
-Each measurement is one `nst stylize` run in its own subprocess (tests/fuzz/peak_rss.py), with
+Each measurement is one `nst stylize` run in its own subprocess (tests/support/peak_rss.py), with
 seeded random weights (memory does not depend on their values). The base is the same command at
 32 px: the interpreter, torch, the network and the throughput probe, whose step costs a few MB.
 """
@@ -12,8 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_image
-from fuzz.test_memory import peak_kib
 
 from nst_core.compress.pruning import prune_structured
 from nst_core.core.errors import UserError
@@ -21,6 +19,11 @@ from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.model.weights import load_vgg
 from nst_core.nst.losses import get_preset
 from nst_core.nst.memory import SAFETY, parse_memory, predict_step_peak, step_bytes
+
+from support.peak_rss import peak_kib
+from support.pictures import make_image
+
+pytestmark = pytest.mark.slow  # peak RSS of `nst stylize` runs in fresh interpreters
 
 SEED_LAYERS = get_preset("seed").layers
 

@@ -16,14 +16,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from hub_server import HubServer
-from interrupt import kill_once_state_reaches
 
 from nst_core.cli import main
 from nst_core.core.files import file_sha256
 from nst_core.model.checkpoint import read_checkpoint_info
 from nst_core.model.vgg import load_checkpoint
 from nst_core.workflows.release import STAGES, TIMING_FILES
+
+from support.hub_server import HubServer
+from support.interrupt import kill_once_state_reaches
+
+pytestmark = pytest.mark.slow  # whole `nst release` runs, killed and resumed
 
 NST = [sys.executable, "-c", "import sys; from nst_core.cli import main; sys.exit(main())"]
 TINY = [
@@ -147,7 +150,7 @@ def test_release_refuses_bad_settings_and_a_foreign_folder(tmp_path, capsys):
 
 
 def test_push_sends_checkpoint_card_report_and_plots(straight, tmp_path):
-    """--push on a finished release, against the local Hub stand-in (tests/hub_server.py: the real Hub
+    """--push on a finished release, against the local Hub stand-in (tests/support/hub_server.py: the real Hub
     cannot be reached here) through the real huggingface_hub client, in a subprocess (the client reads
     HF_ENDPOINT when imported). Only the card stage is redone, naming the repo; then two commits."""
     folder = tmp_path / "release"

@@ -4,7 +4,7 @@ environment, driven over HTTP (httpx, gradio_client and an MCP client).
 - ``SPACE_ID`` set (every Space sets it): random weights are refused with an error page, unless
   ``NST_ALLOW_RANDOM=1``.
 - ZeroGPU (``SPACES_ZERO_GPU``): the real ``spaces`` package cannot run here (it needs a ZeroGPU
-  Space, and this machine has no GPU), so tests/spaces_standin/spaces stands in for it on the
+  Space, and this machine has no GPU), so tests/support/spaces_standin/spaces stands in for it on the
   server's path and records what the app does with it: which functions are decorated, the GPU
   seconds each call asks for, and on which device every forward pass ran, inside a call or not.
 - The time limit, the validator that runs before a request takes a queue slot, and the MCP
@@ -26,7 +26,6 @@ import httpx
 import pytest
 
 gradio_client = pytest.importorskip("gradio_client")
-from app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError, ValidationError  # noqa: E402
 
@@ -36,7 +35,11 @@ from nst_core.model.weight_spec import parse_hub_spec  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
 from nst_core.workflows import compare  # noqa: E402
 
-STANDIN = Path(__file__).resolve().parent / "spaces_standin"
+from support.app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
+
+pytestmark = pytest.mark.slow  # real app servers started as a Space would start them
+
+STANDIN = Path(__file__).resolve().parent / "support" / "spaces_standin"
 SPACE_ID = "tester/nst-space"
 TIME_LIMIT = 12
 CONTENT, STYLE = ROOT / "examples" / "content" / "lakeside.jpg", ROOT / "examples" / "style" / "swirls.jpg"

@@ -39,6 +39,7 @@ def test_same_seed_same_image_and_other_seed_differs(random_model, content_image
     assert a.image.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_style_loss_falls_over_20_iterations(random_model, content_image, style_image):
     result = stylize(prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=20)))
     styles = [h["style"] for h in result.history]
@@ -152,6 +153,7 @@ def test_previews_arrive_every_k_iterations(random_model, content_image, style_i
     assert previews[0][2] == ["content", "style", "total", "tv"]
 
 
+@pytest.mark.slow
 def test_tolerance_stops_early(random_model, content_image, style_image):
     result = stylize(
         prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, tolerance=10.0))
@@ -201,6 +203,7 @@ def test_ssim_bounds(content_image, style_image):
     assert ssim(content_image, style_image) < 0.5
 
 
+@pytest.mark.slow
 def test_channels_last_and_bf16_autocast_agree_with_fp32(random_model, content_image, style_image):
     """The fast paths compute the same thing.
 

@@ -195,6 +195,7 @@ def test_sqrt2_scales_and_adam_state_carried(shallow, content_image, style_image
     assert [h["scale"] for h in result.history] == [0, 0, 1, 1, 2, 2] and result.image.size == (64, 48)
 
 
+@pytest.mark.slow
 def test_same_seed_same_image_with_every_control(shallow, content_image, style_image, tmp_path):
     mask = save_mask(tmp_path / "m.png", np.linspace(0, 255, 64))
     c = config(

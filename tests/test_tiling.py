@@ -134,14 +134,16 @@ def test_a_halo_below_the_receptive_field_changes_the_loss(random_model, noisy, 
     assert (tiled_grad - grad).norm() > 1e-2 * grad.norm()
 
 
+@pytest.mark.slow
 def test_no_seams_where_the_grid_cut(random_model, content_image, style_image):
-    """With tiles whose halo is below the exact one (4 px of 8), the output's mean |gradient| across the
-    columns and rows where any iteration's cores met is within 25% of that across all others: the grid
-    moves each iteration, so cut errors do not pile up in one place. Measured: 0.94 (moving) and 0.90
-    (even a fixed grid shows no seam at this depth); 25% is the column-to-column spread of the
-    update's gradient with random weights, a seam would stand above it."""
+    """With tiles that have no halo (0 px of the exact 8), the output's mean |gradient| across the columns
+    and rows where any iteration's cores met is within 30% of that across all others: the grid moves each
+    iteration, so cut errors do not pile up in one place. Measured over 3 iterations: 1.08 / 1.07
+    (columns / rows; up to 1.19 with other grid seeds) with the moving grid, 1.78 / 1.85 with the grid
+    fixed (the seams it prevents). The quarter-tile halo of real runs (4 px) shows no seam even with a
+    fixed grid at this depth (0.87 / 0.94), so it could not tell the two apart."""
     content = pil_to_tensor(content_image)
-    net = TiledNetwork(random_model, SHALLOW, 16)
+    net = TiledNetwork(random_model, SHALLOW, 16, halo=0)
     assert net.halo < exact_halo(SHALLOW.last_layer)
     evaluate = TiledEvaluator(
         net,
@@ -166,7 +168,7 @@ def test_no_seams_where_the_grid_cut(random_model, content_image, style_image):
         at_cut = torch.zeros_like(profile, dtype=torch.bool)
         at_cut[[c - 1 for c in cuts]] = True
         assert at_cut.any() and (~at_cut).any()
-        assert profile[at_cut].mean() <= 1.25 * profile[~at_cut].mean()
+        assert profile[at_cut].mean() <= 1.3 * profile[~at_cut].mean()
 
 
 def test_stylize_tiles_reports_tiles_and_cancels_between_them(random_model, content_image, style_image):

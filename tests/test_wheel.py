@@ -6,7 +6,7 @@ already installed: --no-build-isolation). A fresh venv gets the wheel alone; its
 dependencies (torch, huggingface_hub, ...) come from this interpreter's site-packages through a
 .pth line, which puts the folder on sys.path without running its .pth files, so the editable
 install of the checkout there stays invisible. The push and pull go to the stand-in Hub
-(tests/hub_server.py) with the real client, Xet off so LFS carries the checkpoint.
+(tests/support/hub_server.py) with the real client, Xet off so LFS carries the checkpoint.
 """
 
 from __future__ import annotations
@@ -21,12 +21,15 @@ import venv
 from pathlib import Path
 
 import pytest
-from hub_server import HubServer
 from huggingface_hub import ModelCard
 
 from nst_core.compress.pruning import prune_fine
 from nst_core.model.checkpoint import save_checkpoint
 from nst_core.model.weights import load_vgg
+
+from support.hub_server import HubServer
+
+pytestmark = pytest.mark.slow  # builds a wheel and installs it into a fresh virtual environment
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMMY_TOKEN = "hf_DummyTokenForTheLocalHub0123456789"

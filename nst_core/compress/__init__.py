@@ -5,5 +5,5 @@ entry point, reports), ``calibration`` (image folders, held-out split, crops), `
 (the table of filter-ranking criteria), ``scan/`` (per-layer sensitivity), ``budget/`` (widths
 for a cost budget), ``finetune/`` (distillation from the dense network, resumable).
 
-May import: ``core``, ``model``, ``image``, ``nst`` (and ``hub``, its neighbour, without a cycle).
+May import: ``core``, ``model``, ``image``, ``nst``.
 """

@@ -1,4 +1,4 @@
 """Jobs that combine the layers below: the dense-vs-pruned comparison (the app's engine), releases.
 
-May import: everything below it (``core`` .. ``compress``/``hub``); never ``cli`` or ``app``.
+May import: everything below it (``core`` .. ``compress``); never ``cli`` or ``app``.
 """

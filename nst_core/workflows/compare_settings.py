@@ -80,7 +80,7 @@ def default_settings(gpu: bool | None = None) -> CompareSettings:
     """Defaults that finish one click (dense + pruned) in about a minute on a 2-core CPU;
     full quality (512 px, the seed's Adam at more iterations) when a GPU is present.
 
-    CPU numbers were measured on the 2-core build machine (see the README's app section):
+    CPU numbers were measured on the 2-core build machine (see docs/app.md):
     at 192 px one Adam iteration of the relu5_3-deep network takes about 0.4 s.
     """
     if gpu is None:

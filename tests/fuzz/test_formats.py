@@ -25,7 +25,7 @@ from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import parse_weight_spec
 from nst_core.model.weights import load_vgg, read_state_dict
 
-from . import formats
+from support import formats
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,6 +64,7 @@ def cli_exit_code(argv: list[str], capsys) -> int:
     return code
 
 
+@pytest.mark.slow
 @given(blob=formats.checkpoint_files())
 def test_checkpoints(tmp_path, capsys, blob):
     path = tmp_path / "fuzz.safetensors"
@@ -76,6 +77,7 @@ def test_checkpoints(tmp_path, capsys, blob):
     loads_or_refuses(load_vgg, str(path), last_layer="relu1_2")  # --weights PATH reads a checkpoint too
 
 
+@pytest.mark.slow
 @given(blob=formats.recoded_checkpoints())
 def test_recoded_quantised_checkpoints(tmp_path, blob):
     path = tmp_path / "recoded.safetensors"

@@ -9,34 +9,22 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from nst_core.model.checkpoint import save_checkpoint
 from nst_core.model.weights import load_vgg
 
-from .formats import safetensors_bytes, split_safetensors
+from support.formats import safetensors_bytes, split_safetensors
+from support.peak_rss import peak_kib
+
+pytestmark = pytest.mark.slow  # peak RSS of fuzzed loads in fresh interpreters
 
 ROOT = Path(__file__).resolve().parents[2]
 BOUND_KIB = 100 * 1024
-
-
-def peak_kib(*argv: str) -> tuple[int, int, str]:
-    """(peak RSS in KiB, exit code, stderr) of `nst ARGV` in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NST_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "tests.fuzz.peak_rss", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    match = re.search(r"peak_kib=(\d+) exit=(\d+)", proc.stderr)
-    assert match, proc.stderr
-    return int(match[1]), int(match[2]), proc.stderr
 
 
 def width_bomb(tmp_path: Path) -> Path:
@@ -71,7 +59,7 @@ from hypothesis import given, settings
 from nst_core.model.vgg import load_checkpoint
 from nst_core.core.errors import UserError
 from nst_core.nst.memory import peak_rss
-from tests.fuzz.formats import checkpoint_files, valid_checkpoints
+from tests.support.formats import checkpoint_files, valid_checkpoints
 
 path = sys.argv[1]
 

@@ -11,7 +11,7 @@ import pytest
 
 from nst_core.compress.scan import ScanTable, degradation
 
-from .tiny import scan_args, scan_env
+from support.tiny_scan import scan_args, scan_env
 
 
 @pytest.fixture(scope="session")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from PIL import Image
 
 from nst_core.cli import main
 from nst_core.compress.pruning import load_profile
 
 
+@pytest.mark.slow
 def test_cli_plot_and_select_on_a_finished_scan(tmp_path, reference, capsys):
     plots = tmp_path / "plots"
     assert main(["scan", "plot", str(reference), "--out", str(plots)]) == 0
@@ -29,7 +31,7 @@ def test_cli_plot_and_select_on_a_finished_scan(tmp_path, reference, capsys):
 
 def test_a_scan_that_cannot_start_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     """Offline with default weights the scan fails at once, and no scan.json litters the folder."""
-    from .tiny import CONTENT, STYLE
+    from support.tiny_scan import CONTENT, STYLE
 
     monkeypatch.setenv("NST_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

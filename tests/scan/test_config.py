@@ -6,7 +6,7 @@ import pytest
 
 from nst_core.compress.scan import Cell, ScanConfig, ScanError, parse_shard, parse_sparsities, shard_cells
 
-from .tiny import CONTENT, STYLE
+from support.tiny_scan import CONTENT, STYLE
 
 
 def test_layers_after_the_deepest_loss_layer_cannot_be_scanned():

@@ -3,7 +3,7 @@ finished scan folder (table, plots) needs none of the machinery that produces on
 
 from __future__ import annotations
 
-from import_graph import import_graph, module_names
+from support.import_graph import import_graph, module_names
 
 # Within the package, a module may import only the modules listed for it.
 ALLOWED = {

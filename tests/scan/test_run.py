@@ -28,7 +28,9 @@ from nst_core.compress.scan import (
 )
 from nst_core.nst.stylize import StylizeConfig
 
-from .tiny import CONTENT, STYLE, scan_args, scan_env
+from support.tiny_scan import CONTENT, STYLE, scan_args, scan_env
+
+pytestmark = pytest.mark.slow  # scans in subprocesses, killed and resumed, and under torchrun
 
 
 def _table_rows(folder: Path) -> list[dict]:

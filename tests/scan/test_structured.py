@@ -10,7 +10,7 @@ from nst_core.core.errors import UserError
 from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.nst.stylize import StylizeConfig
 
-from .tiny import CONTENT, STYLE
+from support.tiny_scan import CONTENT, STYLE
 
 GRID = dict(
     weights="random:0",

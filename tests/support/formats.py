@@ -181,10 +181,16 @@ def entry_edit(draw, entries: dict) -> None:
 
 @st.composite
 def checkpoint_files(draw) -> bytes:
-    """A checkpoint's bytes: a valid one with 1-4 header, tensor-table or data edits, or noise."""
-    if draw(st.integers(0, 9)) == 0:
+    """A checkpoint's bytes: a valid one with 1-4 header, tensor-table or data edits, noise, or a valid
+    one with header fields it does not know (a newer writer's; they must load)."""
+    kind = draw(st.integers(0, 9))
+    if kind == 0:
         return draw(st.binary(max_size=300))
     entries, metadata, data = split_safetensors(draw(st.sampled_from(valid_checkpoints())))
+    if kind <= 3:
+        new_keys = st.text(max_size=12).filter(lambda key: key not in metadata)
+        metadata.update(draw(st.dictionaries(new_keys, text_or_json(), min_size=1, max_size=3)))
+        return safetensors_bytes(entries, metadata, data)
     for _ in range(draw(st.integers(1, 4))):
         target = draw(st.sampled_from(["metadata", "metadata", "entries", "data"]))
         if target == "metadata":
@@ -199,11 +205,16 @@ def checkpoint_files(draw) -> bytes:
 
 @st.composite
 def plain_weight_files(draw) -> bytes:
-    """Plain safetensors weights (``features.N.*``) whose ``preprocessing`` metadata is anything."""
+    """Plain safetensors weights (``features.N.*``) whose ``preprocessing`` metadata is anything, or absent
+    (other metadata, which plain weights may carry, then varies)."""
     state = {"features.0.weight": torch.zeros(64, 3, 3, 3), "features.0.bias": torch.zeros(64)}
     from safetensors.torch import save
 
-    metadata = {"preprocessing": draw(_preprocessing_value())} if draw(st.booleans()) else None
+    if draw(st.booleans()):
+        metadata = {"preprocessing": draw(_preprocessing_value())}
+    else:
+        other_keys = st.text(max_size=8).filter(lambda key: key != "preprocessing")
+        metadata = draw(st.none() | st.dictionaries(other_keys, st.text(max_size=12), min_size=1, max_size=3))
     return save(state, metadata=metadata)
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-#: The browser that tests/app_browser.py drives (Debian's chromium; Playwright cannot download one here).
+ROOT = Path(__file__).resolve().parents[2]
+#: The browser that tests/support/app_browser.py drives (Debian's chromium; Playwright cannot download one here).
 CHROMIUM = os.environ.get("NST_CHROMIUM", "/usr/bin/chromium")
 
 

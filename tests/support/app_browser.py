@@ -1,7 +1,7 @@
 """Drive the app in headless Chromium: shared by tests/test_browser.py and docs/take_screenshot.py.
 
 Playwright over Debian's /usr/bin/chromium (Playwright cannot download browsers here; `.ci/run`
-installs chromium). The server is started with tests/app_server.py.
+installs chromium). The server is started with tests/support/app_server.py.
 """
 
 from __future__ import annotations
@@ -10,10 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from app_server import CHROMIUM, ROOT
 from playwright.sync_api import Page, expect, sync_playwright
 
 from nst_core.core.files import atomic_path
+
+from .app_server import CHROMIUM, ROOT
 
 CONTENT = ROOT / "examples" / "content" / "lakeside.jpg"
 STYLE = ROOT / "examples" / "style" / "swirls.jpg"

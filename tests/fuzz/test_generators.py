@@ -23,7 +23,7 @@ from nst_core.compress.finetune import load_state
 from nst_core.compress.pruning import load_profile
 from nst_core.compress.scan.folder import load_scan_json
 from nst_core.core.errors import UserError
-from nst_core.model.checkpoint import load_checkpoint
+from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import parse_weight_spec
 from nst_core.model.weights import read_state_dict
 

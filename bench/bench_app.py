@@ -91,7 +91,8 @@ def main() -> None:
         gmacs = f"{macs[name] / 1e9:.2f}" if name in macs else ""
         print(f"{name:<8} {wall:>8.2f} {cpu:>8.2f} {cpu / wall:>9.2f} {ms:>7} {gmacs:>8}")
     print(
-        f"dense/pruned per iteration: time {per_it['dense'] / per_it['pruned']:.2f}x, conv work {macs['dense'] / macs['pruned']:.2f}x"
+        f"dense/pruned per iteration: time {per_it['dense'] / per_it['pruned']:.2f}x, "
+        f"conv work {macs['dense'] / macs['pruned']:.2f}x"
     )
     if args.json:
         report = {

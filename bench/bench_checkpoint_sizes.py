@@ -166,7 +166,8 @@ def print_tables(result: dict, markdown: bool) -> None:
             f"\n| entropy of the masks (bound) | {p['entropy'] / MiB:.2f} |"
         )
         print(
-            "\n| dtype | mean / max relative weight error | content ratio | style ratio | SSIM vs fp32 |\n|---|---|---:|---:|---:|"
+            "\n| dtype | mean / max relative weight error | content ratio | style ratio | SSIM vs fp32 |"
+            "\n|---|---|---:|---:|---:|"
         )
         for r in result["quantisation"]:
             print(
@@ -183,12 +184,14 @@ def print_tables(result: dict, markdown: bool) -> None:
     print(f"\n{'conv':<8} {'kept':>9} {'bitmap B':>9} {'chosen':>7} {'bytes':>9} {'entropy B':>10}")
     for r in result["positions"]:
         print(
-            f"{r['conv']:<8} {r['kept']:>9,} {r['bitmap']:>9,} {r['chosen']:>7} {r['chosen_bytes']:>9,} {r['entropy_bytes']:>10,.0f}"
+            f"{r['conv']:<8} {r['kept']:>9,} {r['bitmap']:>9,} {r['chosen']:>7} "
+            f"{r['chosen_bytes']:>9,} {r['entropy_bytes']:>10,.0f}"
         )
     p = result["positions_total"]
     print(f"{'total':<8} {'':>9} {p['bitmap']:>9,} {'':>7} {p['chosen']:>9,} {p['entropy']:>10,.0f}")
     print(
-        f"\n{'dtype':<10} {'mean err':>9} {'max err':>9} {'content':>8} {'style':>8} {'SSIM':>7}   (vs the fp32 network; random weights)"
+        f"\n{'dtype':<10} {'mean err':>9} {'max err':>9} {'content':>8} {'style':>8} {'SSIM':>7}"
+        "   (vs the fp32 network; random weights)"
     )
     for r in result["quantisation"]:
         print(

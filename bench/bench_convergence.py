@@ -209,4 +209,4 @@ if __name__ == "__main__":
     try:
         raise SystemExit(main())
     except UserError as exc:
-        raise SystemExit(f"bench_convergence: {exc}")
+        raise SystemExit(f"bench_convergence: {exc}") from None

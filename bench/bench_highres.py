@@ -80,7 +80,10 @@ def measure(network: str, size: int, budget: int | None, iterations: int) -> dic
 
 
 def largest_sizes(network: str, held: int, budgets: list[int]) -> dict:
-    """Largest 4:3 longer side (multiple of 64, at most 8192) whose run fits each budget, whole and tiled, by the memory model."""
+    """Largest 4:3 longer side (multiple of 64, at most 8192) whose run fits each budget, whole and tiled.
+
+    Judged by the memory model.
+    """
     from nst_core.nst.losses import get_preset
     from nst_core.nst.memory import SAFETY, predict_step_peak
 
@@ -161,7 +164,8 @@ def main() -> None:
             print(f"{r['network']:9} {r['size']!s:>10} {r['mode']:>12}  -- {r['error']}")
         else:
             print(
-                f"{r['network']:9} {r['size']:>10} {r['mode']:>12} {r['peak_rss'] / 1e9:8.2f}G {r['s_per_iteration'] / r['megapixels']:8.2f}  {r['plan']}"
+                f"{r['network']:9} {r['size']:>10} {r['mode']:>12} {r['peak_rss'] / 1e9:8.2f}G "
+                f"{r['s_per_iteration'] / r['megapixels']:8.2f}  {r['plan']}"
             )
     print(
         f"\nlargest 4:3 output (longer side, px) by the memory model, with {held / 1e9:.2f} GB held before the run "

@@ -153,7 +153,8 @@ def main() -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, random VGG-19 weights, seed preset, Adam")
     print(
-        f"{'size':>5} | {'ours s/it':>9} | {'reference s/it':>14} | {'speedup':>7} | {'ours peak MiB':>13} | {'ref peak MiB':>12}"
+        f"{'size':>5} | {'ours s/it':>9} | {'reference s/it':>14} | {'speedup':>7} | "
+        f"{'ours peak MiB':>13} | {'ref peak MiB':>12}"
     )
     for r in rows:
         print(

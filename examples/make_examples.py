@@ -167,7 +167,7 @@ def lakeside() -> Image.Image:
     paint(img, bank_col, bank)
     canvas = to_image(np.clip(img, 0, 1))
     draw = ImageDraw.Draw(canvas)
-    for i in range(70):
+    for _ in range(70):
         rx = rng.uniform(0, 0.5 * W)
         base_y = H - 22 - 40 * float(smoothstep(0.55 * W, 0.0, np.array(rx))) + 6
         length = rng.uniform(18, 55)
@@ -275,7 +275,7 @@ def village() -> Image.Image:
     tx, ty = 282, base - 12
     d.rectangle(P((tx - 4, ty - 40), (tx + 4, ty + 10)), fill=(90, 62, 40))
     sd.ellipse(P((tx - 10, ty + 2), (tx + 60, ty + 16)), fill=120)
-    for k in range(60):
+    for _ in range(60):
         ang = rng.uniform(0, 2 * np.pi)
         rad = rng.uniform(0, 26)
         bx, by = tx + np.cos(ang) * rad * 1.1, ty - 58 + np.sin(ang) * rad

@@ -1,4 +1,6 @@
-"""nst_core.compress.budget: curves, the greedy width allocation, the fitted cost model and `nst prune --target-speedup`.
+"""nst_core.compress.budget: curves, the greedy width allocation, the fitted cost model.
+
+And `nst prune --target-speedup`.
 
 Work is counted in MACs; no test asserts anything about wall time.
 """

@@ -145,7 +145,10 @@ def test_seed_profile_sizes(tmp_path, seed_pruned_vgg19):
 
 @pytest.mark.slow
 def test_seed_profile_in_codebook4_is_at_most_4_mib(tmp_path, seed_pruned_vgg19):
-    """The issue's bar: all 16 convs of the seed profile in the smallest encoding <= 4 MiB (fp16 packed was 8.15 MiB)."""
+    """The issue's bar: all 16 convs of the seed profile in the smallest encoding <= 4 MiB.
+
+    (fp16 packed was 8.15 MiB.)
+    """
     path = save_checkpoint(seed_pruned_vgg19, tmp_path / "c.safetensors", encoding="packed", dtype="codebook4")
     assert os.path.getsize(path) <= 4 * MiB, f"codebook4 is {os.path.getsize(path) / MiB:.2f} MiB"
     loaded = load_checkpoint(path)
@@ -163,7 +166,10 @@ def _relative_error(decoded, original):
 @pytest.mark.parametrize("dtype", ["int8", "codebook4"])
 @pytest.mark.parametrize("fixture", ["small_fine", "small_structured", "dense"])
 def test_quantised_round_trip(tmp_path, request, dtype, fixture):
-    """Masks and kept channels survive exactly; weights within the quantiser's bound; the header's error is the real one."""
+    """Masks and kept channels survive exactly; weights within the quantiser's bound.
+
+    The header's error is the real one.
+    """
     original = load_vgg("random:5", last_layer="relu2_1") if fixture == "dense" else request.getfixturevalue(fixture)
     path = save_checkpoint(original, tmp_path / "q.safetensors", encoding="packed", dtype=dtype)
     loaded = load_checkpoint(path)
@@ -267,7 +273,8 @@ def test_the_same_network_saves_to_the_same_bytes_in_another_process(tmp_path):
     import sys
 
     code = (
-        "import sys; from nst_core.model.checkpoint import save_checkpoint; from nst_core.compress.pruning import prune_fine; "
+        "import sys; from nst_core.model.checkpoint import save_checkpoint; "
+        "from nst_core.compress.pruning import prune_fine; "
         "from nst_core.model.weights import load_vgg; "
         "save_checkpoint(prune_fine(load_vgg('random:7', last_layer='relu1_2'), 0.5), sys.argv[1], dtype='int8')"
     )

@@ -168,7 +168,8 @@ def test_hf_download_then_load_is_identical_and_works_offline(hub, hub_env, push
         "assert weights_digest(by_spec) == weights_digest(pinned)\n"
         # The CLI's --weights reads the same spec as the same network, masks included.
         f"as_weights = load_vgg('hf:{REPO}@{pushed['commit']}', last_layer='relu3_1')\n"
-        "assert weights_digest(as_weights) == weights_digest(pinned) and as_weights.masks.keys() == pinned.masks.keys()\n"
+        "assert weights_digest(as_weights) == weights_digest(pinned)\n"
+        "assert as_weights.masks.keys() == pinned.masks.keys()\n"
         "try:\n"
         f"    pull({REPO!r}, 'other.safetensors')\n"
         "    missing = 'no error'\n"
@@ -392,7 +393,10 @@ def test_checkpoint_spec_parsing():
 
 
 def test_nst_pull_takes_a_spec_once(capsys):
-    """`nst pull` takes hf:/hf:// specs too; a file or revision given twice, differently, is refused before any request."""
+    """`nst pull` takes hf:/hf:// specs too.
+
+    A file or revision given twice, differently, is refused before any request.
+    """
     assert main(["pull", "hf:me/net:a.safetensors", "b.safetensors"]) == 2
     assert "names FILE 'a.safetensors', but 'b.safetensors' was given too" in capsys.readouterr().err
     assert main(["pull", "hf://me/net@v1", "--revision", "v2"]) == 2
@@ -437,7 +441,10 @@ def test_binary_files_are_uploaded_through_lfs(hub, pushed):
 
 
 def test_stand_in_refuses_what_the_hub_refuses():
-    """Binary bytes sent inline, and LFS pointers to objects never uploaded, are refused, so passing pushes mean something."""
+    """Binary bytes sent inline, and LFS pointers to objects never uploaded, are refused.
+
+    So passing pushes mean something.
+    """
     fake = FakeHub()
     fake.create("model", "t/r", False, None)
     repo: Repo = fake.repos[("model", "t/r")]
@@ -766,7 +773,7 @@ def test_stylize_with_pruned_checkpoints_from_the_hub_and_from_files(hub, hub_en
         assert [h["total"] for h in expected[kind]] != pytest.approx(
             [h["total"] for h in loss_history(dense[kind])], rel=1e-2
         )
-    for name, (kind, spec) in specs.items():
+    for name, (kind, _spec) in specs.items():
         log = json.loads((tmp_path / f"{name}.json").read_text())
         assert log["weights"] == networks[kind].weight_source, name  # random:N, so the run says so
         assert [h["total"] for h in log["history"]] == pytest.approx([h["total"] for h in expected[kind]], rel=1e-3), (

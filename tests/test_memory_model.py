@@ -68,7 +68,10 @@ def test_a_subprocess_reports_its_own_peak_not_its_parents():
     suite) reports at least 1.5 GB whatever it does; ``peak_rss`` reads the child's own high-water
     mark. This is what made the comparisons in this file pass alone and fail inside the suite."""
     ballast = b"\x01" * (1536 * 2**20)  # written, so resident in this (the parent) process
-    probe = "import resource; from nst_core.nst.memory import peak_rss; print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    probe = (
+        "import resource; from nst_core.nst.memory import peak_rss; "
+        "print(peak_rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     own, inherited = map(int, out.split())
     assert own < 1024 * 2**20 <= len(ballast) <= inherited, (own, inherited)

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The `nst` parser with every subcommand registered (each also accepts ``--debug``)."""
     parser = argparse.ArgumentParser(
         prog="nst",
-        description="Neural style transfer with a pruned VGG-19: stylize, prune, scan, fine-tune, and share checkpoints.",
+        description=(
+            "Neural style transfer with a pruned VGG-19: stylize, prune, scan, fine-tune, and share checkpoints."
+        ),
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -61,7 +63,7 @@ def _chosen_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
     """The deepest subcommand parser ``args`` selected (the one whose usage fits an error)."""
     action = _subcommands(parser)
     chosen = getattr(args, action.dest, None) if action is not None else None
-    if chosen is None or chosen not in action.choices:
+    if action is None or action.choices is None or chosen is None or chosen not in action.choices:
         return parser
     return _chosen_parser(action.choices[chosen], args)
 

@@ -42,7 +42,8 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
                 else f"with CUDA {torch.version.cuda}, but no GPU is visible"
             )
             raise UserError(
-                f"device {spec!r}: no CUDA GPU is available (torch {torch.__version__} is built {built}); use --device auto or cpu"
+                f"device {spec!r}: no CUDA GPU is available (torch {torch.__version__} is built {built}); "
+                "use --device auto or cpu"
             )
         if index and int(index) >= torch.cuda.device_count():
             raise UserError(f"device {spec!r}: there are only {torch.cuda.device_count()} CUDA device(s)")

@@ -67,7 +67,7 @@ def remove_stale_temp_files(path: str | os.PathLike, older_than: float = STALE_T
     path = Path(path)
     pattern = re.compile(_TEMP_NAME.format(name=re.escape(path.name)))
     cutoff = time.time() - older_than
-    removed = []
+    removed: list[Path] = []
     try:
         candidates = [p for p in path.parent.iterdir() if pattern.fullmatch(p.name)]
     except OSError:

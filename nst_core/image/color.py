@@ -38,7 +38,9 @@ def match_luminance(style: Image.Image, content: Image.Image) -> Image.Image:
 def combine_luminance_chroma(luminance_from: Image.Image, chroma_from: Image.Image) -> Image.Image:
     """YCbCr recombination: Y of the first image, Cb/Cr of the second (resized to match)."""
     y, _, _ = luminance_from.convert("YCbCr").split()
-    _, cb, cr = chroma_from.convert("RGB").resize(luminance_from.size, Image.LANCZOS).convert("YCbCr").split()
+    _, cb, cr = (
+        chroma_from.convert("RGB").resize(luminance_from.size, Image.Resampling.LANCZOS).convert("YCbCr").split()
+    )
     return Image.merge("YCbCr", (y, cb, cr)).convert("RGB")
 
 

@@ -19,7 +19,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import IO, Union
+from typing import IO
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from nst_core.core.errors import UserError
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, IO[bytes], Image.Image, np.ndarray]
+ImageSource = str | os.PathLike | bytes | bytearray | IO[bytes] | Image.Image | np.ndarray
 
 #: File suffixes taken for images when a folder is searched.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
@@ -291,12 +291,11 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             return _gray_to_rgb(_stretch(values.astype(np.float64)))
         return _gray_to_rgb(_scale_uint16(values.astype(np.uint16)))
     if mode == "F":
-        values = np.asarray(img).astype(np.float64)
-        values = np.nan_to_num(values, nan=0.0)
+        floats = np.nan_to_num(np.asarray(img).astype(np.float64), nan=0.0)
         # Float images are 0..1 by convention; anything else is read as 0..255.
-        if values.size and values.min() >= 0.0 and values.max() <= 1.0:
-            values = values * 255.0
-        return _gray_to_rgb(np.clip(np.round(values), 0, 255).astype(np.uint8))
+        if floats.size and floats.min() >= 0.0 and floats.max() <= 1.0:
+            floats = floats * 255.0
+        return _gray_to_rgb(np.clip(np.round(floats), 0, 255).astype(np.uint8))
     if mode == "P":
         if "transparency" in img.info or img.palette is not None and img.palette.mode == "RGBA":
             return _composite_on_white(img.convert("RGBA"))
@@ -310,7 +309,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         from PIL import ImageCms  # only needed for this rare mode
 
         transform = ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
-        return ImageCms.applyTransform(img, transform)
+        converted = ImageCms.applyTransform(img, transform)  # None only for inPlace=True
+        return converted if converted is not None else img.convert("RGB")
     return img.convert("RGB")
 
 

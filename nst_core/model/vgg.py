@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from huggingface_hub import ModelCard, ModelHubMixin
@@ -50,6 +50,9 @@ class VGGFeatures(
 
     >>> VGGFeatures.from_pretrained("me/vgg19-seed").push_to_hub("me/copy")  # doctest: +SKIP
     """
+
+    _mean: torch.Tensor  # buffers registered in __init__, typed for the checker
+    _std: torch.Tensor
 
     def __init__(
         self,
@@ -100,7 +103,7 @@ class VGGFeatures(
 
     def conv(self, name: str) -> nn.Conv2d:
         """The conv module for a layer name such as ``conv3_1``."""
-        return self.features[layer_index(name)]
+        return cast(nn.Conv2d, self.features[layer_index(name)])
 
     def convs(self) -> dict[str, nn.Conv2d]:
         """Every conv module by layer name, in order."""
@@ -166,9 +169,8 @@ class VGGFeatures(
         x = self.preprocess(image)
         for index, module in enumerate(self.features):
             if index == 0 and first_padding == "replicate":
-                x = nn.functional.conv2d(
-                    nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), module.weight, module.bias
-                )
+                first = cast(nn.Conv2d, module)
+                x = nn.functional.conv2d(nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), first.weight, first.bias)
             elif isinstance(module, nn.ReLU) and index - 1 not in wanted:
                 # In place saves a full-size activation per ReLU. Safe for autograd: a conv saves its input
                 # and weight for backward, never its output, and the ReLU's own backward reads its result.

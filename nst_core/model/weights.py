@@ -104,6 +104,7 @@ def _download_url_weights(source: UrlWeights) -> Path:
 
 def _hub_weights_file(parsed: WeightSpec) -> Path:
     """The local file of a hub spec: FILE, else the repo's nst checkpoint, else ``model.safetensors``."""
+    assert parsed.repo is not None  # a hub spec always names its repo
     try:
         return hub_file(parsed.repo, parsed.filename, parsed.revision, default=DEFAULT_HUB_FILE)
     except HubUnreachableError as exc:
@@ -220,11 +221,11 @@ def locate_weights(spec: str) -> Path:
     PosixPath('.../snapshots/a1b2.../seed.safetensors')
     """
     parsed = parse_weight_spec(spec)
-    if parsed.kind == "named":
+    if parsed.kind == "named" and parsed.name is not None:
         return _download_url_weights(URL_SOURCES[parsed.name])
     if parsed.kind == "hub":
         return _hub_weights_file(parsed)
-    if parsed.kind == "file":
+    if parsed.kind == "file" and parsed.path is not None:
         return parsed.path
     raise WeightsError(f"{spec}: random weights are made by load_vgg, not read from a file")
 
@@ -234,7 +235,7 @@ def _plain_weights(
 ) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
     """A plain weights file -> (state dict, preprocessing, human description)."""
     state, metadata = read_state_dict(path)
-    if parsed.kind == "named":
+    if parsed.kind == "named" and parsed.name is not None:
         default = URL_SOURCES[parsed.name].preprocessing
     elif parsed.kind == "file" and path.suffix != ".safetensors":
         default = CAFFE  # a .pth of unknown origin is most likely the seed's Caffe conversion

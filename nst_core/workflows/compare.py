@@ -209,11 +209,11 @@ def load_inputs(
     that name the file."""
     if content is None:
         raise UserError("upload a content image")
-    styles = [s for s in (styles or []) if s is not None]
-    if not styles:
+    given = [s for s in (styles or []) if s is not None]
+    if not given:
         raise UserError("upload at least one style image")
-    if len(styles) > MAX_STYLES:
-        raise UserError(f"at most {MAX_STYLES} style images, not {len(styles)}")
+    if len(given) > MAX_STYLES:
+        raise UserError(f"at most {MAX_STYLES} style images, not {len(given)}")
     need = min_input_side(get_preset(PRESET).last_layer)
     content_img = load_image(
         content, max_side=size, name=input_label("content image", content, full_path=False), min_side=need
@@ -222,7 +222,7 @@ def load_inputs(
         load_image(
             s, max_side=style_side or size, name=input_label(f"style image {i + 1}", s, full_path=False), min_side=need
         )
-        for i, s in enumerate(styles)
+        for i, s in enumerate(given)
     ]
     return content_img, style_imgs
 

@@ -319,7 +319,7 @@ SETTINGS: tuple[Setting, ...] = (
         Flag(
             "gram: Gram matrices (Gatys); meancov: feature means and covariances (2-Wasserstein), keeps the "
             "style's colour saturation; its values are ~20x the Gram loss, so lower --style-weight",
-            choices=STYLE_LOSSES,
+            choices=list(STYLE_LOSSES),
         ),
     ),
     Setting(

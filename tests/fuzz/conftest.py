@@ -1,4 +1,7 @@
-"""Hypothesis profiles for the fuzz suite: ``ci`` (default, fast) and ``deep`` (NST_FUZZ_PROFILE=deep, many more examples)."""
+"""Hypothesis profiles for the fuzz suite.
+
+``ci`` (default, fast) and ``deep`` (NST_FUZZ_PROFILE=deep, many more examples).
+"""
 
 from __future__ import annotations
 

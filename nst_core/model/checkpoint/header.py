@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nst_core.core.errors import UserError
 from nst_core.core.validation import Fields, cut, parse_json, shown
@@ -71,10 +72,16 @@ def parse_preprocessing(raw: str, where: str, error: type[UserError] = Checkpoin
         cut(name, 40),
         fields.boolean("bgr"),
         fields.number("scale", positive=True),
-        tuple(fields.numbers("mean", length=3)),
+        _triple(fields.numbers("mean", length=3)),
         # A std of 0 divides by zero: every input becomes inf and the optimisation "diverges".
-        tuple(fields.numbers("std", length=3, positive=True)),
+        _triple(fields.numbers("std", length=3, positive=True)),
     )
+
+
+def _triple(values: list[float]) -> tuple[float, float, float]:
+    """A checked length-3 list as the per-channel tuple ``Preprocessing`` holds."""
+    first, second, third = values
+    return first, second, third
 
 
 @dataclass
@@ -113,7 +120,7 @@ def read_header(path: Path) -> CheckpointHeader:
     convs = convs_up_to(last_layer)
     widths = _widths(fields, convs)
     preprocessing = parse_preprocessing(fields.string("preprocessing"), str(path))
-    decoded = {
+    decoded: dict[str, Any] = {
         "widths": widths,
         "preprocessing": preprocessing.to_dict(),
         "sparsity": _sparsity(fields, convs),
@@ -225,20 +232,20 @@ def check_tensor_table(path: Path, header: CheckpointHeader) -> None:
         in_channels = width
     for name in header.structured:
         expected[KEPT_PREFIX + name] = ("I64", [header.widths[name]])
-    for key, (dtype, shape) in expected.items():
+    for key, (dtype, want) in expected.items():
         if key not in header.entries:
             raise CheckpointError(f"{path}: missing tensor {key!r}")
         entry = header.entries[key]
         if entry["dtype"] != dtype:
             raise CheckpointError(f"{path}: tensor {key!r} has dtype {shown(entry['dtype'])}, the header says {dtype}")
-        if isinstance(shape, int):
-            if len(entry["shape"]) != 1 or entry["shape"][0] > shape:
+        if isinstance(want, int):
+            if len(entry["shape"]) != 1 or entry["shape"][0] > want:
                 raise CheckpointError(
-                    f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected at most {shape} values"
+                    f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected at most {want} values"
                 )
-        elif entry["shape"] != shape:
+        elif entry["shape"] != want:
             raise CheckpointError(
-                f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected {shape} from the header's widths"
+                f"{path}: tensor {key!r} has shape {shown(entry['shape'])}, expected {want} from the header's widths"
             )
     extra = sorted(set(header.entries) - set(expected))
     if extra:

@@ -80,7 +80,7 @@ def _decode_conv(
         kind = header.positions[name]
         data = _take(tensors, wkey + (MASK_SUFFIX if kind == "bitmap" else GAPS_SUFFIX))
         mask = decode_positions(kind, data, shape, f"{path}: {wkey}")
-    kept = int(mask.sum()) if packed else math.prod(shape)
+    kept = int(mask.sum()) if mask is not None else math.prod(shape)  # a mask is decoded iff packed
     values = _stored_values(path, tensors, header, wkey + VALUES_SUFFIX if packed else wkey, wkey, kept, shape, mask)
     if packed:
         weight = torch.zeros(shape, dtype=torch.float32)

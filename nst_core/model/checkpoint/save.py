@@ -151,6 +151,7 @@ def _store_conv(
     weight = conv.weight.detach().cpu().float()
     shape = list(weight.shape)
     mask = model.masks.get(name)
+    assert conv.bias is not None  # every VGG conv has a bias
     tensors[bias_key(name)] = conv.bias.detach().cpu().to(torch_dtype).contiguous()
     if mask is not None:
         mask = mask.cpu()
@@ -158,13 +159,14 @@ def _store_conv(
         weight = torch.where(mask, weight, torch.zeros(()))
     packed = encoding == "packed" and mask is not None
     if packed:
+        assert mask is not None  # packed implies a mask
         positions[name], tensors[wkey + (MASK_SUFFIX if positions[name] == "bitmap" else GAPS_SUFFIX)] = (
             encode_positions(mask)
         )
     stored = weight[mask] if packed else weight  # the kept values in flat order, or every weight
     values_key = wkey + VALUES_SUFFIX if packed else wkey
     if quantised:
-        flat_positions = mask.reshape(-1).nonzero().reshape(-1) if packed else None
+        flat_positions = mask.reshape(-1).nonzero().reshape(-1) if packed and mask is not None else None
         channels = output_channels(shape, flat_positions)
         parts = quantise(stored, channels, shape[0], dtype)
         for suffix, tensor in parts.items():

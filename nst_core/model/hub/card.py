@@ -68,7 +68,7 @@ def base_model_of(weight_source: str | None) -> str | None:
         return None  # "unset", "caffe:vgg19-d01eb7cb.pth" (a converted file): no Hub repo to name
     if parsed.kind == "hub":
         return parsed.repo
-    return BASE_MODELS.get(parsed.name) if parsed.kind == "named" else None
+    return BASE_MODELS.get(parsed.name) if parsed.kind == "named" and parsed.name else None
 
 
 def eval_results(metrics: dict, is_random: bool) -> list[EvalResult]:
@@ -81,7 +81,8 @@ def eval_results(metrics: dict, is_random: bool) -> list[EvalResult]:
             metric_type=key,
             metric_name=key,
             metric_value=value,
-            **JUDGE_DATASET,
+            dataset_type=JUDGE_DATASET["dataset_type"],
+            dataset_name=JUDGE_DATASET["dataset_name"],
         )
         for key, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -59,7 +59,7 @@ def hub_download(
                 repo_id,
                 filename,
                 revision=revision,
-                local_dir=local_dir,
+                local_dir=Path(local_dir) if local_dir is not None else None,
                 repo_type=repo_type,
                 etag_timeout=DOWNLOAD_TIMEOUT_S,
                 local_files_only=local_only,

@@ -45,12 +45,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Scan how much pruning each layer hurts style transfer, then pick a per-layer profile.",
     )
     sub = scan.add_subparsers(dest="scan_command", metavar="ACTION")
-    fmt = HelpFormatter
+    for add in (_register_run, _register_merge, _register_select, _register_plot):
+        add(sub)
+    scan.set_defaults(func=lambda args: scan.print_help() or 2)
 
+
+def _register_run(sub: argparse._SubParsersAction) -> None:
+    """`nst scan run`."""
     run = sub.add_parser(
         "run",
         help="run (or resume) a scan into a folder",
-        formatter_class=fmt,
+        formatter_class=HelpFormatter,
         description=(
             "Each cell prunes one layer to one sparsity and (mode full) stylizes with the pruned network from the "
             "same seed and init as a dense run, judged by the dense network; every cell also gets a cheap proxy. "
@@ -103,16 +108,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_stylize_args(run, (*shared, "iterations"), {"iterations": "iterations per cell (and for the dense baseline)"})
     run.set_defaults(func=cmd_run)
 
+
+def _register_merge(sub: argparse._SubParsersAction) -> None:
+    """`nst scan merge`."""
     merge = sub.add_parser(
-        "merge", help="merge every shard's records into table.csv and table.json", formatter_class=fmt
+        "merge", help="merge every shard's records into table.csv and table.json", formatter_class=HelpFormatter
     )
     merge.add_argument("folder", help="scan folder")
     merge.set_defaults(func=cmd_merge)
 
+
+def _register_select(sub: argparse._SubParsersAction) -> None:
+    """`nst scan select`."""
     select = sub.add_parser(
         "select",
         help="choose per-layer sparsity within a tolerance and write a profile JSON",
-        formatter_class=fmt,
+        formatter_class=HelpFormatter,
         description=(
             "Per layer, the highest sparsity reached by climbing the scanned levels while the degradation stays "
             "within --tolerance (worst = max(content_ratio-1, style_ratio-1, 1-ssim)). Layers are chosen one at a "
@@ -130,12 +141,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     select.add_argument("-o", "--output", default=None, help="profile JSON path (default: FOLDER/profile.json)")
     select.set_defaults(func=cmd_select)
 
-    plot = sub.add_parser("plot", help="write curves.png and heatmap.png", formatter_class=fmt)
+
+def _register_plot(sub: argparse._SubParsersAction) -> None:
+    """`nst scan plot`."""
+    plot = sub.add_parser("plot", help="write curves.png and heatmap.png", formatter_class=HelpFormatter)
     plot.add_argument("folder", help="scan folder")
     plot.add_argument("--out", default=None, help="plot folder (default: FOLDER/plots)")
     plot.set_defaults(func=cmd_plot)
-
-    scan.set_defaults(func=lambda args: scan.print_help() or 2)
 
 
 def _join_process_group() -> bool:

@@ -49,22 +49,36 @@ def device_of(network: FeatureNetwork) -> torch.device:
     return next(network.parameters()).device
 
 
-class PaddedNetwork:
+class WrappedNetwork:
+    """A wrapper that changes how a network is called and keeps its weights, depth and widths.
+
+    Subclasses set ``self.model`` and define ``__call__``.
+    """
+
+    model: FeatureNetwork
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The wrapped network's weights."""
+        return self.model.parameters()
+
+    @property
+    def last_layer(self) -> str:
+        """The wrapped network's deepest layer."""
+        return self.model.last_layer
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """The wrapped network's conv widths."""
+        return self.model.widths
+
+
+class PaddedNetwork(WrappedNetwork):
     """A VGG trunk whose first conv pads with ``padding`` ("replicate": edge pixels, no dark frame)."""
+
+    model: VGGFeatures  # the padding is VGGFeatures' own keyword
 
     def __init__(self, model: VGGFeatures, padding: str):
         self.model, self.padding = model, padding
 
     def __call__(self, image: torch.Tensor, layers: Sequence[str]) -> dict[str, torch.Tensor]:
         return self.model(image, layers, first_padding=self.padding)
-
-    def parameters(self) -> Iterator[torch.nn.Parameter]:
-        return self.model.parameters()
-
-    @property
-    def last_layer(self) -> str:
-        return self.model.last_layer
-
-    @property
-    def widths(self) -> dict[str, int]:
-        return self.model.widths

@@ -18,12 +18,14 @@ The comparison's parts, each in its own module and importable from here:
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -38,6 +40,7 @@ from nst_core.nst.quality import Judge
 from nst_core.nst.stylize import (
     OPTIMIZERS,
     Progress,
+    RunInputs,
     StylizeConfig,
     StylizeResult,
     load_run_inputs,
@@ -255,60 +258,88 @@ def run_comparison(
     )
     inputs = load_run_inputs(content_img, style_imgs, config)  # validated once; both networks run on these
     cancel = cancel or threading.Event()
+    # Built after both runs, in the worker: the judge's own forward passes wait their turn.
+    make_judge = functools.partial(
+        Judge,
+        dense,
+        PRESET,
+        content_img,
+        style_imgs,
+        int(settings.size),
+        blend=config.style_blend,
+        preserve_color=settings.preserve_color,
+    )
+
+    def work(emit: Callable[[object], None]) -> None:
+        _run_both_and_judge(dense, pruned, inputs, settings, make_judge, cancel, emit)
+
+    yield from _streamed(work, cancel)
+
+
+def _run_both_and_judge(
+    dense: VGGFeatures,
+    pruned: PrunedNetwork,
+    inputs: RunInputs,
+    settings: CompareSettings,
+    make_judge: Callable[[], Judge],
+    cancel: threading.Event,
+    emit: Callable[[object], None],
+) -> None:
+    """Stylize with the dense network, then the pruned one, on the same inputs; emit progress, then the Comparison."""
+    results = {}
+    for phase, model in (("dense", dense), ("pruned", pruned.model)):
+
+        def report(p: Progress, phase=phase) -> None:
+            emit(
+                RunProgress(
+                    phase, p, f"{phase}: iteration {p.iteration}/{p.total}, loss {p.losses.get('total', 0):.4g}"
+                )
+            )
+
+        emit(RunProgress(phase, None, f"{phase}: starting"))
+        started = time.perf_counter()
+        # Planned just before its run: a memory budget counts what the run before it left held.
+        result = stylize(prepare_run(model, inputs), callback=report, cancel=cancel)
+        results[phase] = (result, time.perf_counter() - started)
+        if result.stopped == "cancelled":
+            raise Cancelled("cancelled")
+    emit(RunProgress("judge", None, "judging both outputs with the dense network"))
+    judge = make_judge()
+    (d_res, d_s), (p_res, p_s) = results["dense"], results["pruned"]
+    judged = judge.compare(p_res.image, d_res.image)
+    emit(
+        Comparison(
+            d_res,
+            p_res,
+            d_s,
+            p_s,
+            judged,
+            judge.losses(d_res.image),
+            judge.losses(p_res.image),
+            dense,
+            pruned,
+            settings,
+        )
+    )
+
+
+def _streamed(work: Callable[[Callable[[object], None]], None], cancel: threading.Event) -> Iterator[Any]:
+    """Run ``work(emit)`` in a thread and yield what it emits as it comes; its exception is raised here.
+
+    Closing the generator early (the app's cancel) sets ``cancel`` so the work stops at its next iteration.
+    """
     events: queue.Queue = queue.Queue()
     done = object()
 
-    def work() -> None:
+    def target() -> None:
         try:
-            results = {}
-            for phase, model in (("dense", dense), ("pruned", pruned.model)):
-
-                def report(p: Progress, phase=phase) -> None:
-                    events.put(
-                        RunProgress(
-                            phase, p, f"{phase}: iteration {p.iteration}/{p.total}, loss {p.losses.get('total', 0):.4g}"
-                        )
-                    )
-
-                events.put(RunProgress(phase, None, f"{phase}: starting"))
-                started = time.perf_counter()
-                # Planned just before its run: a memory budget counts what the run before it left held.
-                result = stylize(prepare_run(model, inputs), callback=report, cancel=cancel)
-                results[phase] = (result, time.perf_counter() - started)
-                if result.stopped == "cancelled":
-                    raise Cancelled("cancelled")
-            events.put(RunProgress("judge", None, "judging both outputs with the dense network"))
-            judge = Judge(
-                dense,
-                PRESET,
-                content_img,
-                style_imgs,
-                int(settings.size),
-                blend=config.style_blend,
-                preserve_color=settings.preserve_color,
-            )
-            (d_res, d_s), (p_res, p_s) = results["dense"], results["pruned"]
-            judged = judge.compare(p_res.image, d_res.image)
-            events.put(
-                Comparison(
-                    d_res,
-                    p_res,
-                    d_s,
-                    p_s,
-                    judged,
-                    judge.losses(d_res.image),
-                    judge.losses(p_res.image),
-                    dense,
-                    pruned,
-                    settings,
-                )
-            )
+            work(events.put)
         except BaseException as exc:  # handed to the consumer, who re-raises it in its own thread
             events.put(exc)
         finally:
             events.put(done)
 
-    worker = threading.Thread(target=work, name="nst-compare", daemon=True)
+    worker = threading.Thread(target=target, name="nst-compare", daemon=True)
     worker.start()
     try:
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -12,7 +12,7 @@ import torch
 from nst_core.model.layers import convs_up_to
 from nst_core.nst.cost import iteration_macs
 from nst_core.nst.losses import LossPreset, Moments, Targets, at_least_fp32, style_moments, targets_from_stats
-from nst_core.nst.network import FeatureNetwork, device_of
+from nst_core.nst.network import FeatureNetwork, WrappedNetwork, device_of
 from nst_core.nst.tiling.grid import Tile, halo_for, stride_of, tile_grid, whole_pixels
 
 
@@ -20,7 +20,7 @@ class EvaluationCancelled(Exception):
     """Raised between tiles when the run's cancel event is set (the step is abandoned, the image unchanged)."""
 
 
-class TiledNetwork:
+class TiledNetwork(WrappedNetwork):
     """The network applied tile by tile: features of a window in the run's precision and layout, and
     the additive style statistics of a whole image summed over tile cores. A :class:`FeatureNetwork`
     itself: calling it gives fp32 features of one window."""
@@ -45,20 +45,6 @@ class TiledNetwork:
         """The network's features of ``x`` in fp32 (computed in the run's precision and layout)."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
             return {n: at_least_fp32(f) for n, f in self.model(x.contiguous(memory_format=self.layout), layers).items()}
-
-    def parameters(self) -> Iterator[torch.nn.Parameter]:
-        """The wrapped network's weights."""
-        return self.model.parameters()
-
-    @property
-    def last_layer(self) -> str:
-        """The wrapped network's deepest layer."""
-        return self.model.last_layer
-
-    @property
-    def widths(self) -> dict[str, int]:
-        """The wrapped network's conv widths."""
-        return self.model.widths
 
     def grid(self, height: int, width: int, generator: torch.Generator | None = None) -> list[Tile]:
         """The tiles of an image this size (shifted at random when a generator is given)."""

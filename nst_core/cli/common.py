@@ -11,11 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from nst_core.core.devices import DEVICE_CHOICES
 from nst_core.core.errors import UserError
-from nst_core.image.io import input_label, load_image
 from nst_core.model.layers import POOLINGS, PREPROCESSINGS
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
@@ -113,19 +110,6 @@ def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, .
     except OSError as exc:
         raise UserError(f"{flag} {target}: not writable ({exc.strerror or type(exc).__name__})") from None
     return target
-
-
-def load_images_from_args(
-    content: str, styles: list[str], size: int, style_size: int | None = None
-) -> tuple[Image.Image, list[Image.Image]]:
-    """The content and style images, read and validated (at most ``size`` px; styles at most ``style_size``
-    when given) before any network loads."""
-    content_image = load_image(content, max_side=size, name=input_label("content image", content))
-    style_side = style_size or size
-    style_images = [
-        load_image(s, max_side=style_side, name=input_label(f"style image {i + 1}", s)) for i, s in enumerate(styles)
-    ]
-    return content_image, style_images
 
 
 def load_model_from_args(args: argparse.Namespace, last_layer: str) -> VGGFeatures:

@@ -289,6 +289,27 @@ def test_bad_keras_files_are_one_line_errors_naming_the_file(drop, shape, expect
     assert str(source) in err and expected in err, err
 
 
+def test_keras_data_kept_outside_the_file_is_not_read(tmp_path, vgg16_convs):
+    """HDF5 can keep a dataset's bytes in another file, or link a group to one: a file from anyone must not
+    make nst read whatever file it names."""
+    source = tmp_path / "outside.h5"
+    write_keras_h5(source, vgg16_convs, VGG16, saved_model=False)
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.ones(3 * 3 * 3 * 64, np.float32).tobytes())
+    with h5py.File(source, "a") as f:
+        del f["block1_conv1/block1_conv1/kernel:0"]
+        f["block1_conv1/block1_conv1"].create_dataset(
+            "kernel:0", shape=(3, 3, 3, 64), dtype="<f4", external=[(str(secret), 0, secret.stat().st_size)]
+        )
+    with pytest.raises(WeightsError, match=f"{source}: block1_conv1 kernel.* keeps its data outside the file"):
+        convert_weights(source, tmp_path / "out.safetensors")
+    linked = tmp_path / "linked.h5"
+    with h5py.File(linked, "w") as f:
+        f["model_weights"] = h5py.ExternalLink(str(source), "/")
+    with pytest.raises(WeightsError, match=f"{linked}: model_weights is a link"):
+        convert_weights(linked, tmp_path / "out.safetensors")
+
+
 @pytest.mark.parametrize("suffix", [".onnx", ".h5"])
 def test_files_over_the_size_cap_and_noise_are_refused_before_parsing(suffix, tmp_path):
     big = tmp_path / f"big{suffix}"

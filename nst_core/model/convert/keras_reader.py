@@ -72,6 +72,8 @@ def _check(dataset: Any, shape: tuple[int, ...], path: Path, field: str) -> None
     """The dataset's shape and dtype, from the file's metadata (nothing is read)."""
     if tuple(dataset.shape) != shape:
         raise WeightsError(f"{path}: {field} has shape {list(dataset.shape)}, expected {list(shape)}")
+    if dataset.external or dataset.is_virtual:
+        raise WeightsError(f"{path}: {field} keeps its data outside the file, which is not read")
     if dataset.dtype.str not in _FLOAT_KINDS:
         raise WeightsError(f"{path}: {field} has dtype {cut(str(dataset.dtype))}; expected float32 or float16")
 
@@ -95,7 +97,10 @@ def _architecture_of(layers: dict[tuple[int, int], dict[str, Any]], path: Path) 
 
 
 def _convs_in(handle: Any, path: Path) -> ConvWeights:
-    root = handle["model_weights"] if "model_weights" in handle else handle
+    link = handle.get("model_weights", getlink=True)
+    if link is not None and not isinstance(link, _import_h5py().HardLink):
+        raise WeightsError(f"{path}: model_weights is a link to elsewhere, which is not followed")
+    root = handle if link is None else handle["model_weights"]
     layers = _find_layers(root)
     architecture = _architecture_of(layers, path)
     keys = sorted(layers)

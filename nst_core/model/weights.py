@@ -143,6 +143,17 @@ def load_torch_file(path: str | os.PathLike, what: str, error: type[UserError] =
         raise error(f"{refused} ({type(exc).__name__}: {cut(first_line(exc))})") from None
 
 
+def _check_architecture(metadata: dict[str, str], path: Path) -> None:
+    """Refuse a weights file of another network (``nst weights convert`` writes VGG-16 files), before any tensor."""
+    architecture = metadata.get("architecture", "vgg19")
+    if architecture != "vgg19":
+        title = {"vgg16": "VGG-16"}.get(architecture, repr(cut(architecture, 40)))
+        raise WeightsError(
+            f"{path} holds {title} weights (metadata 'architecture'), which this version cannot run yet: "
+            "it runs VGG-19 networks only"
+        )
+
+
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and (for safetensors) header metadata of a local weights file.
 
@@ -156,6 +167,7 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
+                _check_architecture(metadata, path)
                 if "preprocessing" in metadata:  # checked before any tensor is read
                     parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
                 keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())

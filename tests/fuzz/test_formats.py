@@ -21,6 +21,8 @@ from nst_core.compress.scan.folder import finished_records, load_scan_json
 from nst_core.compress.scan.table import merge_scan
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import read_checkpoint_info
+from nst_core.model.convert.keras_reader import read_keras_convs
+from nst_core.model.convert.onnx_reader import read_onnx_convs
 from nst_core.model.vgg import load_checkpoint
 from nst_core.model.weight_spec import parse_weight_spec
 from nst_core.model.weights import load_vgg, read_state_dict
@@ -94,6 +96,20 @@ def test_plain_weight_metadata(tmp_path, blob):
     path.write_bytes(blob)
     if loads_or_refuses(read_state_dict, path) is not None:
         loads_or_refuses(load_vgg, str(path), last_layer="relu1_1")
+
+
+@given(blob=formats.onnx_files())
+def test_onnx_weight_imports(tmp_path, blob):
+    path = tmp_path / "fuzz.onnx"
+    path.write_bytes(blob)
+    loads_or_refuses(read_onnx_convs, path)
+
+
+@given(blob=formats.keras_files())
+def test_keras_weight_imports(tmp_path, blob):
+    path = tmp_path / "fuzz.h5"
+    path.write_bytes(blob)
+    loads_or_refuses(read_keras_convs, path)
 
 
 @given(blob=formats.pickle_files())

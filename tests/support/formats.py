@@ -213,7 +213,7 @@ def plain_weight_files(draw) -> bytes:
     if draw(st.booleans()):
         metadata = {"preprocessing": draw(_preprocessing_value())}
     else:
-        other_keys = st.text(max_size=8).filter(lambda key: key != "preprocessing")
+        other_keys = (st.just("architecture") | st.text(max_size=8)).filter(lambda key: key != "preprocessing")
         metadata = draw(st.none() | st.dictionaries(other_keys, st.text(max_size=12), min_size=1, max_size=3))
     return save(state, metadata=metadata)
 
@@ -389,3 +389,114 @@ def recoded_checkpoints(draw) -> bytes:
     tensors[key] = torch.from_numpy(np.frombuffer(data, dtype=old.numpy().dtype).copy())
     metadata["tensors_sha256"] = tensors_digest(tensors)
     return save(tensors, metadata=metadata)
+
+
+@cache
+def valid_onnx_model() -> bytes:
+    """VGG's first block as a Keras export wires it: NHWC input through a Transpose, the first weight stored HWIO
+    behind a Transpose and a Cast, the biases behind Identity nodes (small: not a whole VGG, so it never converts)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 3, 3, 64), dtype=np.float32)
+    w1 = rng.standard_normal((64, 64, 3, 3), dtype=np.float32)
+    inits = [numpy_helper.from_array(w0, "w0_hwio"), numpy_helper.from_array(w1, "w1")]
+    inits += [numpy_helper.from_array(np.zeros(64, np.float32), f"b{i}_raw") for i in (0, 1)]
+    nodes = [
+        helper.make_node("Transpose", ["input"], ["x"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["w0_hwio"], ["w0_f32"], to=TensorProto.FLOAT),
+        helper.make_node("Transpose", ["w0_f32"], ["w0"], perm=[3, 2, 0, 1]),
+        helper.make_node("Identity", ["b0_raw"], ["b0"]),
+        helper.make_node("Identity", ["b1_raw"], ["b1"]),
+        helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c0"], ["r0"]),
+        helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "block1",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8, 8, 3])],
+        [helper.make_tensor_value_info("c1", TensorProto.FLOAT, None)],
+        inits,
+    )
+    return helper.make_model(graph).SerializeToString()
+
+
+def _edit_onnx_tensor(draw, tensor) -> None:
+    field = draw(st.sampled_from(["dims", "data_type", "raw_data", "external", "float_data"]))
+    if field == "dims":
+        tensor.ClearField("dims")
+        tensor.dims.extend(draw(st.lists(st.integers(-(2**62), 2**62) | st.integers(0, 600), max_size=6)))
+    elif field == "data_type":
+        tensor.data_type = draw(st.integers(0, 40))
+    elif field == "raw_data":
+        tensor.raw_data = tensor.raw_data[: draw(st.integers(0, len(tensor.raw_data)))] + draw(st.binary(max_size=8))
+    elif field == "external":
+        tensor.data_location = 1
+        tensor.external_data.add(key="location", value=draw(st.text(max_size=12)))
+    else:
+        tensor.float_data.extend(draw(st.lists(st.floats(width=32), max_size=8)))
+
+
+def _edit_onnx_node(draw, node, names: list[str]) -> None:
+    field = draw(st.sampled_from(["op_type", "input", "perm"]))
+    if field == "op_type":
+        node.op_type = draw(st.sampled_from(["Conv", "Identity", "Cast", "Transpose", "Constant", "Relu"]))
+    elif field == "input":
+        node.input[draw(st.integers(0, len(node.input) - 1))] = draw(st.sampled_from(names) | st.text(max_size=6))
+    else:
+        from onnx import AttributeProto, helper
+
+        node.ClearField("attribute")
+        perm = draw(st.lists(st.integers(-3, 6), max_size=6))
+        node.attribute.append(helper.make_attribute("perm", perm, attr_type=AttributeProto.INTS))
+
+
+@st.composite
+def onnx_files(draw) -> bytes:
+    """An ONNX file: noise, the valid block with flipped bytes, or with one tensor or node field replaced."""
+    import onnx
+
+    kind = draw(st.sampled_from(["noise", "flip", "tensor", "node"]))
+    if kind == "noise":
+        return draw(st.binary(max_size=300))
+    blob = valid_onnx_model()
+    if kind == "flip":
+        data = bytearray(blob)
+        for _ in range(draw(st.integers(1, 4))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        return bytes(data)
+    model = onnx.ModelProto.FromString(blob)
+    if kind == "tensor":
+        _edit_onnx_tensor(draw, draw(st.sampled_from(list(model.graph.initializer))))
+    else:
+        names = [name for node in model.graph.node for name in node.output]
+        _edit_onnx_node(draw, draw(st.sampled_from(list(model.graph.node))), names)
+    return model.SerializeToString()
+
+
+@st.composite
+def keras_files(draw) -> bytes:
+    """A Keras-layout .h5 file built from drawn parts: layer names, kernel and bias shapes and dtypes, either
+    layout. Never byte-level damage: the HDF5 C library is not ours to fuzz."""
+    import io
+
+    import h5py
+
+    buffer = io.BytesIO()
+    names = draw(
+        st.lists(
+            st.sampled_from(["block1_conv1", "block1_conv2", "block2_conv1"])
+            | st.text("block_conv0123456789:", min_size=1, max_size=12),
+            max_size=4,
+        )
+    )
+    with h5py.File(buffer, "w") as f:
+        root = f.create_group("model_weights") if draw(st.booleans()) else f
+        for name in dict.fromkeys(names):
+            group = root.create_group(f"{name}/{name}")
+            for leaf in draw(st.sets(st.sampled_from(["kernel:0", "bias:0", "kernel", "0"]), max_size=2)):
+                shape = tuple(draw(st.lists(st.integers(0, 70), max_size=4)))
+                dtype = draw(st.sampled_from(["<f4", "<f2", "<i4", ">f4", "<f8"]))
+                group.create_dataset(leaf, shape=shape, dtype=dtype)
+    return buffer.getvalue()

@@ -165,6 +165,26 @@ def architectures_with_convs(keys: Iterable[str]) -> tuple[list[str], list[str]]
     return exact, fitting
 
 
+def widths_architecture(widths: Iterable[str], arch: ArchLike | None = None) -> Architecture:
+    """The architecture whose convs a widths dict names (``conv1_1`` onwards, in order): ``arch``, checked, when given.
+
+    Without ``arch`` the names decide: a trunk that stops before the first conv the two differ in
+    (``conv3_3``) has the same layers and resolutions in both, and is taken as VGG-19's.
+
+    >>> widths_architecture({"conv1_1": 64, "conv1_2": 64}).name, widths_architecture(VGG16.dense_widths).name
+    ('vgg19', 'vgg16')
+    """
+    names = list(widths)
+    if arch is not None:
+        architecture = get_architecture(arch)
+        architecture.check_convs(names)
+        return architecture
+    for architecture in (VGG19, VGG16):
+        if names == architecture.conv_names[: len(names)]:
+            return architecture
+    raise ValueError(f"widths must name the convs conv1_1 onwards in order (of VGG-19 or VGG-16), not {names}")
+
+
 # VGG-19's tables under their historical names (the default architecture everywhere).
 LAYER_TABLE: list[tuple[str, str]] = VGG19.layer_table
 LAYER_NAMES: list[str] = VGG19.layer_names

@@ -291,3 +291,12 @@ def test_nst_stylize_on_a_vgg16_file_and_random_vgg16(tmp_path, vgg16_file, caps
     assert cli.main([*argv, *common]) == 2
     err = capsys.readouterr().err.strip()
     assert "unknown VGG-16 layer 'relu5_4'" in err and len(err.splitlines()) == 1
+
+
+def test_nst_prune_keeps_a_vgg16(tmp_path, vgg16_file, capsys):
+    out = tmp_path / "pruned16.safetensors"
+    argv = ["prune", "--weights", str(vgg16_file), "--method", "structured", "--sparsity", "0.5", "--size", "64"]
+    assert cli.main([*argv, "--save", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("VGG-16 up to relu5_3")
+    loaded = load_checkpoint(out)
+    assert loaded.arch == "vgg16" and loaded.widths == {name: width // 2 for name, width in VGG16.dense_widths.items()}

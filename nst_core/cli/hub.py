@@ -133,7 +133,7 @@ def _register_weights(subparsers) -> None:
             "Keras HDF5 (the blockB_convC kernels): "
             "nst weights convert vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 vgg19-keras.safetensors. "
             "A VGG-19 becomes a dense nst checkpoint; a VGG-16 (ONNX or Keras) is written in torchvision's vgg16 "
-            "layout, which this version stores but cannot run yet."
+            "layout (--weights FILE runs it as a VGG-16)."
         ),
     )
     p.add_argument("source", help="the .pth, .onnx or .h5 file, e.g. vgg19-d01eb7cb.pth")
@@ -217,8 +217,6 @@ def _convert(args) -> int:
         f"{args.preprocessing} preprocessing"
     )
     print(f"wrote {done.path} ({done.path.stat().st_size / MiB:.2f} MiB)")
-    if done.architecture != "vgg19":
-        print(f"note: this version runs VGG-19 only; {done.path} is stored for a later one", file=sys.stderr)
     return 0
 
 

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
         formatter_class=HelpFormatter,
     )
-    add_weight_args(p)
+    add_weight_args(p, arch=True)
     _add_what_args(p)
     _add_budget_args(p)
     _add_output_args(p)
@@ -288,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
         pruned, label = _prune_to_profile(args, model, profile)
 
     report = sparsity_report(pruned, args.size)
-    print(f"VGG-19 up to {last_layer}, weights {model.weight_source}, {label}")
+    print(f"{model.architecture.title} up to {last_layer}, weights {model.weight_source}, {label}")
     print(report.to_text())
     if plan is not None:
         print(

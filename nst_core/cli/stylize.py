@@ -32,8 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stylize",
         help="stylize a content image with one or more style images",
         description=(
-            "Optimise an image so its VGG-19 features match CONTENT and its Gram statistics match "
-            "STYLE (Gatys et al. 2016), with a total-variation smoothness term. "
+            "Optimise an image so its VGG features (VGG-19, or VGG-16 with such weights) match CONTENT "
+            "and its Gram statistics match STYLE (Gatys et al. 2016), with a total-variation smoothness term. "
             "Example: nst stylize examples/content/lakeside.jpg examples/style/swirls.jpg -o out.png"
         ),
         formatter_class=HelpFormatter,
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("content", help="content image (photo) path")
     p.add_argument("styles", nargs="+", metavar="STYLE", help="one or more style images (blended by --style-blend)")
     p.add_argument("-o", "--output", required=True, help="output image path (.png, .jpg or .webp)")
-    add_weight_args(p)
+    add_weight_args(p, arch=True)
     add_stylize_args(p)
     p.add_argument(
         "--save-every", type=int, default=0, metavar="K", help="also save OUTPUT_STEM.iterNNNNN.png every K iterations"
@@ -134,8 +134,10 @@ def print_plan(prepared: PreparedRun, rate: float) -> None:
     """
     config, plan, preset = prepared.config, prepared.plan, prepared.preset
     steps = split_iterations(config.iterations, len(plan.sizes))
-    widths = prepared.model.widths
-    work = sum(n * iteration_macs_tiled(widths, preset, w, h, t) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles))
+    widths, arch = prepared.model.widths, prepared.model.arch
+    work = sum(
+        n * iteration_macs_tiled(widths, preset, w, h, t, arch) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles)
+    )
     budget = f" of the {format_bytes(config.max_memory)} budget" if config.max_memory is not None else ""
     added = f" ({plan.added_scales} coarser scale(s) added so the composition fits whole)" if plan.added_scales else ""
     print(f"plan: {prepared.describe()}{added}", file=sys.stderr)

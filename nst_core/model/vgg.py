@@ -1,9 +1,9 @@
-"""VGG-19 as a feature extractor: the truncated network ``VGGFeatures``, and loading one from a checkpoint.
+"""VGG-19 or VGG-16 as a feature extractor: the truncated network ``VGGFeatures``, and loading one from a checkpoint.
 
 The network keeps torchvision's module indices (``features.N.weight``), so every weight
 source in ``nst_core.model.weights`` loads into it without renaming, and a pruned network whose
-channel counts shrank is still the same class with other ``widths``. Its layer table lives in
-``nst_core.model.layers``.
+channel counts shrank is still the same class with other ``widths``. Its layer table is its
+architecture's (``arch``: ``vgg19`` or ``vgg16``, from ``nst_core.model.layers.ARCHITECTURES``).
 
 Images enter as RGB in 0..255 (the optimization space of ``nst_core.nst.stylize``); the
 network applies the preprocessing that belongs to its weights, so callers never care
@@ -26,7 +26,7 @@ from torch import nn
 from nst_core.core.devices import resolve_device
 from nst_core.model.checkpoint import CheckpointContents, read_checkpoint
 from nst_core.model.hub.pretrained import pretrained_card, pretrained_checkpoint, save_pretrained_files
-from nst_core.model.layers import CAFFE, DENSE_WIDTHS, LAYER_TABLE, POOLINGS, Preprocessing, convs_up_to, layer_index
+from nst_core.model.layers import CAFFE, DEFAULT_ARCH, POOLINGS, Architecture, ArchLike, Preprocessing, get_architecture
 from nst_core.model.weight_spec import is_random_source
 
 
@@ -37,8 +37,9 @@ class VGGFeatures(
     pipeline_tag="image-feature-extraction",
     tags=["neural-style-transfer", "vgg19"],
 ):
-    """VGG-19's convolutional trunk, truncated after ``last_layer``.
+    """A VGG's convolutional trunk (``arch``: ``vgg19`` or ``vgg16``), truncated after ``last_layer``.
 
+    ``last_layer`` defaults to the architecture's deepest ReLU (``relu5_4``, ``relu5_3``).
     ``widths`` gives each conv's output channels (defaults to the dense network); a
     structured-pruned network is the same class with smaller widths, and
     ``kept_channels`` records which teacher output channels each conv kept.
@@ -56,18 +57,27 @@ class VGGFeatures(
 
     def __init__(
         self,
-        last_layer: str = "relu5_4",
+        last_layer: str | None = None,
         widths: dict[str, int] | None = None,
         pooling: str = "max",
         preprocessing: Preprocessing = CAFFE,
+        arch: ArchLike = DEFAULT_ARCH,
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        self.architecture: Architecture = get_architecture(arch)
+        #: The architecture's name (``vgg19``, ``vgg16``): checkpoint headers and reports record it.
+        self.arch: str = self.architecture.name
+        last_layer = last_layer or self.architecture.last_layer
+        self.architecture.layer_index(last_layer)  # "unknown VGG-16 layer ..." before anything is built
+        unknown = sorted(set(widths or {}) - set(self.architecture.conv_names))
+        if unknown:
+            raise ValueError(f"widths name {unknown}, which {self.architecture.title} does not have")
         self.last_layer = last_layer
         self.pooling = pooling
         self.preprocessing = preprocessing
-        self.widths = {**DENSE_WIDTHS, **(widths or {})}
+        self.widths = {**self.architecture.dense_widths, **(widths or {})}
         # Set by pruning: which teacher output channels each conv kept (structured), and
         # bool masks, True = weight kept (fine-grained). Empty for a dense network.
         self.kept_channels: dict[str, torch.Tensor] = {}
@@ -78,7 +88,7 @@ class VGGFeatures(
 
         layers: list[nn.Module] = []
         in_ch = 3
-        for name, kind in LAYER_TABLE[: layer_index(last_layer) + 1]:
+        for name, kind in self.architecture.layers_up_to(last_layer):
             if kind == "conv":
                 out_ch = self.widths[name]
                 layers.append(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1))
@@ -99,11 +109,15 @@ class VGGFeatures(
     @property
     def conv_names(self) -> list[str]:
         """The convs this trunk has, in order."""
-        return convs_up_to(self.last_layer)
+        return self.architecture.convs_up_to(self.last_layer)
+
+    def layer_index(self, name: str) -> int:
+        """The module index of a layer of this network's architecture (a ValueError naming it otherwise)."""
+        return self.architecture.layer_index(name)
 
     def conv(self, name: str) -> nn.Conv2d:
         """The conv module for a layer name such as ``conv3_1``."""
-        return cast(nn.Conv2d, self.features[layer_index(name)])
+        return cast(nn.Conv2d, self.features[self.layer_index(name)])
 
     def convs(self) -> dict[str, nn.Conv2d]:
         """Every conv module by layer name, in order."""
@@ -162,7 +176,7 @@ class VGGFeatures(
         ``first_padding="replicate"`` pads the input of the first conv with its edge pixels instead of
         zeros (which, after preprocessing, are a mid-grey frame the image's border is compared with).
         """
-        wanted = {layer_index(name): name for name in layers}
+        wanted = {self.layer_index(name): name for name in layers}
         if max(wanted) >= len(self.features):
             raise ValueError(f"layer {wanted[max(wanted)]!r} is past this network's last layer {self.last_layer!r}")
         out: dict[str, torch.Tensor] = {}
@@ -191,7 +205,7 @@ class VGGFeatures(
     def describe(self) -> dict:
         """Architecture facts for metadata and reports."""
         return {
-            "arch": "vgg19",
+            "arch": self.arch,
             "last_layer": self.last_layer,
             "pooling": self.pooling,
             "widths": dict(self.widths),
@@ -208,14 +222,16 @@ def freeze(model: VGGFeatures) -> VGGFeatures:
     return model
 
 
-def random_state_dict(last_layer: str = "relu5_4", seed: int = 0, widths: dict[str, int] | None = None) -> dict:
+def random_state_dict(
+    last_layer: str | None = None, seed: int = 0, widths: dict[str, int] | None = None, arch: ArchLike = DEFAULT_ARCH
+) -> dict:
     """Seeded He-initialised weights in torchvision's key layout (for tests and offline use)."""
-    model = VGGFeatures(last_layer, widths=widths)
+    model = VGGFeatures(last_layer, widths=widths, arch=arch)
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name in model.conv_names:
         conv = model.conv(name)
-        index = layer_index(name)
+        index = model.layer_index(name)
         fan_in = conv.in_channels * 9
         state[f"features.{index}.weight"] = torch.randn(conv.weight.shape, generator=generator) * (2.0 / fan_in) ** 0.5
         state[f"features.{index}.bias"] = torch.zeros(conv.out_channels)
@@ -238,6 +254,7 @@ def network_from_checkpoint(
         widths=contents.widths,
         pooling=pooling or contents.pooling,
         preprocessing=preprocessing or contents.preprocessing,
+        arch=contents.arch,
     )
     wanted = model.state_dict()
     model.load_state_dict({key: value for key, value in contents.state_dict.items() if key in wanted})
@@ -251,7 +268,7 @@ def network_from_checkpoint(
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> VGGFeatures:
     """A frozen ``VGGFeatures`` rebuilt from a checkpoint: weights (as fp32), masks, kept channels, provenance.
 
-    The whole header is checked (widths bounded by the dense VGG-19's, every tensor's dtype,
+    The whole header is checked (widths bounded by the dense network's, every tensor's dtype,
     shape and offsets) before any tensor is read (see ``nst_core.model.checkpoint.read_checkpoint``).
 
     >>> model = load_checkpoint("seed.safetensors")  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Where VGG-19 weights come from, and loading them into a ``VGGFeatures``.
+"""Where VGG weights come from, and loading them into a ``VGGFeatures`` of the right architecture.
 
 A weight spec is one string (its grammar is in ``nst_core.model.weight_spec``); this module turns
 it into a network. A spec that names an nst checkpoint (a local ``.safetensors`` written by
@@ -7,6 +7,10 @@ included, wherever the spec is used. For a Hub repo named without a file, the fi
 checkpoint its ``config.json`` names, else ``model.safetensors``; config.json is requested on
 every load from the Hub (``nst_core.model.hub.download.hub_file``), since the Hub counts a
 model's downloads by it.
+
+A plain weights file's architecture (VGG-19 or VGG-16) is its safetensors metadata's
+``architecture`` when it has one, else what its conv keys say (16 or 13 convs at torchvision's
+indices); ``arch`` (``--arch``) is needed only where neither tells, as for random weights.
 
 Downloads go through torch hub's cache (the named sources' URLs, here) and huggingface_hub's
 (``nst_core.model.hub.download``) with hash / revision checks.
@@ -35,7 +39,17 @@ from nst_core.model.checkpoint import is_checkpoint, parse_preprocessing, read_c
 from nst_core.model.hub.config import DEFAULT_HUB_FILE
 from nst_core.model.hub.download import DOWNLOAD_TIMEOUT_S, hub_file
 from nst_core.model.hub.errors import HubError, HubUnreachableError, offline
-from nst_core.model.layers import CAFFE, PREPROCESSINGS, TORCHVISION, Preprocessing, layer_index
+from nst_core.model.layers import (
+    ARCHITECTURES,
+    CAFFE,
+    DEFAULT_ARCH,
+    PREPROCESSINGS,
+    TORCHVISION,
+    Preprocessing,
+    architectures_with_convs,
+    get_architecture,
+    layer_index,
+)
 from nst_core.model.vgg import VGGFeatures, freeze, network_from_checkpoint, random_state_dict
 from nst_core.model.weight_spec import NAMED_SOURCES, WeightSpec, is_random_source, parse_weight_spec
 
@@ -143,17 +157,6 @@ def load_torch_file(path: str | os.PathLike, what: str, error: type[UserError] =
         raise error(f"{refused} ({type(exc).__name__}: {cut(first_line(exc))})") from None
 
 
-def _check_architecture(metadata: dict[str, str], path: Path) -> None:
-    """Refuse a weights file of another network (``nst weights convert`` writes VGG-16 files), before any tensor."""
-    architecture = metadata.get("architecture", "vgg19")
-    if architecture != "vgg19":
-        title = {"vgg16": "VGG-16"}.get(architecture, repr(cut(architecture, 40)))
-        raise WeightsError(
-            f"{path} holds {title} weights (metadata 'architecture'), which this version cannot run yet: "
-            "it runs VGG-19 networks only"
-        )
-
-
 def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and (for safetensors) header metadata of a local weights file.
 
@@ -167,7 +170,6 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         try:
             with safe_open(str(path), framework="pt") as f:
                 metadata = f.metadata() or {}
-                _check_architecture(metadata, path)
                 if "preprocessing" in metadata:  # checked before any tensor is read
                     parse_preprocessing(metadata["preprocessing"], str(path), WeightsError)
                 keys = [k for k in f.keys() if k.startswith("features.")] or list(f.keys())
@@ -204,14 +206,18 @@ def match_state_dict(model: VGGFeatures, state: dict[str, torch.Tensor], origin:
     if not features:
         sample = ", ".join(list(state)[:4])
         raise WeightsError(
-            f"{origin}: no 'features.N.weight' keys found (first keys: {sample}); is this a VGG-19 file?"
+            f"{origin}: no 'features.N.weight' keys found (first keys: {sample}); "
+            f"is this a {model.architecture.title} file?"
         )
     for key, tensor in expected.items():
         if key not in features:
-            raise WeightsError(f"{origin}: missing key {key!r} needed up to layer {model.last_layer}")
+            raise WeightsError(
+                f"{origin}: missing key {key!r} needed up to layer {model.last_layer} of {model.architecture.title}"
+            )
         if tuple(features[key].shape) != tuple(tensor.shape):
             raise WeightsError(
-                f"{origin}: key {key!r} has shape {list(features[key].shape)}, expected {list(tensor.shape)}"
+                f"{origin}: key {key!r} has shape {list(features[key].shape)}, "
+                f"expected {list(tensor.shape)} for {model.architecture.title}"
             )
     return {key: features[key].float() for key in expected}
 
@@ -222,6 +228,33 @@ def _preprocessing_from(metadata: dict[str, str], declared: str | None, default:
     if "preprocessing" in metadata:
         return parse_preprocessing(metadata["preprocessing"], "the weights' metadata", WeightsError)
     return default
+
+
+def file_architecture(state: dict[str, torch.Tensor], metadata: dict[str, str], origin: str, arch: str | None) -> str:
+    """The architecture of a plain weights file: its metadata's ``architecture``, else its conv keys, else ``arch``.
+
+    ``arch`` (``--arch``) decides only what the file cannot: a file whose keys fit either architecture
+    (its first convs only); VGG-19 then. A one-line WeightsError when ``arch`` contradicts the file.
+
+    >>> file_architecture({}, {"architecture": "vgg16"}, "vgg16.safetensors", None)
+    'vgg16'
+    """
+    declared = metadata.get("architecture")
+    if declared is not None:
+        if declared not in ARCHITECTURES:
+            raise WeightsError(
+                f"{origin}: metadata 'architecture' is {cut(declared, 40)!r}; nst reads {', '.join(ARCHITECTURES)}"
+            )
+        found = declared
+    else:
+        exact, fitting = architectures_with_convs(features_only(state))
+        found = exact[0] if exact else fitting[0] if len(fitting) == 1 else ""
+    if arch is not None and found and arch != found:
+        title = get_architecture(found).title
+        raise WeightsError(
+            f"{origin}: the file holds {title} weights, not {get_architecture(arch).title} (--arch {arch})"
+        )
+    return arch or found or DEFAULT_ARCH
 
 
 def locate_weights(spec: str) -> Path:
@@ -243,9 +276,9 @@ def locate_weights(spec: str) -> Path:
 
 
 def _plain_weights(
-    parsed: WeightSpec, path: Path, preprocessing: str | None
-) -> tuple[dict[str, torch.Tensor], Preprocessing, str]:
-    """A plain weights file -> (state dict, preprocessing, human description)."""
+    parsed: WeightSpec, path: Path, preprocessing: str | None, arch: str | None
+) -> tuple[dict[str, torch.Tensor], Preprocessing, str, str]:
+    """A plain weights file -> (state dict, preprocessing, human description, architecture)."""
     state, metadata = read_state_dict(path)
     if parsed.kind == "named" and parsed.name is not None:
         default = URL_SOURCES[parsed.name].preprocessing
@@ -253,18 +286,39 @@ def _plain_weights(
         default = CAFFE  # a .pth of unknown origin is most likely the seed's Caffe conversion
     else:
         default = TORCHVISION
+    description = str(path) if parsed.kind == "file" else parsed.text
     return (
         state,
         _preprocessing_from(metadata, preprocessing, default),
-        str(path) if parsed.kind == "file" else parsed.text,
+        description,
+        file_architecture(state, metadata, description, arch),
     )
 
 
-def _checkpoint_network(path: Path, spec: str, last_layer: str, pooling: str, preprocessing: str | None) -> VGGFeatures:
+def _last_layer_of(arch: str, last_layer: str | None, origin: str) -> str:
+    """``last_layer`` checked against ``arch`` (default: its deepest ReLU); a one-line WeightsError naming both."""
+    architecture = get_architecture(arch)
+    if last_layer is None:
+        return architecture.last_layer
+    if not architecture.has(last_layer):
+        raise WeightsError(
+            f"{origin}: unknown {architecture.title} layer {last_layer!r} (a {architecture.title} ends at "
+            f"{architecture.last_layer}); choose layers it has, or other weights"
+        )
+    return last_layer
+
+
+def _checkpoint_network(
+    path: Path, spec: str, last_layer: str | None, pooling: str, preprocessing: str | None, arch: str | None
+) -> VGGFeatures:
     """The network an nst checkpoint holds (widths, masks, kept channels), cut after ``last_layer``,
     with the caller's pooling (a run setting, as for plain weights)."""
     stored = read_checkpoint(path)
-    if layer_index(stored.last_layer) < layer_index(last_layer):
+    stored_arch = get_architecture(stored.arch)
+    if arch is not None and arch != stored.arch:
+        raise WeightsError(f"{spec}: the checkpoint holds a {stored_arch.title}, not a {get_architecture(arch).title}")
+    last_layer = _last_layer_of(stored.arch, last_layer or stored.last_layer, spec)
+    if stored_arch.layer_index(stored.last_layer) < stored_arch.layer_index(last_layer):
         raise WeightsError(
             f"{spec}: the checkpoint's network stops at {stored.last_layer}, but layers up to {last_layer} are needed"
         )
@@ -279,38 +333,50 @@ def _checkpoint_network(path: Path, spec: str, last_layer: str, pooling: str, pr
 
 def load_vgg(
     spec: str = "caffe",
-    last_layer: str = "relu5_4",
+    last_layer: str | None = None,
     pooling: str = "max",
     preprocessing: str | None = None,
     device: str | torch.device = "cpu",
+    arch: str | None = None,
 ) -> VGGFeatures:
-    """A frozen, eval-mode VGG-19 trunk up to ``last_layer`` with weights from ``spec``.
+    """A frozen, eval-mode VGG trunk up to ``last_layer`` with weights from ``spec``.
 
     >>> model = load_vgg("random:0", last_layer="relu4_2")
-    >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"]))
-    ['relu4_2']
+    >>> sorted(model(torch.rand(1, 3, 64, 64) * 255, ["relu4_2"])), model.arch
+    (['relu4_2'], 'vgg19')
+    >>> load_vgg("random:0", arch="vgg16").last_layer
+    'relu5_3'
 
-    A spec naming an nst checkpoint (local or on the Hub) gives that network: its pruned widths
-    and masks, cut after ``last_layer`` (an error when it stops before). ``device``: cpu, cuda,
-    cuda:N, mps, or auto (the fastest present; see ``nst_core.core.devices``).
+    The architecture is the file's (metadata, else its conv keys; see :func:`file_architecture`);
+    ``arch`` (``vgg16`` or ``vgg19``) is for what cannot tell: random weights (VGG-19 unless given).
+    ``last_layer`` defaults to the architecture's deepest ReLU. A spec naming an nst checkpoint
+    (local or on the Hub) gives that network: its architecture, pruned widths and masks, cut after
+    ``last_layer`` (an error when it stops before). ``device``: cpu, cuda, cuda:N, mps, or auto
+    (the fastest present; see ``nst_core.core.devices``).
     """
-    layer_index(last_layer)  # validate early, before any download
+    if arch is not None and arch not in ARCHITECTURES:
+        raise WeightsError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if last_layer is not None:
+        layer_index(last_layer)  # validate early, before any download (VGG-19 has every VGG-16 name)
     if preprocessing is not None and preprocessing not in PREPROCESSINGS:
         raise WeightsError(f"unknown preprocessing {preprocessing!r}; choose from {', '.join(PREPROCESSINGS)}")
     target = resolve_device(device)
     parsed = parse_weight_spec(spec)
     if parsed.kind == "random":
         prep = PREPROCESSINGS[preprocessing or "caffe"]
-        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
-        model.load_state_dict(random_state_dict(last_layer, parsed.seed))
+        arch = arch or DEFAULT_ARCH
+        last_layer = _last_layer_of(arch, last_layer, spec)
+        model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep, arch=arch)
+        model.load_state_dict(random_state_dict(last_layer, parsed.seed, arch=arch))
         model.weight_source = f"random:{parsed.seed}"
     else:
         path = locate_weights(spec)
         if path.suffix == ".safetensors" and is_checkpoint(path):
-            model = _checkpoint_network(path, spec, last_layer, pooling, preprocessing)
+            model = _checkpoint_network(path, spec, last_layer, pooling, preprocessing, arch)
         else:
-            state, prep, description = _plain_weights(parsed, path, preprocessing)
-            model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep)
+            state, prep, description, found = _plain_weights(parsed, path, preprocessing, arch)
+            last_layer = _last_layer_of(found, last_layer, description)
+            model = VGGFeatures(last_layer, pooling=pooling, preprocessing=prep, arch=found)
             model.load_state_dict(match_state_dict(model, state, description))
             model.weight_source = description
     if model.has_random_weights:
@@ -332,7 +398,7 @@ def _warn_random_once(source: str) -> None:
     if not _random_warned:
         _random_warned = True
         warnings.warn(
-            f"VGG-19 weights are random ({source}): results are mechanically right but visually meaningless; "
+            f"VGG weights are random ({source}): results are mechanically right but visually meaningless; "
             "load real weights with load_vgg('caffe'), 'torchvision', 'hf:OWNER/NAME' or a file",
             RandomWeightsWarning,
             stacklevel=3,

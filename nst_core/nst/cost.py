@@ -10,6 +10,9 @@ percent of the arithmetic at most. On a CPU they (and the conv's own memory traf
 more time than that share, so :class:`CostModel` can add a term per activation element and a
 fixed term, fitted to timings on one machine.
 
+Every function reads the architecture (VGG-19 or VGG-16) from the widths' conv names, or from
+``arch`` when given (``model.arch``): where pools sit decides each conv's resolution.
+
 >>> conv_macs({"conv1_1": 64, "conv1_2": 64}, 224, 224)
 {'conv1_1': 86704128, 'conv1_2': 1849688064}
 """
@@ -18,10 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nst_core.model.layers import CONV_NAMES, DENSE_WIDTHS, conv_weight_counts, min_input_side
+from nst_core.model.layers import ArchLike, widths_architecture
 
 
-def conv_macs(widths: dict[str, int], height: int, width: int) -> dict[str, int]:
+def conv_macs(widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None) -> dict[str, int]:
     """MACs of one forward pass through each conv, for an input of ``height`` x ``width`` px.
 
     ``widths`` are the output channels of the network's convs, ``conv1_1`` onwards without a
@@ -32,18 +35,16 @@ def conv_macs(widths: dict[str, int], height: int, width: int) -> dict[str, int]
     >>> conv_macs({"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}, 7, 5)
     {'conv1_1': 3780, 'conv1_2': 2520, 'conv2_1': 324}
     """
-    names = list(widths)
-    if names != CONV_NAMES[: len(names)]:
-        raise ValueError(f"widths must name the convs conv1_1 onwards in order, not {names}")
-    weights = conv_weight_counts(widths)  # out * in * 9 per conv
+    architecture = widths_architecture(widths, arch)
+    weights = architecture.conv_weight_counts(widths)  # out * in * 9 per conv
     macs = {}
-    for name in names:
-        factor = min_input_side(name)  # 2 ** (pools before this conv)
+    for name in widths:
+        factor = architecture.min_input_side(name)  # 2 ** (pools before this conv)
         macs[name] = weights[name] * (height // factor) * (width // factor)
     return macs
 
 
-def iteration_macs(widths: dict[str, int], height: int, width: int) -> int:
+def iteration_macs(widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None) -> int:
     """Conv MACs of one stylization step: a forward pass and the backward pass to the image.
 
     The weights are frozen, so backward computes only each conv's input gradient, which
@@ -54,19 +55,23 @@ def iteration_macs(widths: dict[str, int], height: int, width: int) -> int:
     >>> iteration_macs({"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}, 7, 5)
     13248
     """
-    return 2 * sum(conv_macs(widths, height, width).values())
+    return 2 * sum(conv_macs(widths, height, width, arch).values())
 
 
-def layer_iteration_macs(widths: dict[str, int], height: int, width: int) -> dict[str, int]:
+def layer_iteration_macs(
+    widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None
+) -> dict[str, int]:
     """Per conv, the MACs of one stylization step (forward + backward to the image; see :func:`iteration_macs`).
 
     >>> layer_iteration_macs({"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}, 7, 5)
     {'conv1_1': 7560, 'conv1_2': 5040, 'conv2_1': 648}
     """
-    return {name: 2 * macs for name, macs in conv_macs(widths, height, width).items()}
+    return {name: 2 * macs for name, macs in conv_macs(widths, height, width, arch).items()}
 
 
-def activation_elements(widths: dict[str, int], height: int, width: int) -> dict[str, int]:
+def activation_elements(
+    widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None
+) -> dict[str, int]:
     """Per conv, the elements of its output activation (``out_channels * H * W`` at its resolution).
 
     The memory traffic of everything around a conv (bias, ReLU, pooling, the Gram matrices'
@@ -76,10 +81,9 @@ def activation_elements(widths: dict[str, int], height: int, width: int) -> dict
     >>> activation_elements({"conv1_1": 4, "conv1_2": 2, "conv2_1": 3}, 7, 5)
     {'conv1_1': 140, 'conv1_2': 70, 'conv2_1': 18}
     """
-    names = list(widths)
-    if names != CONV_NAMES[: len(names)]:
-        raise ValueError(f"widths must name the convs conv1_1 onwards in order, not {names}")
-    return {name: widths[name] * (height // min_input_side(name)) * (width // min_input_side(name)) for name in names}
+    architecture = widths_architecture(widths, arch)
+    sides = {name: architecture.min_input_side(name) for name in widths}
+    return {name: widths[name] * (height // sides[name]) * (width // sides[name]) for name in widths}
 
 
 @dataclass(frozen=True)
@@ -105,26 +109,36 @@ class CostModel:
         """Cost = conv MACs: predicted speedup = dense MACs / pruned MACs."""
         return cls()
 
-    def layer_costs(self, widths: dict[str, int], height: int, width: int) -> dict[str, float]:
+    def layer_costs(
+        self, widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None
+    ) -> dict[str, float]:
         """Each conv's share of the predicted iteration cost (without ``fixed_s``)."""
-        macs = layer_iteration_macs(widths, height, width)
-        elements = activation_elements(widths, height, width)
+        macs = layer_iteration_macs(widths, height, width, arch)
+        elements = activation_elements(widths, height, width, arch)
         return {name: self.mac_s * macs[name] + self.element_s * elements[name] for name in macs}
 
-    def iteration_cost(self, widths: dict[str, int], height: int, width: int) -> float:
+    def iteration_cost(self, widths: dict[str, int], height: int, width: int, arch: ArchLike | None = None) -> float:
         """Predicted cost of one iteration (seconds for a fitted model, MACs for :meth:`macs_only`)."""
-        return sum(self.layer_costs(widths, height, width).values()) + self.fixed_s
+        return sum(self.layer_costs(widths, height, width, arch).values()) + self.fixed_s
 
     def speedup(
-        self, widths: dict[str, int], height: int, width: int, dense_widths: dict[str, int] | None = None
+        self,
+        widths: dict[str, int],
+        height: int,
+        width: int,
+        dense_widths: dict[str, int] | None = None,
+        arch: ArchLike | None = None,
     ) -> float:
-        """Predicted per-iteration speedup of ``widths`` over ``dense_widths`` (default: dense VGG-19, same depth).
+        """Predicted per-iteration speedup of ``widths`` over ``dense_widths`` (default: the dense network, same depth).
 
         >>> round(CostModel.macs_only().speedup({"conv1_1": 32, "conv1_2": 32}, 64, 64), 3)
         3.829
         """
-        dense = dense_widths or {name: DENSE_WIDTHS[name] for name in widths}
-        return self.iteration_cost(dense, height, width) / self.iteration_cost(widths, height, width)
+        architecture = widths_architecture(widths, arch)
+        dense = dense_widths or {name: architecture.dense_widths[name] for name in widths}
+        return self.iteration_cost(dense, height, width, architecture) / self.iteration_cost(
+            widths, height, width, architecture
+        )
 
     @classmethod
     def from_dict(cls, data: dict) -> CostModel:

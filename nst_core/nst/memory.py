@@ -34,7 +34,7 @@ import sys
 import torch
 
 from nst_core.core.errors import UserError
-from nst_core.model.layers import LAYER_TABLE, layer_index, min_input_side
+from nst_core.model.layers import DEFAULT_ARCH, ArchLike, min_input_side, widths_architecture
 
 #: Bytes per activation element for each precision (fp32 and bf16 autocast).
 ACTIVATION_BYTES = {"fp32": 4, "bf16": 2}
@@ -103,23 +103,28 @@ def format_bytes(count: float) -> str:
     return f"{count / 10**6:.0f} MB"
 
 
-def _layers_in_order(last_layer: str) -> list[tuple[str, str]]:
-    return LAYER_TABLE[: layer_index(last_layer) + 1]
-
-
-def step_bytes(widths: dict[str, int], layers: list[str], height: int, width: int, precision: str = "fp32") -> int:
+def step_bytes(
+    widths: dict[str, int],
+    layers: list[str],
+    height: int,
+    width: int,
+    precision: str = "fp32",
+    arch: ArchLike | None = None,
+) -> int:
     """Counted bytes autograd holds at the peak of one step for a ``height`` x ``width`` input.
 
     ``widths``: each conv's output channels (``VGGFeatures.widths``; a pruned network's are
     smaller); ``layers``: the layers the losses read (the deepest one ends the forward pass).
     The count excludes image-sized tensors (see :func:`predict_step_peak`) and the allocator overhead.
+    The architecture (VGG-19 or VGG-16) is ``arch``, or what the widths' conv names say.
     """
+    architecture = widths_architecture(widths, arch)
     act = ACTIVATION_BYTES[precision]
     wanted = set(layers)
     saved = 0
     widest_gradient = 0
     channels, factor = 3, 1
-    for name, kind in _layers_in_order(max(layers, key=layer_index)):
+    for name, kind in architecture.layers_up_to(architecture.deepest_layer(layers)):
         pixels = (height // factor) * (width // factor)
         if kind == "conv":
             channels = widths[name]
@@ -140,7 +145,13 @@ def image_bytes(height: int, width: int, copies: int = IMAGE_COPIES) -> int:
 
 
 def predict_step_peak(
-    widths: dict[str, int], layers: list[str], height: int, width: int, precision: str = "fp32", tile: int | None = None
+    widths: dict[str, int],
+    layers: list[str],
+    height: int,
+    width: int,
+    precision: str = "fp32",
+    tile: int | None = None,
+    arch: ArchLike | None = None,
 ) -> int:
     """Predicted peak bytes a run adds to the process at this size: untiled, or with square tiles of side ``tile``.
 
@@ -148,14 +159,21 @@ def predict_step_peak(
     the image-sized tensors stay whole.
     """
     net_h, net_w = (height, width) if tile is None else (min(tile, height), min(tile, width))
-    network = step_bytes(widths, layers, net_h, net_w, precision)
+    network = step_bytes(widths, layers, net_h, net_w, precision, arch)
     transient = max(network, image_bytes(height, width, IMAGE_TEMPORARIES))
     fixed = FIXED_BYTES if tile is None else FIXED_BYTES + TILED_FIXED_BYTES
     return int(fixed + ALLOCATOR_OVERHEAD * (image_bytes(height, width) + transient))
 
 
 def largest_tile(
-    widths: dict[str, int], layers: list[str], height: int, width: int, precision: str, budget: int, stride: int
+    widths: dict[str, int],
+    layers: list[str],
+    height: int,
+    width: int,
+    precision: str,
+    budget: int,
+    stride: int,
+    arch: ArchLike | None = None,
 ) -> int | None:
     """The largest tile side (a multiple of ``stride``) whose step peak fits ``budget`` bytes; None if none does.
 
@@ -164,16 +182,16 @@ def largest_tile(
     """
     side = (max(height, width) // stride) * stride
     while side >= stride:
-        if predict_step_peak(widths, layers, height, width, precision, side) <= budget:
+        if predict_step_peak(widths, layers, height, width, precision, side, arch) <= budget:
             return side
         # Shrink by about 10% per step: the peak grows with the square of the side.
         side = min(side - stride, (int(side * 0.9) // stride) * stride)
     return None
 
 
-def min_tile(last_layer: str) -> int:
+def min_tile(last_layer: str, arch: ArchLike = DEFAULT_ARCH) -> int:
     """The smallest tile side the deepest layer allows: one output pixel after every pooling."""
-    return min_input_side(last_layer)
+    return min_input_side(last_layer, arch)
 
 
 def peak_rss() -> int:

@@ -43,6 +43,11 @@ class FeatureNetwork(Protocol):
         """Each conv's output channels, ``conv1_1`` onwards (the memory and cost models read them)."""
         ...
 
+    @property
+    def arch(self) -> str:
+        """The architecture's name, ``vgg19`` or ``vgg16`` (a key of ``nst_core.model.layers.ARCHITECTURES``)."""
+        ...
+
 
 def device_of(network: FeatureNetwork) -> torch.device:
     """The device a network's weights live on (where its inputs must be)."""
@@ -50,7 +55,7 @@ def device_of(network: FeatureNetwork) -> torch.device:
 
 
 class WrappedNetwork:
-    """A wrapper that changes how a network is called and keeps its weights, depth and widths.
+    """A wrapper that changes how a network is called and keeps its weights, architecture, depth and widths.
 
     Subclasses set ``self.model`` and define ``__call__``.
     """
@@ -70,6 +75,11 @@ class WrappedNetwork:
     def widths(self) -> dict[str, int]:
         """The wrapped network's conv widths."""
         return self.model.widths
+
+    @property
+    def arch(self) -> str:
+        """The wrapped network's architecture."""
+        return self.model.arch
 
 
 class PaddedNetwork(WrappedNetwork):

@@ -51,6 +51,7 @@ class Judge:
     ):
         self.model = dense_model
         self.preset = get_preset(preset) if isinstance(preset, str) else preset
+        self.preset.check_architecture(dense_model.arch)  # the judge's layers are in its network
         self.prepared = prepare_inputs(content, styles, size, preserve_color)
         self.preserve_color = preserve_color
         # The very targets stylize optimised against at full size, so judged losses match its own.

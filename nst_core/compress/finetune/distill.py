@@ -35,7 +35,7 @@ def teacher_at_kept_channels(teacher_acts: dict[str, torch.Tensor], student: VGG
     """Teacher activations restricted to the channels the (structured) student kept at each layer."""
     out = {}
     for layer, act in teacher_acts.items():
-        kept = student.kept_channels.get(conv_feeding(layer))
+        kept = student.kept_channels.get(conv_feeding(layer, student.arch))
         out[layer] = act.index_select(1, kept.to(act.device)) if kept is not None else act
     return out
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from nst_core.model.layers import DENSE_CONV_WEIGHTS, DENSE_WIDTHS
+from nst_core.model.layers import DENSE_WIDTHS
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import conv_macs
 
@@ -21,7 +21,7 @@ class LayerSparsity:
 
     name: str
     weights: int  # weights this conv has now
-    dense_weights: int  # weights the same conv has in the unpruned VGG-19
+    dense_weights: int  # weights the same conv has in the unpruned network (VGG-19 and VGG-16 agree on shared convs)
     nonzeros: int
     biases: int = 0  # never pruned, but stored: the seed's 20,024,384 "conv weights" include them
     filters: int = 0  # output channels now (fewer than dense when structured-pruned)
@@ -177,14 +177,16 @@ class PruneReport:
 
 def sparsity_report(model: VGGFeatures, size: int | tuple[int, int] = 512) -> PruneReport:
     """Per conv: filters, weights, nonzeros (counted from the weights, not the masks), and the MACs of
-    one stylization iteration at ``size`` (a side in px, or (height, width)) against dense VGG-19.
+    one stylization iteration at ``size`` (a side in px, or (height, width)) against the dense network
+    (VGG-19 or VGG-16, the model's architecture).
 
     >>> from nst_core.compress.pruning import prune_structured
     >>> print(sparsity_report(prune_structured(model, 0.5)).to_text())  # doctest: +SKIP
     """
     height, width = (size, size) if isinstance(size, int) else size
-    macs = conv_macs(model.widths, height, width)
-    dense_macs = conv_macs({name: DENSE_WIDTHS[name] for name in model.widths}, height, width)
+    dense = model.architecture
+    macs = conv_macs(model.widths, height, width, dense)
+    dense_macs = conv_macs({name: dense.dense_widths[name] for name in model.widths}, height, width, dense)
     rows = []
     for name, conv in model.convs().items():
         weight = conv.weight.detach()
@@ -193,7 +195,7 @@ def sparsity_report(model: VGGFeatures, size: int | tuple[int, int] = 512) -> Pr
             LayerSparsity(
                 name,
                 weight.numel(),
-                DENSE_CONV_WEIGHTS[name],
+                dense.dense_conv_weights[name],
                 int(torch.count_nonzero(weight)),
                 biases,
                 filters=conv.out_channels,

@@ -115,7 +115,9 @@ def _keep_filters(
 
     widths = {name: int(local_keep[name].numel()) for name in names}
     reference = next(model.parameters())
-    small = VGGFeatures(model.last_layer, widths=widths, pooling=model.pooling, preprocessing=model.preprocessing)
+    small = VGGFeatures(
+        model.last_layer, widths=widths, pooling=model.pooling, preprocessing=model.preprocessing, arch=model.arch
+    )
     small = small.to(device=reference.device, dtype=reference.dtype)
     small.masks = _copy_kept(model, small, local_keep)
 

@@ -26,7 +26,7 @@ def _teacher_channels(model: VGGFeatures, layer: str, activation: torch.Tensor, 
     """Activation with removed channels put back as zeros, in the dense network's channel order."""
     if activation.shape[1] == dense_width:
         return activation
-    kept = model.kept_channels[conv_feeding(layer)].to(activation.device)
+    kept = model.kept_channels[conv_feeding(layer, model.arch)].to(activation.device)
     full = activation.new_zeros((activation.shape[0], dense_width, *activation.shape[2:]))
     full[:, kept] = activation
     return full
@@ -57,7 +57,7 @@ class ProxyProbe:
         self.content = content
         self.styles = styles
         self.blend = normalise_blend(blend, len(styles))
-        self.widths = {layer: dense.widths[conv_feeding(layer)] for layer in preset.layers}
+        self.widths = {layer: dense.widths[conv_feeding(layer, dense.arch)] for layer in preset.layers}
         self.dense_content, self.dense_grams = self._features(dense)
 
     @torch.no_grad()

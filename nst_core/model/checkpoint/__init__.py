@@ -1,4 +1,4 @@
-"""The checkpoint format: a VGG-19 trunk (dense, fine-grained or structured pruned) as one safetensors file.
+"""The checkpoint format: a VGG-19 or VGG-16 trunk (dense, fine-grained or structured pruned) as one safetensors file.
 
 A codec, one concept per module: ``format`` (names, encodings, dtypes, the error), ``positions``
 (where kept weights sit), ``quantise`` (int8 and 4-bit codebooks), ``safetensors_header`` (the

@@ -27,10 +27,14 @@ Structured networks store their smaller shapes, and ``kept_channels.<conv>`` (in
 which teacher channels each conv kept. Everything is a plain safetensors tensor, so any
 safetensors reader opens every file.
 
-The header records the format and version, architecture (widths, last layer, pooling), weight
+The header records the format and version, architecture (``arch``: ``vgg19`` or ``vgg16``; widths,
+last layer, pooling), weight
 source and preprocessing, per-layer sparsity, pruning provenance, judged metrics, and a SHA-256
 of the tensor bytes so a corrupted file is detected instead of silently loaded. Format version
 2 added the ``positions`` and ``quantisation`` fields; version 1 files (bitmaps, float values) load as before.
+Version 3 made ``arch`` required, since a file may hold a VGG-16; files of versions 1 and 2 hold a
+VGG-19 (their optional ``arch`` can only say ``vgg19``). Tensor keys are torchvision's module indices
+of the file's architecture.
 
 This module holds what every other module of the package shares; ``save`` and ``load`` follow
 this description, and ``header`` checks a file against it.
@@ -43,10 +47,12 @@ import hashlib
 import torch
 
 from nst_core.core.errors import UserError
-from nst_core.model.layers import layer_index
+from nst_core.model.layers import DEFAULT_ARCH, ArchLike, layer_index
 
 FORMAT_NAME = "nst-vgg19-checkpoint"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+#: The first version whose header must name its ``arch``; older files are VGG-19.
+ARCH_VERSION = 3
 ENCODINGS = ("packed", "dense")
 #: Float storage dtypes (any encoding).
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -73,14 +79,18 @@ class CheckpointError(UserError):
     """A checkpoint file is missing, corrupt, truncated, foreign, or disagrees with itself."""
 
 
-def weight_key(name: str) -> str:
-    """The key of a conv's weight, ``features.N.weight`` (torchvision's index N)."""
-    return f"features.{layer_index(name)}.weight"
+def weight_key(name: str, arch: ArchLike = DEFAULT_ARCH) -> str:
+    """The key of a conv's weight, ``features.N.weight`` (torchvision's index N in ``arch``).
+
+    >>> weight_key("conv4_1"), weight_key("conv4_1", "vgg16")
+    ('features.19.weight', 'features.17.weight')
+    """
+    return f"features.{layer_index(name, arch)}.weight"
 
 
-def bias_key(name: str) -> str:
+def bias_key(name: str, arch: ArchLike = DEFAULT_ARCH) -> str:
     """The key of a conv's bias, ``features.N.bias``."""
-    return f"features.{layer_index(name)}.bias"
+    return f"features.{layer_index(name, arch)}.bias"
 
 
 def check_storage(encoding: str, dtype: str) -> None:

@@ -1,8 +1,8 @@
 """An nst checkpoint's header, checked field by field, and its tensor table checked against it.
 
 Everything a loader may allocate is bounded here, before any tensor is read: widths by the dense
-VGG-19's, each tensor's dtype and shape by the widths, encoding and dtype. ``read_checkpoint_info``
-(``nst checkpoint info``) reads nothing more than the header.
+network's of the header's ``arch`` (VGG-19 or VGG-16), each tensor's dtype and shape by the widths,
+encoding and dtype. ``read_checkpoint_info`` (``nst checkpoint info``) reads nothing more than the header.
 
 >>> read_checkpoint_info("seed.safetensors")["sparsity"]["conv1_2"]  # doctest: +SKIP
 0.9
@@ -20,6 +20,7 @@ from typing import Any
 from nst_core.core.errors import UserError
 from nst_core.core.validation import Fields, cut, parse_json, shown
 from nst_core.model.checkpoint.format import (
+    ARCH_VERSION,
     CODEBOOK_SIZE,
     CODEBOOK_SUFFIX,
     CODES_SUFFIX,
@@ -40,16 +41,22 @@ from nst_core.model.checkpoint.format import (
     weight_key,
 )
 from nst_core.model.checkpoint.safetensors_header import read_header_json, read_safetensors_header
-from nst_core.model.layers import DENSE_WIDTHS, LAYER_NAMES, POOLINGS, PREPROCESSINGS, Preprocessing, convs_up_to
+from nst_core.model.layers import (
+    ARCHITECTURES,
+    DEFAULT_ARCH,
+    POOLINGS,
+    PREPROCESSINGS,
+    Architecture,
+    Preprocessing,
+    get_architecture,
+)
 
 
 def _check_ours(path: Path, metadata: dict[str, str]) -> None:
     if metadata.get("format") != FORMAT_NAME:
         found = metadata.get("format")
         what = f"format {shown(found)}" if found else "no 'format' in its header"
-        raise CheckpointError(
-            f"{path}: not an nst checkpoint ({what}); plain VGG-19 weights load with --weights {path}"
-        )
+        raise CheckpointError(f"{path}: not an nst checkpoint ({what}); plain VGG weights load with --weights {path}")
     version = metadata.get("format_version", "")
     if not re.fullmatch(r"[0-9]{1,6}", version):
         raise CheckpointError(f"{path}: header field 'format_version' is {shown(version)}, expected a number")
@@ -93,6 +100,7 @@ class CheckpointHeader:
     data_start: int
     encoding: str
     dtype: str
+    arch: str  # a key of ARCHITECTURES: "vgg19" (every file before format version 3) or "vgg16"
     last_layer: str
     pooling: str
     widths: dict[str, int]
@@ -109,16 +117,15 @@ def read_header(path: Path) -> CheckpointHeader:
     entries, metadata, data_start = read_safetensors_header(path)
     _check_ours(path, metadata)
     fields = Fields(metadata, str(path), CheckpointError)
-    if fields.has("arch"):
-        fields.string("arch", ("vgg19",))
     encoding = fields.string("encoding", ENCODINGS)
     dtype = fields.string("dtype", STORED_DTYPES)
     if dtype in QUANTISED_DTYPES and encoding != "packed":
         fields.fail("dtype", f"is {dtype}, which only the packed encoding stores")
-    last_layer = fields.string("last_layer", LAYER_NAMES)
+    architecture = _architecture(fields, int(metadata["format_version"]))
+    last_layer = fields.string("last_layer", architecture.layer_names)
     pooling = fields.string("pooling", POOLINGS)
-    convs = convs_up_to(last_layer)
-    widths = _widths(fields, convs)
+    convs = architecture.convs_up_to(last_layer)
+    widths = _widths(fields, convs, architecture)
     preprocessing = parse_preprocessing(fields.string("preprocessing"), str(path))
     decoded: dict[str, Any] = {
         "widths": widths,
@@ -146,6 +153,7 @@ def read_header(path: Path) -> CheckpointHeader:
         data_start,
         encoding,
         dtype,
+        architecture.name,
         last_layer,
         pooling,
         widths,
@@ -159,13 +167,22 @@ def read_header(path: Path) -> CheckpointHeader:
     return header
 
 
-def _widths(fields: Fields, convs: list[str]) -> dict[str, int]:
-    """Each conv's width: an int from 1 to the dense VGG-19's, for exactly the convs up to last_layer."""
+def _architecture(fields: Fields, version: int) -> Architecture:
+    """The header's ``arch``: required from format version 3 on; before, absent or ``vgg19`` (VGG-19)."""
+    if version >= ARCH_VERSION:
+        return get_architecture(fields.string("arch", tuple(ARCHITECTURES)))
+    if fields.has("arch"):
+        fields.string("arch", (DEFAULT_ARCH,))
+    return get_architecture(DEFAULT_ARCH)
+
+
+def _widths(fields: Fields, convs: list[str], architecture: Architecture) -> dict[str, int]:
+    """Each conv's width: an int from 1 to the dense network's, for exactly the convs up to last_layer."""
     widths = Fields(fields.json_text("widths"), fields.where, CheckpointError, prefix="widths.")
     extra = sorted(set(widths.data) - set(convs), key=str)
     if extra:
         fields.fail("widths", f"names {shown(extra)}, which a network up to {convs[-1]} does not have")
-    return {name: widths.integer(name, 1, DENSE_WIDTHS[name]) for name in convs}
+    return {name: widths.integer(name, 1, architecture.dense_widths[name]) for name in convs}
 
 
 def _positions(fields: Fields, packed_masked: list[str]) -> dict[str, str]:
@@ -210,8 +227,8 @@ def check_tensor_table(path: Path, header: CheckpointHeader) -> None:
     for name, width in header.widths.items():
         shape = [width, in_channels, 3, 3]
         count = math.prod(shape)
-        wkey = weight_key(name)
-        expected[bias_key(name)] = (stored, [width])
+        wkey = weight_key(name, header.arch)
+        expected[bias_key(name, header.arch)] = (stored, [width])
         packed = header.encoding == "packed" and name in header.masked
         if packed:
             kind = header.positions[name]
@@ -263,6 +280,7 @@ def read_checkpoint_info(path: str | os.PathLike) -> dict:
     info: dict = dict(header.metadata)
     info.update(header.decoded)
     info["format_version"] = int(header.metadata["format_version"])
+    info["arch"] = header.arch  # files before format version 3 may not name it: they are VGG-19
     info["file_bytes"] = path.stat().st_size
     info["header_bytes"] = header.data_start
     info["tensors"] = {key: {"dtype": e["dtype"], "shape": e["shape"]} for key, e in header.entries.items()}

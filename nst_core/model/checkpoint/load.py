@@ -37,7 +37,7 @@ from nst_core.model.checkpoint.format import (
 from nst_core.model.checkpoint.header import CheckpointHeader, check_tensor_table, read_header
 from nst_core.model.checkpoint.positions import decode_positions, unpack_mask
 from nst_core.model.checkpoint.quantise import dequantise, output_channels
-from nst_core.model.layers import DENSE_WIDTHS, Preprocessing
+from nst_core.model.layers import Preprocessing, get_architecture
 
 
 @dataclass
@@ -53,6 +53,7 @@ class CheckpointContents:
     kept_channels: dict[str, torch.Tensor]  # per structured pruned conv: the teacher channels it kept
     weight_source: str
     provenance: dict
+    arch: str = "vgg19"  # a key of nst_core.model.layers.ARCHITECTURES
 
 
 def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -71,9 +72,9 @@ def _decode_conv(
     path: Path, tensors: dict[str, torch.Tensor], header: CheckpointHeader, name: str, shape: list[int]
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(fp32 weight, fp32 bias, mask or None) of one conv, taken out of ``tensors``."""
-    wkey = weight_key(name)
+    wkey = weight_key(name, header.arch)
     masked = name in header.masked
-    bias = _take(tensors, bias_key(name)).float()
+    bias = _take(tensors, bias_key(name, header.arch)).float()
     packed = header.encoding == "packed" and masked
     mask = None
     if packed:
@@ -129,13 +130,14 @@ def _stored_values(
 def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], header: CheckpointHeader) -> dict[str, torch.Tensor]:
     """Per structured-pruned conv, the teacher channels it kept (distinct, within the dense width)."""
     kept_channels = {}
+    dense = get_architecture(header.arch).dense_widths
     for name in header.structured:
         kept = _take(tensors, KEPT_PREFIX + name)
         if kept.numel() and (
-            int(kept.min()) < 0 or int(kept.max()) >= DENSE_WIDTHS[name] or kept.unique().numel() != kept.numel()
+            int(kept.min()) < 0 or int(kept.max()) >= dense[name] or kept.unique().numel() != kept.numel()
         ):
             raise CheckpointError(
-                f"{path}: tensor {KEPT_PREFIX + name!r} must hold distinct channels in [0, {DENSE_WIDTHS[name]})"
+                f"{path}: tensor {KEPT_PREFIX + name!r} must hold distinct channels in [0, {dense[name]})"
             )
         kept_channels[name] = kept
     return kept_channels
@@ -144,7 +146,7 @@ def _kept_channels(path: Path, tensors: dict[str, torch.Tensor], header: Checkpo
 def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
     """A checkpoint's contents: weights (as fp32), masks, kept channels, provenance.
 
-    The whole header is checked (widths bounded by the dense VGG-19's, every tensor's dtype,
+    The whole header is checked (widths bounded by the dense network's, every tensor's dtype,
     shape and offsets) before any tensor is read, and the tensors' SHA-256 before any is decoded.
     """
     path = Path(path)
@@ -159,7 +161,8 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
     in_channels = 3
     for name, width in header.widths.items():
         shape = [width, in_channels, 3, 3]
-        state[weight_key(name)], state[bias_key(name)], mask = _decode_conv(path, tensors, header, name, shape)
+        keys = weight_key(name, header.arch), bias_key(name, header.arch)
+        state[keys[0]], state[keys[1]], mask = _decode_conv(path, tensors, header, name, shape)
         if mask is not None:
             masks[name] = mask
         in_channels = width
@@ -173,4 +176,5 @@ def read_checkpoint(path: str | os.PathLike) -> CheckpointContents:
         kept_channels=_kept_channels(path, tensors, header),
         weight_source=header.metadata.get("weight_source", "unset"),
         provenance=header.decoded["provenance"],
+        arch=header.arch,
     )

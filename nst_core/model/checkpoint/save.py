@@ -51,6 +51,7 @@ class SavableNetwork(Protocol):
     ``load_checkpoint`` builds one from what ``read_checkpoint`` returns).
     """
 
+    arch: str  # a key of nst_core.model.layers.ARCHITECTURES
     last_layer: str
     pooling: str
     preprocessing: Preprocessing
@@ -120,7 +121,7 @@ def checkpoint_tensors(model: SavableNetwork, encoding: str, dtype: str) -> tupl
         masks_from_zeros = masks_from_zeros and zeros_are_the_mask
     if encoding == "dense" and not masks_from_zeros:
         for name, mask in model.masks.items():
-            tensors[weight_key(name) + MASK_SUFFIX] = pack_mask(mask)
+            tensors[weight_key(name, model.arch) + MASK_SUFFIX] = pack_mask(mask)
     for name, kept in model.kept_channels.items():
         tensors[KEPT_PREFIX + name] = kept.detach().cpu().to(torch.int64).contiguous()
     facts: dict = {"masks_from_zeros": masks_from_zeros, "positions": positions}
@@ -147,12 +148,12 @@ def _store_conv(
     quantised = dtype in QUANTISED_DTYPES
     torch_dtype = torch.float32 if quantised else DTYPES[dtype]
     conv = model.conv(name)
-    wkey = weight_key(name)
+    wkey = weight_key(name, model.arch)
     weight = conv.weight.detach().cpu().float()
     shape = list(weight.shape)
     mask = model.masks.get(name)
     assert conv.bias is not None  # every VGG conv has a bias
-    tensors[bias_key(name)] = conv.bias.detach().cpu().to(torch_dtype).contiguous()
+    tensors[bias_key(name, model.arch)] = conv.bias.detach().cpu().to(torch_dtype).contiguous()
     if mask is not None:
         mask = mask.cpu()
         # The masked-out weights must be zero, or the file would not be the network.
@@ -199,7 +200,7 @@ def checkpoint_metadata(
         "written_by": f"nst_core {__version__}",
         "encoding": encoding,
         "dtype": dtype,
-        "arch": "vgg19",
+        "arch": model.arch,
         "last_layer": model.last_layer,
         "pooling": model.pooling,
         "widths": json.dumps(model.widths),
@@ -214,7 +215,7 @@ def checkpoint_metadata(
         if not model.masks
         else ("packed" if encoding == "packed" else ("from_zeros" if facts["masks_from_zeros"] else "stored")),
         "masked_layers": json.dumps([n for n in model.conv_names if n in model.masks]),
-        "structured": json.dumps(sorted(model.kept_channels, key=layer_index)),
+        "structured": json.dumps(sorted(model.kept_channels, key=lambda name: layer_index(name, model.arch))),
         "provenance": json.dumps(model.provenance, default=str),
         "tensors_sha256": tensors_digest(tensors),
     }

@@ -4,55 +4,32 @@ A weights file read by ``onnx_reader`` or ``keras_reader`` is a list of conv ker
 order, each ``(out, in, 3, 3)``. :func:`match_architecture` says which network it is, or names
 the first conv that fits neither (found vs expected), so a wrong file fails in one line.
 
->>> [a.name for a in ARCHITECTURES], len(VGG16.conv_shapes), VGG19.module_indices[:3]
-(['vgg16', 'vgg19'], 13, [0, 2, 5])
+>>> [a.name for a in CANDIDATES], len(VGG16.conv_shapes), VGG19.conv_positions[:3], keras_name('conv3_2')
+(['vgg16', 'vgg19'], 13, [0, 2, 5], 'block3_conv2')
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from nst_core.model.layers import VGG16, VGG19, Architecture
 from nst_core.model.weights import WeightsError
 
-WIDTHS = (64, 128, 256, 512, 512)  # output channels of each block's convs, both networks
 #: The largest source file read: VGG-19 with its ImageNet classifier is about 550 MB in fp32.
 MAX_SOURCE_BYTES = 1 << 30
+#: The architectures a file may hold, the first conv tables tried first.
+CANDIDATES = (VGG16, VGG19)
 
 
-@dataclass(frozen=True)
-class Architecture:
-    """A VGG's feature trunk: how many 3x3 convs each of its five blocks has."""
-
-    name: str
-    title: str  # as people write it: "VGG-16"
-    convs_per_block: tuple[int, ...]
-    conv_shapes: list[tuple[int, int, int, int]] = field(init=False)
-    conv_names: list[str] = field(init=False)  # Keras' blockB_convC
-    module_indices: list[int] = field(init=False)  # torchvision's features.N of each conv
-
-    def __post_init__(self) -> None:
-        shapes, names, indices = [], [], []
-        in_channels, index = 3, 0
-        for block, (convs, width) in enumerate(zip(self.convs_per_block, WIDTHS), start=1):
-            for conv in range(1, convs + 1):
-                shapes.append((width, in_channels, 3, 3))
-                names.append(f"block{block}_conv{conv}")
-                indices.append(index)
-                in_channels, index = width, index + 2  # conv, relu
-            index += 1  # the block's max pool
-        object.__setattr__(self, "conv_shapes", shapes)
-        object.__setattr__(self, "conv_names", names)
-        object.__setattr__(self, "module_indices", indices)
-
-
-VGG16 = Architecture("vgg16", "VGG-16", (2, 2, 3, 3, 3))
-VGG19 = Architecture("vgg19", "VGG-19", (2, 2, 4, 4, 4))
-ARCHITECTURES = (VGG16, VGG19)
+def keras_name(conv: str) -> str:
+    """Keras' name for a conv layer: ``conv3_2`` -> ``block3_conv2``."""
+    block, number = conv.removeprefix("conv").split("_")
+    return f"block{block}_conv{number}"
 
 
 def _matching_prefix(shapes: Sequence[tuple[int, ...]], architecture: Architecture) -> int:
@@ -76,7 +53,7 @@ def match_architecture(shapes: Sequence[tuple[int, ...]], origin: str, labels: S
     """
     if not shapes:
         raise WeightsError(f"{origin}: no conv layers found; expected VGG-16 or VGG-19 weights")
-    best = max(ARCHITECTURES, key=lambda a: (_matching_prefix(shapes, a), -abs(len(a.conv_shapes) - len(shapes))))
+    best = max(CANDIDATES, key=lambda a: (_matching_prefix(shapes, a), -abs(len(a.conv_shapes) - len(shapes))))
     good = _matching_prefix(shapes, best)
     expected = best.conv_shapes
     if good == len(shapes) == len(expected):
@@ -89,12 +66,13 @@ def match_architecture(shapes: Sequence[tuple[int, ...]], origin: str, labels: S
         )
     if good == len(shapes):
         raise WeightsError(
-            f"{origin}: conv {good + 1} ({best.conv_names[good]}) is missing: the file has {len(shapes)} convs, "
+            f"{origin}: conv {good + 1} ({keras_name(best.conv_names[good])}) is missing: "
+            f"the file has {len(shapes)} convs, "
             f"expected {best.title}'s {len(expected)}; conv {good + 1} should be {list(expected[good])}"
         )
     raise WeightsError(
         f"{origin}: conv {good + 1}{label} has shape {list(shapes[good])}, expected {list(expected[good])} "
-        f"({best.title}'s {best.conv_names[good]})"
+        f"({best.title}'s {keras_name(best.conv_names[good])})"
     )
 
 
@@ -114,7 +92,7 @@ class ConvWeights:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """torchvision's keys for this architecture: ``features.N.weight`` / ``features.N.bias``."""
         state = {}
-        for index, weight, bias in zip(self.architecture.module_indices, self.weights, self.biases):
+        for index, weight, bias in zip(self.architecture.conv_positions, self.weights, self.biases):
             state[f"features.{index}.weight"] = torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float32))
             state[f"features.{index}.bias"] = torch.from_numpy(np.ascontiguousarray(bias, dtype=np.float32))
         return state

@@ -22,15 +22,9 @@ import numpy as np
 
 from nst_core.core.errors import first_line
 from nst_core.core.validation import cut
-from nst_core.model.convert.architectures import (
-    MAX_SOURCE_BYTES,
-    VGG16,
-    VGG19,
-    Architecture,
-    ConvWeights,
-    check_file_size,
-)
+from nst_core.model.convert.architectures import MAX_SOURCE_BYTES, ConvWeights, check_file_size, keras_name
 from nst_core.model.convert.onnx_reader import INSTALL_HINT
+from nst_core.model.layers import VGG16, VGG19, Architecture
 from nst_core.model.weights import WeightsError
 
 _LAYER = re.compile(r"block(\d+)_conv(\d+)")
@@ -84,13 +78,14 @@ def _architecture_of(layers: dict[tuple[int, int], dict[str, Any]], path: Path) 
         raise WeightsError(f"{path}: no blockB_convC layer groups found; expected Keras VGG-16 or VGG-19 weights")
     architecture = VGG19 if any(conv == 4 for _, conv in layers) else VGG16
     found = {f"block{block}_conv{conv}" for block, conv in layers}
-    missing = [name for name in architecture.conv_names if name not in found]
+    expected = [keras_name(conv) for conv in architecture.conv_names]
+    missing = [name for name in expected if name not in found]
     if missing:
         raise WeightsError(
             f"{path}: no {missing[0]} layer: {architecture.title} has {len(architecture.conv_names)} convs, "
             f"the file has {len(found)} blockB_convC groups"
         )
-    extra = sorted(found - set(architecture.conv_names))
+    extra = sorted(found - set(expected))
     if extra:
         raise WeightsError(f"{path}: unexpected layer {cut(extra[0])}: {architecture.title} has no such conv")
     return architecture

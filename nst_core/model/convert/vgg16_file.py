@@ -1,9 +1,8 @@
 """A features-only VGG-16 safetensors file: torchvision's ``vgg16`` keys, the architecture in the metadata.
 
-nst runs VGG-19 networks only, for now; a converted VGG-16 is kept in torchvision's layout
-(``features.N.weight`` at N = 0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28) with
-``{"architecture": "vgg16", "preprocessing": NAME, "source": FILE}`` in its metadata, so a later
-version can load it and this one refuses it by that field (``nst_core.model.weights``).
+A converted VGG-16 is kept in torchvision's layout (``features.N.weight`` at N = 0, 2, 5, 7, 10,
+12, 14, 17, 19, 21, 24, 26, 28) with ``{"architecture": "vgg16", "preprocessing": NAME, "source": FILE}``
+in its metadata, which ``nst_core.model.weights`` reads to build a VGG-16.
 """
 
 from __future__ import annotations

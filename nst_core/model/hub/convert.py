@@ -3,8 +3,8 @@
 So nobody depends on one old URL: the converted file, pushed to a model repo, is a weight
 source (``hf:OWNER/NAME:FILE``) with its preprocessing in its metadata. A VGG-19 source, whatever
 its format, becomes a dense nst checkpoint; a VGG-16 one (ONNX or Keras only) a plain
-features-only file in torchvision's layout (``nst_core.model.convert.vgg16_file``), which this
-version stores but cannot run yet.
+features-only file in torchvision's layout (``nst_core.model.convert.vgg16_file``), which
+``--weights FILE`` runs as a VGG-16.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import torch
 from nst_core.core.errors import UserError
 from nst_core.core.files import file_sha256
 from nst_core.model.checkpoint import DTYPES, CheckpointError, save_checkpoint
-from nst_core.model.convert.architectures import VGG19, ConvWeights
+from nst_core.model.convert.architectures import ConvWeights
 from nst_core.model.convert.keras_reader import read_keras_convs
 from nst_core.model.convert.onnx_reader import read_onnx_convs
 from nst_core.model.convert.vgg16_file import save_features_file
-from nst_core.model.layers import PREPROCESSINGS
+from nst_core.model.layers import PREPROCESSINGS, VGG19
 from nst_core.model.vgg import VGGFeatures
 from nst_core.model.weights import WeightsError, match_state_dict, read_state_dict
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nst_core.core.errors import UserError
-from nst_core.model.layers import deepest_layer, layer_index
+from nst_core.model.layers import ArchLike, deepest_layer, get_architecture, layer_index
 
 
 @dataclass(frozen=True)
@@ -26,9 +26,27 @@ class LossPreset:
 
     @property
     def layers(self) -> list[str]:
-        """Every layer any loss reads, in network order, without duplicates."""
+        """Every layer any loss reads, in network order, without duplicates.
+
+        VGG-19's order, which is every architecture's: a VGG-16's layers are a subset of a VGG-19's, in
+        the same order (:meth:`check_architecture` says whether a network has them all).
+        """
         names = dict.fromkeys([*self.content_layers, *self.style_layers])
         return sorted(names, key=layer_index)
+
+    def check_architecture(self, arch: ArchLike) -> None:
+        """A one-line UserError when a layer the losses read is not in ``arch`` (a VGG-16 has no ``relu5_4``).
+
+        >>> get_preset("seed").check_architecture("vgg16")  # relu1_2 .. relu5_3 and relu4_2: all in VGG-16
+        """
+        architecture = get_architecture(arch)
+        missing = [name for name in self.layers if not architecture.has(name)]
+        if missing:
+            relus = ", ".join(name for name in architecture.layer_names if name.startswith("relu"))
+            raise UserError(
+                f"loss preset {self.name!r}: unknown {architecture.title} layer {missing[0]!r} "
+                f"(the network's weights are {architecture.title}'s); use its layers: {relus}"
+            )
 
     @property
     def last_layer(self) -> str:

@@ -13,7 +13,7 @@ import torch
 
 from nst_core.core.errors import UserError
 from nst_core.image.io import ImageSource
-from nst_core.model.layers import layer_index, min_input_side
+from nst_core.model.layers import get_architecture, min_input_side
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.losses import LossPreset
 from nst_core.nst.memory import SAFETY, memory_in_use
@@ -75,11 +75,13 @@ def prepare_run(model: VGGFeatures, inputs: RunInputs) -> PreparedRun:
     """Plan the run of ``model`` on inputs already loaded (the CLI loads them before the network, and the
     comparison runs two networks on one set): the network checked, memory read once, scales and tiles."""
     config, preset = inputs.config, inputs.preset
-    if layer_index(model.last_layer) < layer_index(preset.last_layer):
+    preset.check_architecture(model.arch)  # "unknown VGG-16 layer 'relu5_4'" before any work
+    architecture = get_architecture(model.arch)
+    if architecture.layer_index(model.last_layer) < architecture.layer_index(preset.last_layer):
         raise UserError(f"the network stops at {model.last_layer} but preset {preset.name!r} needs {preset.last_layer}")
     held = memory_in_use(device_of(model))
     plan = _plan(model, config, preset, held, *inputs.images.content.size)
-    _check_sizes(inputs, plan)
+    _check_sizes(inputs, plan, model.arch)
     network: FeatureNetwork = model if config.padding == "zeros" else PaddedNetwork(model, config.padding)
     return PreparedRun(inputs, model, network, plan, held)
 
@@ -99,13 +101,13 @@ def _plan(
                 f"({held / 1e9:.2f} GB with the network loaded)"
             )
     sizes = config.scale_sizes(width, height)
-    return plan_tiles(model.widths, preset.layers, sizes, config.precision, budget, config.tile)
+    return plan_tiles(model.widths, preset.layers, sizes, config.precision, budget, config.tile, model.arch)
 
 
-def _check_sizes(inputs: RunInputs, plan: TilePlan) -> None:
+def _check_sizes(inputs: RunInputs, plan: TilePlan, arch: str) -> None:
     """A UserError when the coarsest scale, or the style images at it, are too small for the deepest layer."""
     sizes, last = plan.sizes, inputs.preset.last_layer
-    need = min_input_side(last)
+    need = min_input_side(last, arch)
     if min(sizes[0]) < need:
         raise UserError(
             f"image too small: the coarsest scale is {sizes[0][0]}x{sizes[0][1]} px but layer {last} "

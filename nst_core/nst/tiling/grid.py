@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from nst_core.core.errors import UserError
-from nst_core.model.layers import LAYER_TABLE, layer_index, min_input_side
+from nst_core.model.layers import DEFAULT_ARCH, ArchLike, get_architecture, min_input_side
 from nst_core.nst.memory import min_tile
 
 
@@ -41,14 +41,14 @@ class Tile:
         return rows, cols
 
 
-def receptive_field(layer: str) -> int:
+def receptive_field(layer: str, arch: ArchLike = DEFAULT_ARCH) -> int:
     """Side in image px of the input region one feature pixel of ``layer`` depends on (220 for relu5_3).
 
-    >>> receptive_field("relu1_2"), receptive_field("relu3_3")
-    (5, 40)
+    >>> receptive_field("relu1_2"), receptive_field("relu3_3"), receptive_field("relu5_3", "vgg16")
+    (5, 40, 196)
     """
     side, jump = 1, 1
-    for _, kind in LAYER_TABLE[: layer_index(layer) + 1]:
+    for _, kind in get_architecture(arch).layers_up_to(layer):
         if kind == "conv":
             side += 2 * jump  # 3x3: one more input pixel each side, at the current spacing
         elif kind == "pool":
@@ -57,12 +57,12 @@ def receptive_field(layer: str) -> int:
     return side
 
 
-def stride_of(last_layer: str) -> int:
+def stride_of(last_layer: str, arch: ArchLike = DEFAULT_ARCH) -> int:
     """The downsampling of the deepest pooling before ``last_layer`` (16 for relu5_x)."""
-    return min_input_side(last_layer)
+    return min_input_side(last_layer, arch)
 
 
-def exact_halo(last_layer: str) -> int:
+def exact_halo(last_layer: str, arch: ArchLike = DEFAULT_ARCH) -> int:
     """The halo that makes tiling exact: half the deepest layer's receptive field, rounded up to the stride.
 
     With it every core feature's receptive field lies inside its window (or is cut by the image's
@@ -71,18 +71,18 @@ def exact_halo(last_layer: str) -> int:
     >>> exact_halo("relu5_3"), exact_halo("relu2_2")
     (112, 8)
     """
-    stride = stride_of(last_layer)
-    return -(-receptive_field(last_layer) // 2 // stride) * stride
+    stride = stride_of(last_layer, arch)
+    return -(-receptive_field(last_layer, arch) // 2 // stride) * stride
 
 
-def halo_for(tile: int, last_layer: str) -> int:
+def halo_for(tile: int, last_layer: str, arch: ArchLike = DEFAULT_ARCH) -> int:
     """Context margin on each inner side of a tile: :func:`exact_halo`, or a quarter of the tile if that is less.
 
     A quarter keeps at least half the tile's side for its core; tiles smaller than
     ``2 * exact_halo(last_layer)`` pixels then trade exactness at the deepest layers for memory.
     """
-    stride = stride_of(last_layer)
-    return min(exact_halo(last_layer), tile // 4 // stride * stride)
+    stride = stride_of(last_layer, arch)
+    return min(exact_halo(last_layer, arch), tile // 4 // stride * stride)
 
 
 def _cuts(length: int, core: int, offset: int) -> list[int]:

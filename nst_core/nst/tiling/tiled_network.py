@@ -36,8 +36,8 @@ class TiledNetwork(WrappedNetwork):
         halo: int | None = None,
     ):
         self.model, self.preset, self.tile, self.precision = model, preset, tile, precision
-        self.stride = stride_of(preset.last_layer)
-        self.halo = halo_for(tile, preset.last_layer) if halo is None else halo
+        self.stride = stride_of(preset.last_layer, model.arch)
+        self.halo = halo_for(tile, preset.last_layer, model.arch) if halo is None else halo
         self.layout = torch.channels_last if channels_last else torch.contiguous_format
         self.cancel = cancel
 
@@ -127,4 +127,5 @@ def measure_macs_per_second(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed = max(time.perf_counter() - started, 1e-6)
-    return iteration_macs({n: model.widths[n] for n in convs_up_to(preset.last_layer)}, side, side) / elapsed
+    widths = {n: model.widths[n] for n in convs_up_to(preset.last_layer, model.arch)}
+    return iteration_macs(widths, side, side, model.arch) / elapsed

@@ -191,6 +191,7 @@ def test_identical_networks_give_identical_outputs(dense, inputs):
     assert np.array_equal(np.asarray(result.dense.image), np.asarray(result.pruned.image))
     assert result.judged["ssim"] == pytest.approx(1.0)
     assert result.judged["content_ratio"] == pytest.approx(1.0) and result.judged["style_ratio"] == pytest.approx(1.0)
+    assert result.judged["perceptual"] == pytest.approx(0.0, abs=1e-6)  # identical outputs
     assert [e.phase for e in progress if e.progress is None] == ["dense", "pruned", "judge"]
     assert sum(1 for e in progress if e.progress and e.progress.preview is not None) == 2 * TINY.iterations
 
@@ -205,6 +206,9 @@ def test_table_rows(dense, inputs):
     assert rows["iterations run"] == ["3 (done)", "3 (done)"]
     assert float(rows["time (s)"][0]) == pytest.approx(result.dense_seconds, abs=0.01)
     assert rows["speedup vs dense"][1] == f"{result.dense_seconds / result.pruned_seconds:.2f}x"
+    assert rows["network"][0].startswith("dense VGG-19 (random:")
+    distance = rows["judge: perceptual distance to dense output (LPIPS, unlearned)"]
+    assert distance == ["0.000", f"{result.judged['perceptual']:.3f}"] and result.judged["perceptual"] > 0
     layers = {r[0]: r for r in result.sparsity_rows()}
     assert len(layers) == 15 and layers["conv4_4"][4] == 0.9 and layers["conv1_1"][3] == 1728
 

@@ -142,7 +142,7 @@ class Comparison:
     pruned: StylizeResult
     dense_seconds: float
     pruned_seconds: float
-    judged: dict[str, float]  # content_ratio, style_ratio, ssim (pruned vs dense)
+    judged: dict[str, float]  # content_ratio, style_ratio, ssim, perceptual (pruned vs dense; see Judge.compare)
     dense_losses: dict[str, float]
     pruned_losses: dict[str, float]
     dense_network: VGGFeatures
@@ -163,7 +163,11 @@ class Comparison:
         j = self.judged
         it_d, it_p = len(self.dense.history), len(self.pruned.history)
         return [
-            ["network", f"dense VGG-19 ({self.dense_network.weight_source})", self.pruned_network.label],
+            [
+                "network",
+                f"dense {self.dense_network.architecture.title} ({self.dense_network.weight_source})",
+                self.pruned_network.label,
+            ],
             ["time (s)", f"{self.dense_seconds:.2f}", f"{self.pruned_seconds:.2f}"],
             ["speedup vs dense", "1.00x", f"{self.speedup:.2f}x"],
             [
@@ -189,7 +193,11 @@ class Comparison:
             ],
             ["judge: content loss ratio vs dense", "1.000", f"{j['content_ratio']:.3f}"],
             ["judge: style loss ratio vs dense", "1.000", f"{j['style_ratio']:.3f}"],
-        ]
+        ] + (
+            [["judge: perceptual distance to dense output (LPIPS, unlearned)", "0.000", f"{j['perceptual']:.3f}"]]
+            if "perceptual" in j
+            else []
+        )
 
     def sparsity_rows(self) -> list[list]:
         """[layer, channels, weights, nonzeros, sparsity vs dense] per conv of the pruned network."""

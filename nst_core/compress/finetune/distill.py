@@ -3,6 +3,9 @@ normalised by the teacher's energy at that layer (a relative squared error, 0 = 
 
 A structured student kept only some output channels of each conv; it is matched against the
 teacher's activations at exactly those channels (``student.kept_channels``).
+
+:func:`image_gradient_error` is the other objective a loss network can be fine-tuned for: the
+student's image gradient of the style-transfer loss against the dense teacher's.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import torch.nn.functional as F
 
 from nst_core.model.layers import conv_feeding
 from nst_core.model.vgg import VGGFeatures
-from nst_core.nst.losses import gram_matrix
+from nst_core.nst.losses import LossPreset, LossWeights, Targets, gram_matrix, loss_terms
+from nst_core.nst.network import FeatureNetwork
 
 _EPS = 1e-12
 
@@ -77,3 +81,30 @@ def distillation_terms(
     feature = torch.stack(errors[0::2]).mean()
     gram = torch.stack(errors[1::2]).mean()
     return {"feature": feature, "gram": gram, "total": weights.feature * feature + weights.gram * gram}
+
+
+def image_gradient_error(
+    student: FeatureNetwork,
+    teacher_grad: torch.Tensor,
+    image: torch.Tensor,
+    targets: Targets,
+    preset: LossPreset,
+    weights: LossWeights,
+) -> torch.Tensor:
+    """|g_s - g_t|^2 / |g_t|^2 for the image gradients of the style-transfer loss: what a *loss network* must get right.
+
+    A pruned network is only ever used to give the optimised image its gradient, so this is the
+    distortion that decides its output: ``g_s`` is d(total loss)/d(image) of ``student`` under
+    ``preset`` and ``weights`` with the student's own ``targets`` (held fixed: computed from the
+    content and style images without autograd, as stylize does), ``teacher_grad`` the dense
+    network's gradient of its own loss at the same ``image``. The result is differentiable in the
+    student's weights (the image gradient is built with ``create_graph``), so backpropagating it
+    trains the student; it is 0 when the gradients agree and 1 when the student's gradient is 0.
+    Images worth matching at are those an optimisation visits: noisy content, content/style mixes,
+    partially stylized images.
+    """
+    x = image.detach().requires_grad_(True)
+    with torch.enable_grad():
+        total = loss_terms(student, preset, x, targets, weights)["total"]
+        (grad,) = torch.autograd.grad(total, x, create_graph=True)
+    return (grad - teacher_grad).pow(2).sum() / teacher_grad.pow(2).sum().clamp_min(_EPS)

@@ -193,7 +193,12 @@ def test_bad_settings_are_named(random_model, content_image, style_image, change
 def test_judge_scores_dense_against_itself_as_one(random_model, content_image, style_image):
     dense = stylize(prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=3))).image
     judge = Judge(random_model, "seed", content_image, [style_image], size=64)
-    assert judge.compare(dense, dense) == {"content_ratio": 1.0, "style_ratio": 1.0, "ssim": pytest.approx(1.0)}
+    assert judge.compare(dense, dense) == {
+        "content_ratio": 1.0,
+        "style_ratio": 1.0,
+        "ssim": pytest.approx(1.0),
+        "perceptual": pytest.approx(0.0, abs=1e-6),
+    }
     # The content itself has zero content loss, so its ratio against the stylized image is below 1.
     assert judge.compare(content_image, dense)["content_ratio"] < 1.0
 

@@ -91,8 +91,8 @@ def test_upload_run_and_screenshot(page, tmp_path):
 
     # Both tables are shown whole: every row is rendered (the table only renders the rows in
     # view) and nothing in them scrolls or clips.
-    assert page.locator("#summary [role=row].virtual-row").count() == 14
-    assert "judge: style loss ratio vs dense" in summary
+    assert page.locator("#summary [role=row].virtual-row").count() == 15
+    assert "judge: style loss ratio vs dense" in summary and "perceptual distance to dense output" in summary
     assert (
         page.locator("#layers [role=row].virtual-row").count() == 15
     )  # conv1_1 .. conv5_3, what the seed preset needs

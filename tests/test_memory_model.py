@@ -58,9 +58,15 @@ def stylize_peak(images, size: int, *extra: str) -> tuple[int, str]:
     return kib * 1024, err
 
 
+def median_peak(images, size: int, runs: int = 3) -> int:
+    """Median peak RSS of ``runs`` identical runs: one run's peak varies by about +-40 MB (allocator
+    arenas, thread start-up), which is 15% of the 384 px increment; the median of three is within 5%."""
+    return sorted(stylize_peak(images, size)[0] for _ in range(runs))[runs // 2]
+
+
 @pytest.fixture(scope="module")
 def base_peak(images) -> int:
-    return stylize_peak(images, 32)[0]
+    return median_peak(images, 32)
 
 
 def test_a_subprocess_reports_its_own_peak_not_its_parents():
@@ -108,12 +114,12 @@ def test_the_model_follows_widths_precision_and_size():
 
 
 def test_the_model_matches_measured_peak_rss(images, base_peak):
-    """Measured increment over the 32 px base within [0.7, 1/SAFETY] of the predicted one.
+    """Measured increment over the 32 px base (medians of three runs) within [0.7, 1/SAFETY] of the predicted one.
 
     Above 1/SAFETY a planned run could exceed its budget (plans aim at SAFETY of it); below 0.7 the
     model would waste memory on tiles that were not needed.
     """
-    peak, _ = stylize_peak(images, 384)
+    peak = median_peak(images, 384)
     predicted = predict_step_peak(DENSE_WIDTHS, SEED_LAYERS, 288, 384) - predict_step_peak(
         DENSE_WIDTHS, SEED_LAYERS, 24, 32
     )

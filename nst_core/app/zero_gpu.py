@@ -54,6 +54,8 @@ def gpu_seconds(
     with ``comparison_updates``' arguments): the fixed costs plus both runs' conv MACs at a square
     ``size`` (the most an image of that longer side costs), never more than the time limit allows (the
     run is stopped then)."""
+    if settings.time_budget:  # each run plans itself into its budget
+        return int(min(GPU_FIXED_S + 2 * float(settings.time_budget), GPU_FIXED_S + limits.time_limit)) + 1
     side = int(settings.size)
     work = 2 * int(settings.iterations) * iteration_macs(dense.model.widths, side, side)  # dense + pruned (at most)
     return int(min(GPU_FIXED_S + work / GPU_MACS_PER_S, GPU_FIXED_S + limits.time_limit)) + 1

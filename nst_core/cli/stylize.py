@@ -19,7 +19,7 @@ from nst_core.cli.common import (
 )
 from nst_core.core.files import atomic_save_image, atomic_write_text
 from nst_core.nst.memory import format_bytes, parse_memory
-from nst_core.nst.stylize import PreparedRun, Progress, load_run_inputs, prepare_run, split_iterations, stylize
+from nst_core.nst.stylize import PreparedRun, Progress, load_run_inputs, prepare_run, stylize
 from nst_core.nst.tiling import iteration_macs_tiled, measure_macs_per_second
 
 #: From this longer side up (px) the CLI prints the plan, predicted peak memory and time even without --max-memory.
@@ -83,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         print_plan(prepared, rate)
     else:
         prepared = prepare_run(model, inputs)
+    if prepared.time_plan is not None:
+        print(f"plan: {prepared.time_plan.describe()}", file=sys.stderr)
     plan = prepared.plan
-    bar = tqdm(total=config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
+    bar = tqdm(total=prepared.config.iterations, unit="it", desc="stylize", file=sys.stderr, disable=None)
 
     def on_progress(progress: Progress) -> None:
         bar.update(progress.iteration - bar.n)
@@ -117,9 +119,10 @@ def run(args: argparse.Namespace) -> int:
         }
         atomic_write_text(log_json, json.dumps(log, indent=1))
     per_it = result.timings["per_iteration"]
+    budget = f", {result.timings['total']:.1f} s of the {config.time_budget:g} s budget" if config.time_budget else ""
     print(
         f"wrote {output} ({result.image.size[0]}x{result.image.size[1]}, {len(result.history)} iterations, "
-        f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped})"
+        f"{per_it * 1000:.0f} ms/iteration, stopped: {result.stopped}{budget})"
     )
     return 0
 
@@ -133,7 +136,7 @@ def print_plan(prepared: PreparedRun, rate: float) -> None:
     (``nst_core.nst.memory``).
     """
     config, plan, preset = prepared.config, prepared.plan, prepared.preset
-    steps = split_iterations(config.iterations, len(plan.sizes))
+    steps = config.scale_iterations(plan.sizes)
     widths, arch = prepared.model.widths, prepared.model.arch
     work = sum(
         n * iteration_macs_tiled(widths, preset, w, h, t, arch) for n, (w, h), t in zip(steps, plan.sizes, plan.tiles)

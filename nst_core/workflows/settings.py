@@ -22,7 +22,7 @@ import argparse
 
 from nst_core.core.errors import UserError
 from nst_core.nst.losses import PRESETS, STYLE_LOSSES, get_preset
-from nst_core.nst.stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS
+from nst_core.nst.stylize import COLORS, INITS, OPTIMIZERS, PADDINGS, PRECISIONS, SCALE_SPACINGS, SCALE_SPLITS
 from nst_core.workflows.setting_types import (
     CHOICE,
     CHOICE_OR_NONE,
@@ -59,6 +59,11 @@ def _check_style_weights(weights: tuple[float, ...] | None) -> None:
 def _style_weight(strength: float) -> dict[str, float]:
     """The app's style strength multiplies the preset's style weight."""
     return {"style_weight": get_preset(PRESET).style_weight * strength}
+
+
+def _time_budget(seconds: float) -> dict[str, float | None]:
+    """The app's 0 means no budget (the iterations decide); a budget below 0.1 s is refused by the config."""
+    return {"time_budget": float(seconds) if seconds else None}
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -398,6 +403,37 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "min_size",
         Flag("coarse-to-fine from this longer side up to --size (instead of --scales)", type=int, metavar="PX"),
+    ),
+    Setting(
+        "time_budget",
+        Flag(
+            "finish within this many seconds (from when the network and images are loaded): the optimiser, "
+            "coarse-to-fine scales and iterations are planned to fit from a measured throughput and a table of "
+            "measured time-to-quality; the plan and its expected quality are printed first",
+            type=float,
+            metavar="SECONDS",
+        ),
+        Control(
+            "number",
+            NUMBER,
+            ("settings", 2),
+            "Seconds each of the two pictures may take, 0 to 600 (0: run the iterations instead); the optimiser "
+            "and coarse-to-fine scales are planned to fit, so the pruned network gets more iterations in the time.",
+            {"label": "Time per picture (s; 0: use the iterations)", "elem_id": "time-budget"},
+            default=0.0,
+            optional=True,
+            noun="time per picture",
+            bounds=(0.0, 600.0),
+            config=_time_budget,
+        ),
+    ),
+    Setting(
+        "scale_split",
+        Flag(
+            "how coarse-to-fine shares --iterations: as many per scale, or as much time per scale "
+            "(most iterations at the cheap coarse sizes)",
+            choices=SCALE_SPLITS,
+        ),
     ),
 )
 

@@ -12,6 +12,8 @@
 - ``inputs``: the content, style, mask and init images loaded once (:func:`load_run_inputs`).
 - ``planning``: :func:`prepare` -> :class:`PreparedRun` (inputs, the network checked, the plan of
   scales and tiles, the memory in use read once).
+- ``time_budget``: a run planned to a wall-clock budget: the schedule from a measured
+  time-to-quality table, each scale's share of the time (:class:`TimePlan`).
 - ``evaluators``: the objective of one scale, whole or tiled, seen through the mask.
 - ``loop``: :func:`stylize`, the optimisation of the prepared run, with progress and cancel.
 """
@@ -24,6 +26,7 @@ from nst_core.nst.stylize.config import (
     PADDINGS,
     PRECISIONS,
     SCALE_SPACINGS,
+    SCALE_SPLITS,
     StylizeConfig,
     parse_layers,
     scale_sizes,
@@ -45,6 +48,7 @@ from nst_core.nst.stylize.inputs import (
 )
 from nst_core.nst.stylize.loop import Progress, StylizeResult, stylize
 from nst_core.nst.stylize.planning import PreparedRun, prepare, prepare_run
+from nst_core.nst.stylize.time_budget import Schedule, TimePlan, load_schedules, plan_time_budget
 
 __all__ = [
     "COLORS",
@@ -56,6 +60,7 @@ __all__ = [
     "PADDINGS",
     "PRECISIONS",
     "SCALE_SPACINGS",
+    "SCALE_SPLITS",
     "Evaluator",
     "PreparedInputs",
     "PreparedRun",
@@ -76,6 +81,10 @@ __all__ = [
     "scale_images",
     "scale_sizes",
     "split_iterations",
+    "Schedule",
+    "TimePlan",
+    "load_schedules",
+    "plan_time_budget",
     "stylize",
     "style_load_side",
     "targets_at",

@@ -21,6 +21,9 @@ COLORS = ("none", "luminance", "histogram")
 PADDINGS = ("zeros", "replicate")
 #: Ratio between neighbouring coarse-to-fine sizes: halving, or sqrt(2) (twice as many, gentler steps).
 SCALE_SPACINGS = {"2": 2.0, "sqrt2": math.sqrt(2.0)}
+#: How coarse-to-fine shares its iterations: as many at every scale, or as much *time* at every scale
+#: (iterations in inverse proportion to pixels, so most of them are cheap coarse ones).
+SCALE_SPLITS = ("iterations", "time")
 DEFAULT_LR = {"adam": 10.0, "lbfgs": 1.0}
 
 
@@ -59,14 +62,22 @@ class StylizeConfig:
     padding: str = "zeros"  # the first conv's padding: "replicate" avoids dark-border artefacts
     scale_spacing: str = "2"  # coarse-to-fine size ratio: "2" or "sqrt2"
     min_size: int | None = None  # coarse-to-fine from this longer side up (number of scales follows)
+    scale_split: str = "iterations"  # "time": iterations per scale in inverse proportion to its pixels
     max_memory: int | None = None  # bytes of peak RSS (device memory on a GPU) the run may reach; tiles when needed
     tile: int | None = None  # force tiles of this side (px) at every scale larger than it
+    #: seconds the run may take from when it is prepared: optimiser, scales and iterations are planned to
+    #: fit (nst_core.nst.stylize.time_budget); the output then depends on the machine's speed
+    time_budget: float | None = None
 
     def validate(self) -> None:
         """A UserError naming the first setting that is out of range, or two that contradict each other."""
         self._check_choices_and_ranges()
         self._check_controls()
         preset = self.loss_preset()  # layer lists and the preset name
+        if self.time_budget is not None and not (
+            isinstance(self.time_budget, (int, float)) and 0.1 <= self.time_budget <= 86400
+        ):
+            raise UserError(f"time budget must be between 0.1 and 86400 seconds, not {self.time_budget}")
         if self.max_memory is not None and not self.max_memory >= 2**20:
             raise UserError(f"max memory must be at least 1MB, not {self.max_memory} bytes")
         if self.tile is not None:
@@ -105,6 +116,7 @@ class StylizeConfig:
         _choice("color", self.color, COLORS)
         _choice("padding", self.padding, PADDINGS)
         _choice("scale spacing", self.scale_spacing, tuple(SCALE_SPACINGS))
+        _choice("scale split", self.scale_split, SCALE_SPLITS)
         if self.preserve_color and self.color == "histogram":
             raise UserError("preserve color and color histogram contradict each other: choose one")
         if not (math.isfinite(self.style_scale) and 0.05 <= self.style_scale <= 8):
@@ -160,6 +172,16 @@ class StylizeConfig:
         if self.min_size is not None:
             count = 1 + int(math.floor(math.log(max(width, height) / self.min_size) / math.log(spacing) + 1e-9))
         return scale_sizes(width, height, count, spacing)
+
+    def scale_iterations(self, sizes: list[tuple[int, int]]) -> list[int]:
+        """Iterations at each of ``sizes`` (coarse to fine), ``iterations`` in all, as ``scale_split`` shares them.
+
+        >>> StylizeConfig(iterations=21, scale_split="time").scale_iterations([(16, 12), (32, 24), (64, 48)])
+        [16, 4, 1]
+        """
+        if self.scale_split == "time":
+            return split_by_pixels(self.iterations, [w * h for w, h in sizes])
+        return split_iterations(self.iterations, len(sizes))
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -220,3 +242,24 @@ def split_iterations(total: int, scales: int) -> list[int]:
     """
     base, extra = divmod(total, scales)
     return [base + (1 if i >= scales - extra else 0) for i in range(scales)]
+
+
+def split_by_pixels(total: int, pixels: list[int]) -> list[int]:
+    """``total`` iterations shared in inverse proportion to ``pixels`` (equal time per scale), at least
+    one per scale; what rounding leaves goes to the largest remainders.
+
+    >>> split_by_pixels(10, [1, 4, 16])
+    [7, 2, 1]
+    """
+    if total < len(pixels):
+        return split_iterations(total, len(pixels))
+    shares = [1.0 / p for p in pixels]
+    exact = [total * s / sum(shares) for s in shares]
+    counts = [max(1, math.floor(x)) for x in exact]
+    for i in sorted(range(len(counts)), key=lambda i: counts[i] - exact[i]):  # largest remainder first
+        if sum(counts) >= total:
+            break
+        counts[i] += 1
+    while sum(counts) > total:  # the floors of 1 took too many: take from the largest share
+        counts[counts.index(max(counts))] -= 1
+    return counts

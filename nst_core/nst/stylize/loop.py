@@ -84,6 +84,7 @@ def stylize(
     carried: dict | None = None  # Adam's moments, resized with the image from scale to scale
     # On a time budget each scale runs until its share of the time is spent, not for a count.
     counts = config.scale_iterations(plan.sizes) if run.deadline is None else [100_000] * len(plan.sizes)
+    shares = prepared.time_plan.schedule.time_weights(len(plan.sizes)) if prepared.time_plan else []
     for scale, (wh, steps) in enumerate(zip(plan.sizes, counts)):
         if scale > 0:
             # Carry the coarse result (its average, with --ema) up: the fine scale refines instead of starting over.
@@ -97,7 +98,7 @@ def stylize(
         image = image.detach().contiguous().requires_grad_(True)
         run.average = _Average(image, config.ema) if config.ema is not None else None
         optimizer = _make_optimizer(config, image, carried)
-        run.start_scale(scale, len(plan.sizes), wh)
+        run.start_scale(scale, shares, wh)
         run.stopped = _optimise_scale(evaluate, image, optimizer, steps, scale, run)
         carried = optimizer.state.get(image) if config.optimizer == "adam" else None
         if run.stopped != "done":
@@ -174,14 +175,15 @@ class _RunState:
     step_s: float = 0.0  # the last iteration's seconds (scaled by pixels at a new scale): what the next may take
     pixels: int = 0  # of the current scale
 
-    def start_scale(self, scale: int, scales: int, wh: tuple[int, int]) -> None:
-        """On a time budget: this scale's share is an equal part of the time left (the last scale's is the rest)."""
+    def start_scale(self, scale: int, weights: list[float], wh: tuple[int, int]) -> None:
+        """On a time budget: this scale's share of the time left, by the schedule's ``weights`` of the
+        scales not yet run (the last scale's share is all that is left)."""
         if self.pixels:
             self.step_s *= wh[0] * wh[1] / self.pixels  # iteration time grows with the pixels (a conservative guess)
         self.pixels = wh[0] * wh[1]
         if self.deadline is not None:
             now = time.perf_counter()
-            self.scale_deadline = now + max(0.0, self.deadline - now) / (scales - scale)
+            self.scale_deadline = now + max(0.0, self.deadline - now) * weights[scale] / sum(weights[scale:])
 
     def out_of_time(self) -> bool:
         """One more iteration, as long as the last, would end past this scale's share of the budget."""

@@ -1,15 +1,16 @@
 """A stylization planned to a wall-clock budget (``--time-budget SECONDS``).
 
-The budget is spent, not guessed: the loop gives every coarse-to-fine scale an equal share of the time
-left when that scale starts, and stops a scale when one more iteration (as long as its last) would
-overrun the share, so a run ends inside its budget, at most one iteration late when an iteration is
-slower than the one before it. What is planned beforehand is the *schedule* (optimiser, coarsest
-scale) and the quality to expect, both from a table measured by ``bench/bench_time_budget.py`` on
-trained weights (``time_to_quality.json`` beside this module): for each schedule, the judged loss its
-runs reached, relative to the dense 500-iteration Adam reference, against the budget expressed in
-*full-size iterations*: the budget divided by the predicted seconds of one iteration at the output
-size (conv MACs over a measured throughput). That unit carries over between machines and sizes; the
-expected quality is the table's, interpolated, so it is an estimate for this content and style.
+The budget is spent, not guessed: the loop gives every coarse-to-fine scale its share of the time
+left when that scale starts (equal shares, or a larger one for the finest scale), and stops a scale
+when one more iteration (a quarter longer than its last) would overrun the share, so a run ends
+inside its budget, late only when an iteration is much slower than the one before it. What is
+planned beforehand is the *schedule* (optimiser, coarsest scale, the finest scale's share) and the
+quality to expect, both from a table measured by ``bench/bench_time_budget.py`` on trained weights
+(``time_to_quality.json`` beside this module): for each schedule, the judged loss its runs reached,
+relative to the dense 500-iteration Adam reference, against the budget expressed in *full-size
+iterations*: the budget divided by the predicted seconds of one iteration at the output size (conv
+MACs over a measured throughput). That unit carries over between machines and sizes; the expected
+quality is the table's, interpolated, so it is an estimate for this content and style.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ class Schedule:
     min_size_ratio: float | None  # coarsest scale's side over the output's; None: one scale
     #: (budget in full-size iterations, judged loss / the 500-iteration reference's), budgets increasing
     curve: tuple[tuple[float, float], ...]
+    final_share: float | None = None  # the finest scale's share of the time; None: every scale an equal share
+
+    def time_weights(self, scales: int) -> list[float]:
+        """Relative time of each scale, coarse to fine.
+
+        >>> Schedule("s", "lbfgs", 0.25, ((1.0, 1.0),), final_share=0.5).time_weights(3)
+        [1.0, 1.0, 2.0]
+        """
+        if self.final_share is None or scales == 1:
+            return [1.0] * scales
+        return [1.0] * (scales - 1) + [self.final_share * (scales - 1) / (1 - self.final_share)]
 
     def expected_ratio(self, full_iterations: float) -> float:
         """The judged-loss ratio the table gives at this budget (log-linear between points, flat beyond them)."""
@@ -101,6 +113,7 @@ def load_schedules(path: Path = TABLE) -> tuple[Schedule, ...]:
             optimizer=row["optimizer"],
             min_size_ratio=row["min_size_ratio"],
             curve=tuple((float(x), float(y)) for x, y in row["curve"]),
+            final_share=row.get("final_share"),
         )
         for row in data["schedules"]
     )
@@ -135,8 +148,11 @@ def plan_time_budget(
     best = min(schedules, key=lambda s: s.expected_ratio(full))
     planned = best.apply(config, width, height, min_input_side(last_layer, arch))
     sizes = planned.scale_sizes(width, height)
-    share = budget / len(sizes)
-    estimate = sum(max(1, int(share / (full_iteration_s * w * h / (width * height)))) for w, h in sizes)
+    weights = best.time_weights(len(sizes))
+    estimate = sum(
+        max(1, int(budget * weight / sum(weights) / (full_iteration_s * w * h / (width * height))))
+        for weight, (w, h) in zip(weights, sizes)
+    )
     planned = replace(planned, iterations=max(1, min(estimate, 100_000)))
     return TimePlan(
         planned, best, full_iteration_s, best.expected_ratio(full), time.perf_counter() if started is None else started

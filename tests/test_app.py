@@ -398,6 +398,7 @@ COMPARE_PARAMETERS = [
     "color",
     "mask",
     "style_masks",
+    "time_budget",
 ]
 COMPARE_RETURNS = [
     "Status",

@@ -23,7 +23,7 @@ from nst_core.core.devices import prepare_backend
 from nst_core.core.errors import UserError
 from nst_core.image.color import combine_luminance_chroma
 from nst_core.image.io import tensor_to_pil
-from nst_core.nst.stylize.config import StylizeConfig
+from nst_core.nst.stylize.config import DEFAULT_LR, StylizeConfig
 from nst_core.nst.stylize.evaluators import Evaluator, View, dense_evaluator, targets_at, tiled_evaluator
 from nst_core.nst.stylize.inputs import PreparedInputs, initial_image
 from nst_core.nst.stylize.planning import PreparedRun
@@ -95,12 +95,14 @@ def stylize(
         evaluate = _scale_evaluator(prepared, scale, generator, run)
         run.timings["targets"] += time.perf_counter() - t0
         evaluate = run.view.masked(evaluate)
+        if config.optimizer == "lbfgs":
+            evaluate = _within_range(evaluate)
         image = image.detach().contiguous().requires_grad_(True)
         run.average = _Average(image, config.ema) if config.ema is not None else None
         optimizer = _make_optimizer(config, image, carried)
         run.start_scale(scale, shares, wh)
         run.stopped = _optimise_scale(evaluate, image, optimizer, steps, scale, run)
-        carried = optimizer.state.get(image) if config.optimizer == "adam" else None
+        carried = optimizer.state.get(image) if isinstance(optimizer, torch.optim.Adam) else None
         if run.stopped != "done":
             break
     return run.result(image)
@@ -116,6 +118,26 @@ def _scale_evaluator(prepared: PreparedRun, scale: int, generator: torch.Generat
         return dense_evaluator(prepared.network, inputs.preset, targets, inputs.weights, config.precision, layout)
     on_tile = partial(run.report_tile, scale)
     return tiled_evaluator(prepared.network, inputs, wh, tile, run.view.guides, generator, run.cancel, on_tile)
+
+
+def _within_range(evaluate: Evaluator) -> Evaluator:
+    """The objective of the image clamped to 0..255, with no gradient where the clamp is active.
+
+    For L-BFGS, instead of clamping the iterate after each step: moving the iterate behind its back
+    breaks its curvature pairs (measured on chelsea at 451x300 in 60 s: 333x the reference's judged loss
+    with the in-place clamp, 1.98x with this). The output is the clamped image: what L-BFGS minimises
+    is what is judged.
+    """
+
+    def evaluate_clamped(image: torch.Tensor) -> dict[str, float]:
+        pixels = image.detach()
+        seen = pixels.clamp(0, 255).requires_grad_(True)
+        terms = evaluate(seen)
+        assert seen.grad is not None  # every evaluator leaves the gradient of its input
+        image.grad = seen.grad * ((pixels >= 0) & (pixels <= 255))
+        return terms
+
+    return evaluate_clamped
 
 
 def _resize(t: torch.Tensor, wh: tuple[int, int], mode: str) -> torch.Tensor:
@@ -137,12 +159,10 @@ class _Average:
         return self.total / (1 - self.decay**self.steps) if self.steps else self.total
 
 
-def _make_optimizer(config: StylizeConfig, image: torch.Tensor, carried: dict | None) -> torch.optim.Optimizer:
+def _make_optimizer(config: StylizeConfig, image: torch.Tensor, carried: dict | None) -> Optimizer:
     """The optimiser for one scale; Adam continues with the previous scale's moments resized to this one."""
     if config.optimizer == "lbfgs":
-        # One L-BFGS iteration per step() call keeps progress, cancellation and previews per iteration;
-        # its curvature history persists across calls (within a scale: its vectors have the image's size).
-        return torch.optim.LBFGS([image], lr=config.learning_rate, max_iter=1, history_size=50)
+        return _WarmStartedLBFGS(image, config.learning_rate)
     optimizer = torch.optim.Adam([image], lr=config.learning_rate)
     if carried:
         wh = (image.shape[-1], image.shape[-2])
@@ -153,6 +173,39 @@ def _make_optimizer(config: StylizeConfig, image: torch.Tensor, carried: dict | 
             "exp_avg_sq": _resize(carried["exp_avg_sq"], wh, "bilinear").clamp_min(0),
         }
     return optimizer
+
+
+class _WarmStartedLBFGS:
+    """L-BFGS after a few Adam steps at each scale.
+
+    From the photo itself, L-BFGS's second step (its curvature guessed from one tiny gradient step)
+    can overshoot by orders of magnitude and the run oscillates for tens of iterations or never
+    recovers; five Adam steps first make the loss fall steadily. Measured on trained VGG-16, chelsea
+    at 96/128/160 px, 30 iterations: judged style loss 0.054x/4.1x/0.014x of the photo's with plain
+    L-BFGS and the in-place clamp, 0.016x/0.012x/0.010x with the warm-up and the clamped objective;
+    at 451x300 in 60 s, 1.98x -> 1.65x the reference's judged loss from the warm-up alone.
+    One L-BFGS iteration per step() call keeps progress, cancellation and previews per iteration; its
+    curvature history persists across calls (within a scale: its vectors have the image's size).
+    """
+
+    WARMUP_STEPS = 5
+
+    def __init__(self, image: torch.Tensor, learning_rate: float):
+        self.image, self.steps = image, 0
+        self.adam = torch.optim.Adam([image], lr=DEFAULT_LR["adam"])
+        self.lbfgs = torch.optim.LBFGS([image], lr=learning_rate, max_iter=1, history_size=50)
+
+    def step(self, closure: Callable[[], float]) -> None:
+        self.steps += 1
+        if self.steps > self.WARMUP_STEPS:
+            self.lbfgs.step(closure)
+            return
+        self.adam.step(closure)
+        with torch.no_grad():
+            self.image.clamp_(0, 255)  # no curvature pairs yet to break
+
+
+Optimizer = torch.optim.Adam | _WarmStartedLBFGS
 
 
 @dataclass
@@ -197,7 +250,7 @@ class _RunState:
     def picture(self, image: torch.Tensor) -> Image.Image:
         """What a person sees of the optimised tensor: the masked composite; with luminance-only transfer,
         its luminance on the content's colours. The same conversion for previews and the result."""
-        result = tensor_to_pil(self.view.seen(image.detach()).cpu())
+        result = tensor_to_pil(self.view.seen(image.detach().clamp(0, 255)).cpu())
         return combine_luminance_chroma(result, self.images.content) if self.config.luminance_only else result
 
     def record(self, terms: dict[str, float], scale: int, image: torch.Tensor) -> None:
@@ -241,7 +294,7 @@ class _RunState:
 
 
 def _optimise_scale(
-    evaluate: Evaluator, image: torch.Tensor, optimizer: torch.optim.Optimizer, steps: int, scale: int, run: _RunState
+    evaluate: Evaluator, image: torch.Tensor, optimizer: Optimizer, steps: int, scale: int, run: _RunState
 ) -> str:
     """Run ``steps`` iterations on ``image`` (a leaf tensor) at one scale; returns why it stopped."""
     last_terms: dict[str, float] = {}
@@ -262,8 +315,9 @@ def _optimise_scale(
             optimizer.step(closure)
         except EvaluationCancelled:  # between two tiles of a step: the image is left as the last step made it
             return "cancelled"
-        with torch.no_grad():
-            image.clamp_(0, 255)  # stay a valid image; Adam is unaffected, L-BFGS tolerates the projection
+        if isinstance(optimizer, torch.optim.Adam):  # L-BFGS sees the clamped image instead (_within_range)
+            with torch.no_grad():
+                image.clamp_(0, 255)  # stay a valid image: projected steps, which Adam tolerates
         if run.average is not None:
             run.average.update(image)
         run.step_s = time.perf_counter() - t0

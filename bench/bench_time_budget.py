@@ -103,7 +103,8 @@ def budget_run(model, judge: Judge, pair, size: int, seconds: float, schedules) 
 
 def table(args, model, judge, pair, reference: float) -> dict:
     """Each candidate schedule at each budget (in full-size iterations), as judged-loss ratios."""
-    probe = budget_run(model, judge, pair, args.size, 2.0, None)  # a short run: the predicted full-size iteration
+    # A short run: the predicted full-size iteration (one schedule given: the package's table is not read).
+    probe = budget_run(model, judge, pair, args.size, 2.0, (Schedule("probe", "adam", None, ((1.0, 1.0),)),))
     full_s = probe["full_iteration_s"]
     rows = []
     for name, optimizer, ratio, final_share in CANDIDATES:
@@ -128,9 +129,12 @@ def table(args, model, judge, pair, reference: float) -> dict:
 
 
 def write_table(results: dict, path: Path, merge: bool) -> None:
-    """The package's table: each schedule's curve, monotone (a longer budget is never expected to be worse);
-    with ``merge``, the rows measured now replace those of the same name and the others are kept."""
-    kept = json.loads(path.read_text())["schedules"] if merge and path.is_file() else []
+    """The package's table for this size: each schedule's curve, monotone (a longer budget is never expected
+    to be worse); with ``merge``, the rows measured now replace those of the same name and the others are
+    kept. Other sizes' tables are kept as they are."""
+    tables = json.loads(path.read_text())["tables"] if path.is_file() else []
+    same_size = [table for table in tables if table["size"] == results["size"]]
+    kept = same_size[0]["schedules"] if merge and same_size else []
     measured = {row["name"] for row in results["table"]["schedules"]}
     schedules = [row for row in kept if row["name"] not in measured]
     for row in results["table"]["schedules"]:
@@ -149,15 +153,19 @@ def write_table(results: dict, path: Path, merge: bool) -> None:
         )
     order = [name for name, *_ in CANDIDATES]
     schedules.sort(key=lambda row: order.index(row["name"]) if row["name"] in order else len(order))
-    table_data = {
+    measured = {
+        "size": results["size"],
         "measured_by": "python bench/bench_time_budget.py " + " ".join(results["argv"]),
         "weights": results["weights_described"],
         "content": results["content"],
         "style": results["style"],
-        "size": results["size"],
         "machine": results["machine"],
-        "unit": "budget in full-size iterations -> judged loss / dense 500-iteration Adam reference's",
         "schedules": schedules,
+    }
+    tables = sorted([t for t in tables if t["size"] != results["size"]] + [measured], key=lambda t: t["size"])
+    table_data = {
+        "unit": "budget in full-size iterations -> judged loss / dense 500-iteration Adam reference's",
+        "tables": tables,
     }
     text = json.dumps(table_data, indent=1)
     # One line per curve (the file is read by people too): first the [x, y] pairs, then the list of them.

@@ -44,10 +44,10 @@ def test_the_expected_ratio_interpolates_the_measured_curve_and_stays_flat_beyon
 def test_the_plan_takes_the_schedule_best_at_that_budget():
     """Two schedules whose curves cross: a short budget goes to one, a long budget to the other."""
     config = StylizeConfig(size=256, time_budget=10.0)
-    short = plan_time_budget(config, 256, 192, 1.0, "relu5_3", "vgg19", (FAST_EARLY, SLOW_EARLY))
+    short = plan_time_budget(config, 256, 192, 1.0, 1e9, "relu5_3", "vgg19", (FAST_EARLY, SLOW_EARLY))
     assert short.schedule is FAST_EARLY and short.config.optimizer == "adam" and short.config.min_size is None
     long = plan_time_budget(
-        StylizeConfig(size=256, time_budget=90.0), 256, 192, 1.0, "relu5_3", "vgg19", (FAST_EARLY, SLOW_EARLY)
+        StylizeConfig(size=256, time_budget=90.0), 256, 192, 1.0, 1e9, "relu5_3", "vgg19", (FAST_EARLY, SLOW_EARLY)
     )
     assert long.schedule is SLOW_EARLY and long.config.optimizer == "lbfgs"
     assert long.config.scale_sizes(256, 192)[0] == (64, 48)  # a quarter of the side
@@ -57,7 +57,7 @@ def test_the_plan_takes_the_schedule_best_at_that_budget():
 
 def test_the_coarsest_scale_is_never_smaller_than_the_deepest_layer_needs():
     tiny = Schedule("tiny", "adam", 0.01, ((1.0, 1.0),))
-    plan = plan_time_budget(StylizeConfig(size=256, time_budget=5.0), 256, 128, 0.1, "relu5_3", "vgg19", (tiny,))
+    plan = plan_time_budget(StylizeConfig(size=256, time_budget=5.0), 256, 128, 0.1, 1e9, "relu5_3", "vgg19", (tiny,))
     assert min(plan.config.scale_sizes(256, 128)[0]) >= 16  # relu5_x needs 16 px
 
 
@@ -70,12 +70,54 @@ def test_equal_time_shares_give_coarse_scales_most_iterations():
 
 def test_the_package_table_is_a_measured_one(tmp_path):
     """The table shipped with the package names its provenance and has increasing budgets."""
-    data = json.loads(TABLE.read_text())
-    assert "bench_time_budget.py" in data["measured_by"] and data["weights"]
-    for schedule in load_schedules():
-        budgets = [x for x, _ in schedule.curve]
-        assert budgets == sorted(budgets) and len(budgets) >= 3, schedule.name
-        assert all(y > 0 for _, y in schedule.curve)
+    tables = json.loads(TABLE.read_text())["tables"]
+    assert len(tables) >= 2  # the best schedule changes with the size: more than one size measured
+    for table in tables:
+        assert "bench_time_budget.py" in table["measured_by"] and table["weights"] and table["content"]
+        assert f"--size {table['size']}" in table["measured_by"]
+        for schedule in load_schedules(table["size"]):
+            budgets = [x for x, _ in schedule.curve]
+            assert budgets == sorted(budgets) and len(budgets) >= 3, schedule.name
+            assert all(y > 0 for _, y in schedule.curve)
+
+
+def test_a_budget_shorter_than_one_iteration_per_scale_is_called_so():
+    """0.5 s where one full-size iteration is predicted at 1 s: the plan says the run will take longer."""
+    schedule = Schedule("one scale", "lbfgs", None, ((1.0, 2.0), (10.0, 1.0), (100.0, 0.5)))
+
+    def plan(seconds: float):
+        config = StylizeConfig(size=256, time_budget=seconds)
+        return plan_time_budget(config, 256, 192, 1.0, 1e9, "relu5_3", "vgg19", (schedule,))
+
+    assert plan(0.5).least_s == pytest.approx(1.0) and "take longer" in plan(0.5).describe()
+    assert "take longer" not in plan(5.0).describe()
+
+
+def test_a_run_plans_from_the_table_of_the_nearest_size(tmp_path):
+    """Two sizes' tables that disagree: a 300 px run follows the 256 px table, a 700 px run the 512 px one."""
+    table = {
+        "unit": "test",
+        "tables": [
+            {
+                "size": size,
+                "schedules": [
+                    {
+                        "name": f"at {size}",
+                        "optimizer": "adam",
+                        "min_size_ratio": None,
+                        "curve": [[1, 2.0], [10, 1.5], [100, 1.0]],
+                    }
+                ],
+            }
+            for size in (256, 512)
+        ],
+    }
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    assert [s.name for s in load_schedules(300, path)] == ["at 256"]
+    assert [s.name for s in load_schedules(700, path)] == ["at 512"]
+    assert [s.name for s in load_schedules(362, path)] == ["at 256"]  # just under the geometric middle (362.04)
+    assert [s.name for s in load_schedules(363, path)] == ["at 512"]
 
 
 def test_a_budgeted_run_starts_no_iteration_it_cannot_finish_in_time(random_model, content_image, style_image):

@@ -77,9 +77,13 @@ def run(args: argparse.Namespace) -> int:
     model = load_model_from_args(args, inputs.preset.last_layer)
     # The plan is news where memory matters: a budget or tiles asked for, or print sizes.
     if config.max_memory is not None or config.tile is not None or max(inputs.images.content.size) >= PLAN_FROM_SIZE:
-        # The throughput is measured first, so the plan counts the memory the measurement left held.
-        rate = measure_macs_per_second(model, inputs.preset, config.precision)
+        # The throughput is measured first, so the plan counts the memory the measurement left held
+        # (a time budget's plan measures it before the memory is read, once for both).
+        rate = None if config.time_budget else measure_macs_per_second(model, inputs.preset, config.precision)
         prepared = prepare_run(model, inputs)
+        if prepared.time_plan is not None:
+            rate = prepared.time_plan.macs_per_second
+        assert rate is not None  # measured here or by the time plan
         print_plan(prepared, rate)
     else:
         prepared = prepare_run(model, inputs)

@@ -102,7 +102,7 @@ def _plan_time(model: VGGFeatures, inputs: RunInputs, schedules: tuple[Schedule,
     width, height = inputs.images.content.size
     seconds = full_iteration_seconds(model.widths, inputs.preset.last_layer, model.arch, width, height, rate)
     return plan_time_budget(
-        inputs.config, width, height, seconds, inputs.preset.last_layer, model.arch, schedules, started
+        inputs.config, width, height, seconds, rate, inputs.preset.last_layer, model.arch, schedules, started
     )
 
 

@@ -6,7 +6,8 @@ when one more iteration (a quarter longer than its last) would overrun the share
 inside its budget, late only when an iteration is much slower than the one before it. What is
 planned beforehand is the *schedule* (optimiser, coarsest scale, the finest scale's share) and the
 quality to expect, both from a table measured by ``bench/bench_time_budget.py`` on trained weights
-(``time_to_quality.json`` beside this module): for each schedule, the judged loss its runs reached,
+(``time_to_quality.json`` beside this module, one table per measured output size; a run uses the
+table of the nearest size, as the best schedule changes with size): for each schedule, the judged loss its runs reached,
 relative to the dense 500-iteration Adam reference, against the budget expressed in *full-size
 iterations*: the budget divided by the predicted seconds of one iteration at the output size (conv
 MACs over a measured throughput). That unit carries over between machines and sizes; the expected
@@ -79,8 +80,10 @@ class TimePlan:
     config: StylizeConfig  # with the schedule's optimiser and scales, and the estimated iterations
     schedule: Schedule
     full_iteration_s: float  # predicted seconds of one iteration at the output size
+    macs_per_second: float  # the throughput measured for it (the CLI's printed plan reuses it)
     expected_ratio: float  # judged loss / the dense 500-iteration Adam reference's, from the table
     started: float  # perf_counter when the budget's clock started
+    least_s: float = 0.0  # predicted seconds of the least a run does: one iteration at every scale
 
     @property
     def full_iterations(self) -> float:
@@ -95,18 +98,27 @@ class TimePlan:
     def describe(self) -> str:
         """One line: budget, schedule, iterations, expected quality."""
         budget = float(self.config.time_budget or 0.0)
-        return (
+        text = (
             f"time budget {budget:g} s = {self.full_iterations:.0f} full-size iterations "
             f"({self.full_iteration_s:.2f} s each, predicted): {self.schedule.name}, about "
             f"{self.config.iterations} iterations; expected judged loss {self.expected_ratio:.2f}x "
             "that of 500 Adam iterations"
         )
+        if budget < self.least_s:
+            text += (
+                f"; the budget is shorter than one iteration at each scale (about {self.least_s:.1f} s), "
+                "so the run will take longer: give more time or a smaller --size"
+            )
+        return text
 
 
-@cache
-def load_schedules(path: Path = TABLE) -> tuple[Schedule, ...]:
-    """The measured schedules (``bench/bench_time_budget.py --write-table`` writes the file)."""
-    data = json.loads(path.read_text())
+def load_schedules(side: int, path: Path = TABLE) -> tuple[Schedule, ...]:
+    """The schedules measured at the output size nearest ``side`` (longer side, px; nearest by ratio).
+
+    ``bench/bench_time_budget.py table --write-table`` writes the file, one table per size.
+    """
+    tables = _tables(path)
+    nearest = min(tables, key=lambda table: abs(math.log(table["size"] / side)))
     return tuple(
         Schedule(
             name=row["name"],
@@ -115,8 +127,13 @@ def load_schedules(path: Path = TABLE) -> tuple[Schedule, ...]:
             curve=tuple((float(x), float(y)) for x, y in row["curve"]),
             final_share=row.get("final_share"),
         )
-        for row in data["schedules"]
+        for row in nearest["schedules"]
     )
+
+
+@cache
+def _tables(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["tables"]
 
 
 def full_iteration_seconds(
@@ -132,6 +149,7 @@ def plan_time_budget(
     width: int,
     height: int,
     full_iteration_s: float,
+    macs_per_second: float,
     last_layer: str,
     arch: str,
     schedules: tuple[Schedule, ...] | None = None,
@@ -143,17 +161,24 @@ def plan_time_budget(
     stops on time, not on the count).
     """
     budget = float(config.time_budget or 0.0)  # validated with the config: 0.1 s to a day
-    schedules = schedules or load_schedules()
+    schedules = schedules or load_schedules(max(width, height))
     full = budget / full_iteration_s
     best = min(schedules, key=lambda s: s.expected_ratio(full))
     planned = best.apply(config, width, height, min_input_side(last_layer, arch))
     sizes = planned.scale_sizes(width, height)
     weights = best.time_weights(len(sizes))
+    least = sum(full_iteration_s * w * h / (width * height) for w, h in sizes)
     estimate = sum(
         max(1, int(budget * weight / sum(weights) / (full_iteration_s * w * h / (width * height))))
         for weight, (w, h) in zip(weights, sizes)
     )
     planned = replace(planned, iterations=max(1, min(estimate, 100_000)))
     return TimePlan(
-        planned, best, full_iteration_s, best.expected_ratio(full), time.perf_counter() if started is None else started
+        planned,
+        best,
+        full_iteration_s,
+        macs_per_second,
+        best.expected_ratio(full),
+        time.perf_counter() if started is None else started,
+        least,
     )

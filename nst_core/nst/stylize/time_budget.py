@@ -7,11 +7,12 @@ inside its budget, late only when an iteration is much slower than the one befor
 planned beforehand is the *schedule* (optimiser, coarsest scale, the finest scale's share) and the
 quality to expect, both from a table measured by ``bench/bench_time_budget.py`` on trained weights
 (``time_to_quality.json`` beside this module, one table per measured output size; a run uses the
-table of the nearest size, as the best schedule changes with size): for each schedule, the judged loss its runs reached,
-relative to the dense 500-iteration Adam reference, against the budget expressed in *full-size
-iterations*: the budget divided by the predicted seconds of one iteration at the output size (conv
-MACs over a measured throughput). That unit carries over between machines and sizes; the expected
-quality is the table's, interpolated, so it is an estimate for this content and style.
+table of the nearest size, as the best schedule changes with size): for each schedule, the judged
+loss its runs reached, relative to the dense 500-iteration Adam reference, against the budget
+expressed in *full-size iterations*: the budget divided by the predicted seconds of one iteration
+at the output size (conv MACs over a measured throughput). That unit carries over between machines
+and sizes; the expected quality is the table's, interpolated, so it is an estimate for this content
+and style.
 """
 
 from __future__ import annotations

@@ -50,16 +50,20 @@ from support.real_weights import DESCRIPTION  # noqa: E402
 
 REFERENCE_ITERATIONS = 500
 #: The schedules the table compares: (name, optimiser, coarsest side / output side or None, the finest
-#: scale's share of the time or None for equal shares).
+#: scale's share of the time or None for equal shares, the start).
 CANDIDATES = (
-    ("adam, one scale", "adam", None, None),
-    ("lbfgs, one scale", "lbfgs", None, None),
-    ("adam, coarse-to-fine from 1/4", "adam", 0.25, None),
-    ("lbfgs, coarse-to-fine from 1/4", "lbfgs", 0.25, None),
-    ("adam, coarse-to-fine from 1/8", "adam", 0.125, None),
-    ("lbfgs, coarse-to-fine from 1/8", "lbfgs", 0.125, None),
-    ("lbfgs, coarse-to-fine from 1/4, 2/3 at full size", "lbfgs", 0.25, 2 / 3),
-    ("lbfgs, coarse-to-fine from 1/2, 2/3 at full size", "lbfgs", 0.5, 2 / 3),
+    ("adam, one scale", "adam", None, None, "content"),
+    ("lbfgs, one scale", "lbfgs", None, None, "content"),
+    ("adam, coarse-to-fine from 1/4", "adam", 0.25, None, "content"),
+    ("lbfgs, coarse-to-fine from 1/4", "lbfgs", 0.25, None, "content"),
+    ("adam, coarse-to-fine from 1/8", "adam", 0.125, None, "content"),
+    ("lbfgs, coarse-to-fine from 1/8", "lbfgs", 0.125, None, "content"),
+    ("lbfgs, coarse-to-fine from 1/4, 2/3 at full size", "lbfgs", 0.25, 2 / 3, "content"),
+    ("lbfgs, coarse-to-fine from 1/2, 2/3 at full size", "lbfgs", 0.5, 2 / 3, "content"),
+    # The palette start (bench_levers.py: the largest lever measured at 256 px).
+    ("lbfgs, one scale, palette start", "lbfgs", None, None, "palette"),
+    ("lbfgs, coarse-to-fine from 1/4, 2/3 at full size, palette start", "lbfgs", 0.25, 2 / 3, "palette"),
+    ("lbfgs, coarse-to-fine from 1/2, 2/3 at full size, palette start", "lbfgs", 0.5, 2 / 3, "palette"),
 )
 
 
@@ -82,9 +86,11 @@ def reference_loss(model, judge: Judge, pair, size: int, weights: str, iteration
     return float(known[key]["loss"])
 
 
-def budget_run(model, judge: Judge, pair, size: int, seconds: float, schedules) -> dict:
-    """One run on a ``seconds`` budget (the table's schedules, or only ``schedules``), judged."""
-    inputs = load_run_inputs(pair[0], [pair[1]], StylizeConfig(size=size, time_budget=seconds))
+def budget_run(model, judge: Judge, pair, size: int, seconds: float, schedules, **changes) -> dict:
+    """One run on a ``seconds`` budget (the table's schedules, or only ``schedules``; ``changes`` to the
+    config, such as ``init``), judged."""
+    config = StylizeConfig(size=size, time_budget=seconds, **changes)
+    inputs = load_run_inputs(pair[0], [pair[1]], config)
     prepared = prepare_run(model, inputs, schedules)
     result = stylize(prepared)
     wall = time.perf_counter() - prepared.time_plan.started
@@ -108,10 +114,10 @@ def table(args, model, judge, pair, reference: float) -> dict:
     probe = budget_run(model, judge, pair, args.size, 2.0, (Schedule("probe", "adam", None, ((1.0, 1.0),)),))
     full_s = probe["full_iteration_s"]
     rows = []
-    for name, optimizer, ratio, final_share in CANDIDATES:
+    for name, optimizer, ratio, final_share, init in CANDIDATES:
         if args.only and name not in args.only:
             continue
-        schedule = Schedule(name, optimizer, ratio, ((1.0, 1.0),), final_share)
+        schedule = Schedule(name, optimizer, ratio, ((1.0, 1.0),), final_share, init)
         curve = []
         for full in args.full_iterations:
             run = budget_run(model, judge, pair, args.size, full * full_s, (schedule,))
@@ -124,7 +130,14 @@ def table(args, model, judge, pair, reference: float) -> dict:
                 flush=True,
             )
         rows.append(
-            {"name": name, "optimizer": optimizer, "min_size_ratio": ratio, "final_share": final_share, "runs": curve}
+            {
+                "name": name,
+                "optimizer": optimizer,
+                "min_size_ratio": ratio,
+                "final_share": final_share,
+                "init": init,
+                "runs": curve,
+            }
         )
     return {"full_iteration_s": full_s, "schedules": rows}
 
@@ -149,6 +162,7 @@ def write_table(results: dict, path: Path, merge: bool) -> None:
                 "optimizer": row["optimizer"],
                 "min_size_ratio": row["min_size_ratio"],
                 "final_share": row.get("final_share"),
+                "init": row.get("init", "content"),
                 "curve": curve,
             }
         )
@@ -195,33 +209,61 @@ def check(args, model, judge, pair, reference: float, out: Path) -> list[dict]:
     return runs
 
 
-def plot(results: dict, path: Path) -> None:
+def ratio_plot(curves: list[tuple[str, list[float], list[float], str]], xlabel: str, title: str, path: Path) -> None:
+    """Judged-loss ratio against budget, log-log, one (label, xs, ys, line style) per curve, with the 5% line."""
     import matplotlib  # optional heavy dependency, only for the figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for row in results["table"]["schedules"]:
-        runs = sorted(row["runs"], key=lambda r: r["full_iterations"])
-        ax.plot([r["full_iterations"] for r in runs], [r["ratio"] for r in runs], marker="o", label=row["name"])
-    ax.axhline(1.05, color="grey", linestyle="--", linewidth=1, label="within 5% of the reference")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for label, xs, ys, style in curves:
+        ax.plot(xs, ys, style, marker="o", markersize=4, label=label)
+    ax.axhline(1.05, color="grey", linestyle=":", linewidth=1, label="within 5% of the reference")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("budget (full-size iterations' worth of seconds)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("judged loss / 500-iteration Adam reference")
-    ax.set_title(f"{results['size']} px, {results['content']}, trained VGG-16")
-    ax.legend(fontsize=7)
+    ax.set_title(title)
+    ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+FULL_SIZE_BUDGET = "budget (full-size iterations' worth of seconds)"
+
+
+def plot(results: dict, path: Path) -> None:
+    """The schedules measured by this run."""
+    curves = []
+    for row in results["table"]["schedules"]:
+        runs = sorted(row["runs"], key=lambda r: r["full_iterations"])
+        curves.append((row["name"], [r["full_iterations"] for r in runs], [r["ratio"] for r in runs], "-"))
+    ratio_plot(curves, FULL_SIZE_BUDGET, f"{results['size']} px, {results['content']}, trained VGG-16", path)
+
+
+def plot_package_table(size: int, path: Path) -> None:
+    """Every schedule of the package's table at ``size`` (what ``--time-budget`` plans from), one curve each."""
+    table = next(t for t in json.loads(TABLE.read_text())["tables"] if t["size"] == size)
+    curves = []
+    for row in table["schedules"]:
+        xs, ys = zip(*row["curve"])
+        curves.append((row["name"], list(xs), list(ys), "-" if row.get("init") == "palette" else "--"))
+    title = f"time_to_quality.json at {size} px ({table['content']}, trained VGG-16); solid: palette start"
+    ratio_plot(curves, FULL_SIZE_BUDGET, title, path)
+    print(f"wrote {path}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("mode", choices=("table", "check"), help="measure the table, or check plans made from it")
+    parser.add_argument(
+        "mode",
+        choices=("table", "check", "plot"),
+        help="measure the table, check plans made from it, or plot the package's table at --size",
+    )
     parser.add_argument("--content", default="skimage:coffee", help="content: a path or skimage:NAME")
     parser.add_argument("--style", default=str(STYLE), help="style image path")
     parser.add_argument("--size", type=int, default=256, help="output size (longer side, px)")
@@ -249,6 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args.only = [name.strip() for name in args.only.split(";")] if args.only else None
     out = Path(args.out or RESULTS / f"time_budget_{args.mode}_{args.size}")
     out.parent.mkdir(parents=True, exist_ok=True)
+    if args.mode == "plot":
+        plot_package_table(args.size, out.with_suffix(".png"))
+        return 0
 
     torch.manual_seed(0)
     preset = get_preset("seed")

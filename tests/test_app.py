@@ -30,7 +30,7 @@ from gradio_client.utils import QueueError, Status  # noqa: E402
 from nst_core.app.handler import RunHandler  # noqa: E402
 from nst_core.model.layers import DENSE_WIDTHS  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
-from nst_core.workflows.compare import HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
+from nst_core.workflows.compare import CPU_SECONDS_PER_PICTURE, HUB_SPEC_LIMIT, MESSAGE_LIMIT  # noqa: E402
 
 from support.app_server import ROOT, free_port, start_server, stop_server, wait_until_serving  # noqa: E402
 from support.hub_server import HubServer  # noqa: E402
@@ -159,6 +159,12 @@ def job_args(
         choice,
         handle_file(str(upload)) if upload else None,
         hub,
+        1.0,  # style scale
+        None,  # style weights
+        "none",  # colour
+        None,  # mask
+        None,  # style masks
+        0,  # no time budget: the iterations decide (a parameter left out takes the page's CPU default, 20 s)
     )
 
 
@@ -459,6 +465,7 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
         styles=[handle_file(str(images["style"]))],
         size=64,
         iterations=1,
+        time_budget=0,
         api_name="/compare",
     )
     assert "done" in status
@@ -473,8 +480,11 @@ def test_a_bundled_example_is_computed_on_its_first_click_then_served_from_the_c
     first = client.predict(0, api_name="/load_example")
     status, _preview, slider, dense, pruned, summary, _layers = first
     assert "done" in status and Image.open(dense).size == Image.open(pruned).size
-    assert max(Image.open(dense).size) == 192  # the CPU default size
-    assert table(summary)["iterations run"] == ["40 (done)", "40 (done)"]  # the CPU default iterations
+    assert max(Image.open(dense).size) == 256  # the CPU default size
+    # The CPU default is a time per picture, not a count: both runs are planned to fill it (at least half of it
+    # used on any machine; a run planned by iterations would take a fixed count whatever the time).
+    assert all(int(cell.split()[0]) > 1 for cell in table(summary)["iterations run"])
+    assert all(float(s) >= CPU_SECONDS_PER_PICTURE / 2 for s in table(summary)["time (s)"])
     [indices] = examples_cache.rglob("indices.csv")
     assert indices.read_text().split() == ["0"]
     second = client.predict(0, api_name="/load_example")

@@ -44,9 +44,10 @@ def test_defaults_are_valid_and_grow_on_a_gpu():
     cpu, gpu = compare.default_settings(gpu=False), compare.default_settings(gpu=True)
     compare.validate_settings(cpu)
     compare.validate_settings(gpu)
-    assert gpu.size == 512 and gpu.iterations > cpu.iterations and cpu.size < 512
-    # The time budget is offered but off by default; the app's 0 is "no budget".
-    assert cpu.to_config().time_budget is None and gpu.to_config().time_budget is None
+    assert gpu.size == 512 and cpu.size < 512
+    # A CPU plans each picture to a time (the table's best schedule for the wait); a GPU runs its iterations.
+    assert cpu.to_config().time_budget == compare.CPU_SECONDS_PER_PICTURE and gpu.to_config().time_budget is None
+    assert gpu.iterations > cpu.iterations
 
 
 def test_on_a_time_budget_the_pruned_network_makes_more_iterations(dense, inputs):

@@ -159,6 +159,13 @@ def test_tolerance_stops_early(random_model, content_image, style_image):
         prepare(random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, tolerance=10.0))
     )
     assert result.stopped == "converged" and len(result.history) == 11
+    # Coarse to fine, a converged coarse scale hands on to the next instead of ending the run.
+    two = stylize(
+        prepare(
+            random_model, content_image, [style_image], StylizeConfig(size=64, iterations=40, scales=2, tolerance=10.0)
+        )
+    )
+    assert two.stopped == "converged" and [h["scale"] for h in two.history] == [0] * 11 + [1] * 11
 
 
 def test_tv_weight_smooths_the_output(random_model, content_image, style_image):

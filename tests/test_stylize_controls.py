@@ -114,7 +114,7 @@ def test_init_from_an_image_starts_there(shallow, content_image, style_image, tm
     style_image.resize((64, 48)).save(start)
     result = stylize(prepare(shallow, content_image, [style_image], config(init=str(start), iterations=1, lr=1e-4)))
     assert np.abs(pixels(result.image) - pixels(Image.open(start))).max() <= 1
-    with pytest.raises(UserError, match="init must be one of content, noise, style or an image file"):
+    with pytest.raises(UserError, match="init must be one of content, palette, noise, style or an image file"):
         config(init=str(tmp_path / "missing.png")).validate()
 
 
@@ -245,3 +245,77 @@ def test_style_too_small_for_the_network_is_named(shallow, content_image, style_
         stylize(
             prepare(shallow, content_image, [style_image], config(style_scale=0.1, scales=2))
         )  # 3 px at 32 px; relu3_1 needs 4
+
+
+def test_lr_decay_shrinks_the_last_steps(shallow, content_image, style_image):
+    """Adam's steps are about the learning rate in size, so with the rate decayed to 1% the last step
+    moves the image far less than the last step of a constant rate (previews after every iteration)."""
+
+    def last_step(**changes) -> float:
+        shown = []
+        c = config(iterations=12, preview_every=1, **changes)
+        stylize(prepare(shallow, content_image, [style_image], c), callback=lambda p: shown.append(pixels(p.preview)))
+        return float(np.abs(shown[-1] - shown[-2]).mean())
+
+    assert last_step(lr_decay=0.01) < 0.2 * last_step()
+    with pytest.raises(UserError, match="lr decay"):
+        config(lr_decay=1.5).validate()
+
+
+def test_a_pyramid_moves_whole_regions_and_still_lowers_the_loss(shallow, content_image, style_image):
+    """One Adam step on the pixels changes each pixel by about the learning rate, independently (fine
+    detail); on a 4-level pyramid the coarse levels move blocks, so the change keeps more of its size after
+    8x8 averaging. The image is the composite of the levels, and the run minimises the same objective."""
+
+    def first_step(levels: int) -> torch.Tensor:
+        image = pil_to_tensor(content_image).requires_grad_(True)
+        start = image.detach().clone()
+        optimizer = _make_optimizer(config(pyramid_levels=levels), image, None)
+        gradient = torch.randn_like(image)  # any gradient: the step's shape is what differs
+
+        def closure() -> float:
+            image.grad = gradient.clone()
+            return 0.0
+
+        optimizer.step(closure)
+        return image.detach() - start
+
+    def coarse_share(change: torch.Tensor) -> float:
+        return float(torch.nn.functional.avg_pool2d(change, 8).abs().mean() / change.abs().mean())
+
+    assert coarse_share(first_step(4)) > 3 * coarse_share(first_step(1))
+    pyramid = _make_optimizer(config(pyramid_levels=3), torch.rand(1, 3, 20, 28) * 255, None)
+    assert torch.allclose(pyramid.compose(), pyramid.image)  # the finest level starts as the image
+    result = stylize(prepare(shallow, content_image, [style_image], config(iterations=20, pyramid_levels=4)))
+    assert result.history[-1]["total"] < 0.6 * result.history[0]["total"]  # pixels: 0.55 in the same 20 steps
+    assert np.isfinite(pixels(result.image)).all()
+    with pytest.raises(UserError, match="pyramid"):
+        config(pyramid_levels=3, optimizer="lbfgs").validate()
+
+
+def test_the_palette_start_is_the_content_in_the_styles_colours(content_image, style_image):
+    """--init palette: the content's layout (its luminance pattern) in the style's RGB mean and covariance;
+    two styles give the colours of their pooled pixels."""
+    from nst_core.image.color import blended_statistics
+    from nst_core.nst.stylize.inputs import initial_image, load_run_inputs
+
+    def start(styles, **changes) -> torch.Tensor:
+        inputs = load_run_inputs(content_image, styles, config(init="palette", **changes))
+        return initial_image(inputs, (64, 48), torch.Generator().manual_seed(0))[0]
+
+    def stats(image: torch.Tensor):
+        return color_statistics(Image.fromarray(image.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()))
+
+    def luma(image: torch.Tensor) -> np.ndarray:
+        return (image * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0).flatten().numpy()
+
+    image = start([style_image])
+    mean, cov = stats(image)
+    style_mean, style_cov = color_statistics(resize_max_side(style_image, 64))
+    assert np.abs(mean - style_mean).max() < 4 and np.abs(cov - style_cov).max() < 0.1 * np.abs(style_cov).max()
+    content = pil_to_tensor(content_image)[0]
+    assert abs(np.corrcoef(luma(image), luma(content))[0, 1]) > 0.8  # still the content's picture
+    other = Image.new("RGB", (64, 48), (110, 160, 90))  # colours the recolouring need not clip
+    two_mean, _ = stats(start([style_image, other], style_blend=[1.0, 3.0]))
+    expected, _ = blended_statistics([resize_max_side(style_image, 64), other], [1.0, 3.0])
+    assert np.abs(two_mean - expected).max() < 4

@@ -55,6 +55,32 @@ def test_the_plan_takes_the_schedule_best_at_that_budget():
     assert "lbfgs" in long.describe() or SLOW_EARLY.name in long.describe()
 
 
+def test_a_palette_start_replaces_only_the_default_start():
+    """The plan may start from the palette where the table says it is better, but a start the person
+    chose (noise, an image) is kept: such a run plans among the schedules that start from the content."""
+    palette = Schedule("palette", "lbfgs", None, ((10.0, 1.2), (100.0, 1.01)), init="palette")
+    content = Schedule("content", "lbfgs", None, ((10.0, 3.0), (100.0, 1.1)))
+    default = plan_time_budget(
+        StylizeConfig(size=256, time_budget=20.0), 256, 192, 1.0, 1e9, "relu5_3", "vgg19", (content, palette)
+    )
+    assert default.schedule is palette and default.config.init == "palette"
+    noise = plan_time_budget(
+        StylizeConfig(size=256, time_budget=20.0, init="noise"),
+        256,
+        192,
+        1.0,
+        1e9,
+        "relu5_3",
+        "vgg19",
+        (content, palette),
+    )
+    assert noise.schedule is content and noise.config.init == "noise"
+    adam = Schedule("adam", "adam", None, ((10.0, 5.0), (100.0, 2.0)))
+    pyramid = StylizeConfig(size=256, time_budget=20.0, pyramid_levels=3)
+    plan = plan_time_budget(pyramid, 256, 192, 1.0, 1e9, "relu5_3", "vgg19", (content, palette, adam))
+    assert plan.schedule is adam  # a pyramid is optimised with Adam, whatever the table prefers
+
+
 def test_the_coarsest_scale_is_never_smaller_than_the_deepest_layer_needs():
     tiny = Schedule("tiny", "adam", 0.01, ((1.0, 1.0),))
     plan = plan_time_budget(StylizeConfig(size=256, time_budget=5.0), 256, 128, 0.1, 1e9, "relu5_3", "vgg19", (tiny,))

@@ -58,11 +58,31 @@ def _sqrtm(matrix: np.ndarray, inverse: bool = False) -> np.ndarray:
 
 def match_color(style: Image.Image, content: Image.Image) -> Image.Image:
     """The style image recoloured so its RGB mean and covariance are the content's (Gatys et al. 2017, "colour
-    histogram matching"): x -> C_c^1/2 C_s^-1/2 (x - m_s) + m_c, with symmetric square roots, which
-    changes the colours least among the linear maps that match the statistics of a "white" style."""
-    mean_s, cov_s = color_statistics(style)
-    mean_c, cov_c = color_statistics(content)
-    transform = _sqrtm(cov_c) @ _sqrtm(cov_s, inverse=True)
-    pixels = np.asarray(style.convert("RGB"), dtype=np.float64)
-    matched = (pixels - mean_s) @ transform.T + mean_c
+    histogram matching")."""
+    return recolor(style, *color_statistics(content))
+
+
+def recolor(image: Image.Image, mean: np.ndarray, cov: np.ndarray) -> Image.Image:
+    """``image`` with its RGB mean and covariance set to ``mean`` and ``cov``: x -> C^1/2 C_x^-1/2 (x - m_x) + m,
+    with symmetric square roots, which changes the colours least among the linear maps that match the
+    statistics of a "white" image."""
+    mean_x, cov_x = color_statistics(image)
+    transform = _sqrtm(cov) @ _sqrtm(cov_x, inverse=True)
+    pixels = np.asarray(image.convert("RGB"), dtype=np.float64)
+    matched = (pixels - mean_x) @ transform.T + mean
     return Image.fromarray(np.clip(np.rint(matched), 0, 255).astype(np.uint8))
+
+
+def blended_statistics(images: list[Image.Image], weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """RGB mean and covariance of the images' pixels pooled with these weights (the moments of the mixture).
+
+    >>> grey, white = Image.new("RGB", (4, 4), (0, 0, 0)), Image.new("RGB", (4, 4), (200, 200, 200))
+    >>> mean, cov = blended_statistics([grey, white], [1.0, 1.0])
+    >>> mean.tolist(), round(float(cov[0, 0]))
+    ([100.0, 100.0, 100.0], 10000)
+    """
+    shares = np.asarray(weights, dtype=np.float64) / float(sum(weights))
+    stats = [color_statistics(image) for image in images]
+    mean = sum(w * m for w, (m, _) in zip(shares, stats))
+    second = sum(w * (c + np.outer(m, m)) for w, (m, c) in zip(shares, stats))
+    return mean, second - np.outer(mean, mean)

@@ -49,7 +49,12 @@ from nst_core.nst.stylize import (
     style_load_side,
     stylize,
 )
-from nst_core.workflows.compare_settings import CompareSettings, default_settings, validate_settings
+from nst_core.workflows.compare_settings import (
+    CPU_SECONDS_PER_PICTURE,
+    CompareSettings,
+    default_settings,
+    validate_settings,
+)
 from nst_core.workflows.dense import DEFAULT_WEIGHTS, RANDOM_WEIGHTS, DenseNetwork, load_dense
 from nst_core.workflows.pruned import (
     DEFAULT_PRUNED,
@@ -66,6 +71,7 @@ from nst_core.workflows.settings import GPU_MAX_SIZE, MAX_STYLES, PRESET, SIZE_R
 
 # What callers use from here (each defined in the module it is imported from).
 __all__ = [
+    "CPU_SECONDS_PER_PICTURE",
     "DEFAULT_PRUNED",
     "DEFAULT_WEIGHTS",
     "GPU_MAX_SIZE",

@@ -7,8 +7,8 @@ setting through :func:`settings_from_values`, which names the first bad one; the
 names every bad one at once with :func:`setting_problems`.
 
 >>> s = default_settings(gpu=False)
->>> (s.size, s.iterations, s.optimizer)
-(192, 40, 'adam')
+>>> (s.size, s.time_budget)
+(256, 20.0)
 >>> validate_settings(s)
 >>> setting_problems({"size": 4096, "seed": "x"})
 {'size': 'size must be between 64 and 1024, not 4096', 'seed': "seed must be a whole number, not 'x'"}
@@ -26,6 +26,8 @@ from nst_core.nst.stylize import StylizeConfig
 from nst_core.workflows.setting_types import WHOLE, Setting
 from nst_core.workflows.settings import APP_SETTINGS, PRESET, SIZE_RANGE
 
+#: The CPU default's time per picture (see default_settings).
+CPU_SECONDS_PER_PICTURE = 20.0
 #: The settings a value alone decides (the others are uploads, checked as files).
 VALUE_SETTINGS = tuple(s.parameter for s in APP_SETTINGS if s.app and s.app.widget not in ("image", "file"))
 #: What the server decides for every request (not a person's settings), after the table's fields.
@@ -77,18 +79,21 @@ else:
 
 
 def default_settings(gpu: bool | None = None) -> CompareSettings:
-    """Defaults that finish one click (dense + pruned) in about a minute on a 2-core CPU;
-    full quality (512 px, the seed's Adam at more iterations) when a GPU is present.
+    """On a CPU: 256 px planned to 20 s per picture, so one click (dense + pruned) takes under a minute on
+    2 cores; on a GPU: full quality (512 px, the seed's Adam for 300 iterations).
 
-    CPU numbers were measured on the 2-core build machine (see docs/app.md): at 192 px one Adam
-    iteration of the relu5_3-deep network takes about 0.4 s. The time budget ("Time per picture")
-    is offered but off (docs/app.md): the fixed count keeps every earlier result reproducible.
+    The CPU default is a time budget, not an iteration count, because the plan buys the most quality
+    for the wait: at 256 px, 20 s (about 40 full-size iterations on the 2-core build machine) of
+    single-scale L-BFGS from the palette start is judged about 1.2x the 500-iteration Adam reference's
+    loss on the trained VGG-16 (``time_to_quality.json``, coffee), where 44 Adam iterations from the photo
+    are 2.5x (``bench/bench_levers.py``); the pruned network spends the same seconds on more iterations.
+    ``iterations`` stays the count a person gets by setting the time to 0.
     """
     if gpu is None:
         gpu = resolve_device("auto").type != "cpu"
     if gpu:
         return CompareSettings(size=512, iterations=300)
-    return CompareSettings(size=192, iterations=40)
+    return CompareSettings(size=256, iterations=40, time_budget=CPU_SECONDS_PER_PICTURE)
 
 
 def validate_settings(s: CompareSettings) -> None:

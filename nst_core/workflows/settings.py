@@ -428,6 +428,23 @@ SETTINGS: tuple[Setting, ...] = (
         ),
     ),
     Setting(
+        "lr_decay",
+        Flag(
+            "Adam's learning rate falls to this fraction of --lr over each scale (half a cosine), e.g. 0.1",
+            type=float,
+            metavar="FRACTION",
+        ),
+    ),
+    Setting(
+        "pyramid_levels",
+        Flag(
+            "optimise a Laplacian pyramid of N levels (each half the size of the next) instead of the pixels, "
+            "with Adam: coarse structure moves as fast as fine detail",
+            type=int,
+            metavar="N",
+        ),
+    ),
+    Setting(
         "scale_split",
         Flag(
             "how coarse-to-fine shares --iterations: as many per scale, or as much time per scale "

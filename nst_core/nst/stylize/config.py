@@ -16,7 +16,8 @@ OPTIMIZERS = ("adam", "lbfgs")
 #: Precision the network runs in; Gram matrices and losses are always fp32 (see losses.gram_matrix).
 PRECISIONS = ("fp32", "bf16")
 #: Named starting images; ``init`` may also be the path of an image (e.g. a previous result to refine).
-INITS = ("content", "noise", "style")
+#: "palette": the content recoloured to the styles' RGB mean and covariance (measured: the fastest start).
+INITS = ("content", "palette", "noise", "style")
 COLORS = ("none", "luminance", "histogram")
 PADDINGS = ("zeros", "replicate")
 #: Ratio between neighbouring coarse-to-fine sizes: halving, or sqrt(2) (twice as many, gentler steps).
@@ -68,6 +69,12 @@ class StylizeConfig:
     #: seconds the run may take from when it is prepared: optimiser, scales and iterations are planned to
     #: fit (nst_core.nst.stylize.time_budget); the output then depends on the machine's speed
     time_budget: float | None = None
+    #: Adam's learning rate falls to this fraction of ``lr`` over each scale (half a cosine; over the
+    #: scale's share of the time on a time budget); None: constant, as the seed
+    lr_decay: float | None = None
+    #: Adam on a Laplacian pyramid of this many levels instead of on the pixels (each level half the size
+    #: of the next; the image is their upsampled sum, as STROTSS optimises); 1: the pixels
+    pyramid_levels: int = 1
 
     def validate(self) -> None:
         """A UserError naming the first setting that is out of range, or two that contradict each other."""
@@ -126,6 +133,12 @@ class StylizeConfig:
                 raise UserError(f"style size must be between 16 and 8192 px, not {self.style_size}")
             if self.style_scale != 1.0:
                 raise UserError("style size and style scale both set the style images' size: give one")
+        if self.lr_decay is not None and not 0 < self.lr_decay <= 1:
+            raise UserError(f"lr decay (the final learning rate over the first) must be in (0, 1], not {self.lr_decay}")
+        if not 1 <= self.pyramid_levels <= 8:
+            raise UserError(f"pyramid levels must be between 1 and 8, not {self.pyramid_levels}")
+        if self.pyramid_levels > 1 and self.optimizer != "adam":
+            raise UserError("a pyramid is optimised with adam: use --optimizer adam or --pyramid-levels 1")
         if self.ema is not None and not 0 < self.ema < 1:
             raise UserError(f"ema decay must be between 0 and 1 (exclusive), not {self.ema}")
         if self.min_size is not None:

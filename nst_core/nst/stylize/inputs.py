@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from nst_core.core.errors import UserError
-from nst_core.image.color import luminance_image, match_color, match_luminance
+from nst_core.image.color import blended_statistics, luminance_image, match_color, match_luminance, recolor
 from nst_core.image.io import ImageSource, input_label, load_image, pil_to_tensor, resize_max_side
 from nst_core.nst.losses import LossPreset, LossWeights, normalise_blend
 from nst_core.nst.stylize.config import INITS, StylizeConfig
@@ -148,6 +148,11 @@ def initial_image(inputs: RunInputs, wh: tuple[int, int], generator: torch.Gener
     init = inputs.config.init
     if init == "content":
         return pil_to_tensor(inputs.images.content_seen.resize((w, h), Image.Resampling.LANCZOS))
+    if init == "palette":
+        images = inputs.images
+        weights = inputs.config.style_blend or [1.0] * len(images.styles_seen)
+        palette = recolor(images.content_seen, *blended_statistics(list(images.styles_seen), weights))
+        return pil_to_tensor(palette.resize((w, h), Image.Resampling.LANCZOS))
     if init == "style":
         return pil_to_tensor(inputs.images.styles_seen[0].resize((w, h), Image.Resampling.LANCZOS))
     if init == "noise":

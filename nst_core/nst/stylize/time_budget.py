@@ -41,6 +41,7 @@ class Schedule:
     #: (budget in full-size iterations, judged loss / the 500-iteration reference's), budgets increasing
     curve: tuple[tuple[float, float], ...]
     final_share: float | None = None  # the finest scale's share of the time; None: every scale an equal share
+    init: str = "content"  # the start: "content", or "palette" (the content in the styles' colours)
 
     def time_weights(self, scales: int) -> list[float]:
         """Relative time of each scale, coarse to fine.
@@ -63,15 +64,25 @@ class Schedule:
                 return math.exp(math.log(y0) + t * (math.log(y1) - math.log(y0)))
         return points[-1][1]
 
+    def usable(self, config: StylizeConfig) -> bool:
+        """Whether a run of ``config`` may take this schedule: one that starts from the palette replaces
+        only the default start (the content), not a start the person chose (noise, an image); a pyramid
+        (``pyramid_levels``) is optimised with Adam only."""
+        if config.pyramid_levels > 1 and self.optimizer != "adam":
+            return False
+        return self.init == "content" or config.init in ("content", self.init)
+
     def apply(self, config: StylizeConfig, width: int, height: int, need: int) -> StylizeConfig:
-        """``config`` with this schedule's optimiser and scales (the coarsest no smaller than ``need`` px)."""
+        """``config`` with this schedule's optimiser, start and scales (the coarsest no smaller than ``need`` px)."""
+        init = self.init if self.init != "content" else config.init
+        planned = replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=None, init=init)
         if self.min_size_ratio is None:
-            return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=None)
+            return planned
         side = max(width, height)
         min_size = max(round(side * self.min_size_ratio), math.ceil(need * side / min(width, height)))
         if min_size >= side:
-            return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=None)
-        return replace(config, optimizer=self.optimizer, lr=None, scales=1, min_size=min_size, scale_spacing="2")
+            return planned
+        return replace(planned, min_size=min_size, scale_spacing="2")
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ def load_schedules(side: int, path: Path = TABLE) -> tuple[Schedule, ...]:
             min_size_ratio=row["min_size_ratio"],
             curve=tuple((float(x), float(y)) for x, y in row["curve"]),
             final_share=row.get("final_share"),
+            init=row.get("init", "content"),
         )
         for row in nearest["schedules"]
     )
@@ -164,7 +176,7 @@ def plan_time_budget(
     budget = float(config.time_budget or 0.0)  # validated with the config: 0.1 s to a day
     schedules = schedules or load_schedules(max(width, height))
     full = budget / full_iteration_s
-    best = min(schedules, key=lambda s: s.expected_ratio(full))
+    best = min((s for s in schedules if s.usable(config)), key=lambda s: s.expected_ratio(full))
     planned = best.apply(config, width, height, min_input_side(last_layer, arch))
     sizes = planned.scale_sizes(width, height)
     weights = best.time_weights(len(sizes))

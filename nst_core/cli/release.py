@@ -71,7 +71,7 @@ def _add_scan_and_prune_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--importance",
-        default="taylor",
+        default="activation",  # on trained VGG-16 at 3x: judged style 4.4x dense, l1 17x, taylor 20x
         choices=CRITERIA,
         help=criteria_help("rank filters by", "the training images of --images (held-out ones never)"),
     )

@@ -149,8 +149,15 @@ def _fast_network(target_text: str, dense: VGGFeatures, spec: str, label: str) -
         raise UserError(f"fast:X needs a speedup above 1 and at most 8, not {target_text}")
     # Proxy curves at 48 px and three levels on the bundled examples: seconds on a CPU, done once per
     # dense network (cached); `nst prune --target-speedup` measures finer curves for a checkpoint.
+    # Activation importance: on trained weights the best criterion at 3x (judged style 4.4x dense, l1 17x;
+    # docs/real-weights-pruning.md).
     result = budgeted_prune(
-        dense, target_speedup=target, size=FAST_COST_SIZE, calibration_size=48, levels=(0.5, 0.75, 0.875)
+        dense,
+        target_speedup=target,
+        importance="activation",
+        size=FAST_COST_SIZE,
+        calibration_size=48,
+        levels=(0.5, 0.75, 0.875),
     )
     note = (
         f"widths chosen for a predicted {result.plan.predicted_speedup:.2f}x per iteration at "

@@ -302,3 +302,21 @@ def test_nst_prune_keeps_a_vgg16(tmp_path, vgg16_file, capsys):
     assert capsys.readouterr().out.startswith("VGG-16 up to relu5_3")
     loaded = load_checkpoint(out)
     assert loaded.arch == "vgg16" and loaded.widths == {name: width // 2 for name, width in VGG16.dense_widths.items()}
+
+
+def test_the_app_names_the_dense_networks_architecture():
+    """A server started on VGG-16 weights says VGG-16 in its title, its header and its MCP/API description."""
+    gr = pytest.importorskip("gradio")
+    from nst_core.app.api_docs import tool_description
+    from nst_core.app.handler import RunHandler
+    from nst_core.app.page import build_app
+    from nst_core.model.weights import load_vgg
+    from nst_core.workflows.dense import DenseNetwork
+
+    dense = DenseNetwork(load_vgg("random:0", last_layer="relu5_3", arch="vgg16"), "random:0")
+    assert "VGG-16 weights: random:0" in tool_description(RunHandler.run, dense, 300)
+    demo = build_app(dense)
+    assert demo.title == "Pruned VGG-16 style transfer"
+    headers = [block.value for block in demo.blocks.values() if isinstance(block, gr.Markdown)]
+    assert any(text.startswith("# Dense vs pruned VGG-16 style transfer") for text in headers)
+    assert not any("VGG-19" in text for text in headers)

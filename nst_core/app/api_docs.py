@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio.utils import get_function_description
 
+from nst_core.model.layers import get_architecture
 from nst_core.workflows.compare import DenseNetwork
 from nst_core.workflows.setting_types import Setting
 from nst_core.workflows.settings import APP_PARAMETERS
@@ -100,7 +101,7 @@ def tool_description(handler: Callable, dense: DenseNetwork, time_limit: float) 
     """/compare's description for the API page and MCP clients: the docstring's summary, plus
     which weights this server runs and its time limit (what a caller cannot see otherwise)."""
     summary = get_function_description(handler)[0]
-    weights = f"VGG-19 weights: {dense.model.weight_source}" + (
+    weights = f"{get_architecture(dense.model.arch).title} weights: {dense.model.weight_source}" + (
         " (random: results are not meaningful)" if dense.random else ""
     )
     return f"{summary} {weights}. Each call is stopped after {time_limit:g} s."

@@ -28,9 +28,10 @@ from nst_core.workflows.compare_settings import VALUE_SETTINGS, setting_problems
 log = logging.getLogger("nst.app")
 #: What /compare does, for its API page and MCP clients (the Args come from the settings table).
 RUN_SUMMARY = (
-    "Stylize a content image twice, with the dense VGG-19 and with a pruned one (same seed, same starting image),"
-    " and compare the two: time, size, and quality judged by the dense network (content and style loss) and by"
-    " SSIM against the dense result. The status and a preview stream while it runs."
+    "Stylize a content image twice, with the dense VGG (VGG-19 or VGG-16, as the server's weights) and with a"
+    " pruned one (same seed, same starting image), and compare the two: time, size, and quality judged by the"
+    " dense network (content and style loss) and by SSIM against the dense result. The status and a preview"
+    " stream while it runs."
 )
 
 

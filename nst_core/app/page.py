@@ -15,6 +15,7 @@ from nst_core.app.limits import KEEP_FILES_S, RunLimits, size_limits
 from nst_core.app.outputs import build_output_column
 from nst_core.app.uploads import upload_paths
 from nst_core.image.io import find_images
+from nst_core.model.layers import get_architecture
 from nst_core.workflows import compare
 
 #: The checkout's (or the Space's) top folder: nst_core/ and examples/ sit side by side there.
@@ -44,10 +45,11 @@ def example_rows() -> list[list]:
 def build_header(dense: compare.DenseNetwork, limits: RunLimits, zero_gpu_space: bool) -> None:
     """What the page says first: what it does, where it runs, the random-weights banner, the time limit."""
     where = "ZeroGPU (a GPU is attached for each run)" if zero_gpu_space else str(dense.device)
+    vgg = get_architecture(dense.model.arch).title  # the weights decide: VGG-19 or VGG-16
     gr.Markdown(
-        "# Dense vs pruned VGG-19 style transfer\n"
+        f"# Dense vs pruned {vgg} style transfer\n"
         "Gatys-style neural style transfer run twice with the same seed and starting image: once with the dense "
-        "VGG-19 and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
+        f"{vgg} and once with a pruned one. Both outputs are judged by the dense network (content and style loss) "
         f"and by SSIM against the dense output. Running on **{where}** with weights `{dense.model.weight_source}`."
     )
     banner = dense.banner()
@@ -73,7 +75,8 @@ def build_app(
     ZeroGPU Space (``zero_gpu_space``) the network waits on the CPU and each run gets a GPU.
     ``release`` (a checkpoint file or ``hf:`` spec) is the dropdown's first choice and its default."""
     limits = limits or RunLimits()
-    with gr.Blocks(title="Pruned VGG-19 style transfer", delete_cache=(keep_files, keep_files)) as demo:
+    title = f"Pruned {get_architecture(dense.model.arch).title} style transfer"
+    with gr.Blocks(title=title, delete_cache=(keep_files, keep_files)) as demo:
         build_header(dense, limits, zero_gpu_space)
         choices = compare.named_choices(pruned_files, release)
         default_pruned = compare.default_pruned(release)

@@ -26,7 +26,7 @@ RANDOM_WEIGHTS = "random:0"
 
 @dataclass
 class DenseNetwork:
-    """The app's dense VGG-19, and why it has random weights when it does."""
+    """The app's dense VGG (VGG-19 or VGG-16, as its weights), and why it has random weights when it does."""
 
     model: VGGFeatures
     requested: str  # the weight spec asked for

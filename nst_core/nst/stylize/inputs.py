@@ -150,7 +150,7 @@ def initial_image(inputs: RunInputs, wh: tuple[int, int], generator: torch.Gener
         return pil_to_tensor(inputs.images.content_seen.resize((w, h), Image.Resampling.LANCZOS))
     if init == "palette":
         images = inputs.images
-        weights = inputs.config.style_blend or [1.0] * len(images.styles_seen)
+        weights = normalise_blend(inputs.config.style_blend, len(images.styles_seen))
         palette = recolor(images.content_seen, *blended_statistics(list(images.styles_seen), weights))
         return pil_to_tensor(palette.resize((w, h), Image.Resampling.LANCZOS))
     if init == "style":

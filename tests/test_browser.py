@@ -119,7 +119,7 @@ def test_the_pruned_network_inputs_are_laid_out_readably(page):
         + choice.evaluate("el => parseFloat(getComputedStyle(el).paddingLeft)")
         + choice.evaluate(TEXT_WIDTH, choice.input_value())
     )
-    assert choice.input_value().startswith("seed profile")
+    assert choice.input_value().startswith("fast: ~2x")
     assert text_end <= box(page.locator("#pruned-choice .icon-wrap"))["x"]
     # The Hub id box is one line wide enough for its placeholder (it wrapped mid-word in a narrow textarea).
     hub = page.locator("#hub-repo input[type=text]")

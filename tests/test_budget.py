@@ -196,6 +196,8 @@ def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
     assert data["budget"]["cost_model"]["source"] == "test file"
     assert data["report"]["total_macs"] == iteration_macs(widths, 64, 64)
     assert data["measured"]["samples"] == 1 and "measured at 64x64 px" in out and "predicted speedup" in out
+    # No --importance: filters ranked by activation on the bundled examples (the real-weight choice).
+    assert "activation importance" in out
 
 
 @pytest.mark.parametrize(

@@ -281,7 +281,7 @@ def test_fast_choice_is_a_budgeted_network_doing_a_third_of_the_work(dense):
     from nst_core.nst.cost import iteration_macs
 
     assert (
-        "fast: ~3x (structured, widths chosen for the budget, pruned on the fly)",
+        "fast: ~3x (budgeted widths, pruned on the fly)",
         "fast:3",
     ) in compare.named_choices()
     fast = compare.resolve_pruned("fast:3", dense.model)

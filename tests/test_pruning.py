@@ -273,6 +273,8 @@ def test_cli_prune_reports_and_saves_a_checkpoint(tmp_path, capsys):
         "0.5",
         "--method",
         "structured",
+        "--importance",
+        "l1",  # the default ranks by activation on the bundled examples; L1 is what prune_structured does
         "--save",
         str(ckpt),
         "--encoding",

@@ -9,7 +9,7 @@ from pathlib import Path
 from nst_core.cli.common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
 from nst_core.compress.budget import BudgetResult, budgeted_prune, calibrate_cost_model, measure_speedup
 from nst_core.compress.calibration import load_folder
-from nst_core.compress.importance import CRITERIA, criteria_help, filter_importance
+from nst_core.compress.importance import CRITERIA, DEFAULT_CRITERION, criteria_help, criterion_for, filter_importance
 from nst_core.compress.pruning import METHODS, PROFILES, Profile, load_profile, prune, sparsity_report
 from nst_core.core.errors import UserError
 from nst_core.core.files import atomic_write_text
@@ -79,8 +79,10 @@ def _add_what_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--importance",
         choices=CRITERIA,
-        default="l1",
-        help=criteria_help("structured: rank filters by", "--images"),
+        default=None,
+        help=criteria_help(
+            f"structured: rank filters by (default {DEFAULT_CRITERION}, chosen on trained weights)", "--images"
+        ),
     )
     p.add_argument(
         "--images",
@@ -165,7 +167,7 @@ def _check_args(args: argparse.Namespace) -> bool:
     budgeted = args.target_speedup is not None or args.target_macs is not None
     if budgeted and args.method != "structured":
         raise UserError("--target-speedup/--target-macs choose filter counts: add --method structured")
-    if args.importance != "l1" and args.method != "structured":
+    if args.importance not in (None, "l1") and args.method != "structured":
         raise UserError(f"--importance {args.importance} ranks filters: it needs --method structured")
     if not budgeted:
         for flag, value in (
@@ -216,11 +218,12 @@ def _cost_model(args: argparse.Namespace, model) -> CostModel | None:
 
 def _prune_to_budget(args: argparse.Namespace, model: VGGFeatures) -> tuple[BudgetResult, str]:
     """``--target-speedup``/``--target-macs``: the budgeted network and the report's label for it."""
+    importance = criterion_for("structured", args.importance)
     result = budgeted_prune(
         model,
         args.target_speedup,
         args.target_macs,
-        args.importance,
+        importance,
         args.images,
         args.scan,
         args.size,
@@ -229,7 +232,7 @@ def _prune_to_budget(args: argparse.Namespace, model: VGGFeatures) -> tuple[Budg
         args.preset,
     )
     budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
-    label = f"structured, budget {budget}, {args.importance} importance, curves from {args.scan or 'the proxy'}"
+    label = f"structured, budget {budget}, {importance} importance, curves from {args.scan or 'the proxy'}"
     return result, label
 
 
@@ -248,9 +251,10 @@ def _prune_to_profile(args: argparse.Namespace, model: VGGFeatures, profile: Pro
         label = f"profile {args.profile} ({profile.method})"
     scores = None
     if profile.method == "structured":  # only filters are ranked; fine pruning ranks weights by magnitude
-        images = load_folder(args.images, args.calibration_size) if args.importance != "l1" else []
-        scores = filter_importance(model, args.importance, images, args.preset)
-        label += f", {args.importance} importance"
+        importance = criterion_for("structured", args.importance)
+        images = load_folder(args.images, args.calibration_size) if importance != "l1" else []
+        scores = filter_importance(model, importance, images, args.preset)
+        label += f", {importance} importance"
     return prune(model, profile, scores), label
 
 

@@ -18,7 +18,7 @@ from nst_core.cli.common import (
     add_weight_args,
     stylize_config_from_args,
 )
-from nst_core.compress.importance import CRITERIA, criteria_help
+from nst_core.compress.importance import CRITERIA, DEFAULT_CRITERION, criteria_help
 from nst_core.compress.pruning import METHODS, save_profile
 from nst_core.compress.scan import (
     DEGRADATIONS,
@@ -70,8 +70,11 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--importance",
         choices=CRITERIA,
-        default="l1",
-        help=criteria_help("structured: rank each layer's filters by", "the scan's own content and style images"),
+        default=None,
+        help=criteria_help(
+            f"structured: rank each layer's filters by (default {DEFAULT_CRITERION}, chosen on trained weights)",
+            "the scan's own content and style images",
+        ),
     )
     run.add_argument(
         "--mode",

@@ -3,7 +3,7 @@
     profile:NAME        a named profile (``nst_core.compress.pruning.PROFILES``) pruned on the fly
     structured:RATIO    every conv loses RATIO of its filters (physically smaller, faster)
     fast:X              structured, each conv's width chosen for a predicted X-fold speedup
-                        (``nst_core.compress.budget``, L1 filters, proxy curves on the bundled examples)
+                        (``nst_core.compress.budget``, activation importance, proxy curves on the bundled examples)
     PATH.json           a profile file, e.g. selected from a sensitivity scan
     PATH.safetensors    a pruned checkpoint saved by ``nst prune --save`` / fine-tuning
     hf:OWNER/NAME[:FILE][@REV]   a pruned checkpoint on the Hugging Face Hub
@@ -33,7 +33,11 @@ from nst_core.model.weights import locate_weights
 PROFILE_PREFIX = "profile:"
 STRUCTURED_PREFIX = "structured:"
 FAST_PREFIX = "fast:"
-DEFAULT_PRUNED = PROFILE_PREFIX + "seed"
+# The app's first comparison. Chosen at the app's CPU default (256 px, 20 s a picture) on the trained
+# VGG-16 with two held-out photos (`python bench/bench_app.py --weights ... --pruned SPEC`): fast:2 ran
+# 1.5x the dense iterations and judged 2.4x / 2.9x the dense output's style loss, against 4.1x / 3.2x for
+# structured:0.25 and 6.0x / 4.4x for the seed profile (no faster per iteration). docs/benchmarks.md.
+DEFAULT_PRUNED = FAST_PREFIX + "2"
 STRUCTURED_DEMO = STRUCTURED_PREFIX + "0.5"
 FAST_DEMO = FAST_PREFIX + "3"
 #: The budgeted network's cost is predicted at this side (px), the size a real stylization runs at.
@@ -58,9 +62,10 @@ class PrunedNetwork:
 
 def named_choices(server_files: list[str] | None = None, release: str | None = None) -> list[tuple[str, str]]:
     """(label, spec) pairs the app offers in its dropdown: a released checkpoint first (when the app
-    was given one), named profiles, a structured example, the budgeted "fast" network, and files
-    given on the command line with ``--pruned``."""
-    specs = [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO, FAST_DEMO] + list(server_files or [])
+    was given one), the default budgeted network, named profiles, a structured example, a faster
+    budgeted network, and files given on the command line with ``--pruned``."""
+    specs = [DEFAULT_PRUNED] + [PROFILE_PREFIX + name for name in PROFILES] + [STRUCTURED_DEMO, FAST_DEMO]
+    specs += list(server_files or [])
     if release:
         specs = [release] + [spec for spec in specs if spec != release]
     return [(describe_pruned_spec(spec) + (" [release]" if spec == release else ""), spec) for spec in specs]
@@ -100,7 +105,7 @@ def describe_pruned_spec(spec: str) -> str:
         except ValueError:
             return spec
     if form == "fast":
-        return f"fast: ~{argument}x (structured, widths chosen for the budget, pruned on the fly)"
+        return f"fast: ~{argument}x (budgeted widths, pruned on the fly)"
     if form == "hub":
         return f"Hub checkpoint {argument}"
     kind = "profile" if spec.endswith(".json") else "checkpoint"

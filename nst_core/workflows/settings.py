@@ -202,8 +202,9 @@ SETTINGS: tuple[Setting, ...] = (
             "dropdown",
             RAW,
             ("pruned", 1),
-            "The pruned network to compare with: profile:seed (the seed's fine-grained profile), structured:0.5"
-            " (half of every conv's filters removed), or a file the server offers.",
+            "The pruned network to compare with: fast:2 (structured, widths chosen for a 2x speedup; the"
+            " default), profile:seed (the seed's fine-grained profile), structured:0.5 (half of every conv's"
+            " filters removed), fast:3, or a file the server offers.",
             {"label": "Compare the dense network with", "elem_id": "pruned-choice"},
             setting=False,
         ),

@@ -63,11 +63,16 @@ def test_structured_proxy_scan_feeds_the_budget_and_fine_scans_are_refused(tmp_p
 
 def test_a_structured_scan_can_rank_filters_by_taylor_importance(tmp_path):
     """Same grid, filters ranked by Taylor importance on the scan's own images: other filters go, so the
-    proxy differs; the configuration (and its hash) says how filters were ranked; L1 keeps the old hash."""
+    proxy differs; the configuration (and its hash) says how filters were ranked; L1 keeps the old hash.
+    Named nothing, a structured scan ranks by activation (the real-weight choice), a fine one by L1."""
     proxy_grid = dict(GRID, layers=["conv3_1"], sparsities=[0.5])
-    l1 = ScanConfig(CONTENT, [STYLE], mode="proxy", **proxy_grid)
+    l1 = ScanConfig(CONTENT, [STYLE], mode="proxy", importance="l1", **proxy_grid)
     taylor = ScanConfig(CONTENT, [STYLE], mode="proxy", importance="taylor", **proxy_grid)
     assert "importance" not in l1.identity() and taylor.identity()["importance"] == "taylor"
+    default = ScanConfig(CONTENT, [STYLE], mode="proxy", **proxy_grid)
+    assert default.identity()["importance"] == "activation" == default.to_dict()["importance"]
+    fine = ScanConfig(CONTENT, [STYLE], mode="proxy", **dict(proxy_grid, method="fine"))
+    assert fine.criterion == "l1" and "importance" not in fine.identity()
     run_scan(l1, tmp_path / "l1", progress=False)
     run_scan(taylor, tmp_path / "taylor", progress=False)
     (l1_row,), (taylor_row,) = merge_scan(tmp_path / "l1").rows, merge_scan(tmp_path / "taylor").rows

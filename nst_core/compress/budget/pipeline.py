@@ -10,7 +10,7 @@ import torch
 from nst_core.compress.budget.allocate import WidthPlan, allocate_widths
 from nst_core.compress.budget.curves import PROXY_LEVELS, SensitivityCurves, curves_from_scan, proxy_curves
 from nst_core.compress.calibration import CalibrationImage, load_folder
-from nst_core.compress.importance import calibration_pairs, filter_importance
+from nst_core.compress.importance import DEFAULT_CRITERION, calibration_pairs, filter_importance
 from nst_core.compress.pruning import Profile, prune
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import CostModel
@@ -41,7 +41,7 @@ def budgeted_prune(
     model: VGGFeatures,
     target_speedup: float | None = None,
     target_macs: int | None = None,
-    importance: str = "l1",
+    importance: str = DEFAULT_CRITERION,
     images: str | Path | list[CalibrationImage] | None = None,
     scan: str | Path | None = None,
     size: int = 512,

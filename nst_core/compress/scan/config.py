@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from nst_core import __version__
-from nst_core.compress.importance import CRITERIA
+from nst_core.compress.importance import CRITERIA, criterion_for
 from nst_core.compress.pruning import METHODS
 from nst_core.compress.scan.folder import SCAN_FORMAT, SCAN_MODES, ScanError, cell_key
 from nst_core.core.files import file_sha256
@@ -60,9 +60,12 @@ class ScanConfig:
     stylize: StylizeConfig = field(default_factory=StylizeConfig)
     pooling: str = "max"
     preprocessing: str | None = None
-    importance: str = (
-        "l1"  # structured: how filters are ranked (nst_core.compress.importance), on the scan's own images
-    )
+    importance: str | None = None  # structured: how filters are ranked, on the scan's own images (None: the default)
+
+    @property
+    def criterion(self) -> str:
+        """How structured cells rank filters: the importance named, else the default for the method."""
+        return criterion_for(self.method, self.importance)
 
     def validate(self) -> None:
         """Raise :class:`ScanError` (or the stylize settings' own error) for anything unusable."""
@@ -70,9 +73,9 @@ class ScanConfig:
             raise ScanError(f"unknown pruning method {self.method!r}; choose from {', '.join(METHODS)}")
         if self.mode not in MODES:
             raise ScanError(f"unknown scan mode {self.mode!r}; choose from {', '.join(MODES)}")
-        if self.importance not in CRITERIA:
+        if self.importance is not None and self.importance not in CRITERIA:
             raise ScanError(f"unknown importance {self.importance!r}; choose from {', '.join(CRITERIA)}")
-        if self.importance != "l1" and self.method != "structured":
+        if self.importance not in (None, "l1") and self.method != "structured":
             raise ScanError(f"importance {self.importance!r} ranks filters: it needs the structured method")
         if not self.styles:
             raise ScanError("a scan needs at least one style image")
@@ -137,9 +140,9 @@ class ScanConfig:
             "mode": self.mode,
             "stylize": stylize_settings,
         }
-        if self.importance != "l1":
-            # Only when not the default, so folders made before importance existed keep their hash.
-            identity["importance"] = self.importance
+        if self.criterion != "l1":
+            # Only when not l1, so folders made before importance existed keep their hash.
+            identity["importance"] = self.criterion
         return identity
 
     def config_hash(self) -> str:
@@ -162,7 +165,7 @@ class ScanConfig:
             "stylize": dataclasses.asdict(self.stylize),
             "pooling": self.pooling,
             "preprocessing": self.preprocessing,
-            "importance": self.importance,
+            "importance": self.criterion,
         }
 
 

@@ -103,13 +103,13 @@ class CellEvaluator:
         )
         # Filter ranking for structured cells, from the scan's own content and style images (None: L1).
         self.scores = None
-        if config.importance != "l1":
+        if config.criterion != "l1":
             images = [CalibrationImage("content/" + Path(config.content).name, pil_to_tensor(prepared.content_seen)[0])]
             images += [
                 CalibrationImage(f"style/{i}-{Path(path).name}", pil_to_tensor(img)[0])
                 for i, (path, img) in enumerate(zip(config.styles, prepared.styles_seen))
             ]
-            self.scores = filter_importance(self.dense, config.importance, images, preset)
+            self.scores = filter_importance(self.dense, config.criterion, images, preset)
         self.judge = None
         self.dense_image = None
         if config.mode == "full":

@@ -304,6 +304,43 @@ def test_nst_prune_keeps_a_vgg16(tmp_path, vgg16_file, capsys):
     assert loaded.arch == "vgg16" and loaded.widths == {name: width // 2 for name, width in VGG16.dense_widths.items()}
 
 
+def test_nst_scan_on_a_vgg16_scans_only_its_convs(tmp_path, vgg16_file):
+    """The scan's grid is the loaded network's: a VGG-16 has no conv3_4 or conv4_4 (the grid once took VGG-19's
+    list and stopped with a KeyError at conv3_4); random VGG-16 weights (--arch) hash apart from VGG-19's."""
+    from nst_core.compress.scan import ScanConfig, merge_scan
+
+    content, style = tmp_path / "c.png", tmp_path / "s.png"
+    make_image(64, 64, 1).save(content)
+    make_image(64, 64, 2).save(style)
+    common = ["--sparsities", "0.5", "--mode", "proxy", "--size", "32", "--iterations", "1"]
+    out = tmp_path / "scan16"
+    assert (
+        cli.main(
+            [
+                "scan",
+                "run",
+                "--weights",
+                str(vgg16_file),
+                "--content",
+                str(content),
+                "--style",
+                str(style),
+                "--out",
+                str(out),
+                *common,
+            ]
+        )
+        == 0
+    )
+    table = merge_scan(out)
+    assert [row["layer"] for row in table.rows] == VGG16.conv_names  # the seed preset reads relu5_3: all 13
+    assert json.loads((out / "scan.json").read_text())["identity"]["arch"] == "vgg16"
+    random16 = ScanConfig(str(content), [str(style)], weights="random:0", arch="vgg16")
+    random19 = ScanConfig(str(content), [str(style)], weights="random:0")
+    assert random16.config_hash() != random19.config_hash() and "arch" not in random19.identity()
+    assert "conv3_4" not in random16.scanned_layers() and "conv3_4" in random19.scanned_layers()
+
+
 def test_the_app_names_the_dense_networks_architecture():
     """A server started on VGG-16 weights says VGG-16 in its title, its header and its MCP/API description."""
     gr = pytest.importorskip("gradio")

@@ -65,7 +65,7 @@ def _register_run(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--content", required=True, help="content image path")
     run.add_argument("--style", required=True, nargs="+", help="style image path(s)")
     run.add_argument("--out", required=True, help="scan folder (one configuration per folder)")
-    add_weight_args(run)
+    add_weight_args(run, arch=True)
     run.add_argument("--method", choices=METHODS, default="fine", help="fine: zero weights; structured: remove filters")
     run.add_argument(
         "--importance",
@@ -185,6 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         pooling=args.pooling,
         preprocessing=args.preprocessing,
         importance=args.importance,
+        arch=args.arch,
     )
     shard = parse_shard(args.shard) if args.shard else (shard_from_env() or (0, 1))
     if is_random_source(args.weights):

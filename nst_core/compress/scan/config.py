@@ -19,7 +19,7 @@ from nst_core.compress.importance import CRITERIA, criterion_for
 from nst_core.compress.pruning import METHODS
 from nst_core.compress.scan.folder import SCAN_FORMAT, SCAN_MODES, ScanError, cell_key
 from nst_core.core.files import file_sha256
-from nst_core.model.layers import CONV_NAMES, PREPROCESSINGS, convs_up_to
+from nst_core.model.layers import DEFAULT_ARCH, PREPROCESSINGS, Architecture, get_architecture
 from nst_core.nst.losses import LossPreset, get_preset
 from nst_core.nst.stylize import StylizeConfig
 
@@ -61,6 +61,9 @@ class ScanConfig:
     pooling: str = "max"
     preprocessing: str | None = None
     importance: str | None = None  # structured: how filters are ranked, on the scan's own images (None: the default)
+    # The network's architecture: random weights are VGG-19 unless told; run_scan sets it from the loaded
+    # weights (a VGG-16 file has no conv3_4), so the grid holds only convs the network has.
+    arch: str | None = None
 
     @property
     def criterion(self) -> str:
@@ -97,8 +100,11 @@ class ScanConfig:
             raise ScanError(f"sparsities repeat (to 4 decimals): {self.sparsities}")
         available = self.available_layers()
         for name in self.layers or []:
-            if name not in CONV_NAMES:
-                raise ScanError(f"unknown conv layer {name!r}; valid names: {', '.join(CONV_NAMES)}")
+            if name not in self.architecture.conv_names:
+                raise ScanError(
+                    f"unknown {self.architecture.title} conv layer {name!r}; "
+                    f"valid names: {', '.join(self.architecture.conv_names)}"
+                )
             if name not in available:
                 raise ScanError(
                     f"layer {name} comes after {self.preset.last_layer}, the deepest layer preset "
@@ -110,14 +116,19 @@ class ScanConfig:
         """The loss preset of the stylize settings."""
         return get_preset(self.stylize.preset)
 
+    @property
+    def architecture(self) -> Architecture:
+        """The scanned network's layer table (VGG-19 until the weights or ``arch`` say otherwise)."""
+        return get_architecture(self.arch or DEFAULT_ARCH)
+
     def available_layers(self) -> list[str]:
         """Convs the losses need; everything after the deepest loss layer is dropped."""
-        return convs_up_to(self.preset.last_layer)
+        return self.architecture.convs_up_to(self.preset.last_layer)
 
     def scanned_layers(self) -> list[str]:
         """The layers of the grid, in network order."""
         chosen = set(self.layers) if self.layers else set(self.available_layers())
-        return [name for name in CONV_NAMES if name in chosen]
+        return [name for name in self.architecture.conv_names if name in chosen]
 
     def cells(self) -> list[Cell]:
         """The grid, layer-major in network order, sparsities ascending."""
@@ -143,6 +154,8 @@ class ScanConfig:
         if self.criterion != "l1":
             # Only when not l1, so folders made before importance existed keep their hash.
             identity["importance"] = self.criterion
+        if self.architecture.name != DEFAULT_ARCH:
+            identity["arch"] = self.architecture.name  # random weights of either architecture hash apart
         return identity
 
     def config_hash(self) -> str:

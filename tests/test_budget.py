@@ -15,11 +15,14 @@ import torch
 
 from nst_core.cli import main
 from nst_core.compress.budget import (
+    GradientProbe,
     SensitivityCurves,
     SpeedMeasurement,
     allocate_widths,
+    budgeted_prune,
     calibration_tensors,
     fit_cost_model,
+    gradient_curves,
     measure_speedup,
     proxy_curves,
     zeroed_filters,
@@ -145,6 +148,24 @@ def test_zeroing_filters_gives_the_pruned_networks_proxy():
     )
 
 
+def test_gradient_curves_measure_the_image_gradients_change_and_nothing_past_the_loss():
+    """A conv after the deepest layer the loss reads changes no gradient (0 exactly); the first conv does, more
+    the more of it is cut; a bad kind of curve is refused by name."""
+    dense = load_vgg("random:0")  # VGG-19 to conv5_4: the seed preset reads up to relu5_3
+    content, styles = calibration_tensors(
+        [_image("content/a.png", 0), _image("style/b.png", 1), _image("style/c.png", 2)]
+    )
+    curves = gradient_curves(dense, content, styles, layers=["conv5_4", "conv1_1"], levels=(0.25, 0.875))
+    assert curves.source["proxy"] == "image-gradient error"
+    assert curves.points["conv5_4"] == [(0.25, 0.0), (0.875, 0.0)]
+    (light, mild), (heavy, severe) = curves.points["conv1_1"]
+    assert (light, heavy) == (0.25, 0.875) and 0 < mild < severe
+    probe = GradientProbe(get_preset("seed"), content, styles)
+    assert len(probe.points) == 2 * len(styles)  # noisy content and a content/style mix per style
+    with pytest.raises(UserError, match="curves must be one of proxy, gradient"):
+        budgeted_prune(dense, target_speedup=2.0, images=[_image("content/a.png", 0)], curves="judged")
+
+
 @pytest.mark.slow
 def test_measure_speedup_times_both_networks(tmp_path):
     dense = load_vgg("random:0", last_layer="relu5_3")
@@ -209,6 +230,8 @@ def test_cli_budgeted_prune_meets_the_target_and_reports_it(tmp_path, capsys):
         (["--target-speedup", "3", "--method", "structured", "--scan", "/nonexistent"], "no such scan folder"),
         (["--target-speedup", "0.5", "--method", "structured", "--calibration-size", "32"], "must be > 1"),
         (["--target-speedup", "3", "--method", "structured", "--cost-model", "/nonexistent.json"], "no such file"),
+        (["--sparsity", "0.5", "--method", "structured", "--curves", "gradient"], "needs --target-speedup"),
+        (["--target-speedup", "3", "--method", "structured", "--scan", "x", "--curves", "gradient"], "choose one"),
     ],
 )
 def test_cli_refuses_options_that_need_each_other(args, message, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args, check_output_path
 from nst_core.compress.calibration import CalibrationImage, CropSampler, SkippedImageWarning, load_folder, split_heldout
 from nst_core.compress.finetune import (
+    OBJECTIVES,
     SCHEDULES,
     FinetuneConfig,
     FinetuneResult,
@@ -119,6 +120,13 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
     p.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine schedule ends at lr times this")
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument(
+        "--objective",
+        default="distill",
+        choices=OBJECTIVES,
+        help="distill: match activations and Gram matrices at the loss layers; gradient: match the image gradient "
+        "of the preset's style-transfer loss on content/style mixes of the crops (about twice the time per step)",
+    )
     p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
     p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
 
@@ -256,6 +264,7 @@ def _configs(
         warmup_steps=args.warmup_steps,
         feature_weight=args.feature_weight,
         gram_weight=args.gram_weight,
+        objective=args.objective,
         seed=args.seed,
         scale_min=args.scale_min,
         scale_max=args.scale_max,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from nst_core.cli.common import HelpFormatter, add_weight_args, check_output_path, load_model_from_args
-from nst_core.compress.budget import BudgetResult, budgeted_prune, calibrate_cost_model, measure_speedup
+from nst_core.compress.budget import CURVE_KINDS, BudgetResult, budgeted_prune, calibrate_cost_model, measure_speedup
 from nst_core.compress.calibration import load_folder
 from nst_core.compress.importance import CRITERIA, DEFAULT_CRITERION, criteria_help, criterion_for, filter_importance
 from nst_core.compress.pruning import METHODS, PROFILES, Profile, load_profile, prune, sparsity_report
@@ -108,6 +108,14 @@ def _add_budget_args(p: argparse.ArgumentParser) -> None:
         help="with a target: per-layer sensitivity from this structured scan folder instead of the proxy",
     )
     p.add_argument(
+        "--curves",
+        default="proxy",
+        choices=CURVE_KINDS,
+        help="with a target and no --scan: how each conv's sensitivity is measured: proxy (feature and Gram "
+        "distortion, seconds) or gradient (how far the loss's image gradient moves from the dense network's; "
+        "minutes, see docs/pruning.md for which gave better networks on trained weights)",
+    )
+    p.add_argument(
         "--calibrate-cost",
         action="store_true",
         help="with a target: fit the cost model (MACs, activation sizes, fixed part) to timings on this machine "
@@ -174,9 +182,12 @@ def _check_args(args: argparse.Namespace) -> bool:
             ("--scan", args.scan),
             ("--calibrate-cost", args.calibrate_cost),
             ("--cost-model", args.cost_model),
+            ("--curves gradient", args.curves == "gradient"),
         ):
             if value:
                 raise UserError(f"{flag} is used to choose widths: it needs --target-speedup or --target-macs")
+    if args.scan and args.curves == "gradient":
+        raise UserError("--scan gives the curves and --curves gradient measures them: choose one")
     if args.target_speedup is not None and not args.target_speedup > 1.0:
         raise UserError(f"--target-speedup must be > 1, not {args.target_speedup}")
     if args.target_macs is not None and not args.target_macs > 0:
@@ -230,9 +241,11 @@ def _prune_to_budget(args: argparse.Namespace, model: VGGFeatures) -> tuple[Budg
         args.calibration_size,
         _cost_model(args, model),
         args.preset,
+        curves=args.curves,
     )
     budget = f"{args.target_speedup}x" if args.target_speedup is not None else f"{args.target_macs:.3g} MACs"
-    label = f"structured, budget {budget}, {importance} importance, curves from {args.scan or 'the proxy'}"
+    source = args.scan or ("image-gradient errors" if args.curves == "gradient" else "the proxy")
+    label = f"structured, budget {budget}, {importance} importance, curves from {source}"
     return result, label
 
 

@@ -8,6 +8,7 @@ import sys
 from nst_core.cli.common import RANDOM_WARNING, HelpFormatter, add_weight_args
 from nst_core.cli.finetune import parse_layers
 from nst_core.compress.budget import PROXY_LEVELS
+from nst_core.compress.finetune import OBJECTIVES
 from nst_core.compress.importance import CRITERIA, criteria_help
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import STORED_DTYPES
@@ -93,6 +94,13 @@ def _add_finetune_and_judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=4, help="fine-tuning crops per step")
     p.add_argument("--crop-size", type=int, default=128, help="fine-tuning crop side, px")
     p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument(
+        "--objective",
+        default=ReleaseSettings.objective,
+        choices=OBJECTIVES,
+        help="fine-tuning objective: distill (activations and Gram matrices at the loss layers) or gradient "
+        "(the style-transfer loss's image gradient, as the dense network gives it)",
+    )
     p.add_argument("--layers", default=None, help="comma-separated layers to distil instead of the preset's")
     p.add_argument("--checkpoint-every", type=int, default=25, help="write the fine-tuning state every K steps")
     p.add_argument("--heldout", type=int, default=2, help="images held out of everything but judging")
@@ -145,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         crop_size=args.crop_size,
         lr=args.lr,
+        objective=args.objective,
         layers=parse_layers(args.layers),
         checkpoint_every=args.checkpoint_every,
         heldout=args.heldout,

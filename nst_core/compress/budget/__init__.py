@@ -5,8 +5,10 @@ The pieces, in the order ``nst prune --target-speedup`` (and ``nst release``) us
 1. **Sensitivity curves** (:mod:`.curves`, :class:`SensitivityCurves`): per conv, how much quality degrades
    when only that conv loses a fraction of its filters. From a structured scan folder
    (:func:`curves_from_scan`: judged degradation of a full scan, proxy distortion of a proxy
-   scan), or measured here with the proxy (:func:`proxy_curves`: feature and Gram distortion,
-   no optimisation), with filters ranked by any importance criterion.
+   scan), or measured here without an optimisation, with filters ranked by any importance criterion:
+   with the proxy (:func:`proxy_curves`: feature and Gram distortion) or as the image-gradient error
+   (:func:`gradient_curves`: the style-transfer loss's gradient with respect to the image against the
+   dense network's; ``budgeted_prune(curves="gradient")``).
 2. **Allocation** (:mod:`.allocate`, :func:`allocate_widths`): greedy over the curves. Start dense; repeatedly
    take 8 channels from the conv whose next step costs the least predicted degradation per
    unit of predicted cost saved, until the predicted cost meets the budget; then a local
@@ -35,9 +37,12 @@ calibration and the scan's proxy and table.
 from nst_core.compress.budget.allocate import WidthPlan, allocate_widths
 from nst_core.compress.budget.calibrate import calibrate_cost_model, calibration_networks, fit_cost_model
 from nst_core.compress.budget.curves import (
+    CURVE_KINDS,
     PROXY_LEVELS,
+    GradientProbe,
     SensitivityCurves,
     curves_from_scan,
+    gradient_curves,
     proxy_curves,
     zeroed_filters,
 )
@@ -45,6 +50,9 @@ from nst_core.compress.budget.pipeline import BudgetResult, budgeted_prune, cali
 from nst_core.compress.budget.speed import SpeedMeasurement, measure_speedup, time_iterations
 
 __all__ = [
+    "CURVE_KINDS",
+    "GradientProbe",
+    "gradient_curves",
     "PROXY_LEVELS",
     "BudgetResult",
     "SensitivityCurves",

@@ -8,10 +8,18 @@ from pathlib import Path
 import torch
 
 from nst_core.compress.budget.allocate import WidthPlan, allocate_widths
-from nst_core.compress.budget.curves import PROXY_LEVELS, SensitivityCurves, curves_from_scan, proxy_curves
+from nst_core.compress.budget.curves import (
+    CURVE_KINDS,
+    PROXY_LEVELS,
+    SensitivityCurves,
+    curves_from_scan,
+    gradient_curves,
+    proxy_curves,
+)
 from nst_core.compress.calibration import CalibrationImage, load_folder
 from nst_core.compress.importance import DEFAULT_CRITERION, calibration_pairs, filter_importance
 from nst_core.compress.pruning import Profile, prune
+from nst_core.core.errors import UserError
 from nst_core.model.vgg import VGGFeatures
 from nst_core.nst.cost import CostModel
 
@@ -50,6 +58,7 @@ def budgeted_prune(
     preset: str = "seed",
     max_pairs: int | None = 4,
     levels: tuple[float, ...] = PROXY_LEVELS,
+    curves: str = "proxy",
 ) -> BudgetResult:
     """Importance -> curves (the scan folder's, else the proxy's) -> widths for the budget -> pruned network.
 
@@ -57,7 +66,12 @@ def budgeted_prune(
     at ``calibration_size``; they rank filters (``activation``, ``taylor``) and feed the proxy.
     The cost is predicted at ``size`` x ``size`` px; the proxy measures each conv at ``levels``
     (fractions of filters removed; the deepest is as far as any conv may be cut). ``model`` is not changed.
+    Without a scan, ``curves`` says how each conv's curve is measured: ``proxy`` (feature and Gram
+    distortion) or ``gradient`` (the image-gradient error, :func:`gradient_curves`: slower, several
+    forward and backward passes per cell).
     """
+    if curves not in CURVE_KINDS:
+        raise UserError(f"curves must be one of {', '.join(CURVE_KINDS)}, not {curves!r}")
     if isinstance(images, list):
         loaded = images
     elif importance != "l1" or scan is None:
@@ -67,17 +81,19 @@ def budgeted_prune(
     device = next(model.parameters()).device
     scores = filter_importance(model, importance, loaded, preset, max_pairs)
     if scan is not None:
-        curves = curves_from_scan(scan)
-        if importance != curves.source["importance"]:
-            curves.source["note"] = (
-                f"the scan ranked filters by {curves.source['importance']}; the network keeps filters by {importance}"
+        sensitivity = curves_from_scan(scan)
+        if importance != sensitivity.source["importance"]:
+            sensitivity.source["note"] = (
+                f"the scan ranked filters by {sensitivity.source['importance']}; "
+                f"the network keeps filters by {importance}"
             )
     else:
         content, styles = calibration_tensors(loaded)
-        curves = proxy_curves(model, content.to(device), [s.to(device) for s in styles], scores, preset, levels)
-        curves.source["importance"] = importance
-    plan = allocate_widths(model.widths, curves, size, target_speedup, target_macs, cost_model)
+        measure = gradient_curves if curves == "gradient" else proxy_curves
+        sensitivity = measure(model, content.to(device), [s.to(device) for s in styles], scores, preset, levels)
+        sensitivity.source["importance"] = importance
+    plan = allocate_widths(model.widths, sensitivity, size, target_speedup, target_macs, cost_model)
     pruned = prune(model, Profile("structured", {}, widths=plan.widths), scores)
     pruned.provenance["budget"] = plan.to_dict()
     pruned.provenance["importance"] = importance
-    return BudgetResult(pruned, plan, importance, curves)
+    return BudgetResult(pruned, plan, importance, sensitivity)

@@ -10,6 +10,12 @@ Each term is normalised by the teacher's energy at that layer, so shallow and de
 (whose activations differ in scale by orders of magnitude) count alike, and the value reads
 as a relative squared error (0 = identical to the teacher).
 
+``FinetuneConfig(objective="gradient")`` trains for what a loss network is used for instead: on
+content/style mixes of the step's crops, the student's image gradient of the preset's whole
+style-transfer loss is pulled towards the dense network's (:func:`gradient_matching_loss`, about twice
+the time per step; one process only). On the trained VGG-16 it did not beat distillation at equal
+time (``bench/bench_finetune_objective.py``, docs/finetune.md), so distillation stays the default.
+
 * A structured student kept only some output channels of each conv; it is matched against
   the teacher's activations at exactly those channels (``student.kept_channels``).
 * A fine-grained student keeps its masks exactly: gradients of pruned weights are zeroed
@@ -43,10 +49,11 @@ The parts, each importing only those above it:
 May import: ``core``, ``model``, ``image``, ``nst`` and, in ``compress``, pruning and calibration.
 """
 
-from nst_core.compress.finetune.config import SCHEDULES, FinetuneConfig, learning_rate
+from nst_core.compress.finetune.config import METHODS, OBJECTIVES, SCHEDULES, FinetuneConfig, learning_rate
 from nst_core.compress.finetune.distill import (
     DistillWeights,
     distillation_terms,
+    gradient_matching_loss,
     image_gradient_error,
     relative_error,
     teacher_at_kept_channels,
@@ -66,10 +73,12 @@ from nst_core.compress.finetune.recovery import (
 from nst_core.compress.finetune.state import STATE_VERSION, TrainResult, load_state, run_fingerprint
 
 __all__ = [
+    "OBJECTIVES",
     "SCHEDULES",
     "STATE_VERSION",
     "TABLE_ROWS",
     "DistillWeights",
+    "METHODS",
     "FinetuneConfig",
     "FinetuneResult",
     "Ranks",
@@ -81,6 +90,7 @@ __all__ = [
     "distillation_terms",
     "distortion",
     "finetune",
+    "gradient_matching_loss",
     "image_gradient_error",
     "learning_rate",
     "load_state",

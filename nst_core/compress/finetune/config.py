@@ -11,6 +11,15 @@ from nst_core.model.layers import layer_index
 from nst_core.nst.losses import get_preset
 
 SCHEDULES = ("cosine", "constant")
+#: distill: match activations and Gram matrices at the loss layers; gradient: match the image gradient of
+#: the style-transfer loss (what a loss network is used for) on content/style mixes of the training crops.
+OBJECTIVES = ("distill", "gradient")
+#: How each objective is described in a checkpoint's provenance and a release's report.
+METHODS = {
+    "distill": "distillation from the dense network (feature MSE + Gram, normalised per layer)",
+    "gradient": "image-gradient matching: the style-transfer loss's gradient w.r.t. the image against the dense "
+    "network's",
+}
 
 
 @dataclass
@@ -26,8 +35,9 @@ class FinetuneConfig:
     schedule: str = "cosine"  # cosine: decays to lr * min_lr_ratio at the last step
     min_lr_ratio: float = 0.01
     warmup_steps: int = 0  # linear warm-up from lr/warmup to lr
-    feature_weight: float = 1.0
-    gram_weight: float = 1.0
+    feature_weight: float = 1.0  # distill objective only
+    gram_weight: float = 1.0  # distill objective only
+    objective: str = "distill"
     seed: int = 0
     scale_min: float = 0.25  # crop side as a fraction of the image's shorter side
     scale_max: float = 1.0
@@ -46,6 +56,10 @@ class FinetuneConfig:
             raise UserError("the list of distilled layers is empty")
         if self.steps < 1:
             raise UserError(f"steps must be at least 1, not {self.steps}")
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.objective == "gradient" and self.layers is not None:
+            raise UserError("the gradient objective matches the preset's whole loss; it takes no list of layers")
         if self.schedule not in SCHEDULES:
             raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
         if not self.lr > 0:

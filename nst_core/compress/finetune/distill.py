@@ -5,7 +5,8 @@ A structured student kept only some output channels of each conv; it is matched 
 teacher's activations at exactly those channels (``student.kept_channels``).
 
 :func:`image_gradient_error` is the other objective a loss network can be fine-tuned for: the
-student's image gradient of the style-transfer loss against the dense teacher's.
+student's image gradient of the style-transfer loss against the dense teacher's;
+:func:`gradient_matching_loss` applies it to a training batch (``FinetuneConfig(objective="gradient")``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ import torch.nn.functional as F
 
 from nst_core.model.layers import conv_feeding
 from nst_core.model.vgg import VGGFeatures
-from nst_core.nst.losses import LossPreset, LossWeights, Targets, gram_matrix, loss_terms
+from nst_core.nst.losses import (
+    LossPreset,
+    LossWeights,
+    Targets,
+    compute_targets,
+    gram_matrix,
+    image_gradient,
+    loss_terms,
+)
 from nst_core.nst.network import FeatureNetwork
 
 _EPS = 1e-12
@@ -108,3 +117,49 @@ def image_gradient_error(
         total = loss_terms(student, preset, x, targets, weights)["total"]
         (grad,) = torch.autograd.grad(total, x, create_graph=True)
     return (grad - teacher_grad).pow(2).sum() / teacher_grad.pow(2).sum().clamp_min(_EPS)
+
+
+#: Where on the way from a content crop to a style crop the image gradients are matched: (content share,
+#: noise std in 0..255 pixel units). Noisy content is an optimisation's start, the mixes where it goes.
+GRADIENT_POINTS = ((1.0, 25.0), (0.8, 10.0), (0.5, 0.0))
+
+
+def gradient_matching_images(batch: torch.Tensor, seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(content, style, image) per crop of ``batch`` (B, 3, H, W): crop i is the content, crop i+1 the style.
+
+    The image is a content/style mix with noise (one of :data:`GRADIENT_POINTS`), drawn from ``seed``
+    alone, so a resumed run sees the same images.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    count, points = batch.shape[0], []
+    for i in range(count):
+        content, style = batch[i : i + 1], batch[(i + 1) % count : (i + 1) % count + 1]
+        share, noise = GRADIENT_POINTS[int(torch.randint(len(GRADIENT_POINTS), (1,), generator=generator))]
+        jitter = torch.randn(content.shape, generator=generator).to(content.device)
+        image = (share * content + (1 - share) * style + noise * jitter).clamp(0, 255)
+        points.append((content, style, image))
+    return points
+
+
+def gradient_matching_loss(
+    teacher: FeatureNetwork,
+    student: FeatureNetwork,
+    batch: torch.Tensor,
+    preset: LossPreset,
+    weights: LossWeights,
+    seed: int,
+) -> dict[str, torch.Tensor]:
+    """The mean :func:`image_gradient_error` over the batch's content/style/image triples (``total`` = ``gradient``).
+
+    Each network computes its own targets from the same content and style crops, as a stylization with
+    it would.
+    """
+    errors = []
+    for content, style, image in gradient_matching_images(batch, seed):
+        teacher_grad = image_gradient(
+            teacher, preset, image, compute_targets(teacher, preset, content, [style]), weights
+        )
+        targets = compute_targets(student, preset, content, [style])
+        errors.append(image_gradient_error(student, teacher_grad, image, targets, preset, weights))
+    error = torch.stack(errors).mean()
+    return {"gradient": error, "total": error}

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from nst_core.compress.calibration import CalibrationImage
-from nst_core.compress.finetune.config import FinetuneConfig
+from nst_core.compress.finetune.config import METHODS, FinetuneConfig
 from nst_core.compress.finetune.loop import train
 from nst_core.compress.finetune.ranks import Ranks
 from nst_core.compress.finetune.recovery import RecoveryConfig, RecoveryMeter, recovery_table
@@ -98,7 +98,7 @@ def _record(
 ) -> dict:
     """How the student was fine-tuned (``provenance["finetune"]`` without the measurements)."""
     return {
-        "method": "distillation from the dense network (feature MSE + Gram, normalised per layer)",
+        "method": METHODS[config.objective],
         "teacher": meter.teacher.weight_source,
         "config": asdict(config),
         "recovery_config": asdict(meter.config),

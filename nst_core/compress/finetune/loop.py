@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from nst_core.compress.calibration import CalibrationImage, CropSampler
 from nst_core.compress.finetune.config import FinetuneConfig, learning_rate
-from nst_core.compress.finetune.distill import distillation_terms, teacher_at_kept_channels
+from nst_core.compress.finetune.distill import distillation_terms, gradient_matching_loss, teacher_at_kept_channels
 from nst_core.compress.finetune.masks import check_masks, zero_pruned_gradients
 from nst_core.compress.finetune.ranks import Ranks
 from nst_core.compress.finetune.state import TrainResult, resume, run_fingerprint, save_state
@@ -20,6 +20,7 @@ from nst_core.compress.pruning import apply_masks
 from nst_core.core.errors import UserError
 from nst_core.model.layers import layer_index
 from nst_core.model.vgg import VGGFeatures, freeze
+from nst_core.nst.losses import LossWeights, get_preset
 
 
 def prepare_student(student: VGGFeatures, teacher: VGGFeatures, layers: list[str]) -> list[str]:
@@ -112,9 +113,7 @@ class _Distiller:
             run.seconds += time.perf_counter() - started
             run.history.append(record)
             bar.update(1)
-            bar.set_postfix(
-                loss=f"{record['total']:.4f}", feat=f"{record['feature']:.4f}", gram=f"{record['gram']:.4f}"
-            )
+            bar.set_postfix({"loss" if k == "total" else k: f"{record[k]:.4f}" for k in _TERMS[config.objective]})
             if run.step % config.checkpoint_every == 0 or run.step == config.steps:
                 self.save(run)
         if ran and run.step % config.checkpoint_every != 0 and run.step != config.steps:
@@ -135,11 +134,16 @@ class _Distiller:
         """
         student, ranks = self.student, self.ranks
         batch = self.batch_share(step).to(next(student.parameters()).device)  # the sampler makes CPU batches
-        with torch.no_grad():
-            targets = teacher_at_kept_channels(self.teacher(batch, self.layers), student)
-        mean_over_ranks = ranks.mean if ranks.distributed else None
-        acts = (self.forward or student)(batch, self.layers)
-        terms = distillation_terms(acts, targets, self.config.weights, mean_over_ranks)
+        if self.config.objective == "gradient":
+            preset = get_preset(self.config.preset)
+            seed = self.config.seed * 1_000_003 + step  # the step's images, the same on a resumed run
+            terms = gradient_matching_loss(self.teacher, student, batch, preset, LossWeights.from_preset(preset), seed)
+        else:
+            with torch.no_grad():
+                targets = teacher_at_kept_channels(self.teacher(batch, self.layers), student)
+            mean_over_ranks = ranks.mean if ranks.distributed else None
+            acts = (self.forward or student)(batch, self.layers)
+            terms = distillation_terms(acts, targets, self.config.weights, mean_over_ranks)
         lr = learning_rate(self.config, step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -149,11 +153,13 @@ class _Distiller:
         self.optimizer.step()
         apply_masks(student)
         # The record is the whole batch's: each rank's terms cover its share, their mean the batch.
-        values = ranks.mean(torch.stack([terms[k].detach() for k in _TERMS]))
-        return {"step": step + 1, "lr": lr, **{k: float(v) for k, v in zip(_TERMS, values)}}
+        names = _TERMS[self.config.objective]
+        values = ranks.mean(torch.stack([terms[k].detach() for k in names]))
+        return {"step": step + 1, "lr": lr, **{k: float(v) for k, v in zip(names, values)}}
 
 
-_TERMS = ("feature", "gram", "total")
+#: The loss terms each objective records per step.
+_TERMS = {"distill": ("feature", "gram", "total"), "gradient": ("gradient", "total")}
 
 
 def train(
@@ -184,6 +190,9 @@ def train(
     """
     config.validate()
     ranks = Ranks.current()
+    if config.objective == "gradient" and ranks.distributed:
+        # DDP's gradient hooks do not follow the double backward the image-gradient match needs.
+        raise UserError("the gradient objective trains in one process; run it without torchrun")
     ranks.share(config.batch_size)  # an uneven split is refused before any work
     layers = prepare_student(student, teacher, config.distilled_layers)
     path = Path(state_path) if state_path is not None else None

@@ -50,7 +50,12 @@ def run_fingerprint(config: FinetuneConfig, teacher: VGGFeatures, student: VGGFe
     kept = {name: int(k.numel()) for name, k in sorted(student.kept_channels.items())}
     return json.dumps(
         {
-            "config": {k: v for k, v in asdict(config).items() if k != "checkpoint_every"},
+            # objective: only when not the default, so states written before it existed still resume.
+            "config": {
+                k: v
+                for k, v in asdict(config).items()
+                if k != "checkpoint_every" and not (k == "objective" and v == "distill")
+            },
             "teacher": teacher.weight_source,
             "student": student.describe(),
             "kept_weights": masks,

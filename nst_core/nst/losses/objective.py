@@ -143,6 +143,16 @@ def style_loss_from_moments(moments: list[dict[str, Moments]], targets: Targets,
     return cast(torch.Tensor, total)  # a preset has at least one style layer and targets one region
 
 
+def image_gradient(
+    model: FeatureNetwork, preset: LossPreset, image: torch.Tensor, targets: Targets, weights: LossWeights
+) -> torch.Tensor:
+    """d(total loss)/d(image) under ``model`` with fixed ``targets``, detached: what a stylization step follows."""
+    x = image.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (grad,) = torch.autograd.grad(loss_terms(model, preset, x, targets, weights)["total"], x)
+    return grad.detach()
+
+
 def loss_terms(
     model: FeatureNetwork, preset: LossPreset, image: torch.Tensor, targets: Targets, weights: LossWeights
 ) -> dict[str, torch.Tensor]:

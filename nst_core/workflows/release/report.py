@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nst_core.compress.finetune import recovery_table
+from nst_core.compress.finetune import METHODS, recovery_table
 from nst_core.model.weight_spec import is_random_source
 from nst_core.workflows.release.folder import CHECKPOINT_NAME, RELEASE_FORMAT, Release, read_json
 
@@ -143,7 +143,8 @@ def _finetune_section(report: dict) -> list[str]:
         "",
         "## Fine-tuning",
         "",
-        f"{s['steps']} steps of batch {s['batch_size']} at {s['crop_size']} px, lr {s['lr']}.",
+        f"{s['steps']} steps of batch {s['batch_size']} at {s['crop_size']} px, lr {s['lr']}, "
+        f"objective {s.get('objective', 'distill')} ({METHODS[s.get('objective', 'distill')]}).",
         "",
         "```",
         recovery_table(ft["before"], ft["after"]),

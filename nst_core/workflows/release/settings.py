@@ -38,6 +38,7 @@ class ReleaseSettings:
     batch_size: int = 4
     crop_size: int = 128
     lr: float = 1e-4
+    objective: str = "distill"
     layers: list[str] | None = None  # distilled layers; None: the preset's
     checkpoint_every: int = 25
     heldout: int = 2
@@ -84,6 +85,7 @@ class ReleaseSettings:
             batch_size=self.batch_size,
             crop_size=self.crop_size,
             lr=self.lr,
+            objective=self.objective,
             seed=self.seed,
             checkpoint_every=self.checkpoint_every,
         )

@@ -1,4 +1,5 @@
-"""Width budgets from image-gradient curves instead of the proxy's feature distortion (trained VGG-16).
+"""Width budgets from image-gradient curves instead of the proxy's feature distortion (trained VGG-16), with
+the cost model fitted to this CPU (``bench_budget_curves.py`` compares them with conv-MAC budgets).
 
 A pruned VGG is only ever a *loss network*: what decides its output is the image gradient of the
 style-transfer loss it gives. This measures each conv's sensitivity curve as that gradient's error,
@@ -22,65 +23,18 @@ import json
 import time
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
 from bench_convergence import RESULTS, weights_spec
 from bench_pareto import HELDOUT, HeldOutJudge
 
-from nst_core.compress.budget import PROXY_LEVELS, SensitivityCurves, allocate_widths, calibration_tensors
-from nst_core.compress.budget.curves import zeroed_filters
+from nst_core.compress.budget import allocate_widths, calibration_tensors, gradient_curves
 from nst_core.compress.calibration import load_folder
 from nst_core.compress.importance import filter_importance
-from nst_core.compress.pruning import Profile, best_filters, channels_to_keep, prune
-from nst_core.model.vgg import VGGFeatures
+from nst_core.compress.pruning import Profile, prune
 from nst_core.model.weights import load_vgg
 from nst_core.nst.cost import CostModel
-from nst_core.nst.losses import LossWeights, compute_targets, get_preset, loss_terms
+from nst_core.nst.losses import get_preset
 
 PRESET = get_preset("seed")
-
-
-def gradient_points(content: torch.Tensor, styles: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(style, image) points an optimisation passes through: the content with noise and a 50/50 content/style mix."""
-    generator = torch.Generator().manual_seed(0)
-    points = []
-    for style in styles:
-        resized = F.interpolate(style, size=content.shape[-2:], mode="bilinear", align_corners=False)
-        points.append((style, (content + 20 * torch.randn(content.shape, generator=generator)).clamp(0, 255)))
-        points.append((style, 0.5 * content + 0.5 * resized))
-    return points
-
-
-def image_gradients(model: VGGFeatures, content: torch.Tensor, points) -> list[torch.Tensor]:
-    """d(total loss)/d(image) at each point, with ``model``'s own targets (computed without autograd)."""
-    weights = LossWeights.from_preset(PRESET)
-    gradients = []
-    for style, image in points:
-        with torch.no_grad():
-            targets = compute_targets(model, PRESET, content, [style])
-        x = image.clone().requires_grad_(True)
-        (gradient,) = torch.autograd.grad(loss_terms(model, PRESET, x, targets, weights)["total"], x)
-        gradients.append(gradient)
-    return gradients
-
-
-def gradient_curves(dense: VGGFeatures, content: torch.Tensor, points, scores) -> SensitivityCurves:
-    """Per conv and level: that conv alone loses its least important filters; the mean gradient error."""
-    reference = image_gradients(dense, content, points)
-    curves: dict[str, list[tuple[float, float]]] = {}
-    for layer in dense.conv_names:
-        width, seen = dense.widths[layer], set()
-        for level in PROXY_LEVELS:
-            kept = channels_to_keep(width, level)
-            if kept in seen or kept == width:
-                continue
-            seen.add(kept)
-            with zeroed_filters(dense, layer, best_filters(dense, layer, kept, scores)):
-                pruned = image_gradients(dense, content, points)
-            errors = [float((g - r).pow(2).sum() / r.pow(2).sum()) for g, r in zip(pruned, reference)]
-            curves.setdefault(layer, []).append((1 - kept / width, sum(errors) / len(errors)))
-        print(layer, [(round(x, 3), round(y, 4)) for x, y in curves[layer]], flush=True)
-    return SensitivityCurves(curves, {"proxy": "image-gradient error", "levels": list(PROXY_LEVELS)})
 
 
 def main() -> None:
@@ -97,7 +51,7 @@ def main() -> None:
     images = load_folder(max_side=128)
     content, styles = calibration_tensors(images)
     scores = filter_importance(dense, "activation", images)
-    curves = gradient_curves(dense, content, gradient_points(content, styles), scores)
+    curves = gradient_curves(dense, content, styles, scores)  # the library's, as budgeted_prune(curves=...)
     cost_model = CostModel.from_dict(json.loads(Path(args.pareto).read_text())["cost_model"])
     judge = HeldOutJudge(dense, load_vgg(spec), args.heldout, 160, 100)
     rows = []

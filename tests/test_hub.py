@@ -348,6 +348,16 @@ def test_structured_card_shows_widths(tmp_path):
     assert card.data.pipeline_tag == "image-feature-extraction" and card.data.eval_results is None
     assert "| conv2_1 | 64 | 128 | 18,432 | 18,432 | 0.0% |" in card.text
     assert "| pruning | structured |" in card.text and "seeded random weights" in card.text
+    assert "A VGG-19 feature extractor" in card.text and "vgg19" in card.data.tags
+
+
+def test_a_vgg16_checkpoints_card_says_vgg16(tmp_path):
+    path = save_checkpoint(load_vgg("random:0", "relu2_1", arch="vgg16"), tmp_path / "v.safetensors", encoding="dense")
+    card = render_model_card(
+        read_checkpoint_info(path), "me/v", "v.safetensors", {"v.safetensors": path.stat().st_size}
+    )
+    assert "A VGG-16 feature extractor" in card.text and "VGG-19 feature" not in card.text
+    assert "vgg16" in card.data.tags and "vgg19" not in card.data.tags
 
 
 def test_stand_in_rejects_bad_card_yaml():

@@ -35,7 +35,8 @@ def _template_path(name: str) -> Path:
 TEMPLATE_PATH = _template_path("model_card.md.j2")
 #: VGG-19's weights (Simonyan & Zisserman) are released under CC BY 4.0; pruned copies inherit it.
 DEFAULT_LICENSE = "cc-by-4.0"
-CARD_TAGS = ["neural-style-transfer", "style-transfer", "vgg19", "pruning", "safetensors", "nst-core"]
+#: The card's tags; the architecture's name (vgg19 or vgg16) goes after the first two.
+CARD_TAGS = ["neural-style-transfer", "style-transfer", "pruning", "safetensors", "nst-core"]
 #: The Hub task of a network that turns images into feature maps (the Hub's list of pipeline tags).
 PIPELINE_TAG = "image-feature-extraction"
 #: The library the Hub knows these files by: plain PyTorch code (model-libraries has no nst_core).
@@ -142,7 +143,7 @@ def _card_data(info: dict, repo_id: str, license: str, base_model: str | None, i
         library_name=LIBRARY_NAME,
         license=license,
         pipeline_tag=PIPELINE_TAG,
-        tags=list(CARD_TAGS),
+        tags=[*CARD_TAGS[:2], info.get("arch", "vgg19"), *CARD_TAGS[2:]],
         base_model=base_model or base_model_of(info.get("weight_source")),
         model_name=repo_id.split("/")[-1] if results else None,
         eval_results=results or None,

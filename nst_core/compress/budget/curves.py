@@ -9,7 +9,7 @@ respect to the image moves from the dense network's, which is what a loss networ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +99,28 @@ def curves_from_scan(folder: str | Path, metric: str | None = None) -> Sensitivi
     return SensitivityCurves({k: sorted(v) for k, v in points.items()}, source)
 
 
+def _per_cell(
+    model: VGGFeatures,
+    scores: dict[str, torch.Tensor] | None,
+    levels: tuple[float, ...],
+    layers: list[str] | None,
+    measure: Callable[[], float],
+) -> dict[str, list[tuple[float, float]]]:
+    """Per conv and level: ``measure()`` while that conv alone keeps its best filters (:func:`zeroed_filters`)."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for layer in layers or model.conv_names:
+        width = model.widths[layer]
+        seen: set[int] = set()
+        for level in levels:
+            kept = channels_to_keep(width, level)
+            if kept in seen or kept == width:
+                continue  # rounding to multiples of 8 made two levels the same width
+            seen.add(kept)
+            with zeroed_filters(model, layer, best_filters(model, layer, kept, scores)):
+                points.setdefault(layer, []).append((1.0 - kept / width, measure()))
+    return points
+
+
 def proxy_curves(
     model: VGGFeatures,
     content: torch.Tensor,
@@ -111,20 +133,8 @@ def proxy_curves(
     """Curves measured with the scan's proxy (no optimisation): per conv and level, prune that conv
     alone (filters ranked by ``scores``, default L1; see :func:`zeroed_filters`) and take the larger
     of the feature and Gram distortion. ``content``/``styles`` are (1, 3, H, W) RGB 0..255 tensors."""
-    loss_preset = get_preset(preset)
-    probe = ProxyProbe(model, loss_preset, content, styles)
-    points: dict[str, list[tuple[float, float]]] = {}
-    for layer in layers or model.conv_names:
-        width = model.widths[layer]
-        seen: set[int] = set()
-        for level in levels:
-            kept = channels_to_keep(width, level)
-            if kept in seen or kept == width:
-                continue  # rounding to multiples of 8 made two levels the same width
-            seen.add(kept)
-            with zeroed_filters(model, layer, best_filters(model, layer, kept, scores)):
-                distortion = degradation(probe.measure(model), "proxy")
-            points.setdefault(layer, []).append((1.0 - kept / width, distortion))
+    probe = ProxyProbe(model, get_preset(preset), content, styles)
+    points = _per_cell(model, scores, levels, layers, lambda: degradation(probe.measure(model), "proxy"))
     size = list(content.shape[-2:])
     return SensitivityCurves(points, {"proxy": "max(feature, gram) distortion", "levels": list(levels), "size": size})
 
@@ -163,23 +173,19 @@ def gradient_curves(
 ) -> SensitivityCurves:
     """Curves as the image-gradient error: per conv and level, prune that conv alone (filters ranked by
     ``scores``, default L1) and take the mean |g - g_dense|^2 / |g_dense|^2 over :class:`GradientProbe`'s
-    points. On the trained VGG-16 these curves rank networks as the judge does where the proxy's do not
-    (docs/real-weights-pruning.md); they cost a forward and backward pass per point and cell."""
+    points. They cost a forward and backward pass per point and cell (about 5x the proxy's time). On the
+    trained VGG-16 their conv-MAC budgets judged better than the proxy's at 2x and far worse at 3x and 4x
+    (docs/pruning.md), so the proxy is the default."""
     probe = GradientProbe(get_preset(preset), content, styles)
     reference = probe.gradients(model)
-    points: dict[str, list[tuple[float, float]]] = {}
-    for layer in layers or model.conv_names:
-        width = model.widths[layer]
-        seen: set[int] = set()
-        for level in levels:
-            kept = channels_to_keep(width, level)
-            if kept in seen or kept == width:
-                continue
-            seen.add(kept)
-            with zeroed_filters(model, layer, best_filters(model, layer, kept, scores)):
-                pruned = probe.gradients(model)
-            errors = [float((g - r).pow(2).sum() / r.pow(2).sum().clamp_min(1e-30)) for g, r in zip(pruned, reference)]
-            points.setdefault(layer, []).append((1.0 - kept / width, float(np.mean(errors))))
+
+    def error() -> float:
+        pruned = probe.gradients(model)
+        return float(
+            np.mean([float((g - r).pow(2).sum() / r.pow(2).sum().clamp_min(1e-30)) for g, r in zip(pruned, reference)])
+        )
+
+    points = _per_cell(model, scores, levels, layers, error)
     size = list(content.shape[-2:])
     return SensitivityCurves(points, {"proxy": "image-gradient error", "levels": list(levels), "size": size})
 

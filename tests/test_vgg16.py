@@ -19,6 +19,7 @@ from nst_core import cli
 from nst_core.compress.pruning import prune_fine, prune_structured, sparsity_report
 from nst_core.core.errors import UserError
 from nst_core.model.checkpoint import CheckpointError, read_checkpoint_info, save_checkpoint
+from nst_core.model.hub.card import base_model_of
 from nst_core.model.layers import ARCHITECTURES, VGG16, VGG19, get_architecture, layer_index
 from nst_core.model.vgg import VGGFeatures, load_checkpoint, random_state_dict
 from nst_core.model.weights import WeightsError, load_vgg
@@ -61,6 +62,28 @@ def vgg16_state():
     state = random_state_dict(seed=5, arch="vgg16")
     state["classifier.0.weight"] = torch.zeros(4, 25088)
     return state
+
+
+@pytest.mark.parametrize(
+    "spec, filename, preprocessing",
+    [("caffe-vgg16", "vgg16-00b39a1b.pth", "caffe"), ("torchvision-vgg16", "vgg16-397923af.pth", "torchvision")],
+)
+def test_named_vgg16_sources_load_from_the_cache_as_vgg16(
+    spec, filename, preprocessing, vgg16_state, tmp_path, monkeypatch
+):
+    """The public VGG-16 files by name: read from torch hub's cache (offline here, as a user's second run is)."""
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(vgg16_state, cache / filename)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("NST_OFFLINE", "1")
+    model = load_vgg(spec)
+    assert (model.arch, model.preprocessing.name, model.weight_source) == ("vgg16", preprocessing, spec)
+    assert torch.equal(model.conv("conv5_3").weight, vgg16_state["features.28.weight"])
+    assert base_model_of(spec) == ("timm/vgg16.tv_in1k" if spec == "torchvision-vgg16" else None)
+    (cache / filename).unlink()
+    with pytest.raises(WeightsError, match=f"{filename} is not cached and offline mode is set"):
+        load_vgg(spec)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,8 @@ and this module is the only place that reads it:
 
     caffe                   the Caffe VGG-19 converted to PyTorch (the seed's default)
     torchvision             torchvision's IMAGENET1K_V1 weights
+    caffe-vgg16             the Caffe VGG-16 converted to PyTorch (as neural-style-pt uses)
+    torchvision-vgg16       torchvision's IMAGENET1K_V1 VGG-16
     hf:OWNER/NAME[:FILE][@REV]
     hf://[models/]OWNER/NAME[@REV][/FILE]
                             a file in a Hugging Face Hub model repo, in the project's own syntax
@@ -36,13 +38,15 @@ from nst_core.core.errors import UserError
 from nst_core.core.validation import cut
 
 #: Weight sources known by name (their download URLs live in ``nst_core.model.weights``).
-NAMED_SOURCES = ("caffe", "torchvision")
+NAMED_SOURCES = ("caffe", "torchvision", "caffe-vgg16", "torchvision-vgg16")
 HUB_PREFIX = "hf:"  # the project's own hf:OWNER/NAME[:FILE][@REV]; "hf://" URIs start with it too
 HUB_URI_PREFIX = "hf://"  # huggingface_hub's URI scheme
 RANDOM = "random"
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors")
 HUB_GRAMMAR = "hf:OWNER/NAME[:FILE][@REVISION] or hf://OWNER/NAME[@REVISION][/FILE]"
-GRAMMAR = f"caffe, torchvision, {HUB_GRAMMAR}, a .pth/.safetensors path, or random[:SEED]"
+GRAMMAR = (
+    f"caffe, torchvision, caffe-vgg16, torchvision-vgg16, {HUB_GRAMMAR}, a .pth/.safetensors path, or random[:SEED]"
+)
 
 
 class WeightSpecError(UserError):

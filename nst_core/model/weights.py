@@ -72,6 +72,13 @@ URL_SOURCES = {
     "torchvision": UrlWeights(
         "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth", "vgg19-dcbb9e9d.pth", TORCHVISION
     ),
+    # VGG-16: the file's 13 convs say which architecture it is (file_architecture).
+    "caffe-vgg16": UrlWeights(
+        "https://web.eecs.umich.edu/~justincj/models/vgg16-00b39a1b.pth", "vgg16-00b39a1b.pth", CAFFE
+    ),
+    "torchvision-vgg16": UrlWeights(
+        "https://download.pytorch.org/models/vgg16-397923af.pth", "vgg16-397923af.pth", TORCHVISION
+    ),
 }
 
 assert set(URL_SOURCES) == set(NAMED_SOURCES)  # the grammar's names and the downloads agree

@@ -44,7 +44,7 @@ LIBRARY_NAME = "pytorch"
 #: Hub repos of the named weight sources, for ``base_model`` (the model tree). torchvision's
 #: IMAGENET1K_V1 VGG-19 is on the Hub as timm's port; the Caffe conversion is hosted with
 #: ``nst weights convert`` + ``nst push``, after which checkpoints name that repo (``hf:`` source).
-BASE_MODELS = {"torchvision": "timm/vgg19.tv_in1k"}
+BASE_MODELS = {"torchvision": "timm/vgg19.tv_in1k", "torchvision-vgg16": "timm/vgg16.tv_in1k"}
 #: What the judged metrics were measured on (``nst finetune``'s held-out calibration images).
 JUDGE_DATASET = {"dataset_type": "nst-core/calibration-heldout", "dataset_name": "nst_core held-out calibration images"}
 MiB = 2**20

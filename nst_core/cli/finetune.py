@@ -122,7 +122,7 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
     p.add_argument(
         "--objective",
-        default="distill",
+        default=FinetuneConfig.objective,
         choices=OBJECTIVES,
         help="distill: match activations and Gram matrices at the loss layers; gradient: match the image gradient "
         "of the preset's style-transfer loss on content/style mixes of the crops (about twice the time per step)",

@@ -11,15 +11,15 @@ from nst_core.model.layers import layer_index
 from nst_core.nst.losses import get_preset
 
 SCHEDULES = ("cosine", "constant")
-#: distill: match activations and Gram matrices at the loss layers; gradient: match the image gradient of
-#: the style-transfer loss (what a loss network is used for) on content/style mixes of the training crops.
-OBJECTIVES = ("distill", "gradient")
-#: How each objective is described in a checkpoint's provenance and a release's report.
+#: The fine-tuning objectives, as a checkpoint's provenance and a release's report describe them. distill:
+#: match activations and Gram matrices at the loss layers; gradient: match the image gradient of the
+#: style-transfer loss (what a loss network is used for) on content/style mixes of the training crops.
 METHODS = {
     "distill": "distillation from the dense network (feature MSE + Gram, normalised per layer)",
     "gradient": "image-gradient matching: the style-transfer loss's gradient w.r.t. the image against the dense "
     "network's",
 }
+OBJECTIVES = tuple(METHODS)
 
 
 @dataclass

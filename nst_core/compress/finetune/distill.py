@@ -26,7 +26,6 @@ from nst_core.nst.losses import (
     compute_targets,
     gram_matrix,
     image_gradient,
-    loss_terms,
 )
 from nst_core.nst.network import FeatureNetwork
 
@@ -112,10 +111,7 @@ def image_gradient_error(
     Images worth matching at are those an optimisation visits: noisy content, content/style mixes,
     partially stylized images.
     """
-    x = image.detach().requires_grad_(True)
-    with torch.enable_grad():
-        total = loss_terms(student, preset, x, targets, weights)["total"]
-        (grad,) = torch.autograd.grad(total, x, create_graph=True)
+    grad = image_gradient(student, preset, image, targets, weights, create_graph=True)
     return (grad - teacher_grad).pow(2).sum() / teacher_grad.pow(2).sum().clamp_min(_EPS)
 
 

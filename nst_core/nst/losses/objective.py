@@ -144,13 +144,23 @@ def style_loss_from_moments(moments: list[dict[str, Moments]], targets: Targets,
 
 
 def image_gradient(
-    model: FeatureNetwork, preset: LossPreset, image: torch.Tensor, targets: Targets, weights: LossWeights
+    model: FeatureNetwork,
+    preset: LossPreset,
+    image: torch.Tensor,
+    targets: Targets,
+    weights: LossWeights,
+    create_graph: bool = False,
 ) -> torch.Tensor:
-    """d(total loss)/d(image) under ``model`` with fixed ``targets``, detached: what a stylization step follows."""
+    """d(total loss)/d(image) under ``model`` with fixed ``targets``: what a stylization step follows.
+
+    Detached, unless ``create_graph``: then it stays differentiable in ``model``'s weights (training a
+    network to give the right gradient backpropagates through it).
+    """
     x = image.detach().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(loss_terms(model, preset, x, targets, weights)["total"], x)
-    return grad.detach()
+        total = loss_terms(model, preset, x, targets, weights)["total"]
+        (grad,) = torch.autograd.grad(total, x, create_graph=create_graph)
+    return grad if create_graph else grad.detach()
 
 
 def loss_terms(

@@ -139,12 +139,13 @@ def _judged_section(report: dict) -> list[str]:
 def _finetune_section(report: dict) -> list[str]:
     """The fine-tuning run and its before/after recovery table."""
     s, ft = report["settings"], report["finetune"]
+    objective = s.get("objective", "distill")  # reports written before the setting existed
     return [
         "",
         "## Fine-tuning",
         "",
         f"{s['steps']} steps of batch {s['batch_size']} at {s['crop_size']} px, lr {s['lr']}, "
-        f"objective {s.get('objective', 'distill')} ({METHODS[s.get('objective', 'distill')]}).",
+        f"objective {objective} ({METHODS[objective]}).",
         "",
         "```",
         recovery_table(ft["before"], ft["after"]),

@@ -38,7 +38,7 @@ class ReleaseSettings:
     batch_size: int = 4
     crop_size: int = 128
     lr: float = 1e-4
-    objective: str = "distill"
+    objective: str = FinetuneConfig.objective
     layers: list[str] | None = None  # distilled layers; None: the preset's
     checkpoint_every: int = 25
     heldout: int = 2

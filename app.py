@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--weights",
         default=env("NST_WEIGHTS") or DEFAULT_WEIGHTS,
-        help="VGG-19 weights: caffe | torchvision | hf:REPO[:FILE][@REV] | PATH.pth/.safetensors | random[:SEED] "
+        help="VGG weights: caffe | torchvision | caffe-vgg16 | torchvision-vgg16 | hf:REPO[:FILE][@REV] | "
+        "PATH.pth/.safetensors (VGG-19 or VGG-16) | random[:SEED] "
         "(env NST_WEIGHTS; default caffe; falls back to random weights, with a warning banner, if they cannot be "
         "loaded; on a Space, with SPACE_ID set, random weights are refused with an error page unless "
         "NST_ALLOW_RANDOM=1)",

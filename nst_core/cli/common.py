@@ -33,8 +33,9 @@ def add_weight_args(parser: argparse.ArgumentParser, arch: bool = False) -> None
     parser.add_argument(
         "--weights",
         default="caffe",
-        help="VGG weights: caffe (VGG-19, seed default), torchvision, hf:REPO[:FILE][@REV] or "
-        "hf://REPO[@REV][/FILE], a .pth/.safetensors path (VGG-19 or VGG-16), or random[:SEED]",
+        help="VGG weights: caffe (VGG-19, seed default), torchvision (VGG-19), caffe-vgg16, torchvision-vgg16, "
+        "hf:REPO[:FILE][@REV] or hf://REPO[@REV][/FILE], a .pth/.safetensors path (VGG-19 or VGG-16; "
+        "`nst weights convert` makes one from ONNX or Keras .h5), or random[:SEED]",
     )
     if arch:
         parser.add_argument(

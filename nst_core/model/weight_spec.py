@@ -1,4 +1,4 @@
-"""The weight-spec grammar: one string names where a VGG-19's weights come from.
+"""The weight-spec grammar: one string names where a VGG's weights come from (VGG-19 or VGG-16).
 
 The CLI (``--weights``), the app, the library and checkpoint metadata all carry this string,
 and this module is the only place that reads it:

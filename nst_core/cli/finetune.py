@@ -102,24 +102,36 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=4,
+        default=FinetuneConfig.batch_size,
         help="crops per step, over all processes under torchrun (a multiple of their number)",
     )
-    p.add_argument("--crop-size", type=int, default=128, help="side of the square training crops, px")
     p.add_argument(
-        "--scale-min", type=float, default=0.25, help="smallest crop side as a fraction of the image's shorter side"
+        "--crop-size", type=int, default=FinetuneConfig.crop_size, help="side of the square training crops, px"
     )
     p.add_argument(
-        "--scale-max", type=float, default=1.0, help="largest crop side as a fraction of the image's shorter side"
+        "--scale-min",
+        type=float,
+        default=FinetuneConfig.scale_min,
+        help="smallest crop side as a fraction of the image's shorter side",
+    )
+    p.add_argument(
+        "--scale-max",
+        type=float,
+        default=FinetuneConfig.scale_max,
+        help="largest crop side as a fraction of the image's shorter side",
     )
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
     p.add_argument(
         "--max-side", type=int, default=512, help="calibration images are shrunk to this longer side when loaded"
     )
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (peak)")
-    p.add_argument("--schedule", default="cosine", choices=SCHEDULES, help="learning-rate schedule")
-    p.add_argument("--min-lr-ratio", type=float, default=0.01, help="cosine schedule ends at lr times this")
-    p.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up steps")
+    p.add_argument("--lr", type=float, default=FinetuneConfig.lr, help="Adam learning rate (peak)")
+    p.add_argument("--schedule", default=FinetuneConfig.schedule, choices=SCHEDULES, help="learning-rate schedule")
+    p.add_argument(
+        "--min-lr-ratio", type=float, default=FinetuneConfig.min_lr_ratio, help="cosine schedule ends at lr times this"
+    )
+    p.add_argument(
+        "--warmup-steps", type=int, default=FinetuneConfig.warmup_steps, help="linear learning-rate warm-up steps"
+    )
     p.add_argument(
         "--objective",
         default=FinetuneConfig.objective,
@@ -127,8 +139,18 @@ def _add_training_args(p: argparse.ArgumentParser) -> None:
         help="distill: match activations and Gram matrices at the loss layers; gradient: match the image gradient "
         "of the preset's style-transfer loss on content/style mixes of the crops (about twice the time per step)",
     )
-    p.add_argument("--feature-weight", type=float, default=1.0, help="weight of the normalised feature MSE term")
-    p.add_argument("--gram-weight", type=float, default=1.0, help="weight of the normalised Gram matching term")
+    p.add_argument(
+        "--feature-weight",
+        type=float,
+        default=FinetuneConfig.feature_weight,
+        help="weight of the normalised feature MSE term",
+    )
+    p.add_argument(
+        "--gram-weight",
+        type=float,
+        default=FinetuneConfig.gram_weight,
+        help="weight of the normalised Gram matching term",
+    )
 
 
 def _add_recovery_and_output_args(p: argparse.ArgumentParser) -> None:
@@ -140,7 +162,12 @@ def _add_recovery_and_output_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--judge-size", type=int, default=128, help="size of the short judged style transfer")
     p.add_argument("--judge-iterations", type=int, default=50, help="iterations of the short judged style transfer")
-    p.add_argument("--checkpoint-every", type=int, default=25, help="write the resumable training state every K steps")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=FinetuneConfig.checkpoint_every,
+        help="write the resumable training state every K steps",
+    )
     p.add_argument(
         "--state", default=None, help="training state file (default: OUTPUT.state.pt); an existing one is resumed"
     )

@@ -108,7 +108,12 @@ def _add_finetune_and_judge_args(p: argparse.ArgumentParser) -> None:
         "(the style-transfer loss's image gradient, as the dense network gives it)",
     )
     p.add_argument("--layers", default=None, help="comma-separated layers to distil instead of the preset's")
-    p.add_argument("--checkpoint-every", type=int, default=25, help="write the fine-tuning state every K steps")
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=ReleaseSettings.checkpoint_every,
+        help="write the fine-tuning state every K steps",
+    )
     p.add_argument("--heldout", type=int, default=2, help="images held out of everything but judging")
     p.add_argument("--eval-size", type=int, default=256, help="held-out distortion image size")
     p.add_argument("--judge-size", type=int, default=128, help="size of the judged style transfer")

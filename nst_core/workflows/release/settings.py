@@ -34,13 +34,14 @@ class ReleaseSettings:
     cost_size: int = 512  # the image size the budget's MACs are counted at
     calibration_size: int = 128
     uniform_fraction: float = 0.5  # the uniform L1 baseline: this fraction of every conv's filters removed
+    # The fine-tune's defaults are FinetuneConfig's (one place decides them for nst finetune and nst release).
     steps: int = FinetuneConfig.steps
-    batch_size: int = 4
-    crop_size: int = 128
-    lr: float = 1e-4
+    batch_size: int = FinetuneConfig.batch_size
+    crop_size: int = FinetuneConfig.crop_size
+    lr: float = FinetuneConfig.lr
     objective: str = FinetuneConfig.objective
     layers: list[str] | None = None  # distilled layers; None: the preset's
-    checkpoint_every: int = 25
+    checkpoint_every: int = FinetuneConfig.checkpoint_every
     heldout: int = 2
     eval_size: int = 256
     judge_size: int = 128
